@@ -64,3 +64,18 @@ type Config struct {
 
 	DevShortcuts []string // each development shortcut taken, to be announced at WARN
 }
+
+// setting is one row of the configuration table: the environment variable, its default,
+// whether production must provide it, and whether it is a secret (masked in logs, kept in the
+// Kubernetes Secret rather than the ConfigMap).
+type setting struct {
+	Name     string
+	Default  string // "" = none
+	Required bool   // must be provided outside -dev
+	Secret   bool
+	Doc      string
+}
+
+// settings lists every setting the gateway reads; the README's configuration table and the
+// Kubernetes manifests are checked against it.
+var settings = []setting{}
