@@ -713,22 +713,28 @@ func TestMetricsConcurrentObservationsAreAllCounted(t *testing.T) {
 	methods := []string{"GET", "POST", "BREW"}
 	stop := make(chan struct{})
 	scrapeErr := make(chan error, 1)
+	scraping := make(chan struct{})
+	scrapes := 0
 	go func() { // scrapes race the writers; every one must parse
 		defer close(scrapeErr)
 		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
 			var buf bytes.Buffer
 			m.writeExposition(&buf)
 			if _, err := parseExposition(buf.String()); err != nil {
 				scrapeErr <- err
 				return
 			}
+			if scrapes++; scrapes == 1 {
+				close(scraping)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
 		}
 	}()
+	<-scraping
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
@@ -746,6 +752,7 @@ func TestMetricsConcurrentObservationsAreAllCounted(t *testing.T) {
 	if err := <-scrapeErr; err != nil {
 		t.Fatalf("scrape during writes: %v", err)
 	}
+	t.Logf("%d scrapes raced the writers", scrapes)
 
 	e := scrape(t, srv)
 	var total, count float64
