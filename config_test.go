@@ -842,3 +842,37 @@ func FuzzParseDotEnv(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLoadConfigValue puts one value into each setting in turn: loadConfig must never panic,
+// every problem line must name a setting, and a refused secret must never be echoed.
+func FuzzLoadConfigValue(f *testing.F) {
+	for _, seed := range []string{
+		"", "0", "-1", "1e300", "NaN", "0x10", "5s", "-5s", "0.5", "16KiB", "9999999999999TiB", "off",
+		"http://h:80/", "http://u:p@h", "https://[::1]:443", "http://[", "*", "a,b,,*", "10.0.0.0/8",
+		"::ffff:10.0.0.0/104", "fe80::1%eth0", "0f8fad5b-d9cb-469f-a165-70867728950e", "DEBUG", "\x00\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		for _, s := range settings {
+			env := productionEnv()
+			if s.Secret {
+				value = "Zq9#" + value // a marker makes any echo detectable
+			}
+			env[s.Name] = value
+			_, err := loadConfig(envOf(env), false)
+			for _, line := range problemLines(err) {
+				name, _, _ := strings.Cut(line, ": ")
+				if _, ok := lookupSetting(name); !ok {
+					t.Fatalf("%s=%q: line names no setting: %q", s.Name, value, line)
+				}
+			}
+			if s.Secret && err != nil && strings.Contains(err.Error(), value) {
+				t.Fatalf("%s: error echoes the secret: %v", s.Name, err)
+			}
+			if s.Secret {
+				value = strings.TrimPrefix(value, "Zq9#")
+			}
+		}
+	})
+}
