@@ -1,0 +1,878 @@
+// config_test.go: the settings table, loadConfig's defaults and refusals, -dev shortcuts and .env files.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	testJWTSecret  = "t3st-jwt-secret-Zq8Xv2Lm9Rk4Wp7Ny1Hb"
+	testDBPassword = "pg-pa55word-Kx7Qw"
+)
+
+// envOf turns a map into a getenv function.
+func envOf(m map[string]string) func(string) string {
+	return func(name string) string { return m[name] }
+}
+
+// productionEnv is the smallest valid production environment.
+func productionEnv() map[string]string {
+	return map[string]string{
+		"GATEWAY_JWT_SECRET":        testJWTSecret,
+		"GATEWAY_POSTGRES_PASSWORD": testDBPassword,
+	}
+}
+
+// problemLines splits a loadConfig error into its lines.
+func problemLines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+// recordingEnv wraps getenv and records every name asked for.
+func recordingEnv(m map[string]string, seen map[string]bool) func(string) string {
+	return func(name string) string {
+		seen[name] = true
+		return m[name]
+	}
+}
+
+func TestConfigDefaultsApplied(t *testing.T) {
+	cfg, err := loadConfig(envOf(productionEnv()), false)
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Dev", cfg.Dev, false},
+		{"Port", cfg.Port, 8080},
+		{"LogLevel", cfg.LogLevel, slog.LevelInfo},
+		{"IngestURL", cfg.IngestURL.String(), "http://ingest-api-service.nyro-develop.svc.cluster.local:80"},
+		{"QueryURL", cfg.QueryURL.String(), "http://query-service.nyro-develop.svc.cluster.local:80"},
+		{"AuthURL nil", cfg.AuthURL == nil, true},
+		{"JWTSecret", string(cfg.JWTSecret), testJWTSecret},
+		{"JWTExpire", cfg.JWTExpire, 1440 * time.Minute},
+		{"PostgresUser", cfg.PostgresUser, "postgres"},
+		{"PostgresPassword", cfg.PostgresPassword, testDBPassword},
+		{"PostgresServer", cfg.PostgresServer, "postgresql.nyro-develop.svc.cluster.local"},
+		{"PostgresPort", cfg.PostgresPort, 5432},
+		{"PostgresDB", cfg.PostgresDB, "atenex"},
+		{"UseMemoryStore", cfg.UseMemoryStore, false},
+		{"DefaultCompanyID", cfg.DefaultCompanyID, ""},
+		{"HTTPClientTimeout", cfg.HTTPClientTimeout, 60 * time.Second},
+		{"MaxConnsPerHost", cfg.MaxConnsPerHost, 200},
+		{"MaxIdleConnsPerHost", cfg.MaxIdleConnsPerHost, 100},
+		{"VercelFrontendURL", cfg.VercelFrontendURL, ""},
+		{"CORSAllowedOrigins", len(cfg.CORSAllowedOrigins), 0},
+		{"DBTimeout", cfg.DBTimeout, 2 * time.Second},
+		{"UserCacheTTL", cfg.UserCacheTTL, 5 * time.Second},
+		{"AdminPort", cfg.AdminPort, 9090},
+		{"ShutdownGrace", cfg.ShutdownGrace, 25 * time.Second},
+		{"DrainDelay", cfg.DrainDelay, 5 * time.Second},
+		{"ReadHeaderTimeout", cfg.ReadHeaderTimeout, 10 * time.Second},
+		{"IdleTimeout", cfg.IdleTimeout, 120 * time.Second},
+		{"MaxBodyBytes", cfg.MaxBodyBytes, int64(16384)},
+		{"TrustedProxies", len(cfg.TrustedProxies), 0},
+		{"LoginIPBurst", cfg.LoginIPBurst, 10},
+		{"LoginIPPerMinute", cfg.LoginIPPerMinute, 10.0},
+		{"LoginEmailBurst", cfg.LoginEmailBurst, 10},
+		{"LoginEmailPerMinute", cfg.LoginEmailPerMinute, 5.0},
+		{"BcryptQueueWait", cfg.BcryptQueueWait, time.Second},
+		{"CompanyRPS", cfg.CompanyRPS, 0.0},
+		{"CompanyBurst", cfg.CompanyBurst, 0},
+		{"GCPercent", cfg.GCPercent, 400},
+		{"MemoryLimit", cfg.MemoryLimit, int64(0)},
+		{"DevShortcuts", len(cfg.DevShortcuts), 0},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestConfigAcceptsEveryDocumentedForm(t *testing.T) {
+	tests := []struct {
+		name, value string
+		extra       map[string]string
+		got         func(*Config) any
+		want        any
+	}{
+		{"PORT", " 3000 ", nil, func(c *Config) any { return c.Port }, 3000},
+		{"GATEWAY_LOG_LEVEL", "debug", nil, func(c *Config) any { return c.LogLevel }, slog.LevelDebug},
+		{"GATEWAY_LOG_LEVEL", "Warning", nil, func(c *Config) any { return c.LogLevel }, slog.LevelWarn},
+		{"GATEWAY_LOG_LEVEL", "WARN", nil, func(c *Config) any { return c.LogLevel }, slog.LevelWarn},
+		{"GATEWAY_LOG_LEVEL", "error", nil, func(c *Config) any { return c.LogLevel }, slog.LevelError},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://localhost:8001/", nil, func(c *Config) any { return c.IngestURL.String() }, "http://localhost:8001"},
+		{"GATEWAY_QUERY_SERVICE_URL", "HTTPS://Query.Example:8443/base//", nil, func(c *Config) any { return c.QueryURL.String() }, "https://query.example:8443/base"},
+		{"GATEWAY_QUERY_SERVICE_URL", "http://[::1]:8002", nil, func(c *Config) any { return c.QueryURL.String() }, "http://[::1]:8002"},
+		{"GATEWAY_AUTH_SERVICE_URL", "http://auth-service:80", nil, func(c *Config) any { return c.AuthURL.String() }, "http://auth-service:80"},
+		{"GATEWAY_JWT_SECRET", "  " + testJWTSecret + "\n", nil, func(c *Config) any { return string(c.JWTSecret) }, "  " + testJWTSecret + "\n"},
+		{"GATEWAY_JWT_EXPIRE_MINUTES", "525600", nil, func(c *Config) any { return c.JWTExpire }, 525600 * time.Minute},
+		{"GATEWAY_POSTGRES_SERVER", "127.0.0.1", nil, func(c *Config) any { return c.PostgresServer }, "127.0.0.1"},
+		{"GATEWAY_POSTGRES_SERVER", "::1", nil, func(c *Config) any { return c.PostgresServer }, "::1"},
+		{"GATEWAY_DEFAULT_COMPANY_ID", "0F8FAD5B-D9CB-469F-A165-70867728950E", nil, func(c *Config) any { return c.DefaultCompanyID }, "0f8fad5b-d9cb-469f-a165-70867728950e"},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "2.5", nil, func(c *Config) any { return c.HTTPClientTimeout }, 2500 * time.Millisecond},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "90s", nil, func(c *Config) any { return c.HTTPClientTimeout }, 90 * time.Second},
+		{"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS", "0", nil, func(c *Config) any { return c.MaxIdleConnsPerHost }, 0},
+		{"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS", "10", map[string]string{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS": "10"}, func(c *Config) any { return c.MaxIdleConnsPerHost }, 10},
+		{"VERCEL_FRONTEND_URL", "https://Atenex-Frontend.vercel.app/", nil, func(c *Config) any { return c.VercelFrontendURL }, "https://atenex-frontend.vercel.app"},
+		{"VERCEL_FRONTEND_URL", "https://app.example:443", nil, func(c *Config) any { return c.VercelFrontendURL }, "https://app.example"},
+		{"VERCEL_FRONTEND_URL", "http://localhost:3000", nil, func(c *Config) any { return c.VercelFrontendURL }, "http://localhost:3000"},
+		{"GATEWAY_CORS_ALLOWED_ORIGINS", " https://a.example , ,http://b.example:8080/,https://a.example,", nil,
+			func(c *Config) any { return strings.Join(c.CORSAllowedOrigins, " ") }, "https://a.example http://b.example:8080"},
+		{"GATEWAY_DB_TIMEOUT", "250ms", nil, func(c *Config) any { return c.DBTimeout }, 250 * time.Millisecond},
+		{"GATEWAY_DB_TIMEOUT", "0.5", nil, func(c *Config) any { return c.DBTimeout }, 500 * time.Millisecond},
+		{"GATEWAY_USER_CACHE_TTL", "0", nil, func(c *Config) any { return c.UserCacheTTL }, time.Duration(0)},
+		{"GATEWAY_USER_CACHE_TTL", "60s", nil, func(c *Config) any { return c.UserCacheTTL }, time.Minute},
+		{"GATEWAY_ADMIN_PORT", "0", nil, func(c *Config) any { return c.AdminPort }, 0},
+		{"GATEWAY_DRAIN_DELAY", "0", nil, func(c *Config) any { return c.DrainDelay }, time.Duration(0)},
+		{"GATEWAY_DRAIN_DELAY", "24s", nil, func(c *Config) any { return c.DrainDelay }, 24 * time.Second},
+		{"GATEWAY_MAX_BODY_BYTES", "1KiB", nil, func(c *Config) any { return c.MaxBodyBytes }, int64(1024)},
+		{"GATEWAY_MAX_BODY_BYTES", "1048576", nil, func(c *Config) any { return c.MaxBodyBytes }, int64(1 << 20)},
+		{"GATEWAY_TRUSTED_PROXIES", "10.1.2.3/8, 192.168.0.7,,2001:db8::1, ::ffff:172.16.0.0/108", nil,
+			func(c *Config) any { return prefixesString(c.TrustedProxies) }, "10.0.0.0/8 192.168.0.7/32 2001:db8::1/128 172.16.0.0/12"},
+		{"GATEWAY_LOGIN_IP_BURST", "0", nil, func(c *Config) any { return c.LoginIPBurst }, 0},
+		{"GATEWAY_LOGIN_EMAIL_PER_MINUTE", "0.5", nil, func(c *Config) any { return c.LoginEmailPerMinute }, 0.5},
+		{"GATEWAY_BCRYPT_QUEUE_WAIT", "0", nil, func(c *Config) any { return c.BcryptQueueWait }, time.Duration(0)},
+		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", "2.5", nil, func(c *Config) any { return c.CompanyBurst }, 3},
+		{"GATEWAY_RATE_LIMIT_COMPANY_BURST", "7", map[string]string{"GATEWAY_RATE_LIMIT_COMPANY_RPS": "2.5"}, func(c *Config) any { return c.CompanyBurst }, 7},
+		{"GATEWAY_GC_PERCENT", "100", nil, func(c *Config) any { return c.GCPercent }, 100},
+		{"GATEWAY_GC_PERCENT", "off", map[string]string{"GATEWAY_MEMORY_LIMIT": "512MiB"}, func(c *Config) any { return c.GCPercent }, -1},
+		{"GATEWAY_MEMORY_LIMIT", "64MiB", nil, func(c *Config) any { return c.MemoryLimit }, int64(64 << 20)},
+		{"GATEWAY_MEMORY_LIMIT", "1gib", nil, func(c *Config) any { return c.MemoryLimit }, int64(1 << 30)},
+		{"GATEWAY_MEMORY_LIMIT", "2097152", nil, func(c *Config) any { return c.MemoryLimit }, int64(2 << 20)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			env := productionEnv()
+			env[tt.name] = tt.value
+			for k, v := range tt.extra {
+				env[k] = v
+			}
+			cfg, err := loadConfig(envOf(env), false)
+			if err != nil {
+				t.Fatalf("loadConfig refused a valid value: %v", err)
+			}
+			if got := tt.got(cfg); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func prefixesString(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, " ")
+}
+
+func TestConfigRefusesInvalidSetting(t *testing.T) {
+	long64 := strings.Repeat("a", 64)
+	tests := []struct {
+		name, value string
+		extra       map[string]string
+	}{
+		{"PORT", "abc", nil},
+		{"PORT", "0", nil},
+		{"PORT", "65536", nil},
+		{"PORT", "-1", nil},
+		{"PORT", "80.5", nil},
+		{"GATEWAY_LOG_LEVEL", "TRACE", nil},
+		{"GATEWAY_LOG_LEVEL", "verbose", nil},
+		{"GATEWAY_LOG_LEVEL", "10", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "ftp://ingest", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "ingest:80", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "ingest-service", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "/api", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://user:pass@ingest", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest/?debug=1", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest?", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest/#frag", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest:99999", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest:", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://*.ingest", nil},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://in gest", nil},
+		{"GATEWAY_QUERY_SERVICE_URL", "query-service:80", nil},
+		{"GATEWAY_QUERY_SERVICE_URL", "http://[::1", nil},
+		{"GATEWAY_QUERY_SERVICE_URL", "http://[fe80::1%25eth0]:80", nil},
+		{"GATEWAY_AUTH_SERVICE_URL", "mailto:auth@example.com", nil},
+		{"GATEWAY_JWT_SECRET", "too-short-secret", nil},
+		{"GATEWAY_JWT_SECRET", "TU_CLAVE_SECRETA_JWT_DE_PRODUCCION_MUY_SEGURA", nil},
+		{"GATEWAY_JWT_SECRET", "una-clave-secreta-muy-fuerte-para-desarrollo-local-1234567890", nil},
+		{"GATEWAY_JWT_SECRET", "YOUR_JWT_SECRET_KEY_NEEDS_TO_BE_SET_IN_ENV", nil},
+		{"GATEWAY_JWT_SECRET", "CHANGE_ME_to_a_random_secret_of_at_least_32_bytes", nil},
+		{"GATEWAY_JWT_SECRET", "prefix-0123456789-ChangeMe-0123456789abcdef", nil},
+		{"GATEWAY_JWT_SECRET", "0123456789abcdef0123456789abcdef-change_me", nil},
+		{"GATEWAY_JWT_ALGORITHM", "HS512", nil},
+		{"GATEWAY_JWT_ALGORITHM", "none", nil},
+		{"GATEWAY_JWT_ALGORITHM", "RS256", nil},
+		{"GATEWAY_JWT_EXPIRE_MINUTES", "0", nil},
+		{"GATEWAY_JWT_EXPIRE_MINUTES", "525601", nil},
+		{"GATEWAY_JWT_EXPIRE_MINUTES", "1.5", nil},
+		{"GATEWAY_JWT_EXPIRE_MINUTES", "a day", nil},
+		{"GATEWAY_POSTGRES_PASSWORD", "", nil},
+		{"GATEWAY_POSTGRES_USER", long64, nil},
+		{"GATEWAY_POSTGRES_USER", "a\x01b", nil},
+		{"GATEWAY_POSTGRES_SERVER", "db host", nil},
+		{"GATEWAY_POSTGRES_SERVER", "db/x", nil},
+		{"GATEWAY_POSTGRES_PORT", "0", nil},
+		{"GATEWAY_POSTGRES_PORT", "70000", nil},
+		{"GATEWAY_POSTGRES_PORT", "pg", nil},
+		{"GATEWAY_POSTGRES_DB", long64, nil},
+		{"GATEWAY_DEFAULT_COMPANY_ID", "not-a-uuid", nil},
+		{"GATEWAY_DEFAULT_COMPANY_ID", "0f8fad5bd9cb469fa16570867728950e", nil},
+		{"GATEWAY_DEFAULT_COMPANY_ID", "un-uuid-valido-de-compania-en-tu-db-local", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "0", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "-5", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "-5s", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "NaN", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "Inf", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "1e300", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "sixty", nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "2h", nil},
+		{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS", "0", nil},
+		{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS", "many", nil},
+		{"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS", "-1", nil},
+		{"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS", "201", nil},
+		{"VERCEL_FRONTEND_URL", "https://atenex.vercel.app/login", nil},
+		{"VERCEL_FRONTEND_URL", "atenex.vercel.app", nil},
+		{"VERCEL_FRONTEND_URL", "ftp://atenex.vercel.app", nil},
+		{"VERCEL_FRONTEND_URL", "https://atenex.vercel.app?x=1", nil},
+		{"VERCEL_FRONTEND_URL", "https://atenex.vercel.app/#top", nil},
+		{"VERCEL_FRONTEND_URL", "https://user@atenex.vercel.app", nil},
+		{"VERCEL_FRONTEND_URL", "*", nil},
+		{"GATEWAY_CORS_ALLOWED_ORIGINS", "*", nil},
+		{"GATEWAY_CORS_ALLOWED_ORIGINS", "https://ok.example, *", nil},
+		{"GATEWAY_CORS_ALLOWED_ORIGINS", "https://*.example.com", nil},
+		{"GATEWAY_CORS_ALLOWED_ORIGINS", "https://ok.example,https://x.example/path", nil},
+		{"GATEWAY_CORS_ALLOWED_ORIGINS", "ok.example", nil},
+		{"GATEWAY_DB_TIMEOUT", "0", nil},
+		{"GATEWAY_DB_TIMEOUT", "-1s", nil},
+		{"GATEWAY_DB_TIMEOUT", "2m", nil},
+		{"GATEWAY_DB_TIMEOUT", "soon", nil},
+		{"GATEWAY_USER_CACHE_TTL", "61s", nil},
+		{"GATEWAY_USER_CACHE_TTL", "-1", nil},
+		{"GATEWAY_ADMIN_PORT", "8080", nil},
+		{"GATEWAY_ADMIN_PORT", "3000", map[string]string{"PORT": "3000"}},
+		{"GATEWAY_ADMIN_PORT", "-1", nil},
+		{"GATEWAY_ADMIN_PORT", "65536", nil},
+		{"GATEWAY_SHUTDOWN_GRACE", "0", nil},
+		{"GATEWAY_SHUTDOWN_GRACE", "11m", nil},
+		{"GATEWAY_DRAIN_DELAY", "25s", nil},
+		{"GATEWAY_DRAIN_DELAY", "30", nil},
+		{"GATEWAY_DRAIN_DELAY", "-1s", nil},
+		{"GATEWAY_READ_HEADER_TIMEOUT", "0", nil},
+		{"GATEWAY_READ_HEADER_TIMEOUT", "6m", nil},
+		{"GATEWAY_IDLE_TIMEOUT", "0s", nil},
+		{"GATEWAY_IDLE_TIMEOUT", "2h", nil},
+		{"GATEWAY_MAX_BODY_BYTES", "1023", nil},
+		{"GATEWAY_MAX_BODY_BYTES", "1048577", nil},
+		{"GATEWAY_MAX_BODY_BYTES", "2MiB", nil},
+		{"GATEWAY_MAX_BODY_BYTES", "16KB", nil},
+		{"GATEWAY_MAX_BODY_BYTES", "-1", nil},
+		{"GATEWAY_MAX_BODY_BYTES", "0", nil},
+		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33", nil},
+		{"GATEWAY_TRUSTED_PROXIES", "proxy.internal", nil},
+		{"GATEWAY_TRUSTED_PROXIES", "fe80::1%eth0", nil},
+		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.1, bogus", nil},
+		{"GATEWAY_LOGIN_IP_BURST", "-1", nil},
+		{"GATEWAY_LOGIN_IP_BURST", "ten", nil},
+		{"GATEWAY_LOGIN_IP_PER_MINUTE", "0", nil},
+		{"GATEWAY_LOGIN_IP_PER_MINUTE", "-1", nil},
+		{"GATEWAY_LOGIN_IP_PER_MINUTE", "NaN", nil},
+		{"GATEWAY_LOGIN_EMAIL_BURST", "1.5", nil},
+		{"GATEWAY_LOGIN_EMAIL_PER_MINUTE", "+Inf", nil},
+		{"GATEWAY_LOGIN_EMAIL_PER_MINUTE", "0", nil},
+		{"GATEWAY_BCRYPT_QUEUE_WAIT", "31s", nil},
+		{"GATEWAY_BCRYPT_QUEUE_WAIT", "-1", nil},
+		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", "-1", nil},
+		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", "NaN", nil},
+		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", "fast", nil},
+		{"GATEWAY_RATE_LIMIT_COMPANY_BURST", "-1", nil},
+		{"GATEWAY_RATE_LIMIT_COMPANY_BURST", "1.5", nil},
+		{"GATEWAY_GC_PERCENT", "-2", nil},
+		{"GATEWAY_GC_PERCENT", "10001", nil},
+		{"GATEWAY_GC_PERCENT", "half", nil},
+		{"GATEWAY_GC_PERCENT", "-1", nil}, // off with no memory limit
+		{"GATEWAY_GC_PERCENT", "off", nil},
+		{"GATEWAY_MEMORY_LIMIT", "100", nil},
+		{"GATEWAY_MEMORY_LIMIT", "64MB", nil},
+		{"GATEWAY_MEMORY_LIMIT", "-1", nil},
+		{"GATEWAY_MEMORY_LIMIT", "1XiB", nil},
+		{"GATEWAY_MEMORY_LIMIT", "99999999999TiB", nil},
+		{"GATEWAY_MEMORY_LIMIT", "99999999999999999999", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			env := productionEnv()
+			env[tt.name] = tt.value
+			for k, v := range tt.extra {
+				env[k] = v
+			}
+			cfg, err := loadConfig(envOf(env), false)
+			if err == nil {
+				t.Fatalf("loadConfig accepted %s=%q: %+v", tt.name, tt.value, cfg)
+			}
+			if cfg != nil {
+				t.Errorf("loadConfig returned a config along with an error")
+			}
+			lines := problemLines(err)
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.name+": ") {
+				t.Fatalf("want one line naming %s, got:\n%v", tt.name, err)
+			}
+			if !strings.Contains(lines[0], "expected") {
+				t.Errorf("line does not say what is expected: %s", lines[0])
+			}
+			if strings.Contains(err.Error(), testJWTSecret) || strings.Contains(err.Error(), testDBPassword) {
+				t.Errorf("error shows a secret: %v", err)
+			}
+			if s, _ := lookupSetting(tt.name); s.Secret && tt.value != "" && strings.Contains(err.Error(), tt.value) {
+				t.Errorf("error shows the refused secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestConfigReportsEveryProblemOnItsOwnLine(t *testing.T) {
+	env := map[string]string{
+		"PORT":                           "eighty",
+		"GATEWAY_LOG_LEVEL":              "LOUD",
+		"GATEWAY_JWT_SECRET":             "short",
+		"GATEWAY_JWT_ALGORITHM":          "none",
+		"GATEWAY_DEFAULT_COMPANY_ID":     "acme",
+		"GATEWAY_CORS_ALLOWED_ORIGINS":   "*, https://ok.example, ftp://bad.example",
+		"GATEWAY_TRUSTED_PROXIES":        "nope",
+		"GATEWAY_MEMORY_LIMIT":           "lots",
+		"GATEWAY_LOGIN_EMAIL_PER_MINUTE": "-3",
+		// GATEWAY_POSTGRES_PASSWORD unset
+	}
+	_, err := loadConfig(envOf(env), false)
+	lines := problemLines(err)
+	var got []string
+	for _, l := range lines {
+		name, _, ok := strings.Cut(l, ": ")
+		if !ok {
+			t.Errorf("line without a variable name: %q", l)
+		}
+		got = append(got, name)
+	}
+	want := []string{
+		"PORT", "GATEWAY_LOG_LEVEL", "GATEWAY_JWT_SECRET", "GATEWAY_JWT_ALGORITHM",
+		"GATEWAY_POSTGRES_PASSWORD", "GATEWAY_DEFAULT_COMPANY_ID",
+		"GATEWAY_CORS_ALLOWED_ORIGINS", "GATEWAY_CORS_ALLOWED_ORIGINS",
+		"GATEWAY_TRUSTED_PROXIES", "GATEWAY_LOGIN_EMAIL_PER_MINUTE", "GATEWAY_MEMORY_LIMIT",
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("problem lines name\n %v\nwant\n %v\nerror:\n%v", got, want, err)
+	}
+}
+
+func TestRequiredSettingsRefuseWhenUnset(t *testing.T) {
+	_, err := loadConfig(envOf(nil), false)
+	var got, want []string
+	for _, l := range problemLines(err) {
+		name, _, _ := strings.Cut(l, ": ")
+		got = append(got, name)
+	}
+	for _, s := range settings {
+		if s.Required {
+			want = append(want, s.Name)
+		}
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("an empty environment refuses %v, want exactly the required settings %v", got, want)
+	}
+}
+
+func TestConfigErrorsNeverShowSecrets(t *testing.T) {
+	tests := []struct {
+		name   string
+		env    map[string]string
+		hidden []string
+	}{
+		{"short JWT secret", map[string]string{"GATEWAY_JWT_SECRET": "tiny-Secret-9", "GATEWAY_POSTGRES_PASSWORD": testDBPassword}, []string{"tiny-Secret-9", testDBPassword}},
+		{"placeholder JWT secret", map[string]string{"GATEWAY_JWT_SECRET": "CHANGE_ME-zz-0123456789abcdef0123456789", "GATEWAY_POSTGRES_PASSWORD": testDBPassword}, []string{"CHANGE_ME-zz-0123456789abcdef0123456789", testDBPassword}},
+		{"credentials in an upstream URL", map[string]string{"GATEWAY_JWT_SECRET": testJWTSecret, "GATEWAY_POSTGRES_PASSWORD": testDBPassword,
+			"GATEWAY_QUERY_SERVICE_URL": "http://admin:hunter2pass@query:80"}, []string{"hunter2pass", testJWTSecret, testDBPassword}},
+		{"credentials in a broken URL", map[string]string{"GATEWAY_JWT_SECRET": testJWTSecret, "GATEWAY_POSTGRES_PASSWORD": testDBPassword,
+			"GATEWAY_AUTH_SERVICE_URL": "http://admin:hunter2pass@auth:80/\x7f"}, []string{"hunter2pass"}},
+		{"credentials in an origin", map[string]string{"GATEWAY_JWT_SECRET": testJWTSecret, "GATEWAY_POSTGRES_PASSWORD": testDBPassword,
+			"GATEWAY_CORS_ALLOWED_ORIGINS": "https://u:hunter2pass@app.example"}, []string{"hunter2pass"}},
+		{"everything else wrong", map[string]string{"GATEWAY_JWT_SECRET": testJWTSecret, "GATEWAY_POSTGRES_PASSWORD": testDBPassword,
+			"PORT": "x", "GATEWAY_POSTGRES_PORT": "x", "GATEWAY_DB_TIMEOUT": "x"}, []string{testJWTSecret, testDBPassword}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(envOf(tt.env), false)
+			if err == nil {
+				t.Fatal("loadConfig accepted a bad configuration")
+			}
+			for _, h := range tt.hidden {
+				if strings.Contains(err.Error(), h) {
+					t.Errorf("error shows %q:\n%v", h, err)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigLogValueMasksSecrets(t *testing.T) {
+	env := productionEnv()
+	env["GATEWAY_AUTH_SERVICE_URL"] = "http://auth:80"
+	env["GATEWAY_TRUSTED_PROXIES"] = "10.0.0.0/8"
+	env["GATEWAY_CORS_ALLOWED_ORIGINS"] = "https://a.example"
+	cfg, err := loadConfig(envOf(env), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", cfg)
+	out := buf.String()
+	for _, secret := range []string{testJWTSecret, testDBPassword} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("log line shows a secret: %s", out)
+		}
+	}
+	var line struct {
+		Config map[string]any `json:"config"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("log line is not JSON: %v\n%s", err, out)
+	}
+	for _, s := range settings {
+		if _, ok := line.Config[s.Name]; !ok {
+			t.Errorf("log line lacks %s", s.Name)
+		}
+	}
+	want := map[string]any{
+		"GATEWAY_JWT_SECRET":        fmt.Sprintf("set (%d bytes)", len(testJWTSecret)),
+		"GATEWAY_POSTGRES_PASSWORD": "***",
+		"PORT":                      8080.0,
+		"GATEWAY_DB_TIMEOUT":        "2s",
+		"GATEWAY_AUTH_SERVICE_URL":  "http://auth:80",
+		"GATEWAY_LOG_LEVEL":         "INFO",
+	}
+	for k, v := range want {
+		if line.Config[k] != v {
+			t.Errorf("%s logged as %v, want %v", k, line.Config[k], v)
+		}
+	}
+}
+
+func TestDevShortcutsOnlyWithDev(t *testing.T) {
+	full := productionEnv()
+	full["GATEWAY_INGEST_SERVICE_URL"] = "http://localhost:8001"
+	full["GATEWAY_QUERY_SERVICE_URL"] = "http://localhost:8002"
+	tests := []struct {
+		name        string
+		env         map[string]string
+		dev         bool
+		wantErr     string // variable the error must name; "" = success
+		wantCuts    int
+		memoryStore bool
+		echo        bool
+	}{
+		{"dev on a bare machine takes every shortcut", nil, true, "", 4, true, true},
+		{"dev with everything configured takes none", full, true, "", 0, false, false},
+		{"production on a bare machine refuses", nil, false, "GATEWAY_JWT_SECRET", 0, false, false},
+		{"production without URLs uses the cluster defaults", productionEnv(), false, "", 0, false, false},
+		{"dev still validates a secret that is set", map[string]string{"GATEWAY_JWT_SECRET": "short"}, true, "GATEWAY_JWT_SECRET", 0, false, false},
+		{"dev still refuses a placeholder secret", map[string]string{"GATEWAY_JWT_SECRET": "CHANGE_ME_to_a_random_secret_of_at_least_32_bytes"}, true, "GATEWAY_JWT_SECRET", 0, false, false},
+		{"dev still validates a URL that is set", map[string]string{"GATEWAY_QUERY_SERVICE_URL": "query:80"}, true, "GATEWAY_QUERY_SERVICE_URL", 0, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(envOf(tt.env), tt.dev)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr+": ") {
+					t.Fatalf("want an error naming %s, got %v", tt.wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if cfg.Dev != tt.dev {
+				t.Errorf("Dev = %v", cfg.Dev)
+			}
+			if len(cfg.DevShortcuts) != tt.wantCuts {
+				t.Errorf("shortcuts %q, want %d", cfg.DevShortcuts, tt.wantCuts)
+			}
+			if cfg.UseMemoryStore != tt.memoryStore {
+				t.Errorf("UseMemoryStore = %v", cfg.UseMemoryStore)
+			}
+			if (cfg.IngestURL == nil) != tt.echo || (cfg.QueryURL == nil) != tt.echo {
+				t.Errorf("IngestURL %v QueryURL %v, want echo upstreams: %v", cfg.IngestURL, cfg.QueryURL, tt.echo)
+			}
+			if len(cfg.JWTSecret) < minJWTSecretBytes {
+				t.Errorf("JWT secret of %d bytes", len(cfg.JWTSecret))
+			}
+		})
+	}
+
+	a, err := loadConfig(envOf(nil), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := loadConfig(envOf(nil), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a.JWTSecret, b.JWTSecret) || bytes.Equal(a.JWTSecret, make([]byte, minJWTSecretBytes)) {
+		t.Error("ephemeral JWT secrets are not random")
+	}
+	joined := strings.Join(a.DevShortcuts, "\n")
+	for _, want := range []string{"ephemeral JWT secret", "in-memory user store", "echo upstream for ingest", "echo upstream for query"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("shortcuts do not announce %q:\n%s", want, joined)
+		}
+	}
+}
+
+func TestEverySettingReadIsInTheTable(t *testing.T) {
+	everything := map[string]string{}
+	for _, s := range settings {
+		everything[s.Name] = "x" // invalid mostly: the error path must read everything too
+	}
+	seen := map[string]bool{}
+	for _, run := range []struct {
+		env map[string]string
+		dev bool
+	}{
+		{productionEnv(), false},
+		{nil, true},
+		{nil, false},
+		{everything, false},
+		{everything, true},
+	} {
+		loadConfig(recordingEnv(run.env, seen), run.dev)
+	}
+	for name := range seen {
+		if _, ok := lookupSetting(name); !ok {
+			t.Errorf("loadConfig reads %s, which is not in the settings table", name)
+		}
+	}
+	for _, s := range settings {
+		if !seen[s.Name] {
+			t.Errorf("settings lists %s, which loadConfig never reads", s.Name)
+		}
+	}
+}
+
+func TestSettingsTableIsWellFormed(t *testing.T) {
+	names := map[string]bool{}
+	for _, s := range settings {
+		if names[s.Name] {
+			t.Errorf("%s listed twice", s.Name)
+		}
+		names[s.Name] = true
+		if s.Doc == "" {
+			t.Errorf("%s has no doc", s.Name)
+		}
+		if s.Required && s.Default != "" {
+			t.Errorf("%s is required but has a default", s.Name)
+		}
+		if s.Secret && s.Default != "" {
+			t.Errorf("secret %s has a default", s.Name)
+		}
+		if s.Name != "PORT" && s.Name != "VERCEL_FRONTEND_URL" && !strings.HasPrefix(s.Name, "GATEWAY_") {
+			t.Errorf("%s lacks the GATEWAY_ prefix", s.Name)
+		}
+	}
+}
+
+func TestLoadDatabaseConfigNeedsNoJWTSecret(t *testing.T) {
+	seen := map[string]bool{}
+	env := map[string]string{
+		"GATEWAY_POSTGRES_PASSWORD": testDBPassword,
+		"GATEWAY_POSTGRES_SERVER":   "127.0.0.1",
+		"GATEWAY_DB_TIMEOUT":        "3",
+		"PORT":                      "not read",
+		"GATEWAY_JWT_SECRET":        "short, and not read",
+	}
+	cfg, err := loadDatabaseConfig(recordingEnv(env, seen))
+	if err != nil {
+		t.Fatalf("loadDatabaseConfig: %v", err)
+	}
+	if cfg.PostgresServer != "127.0.0.1" || cfg.PostgresPort != 5432 || cfg.PostgresUser != "postgres" ||
+		cfg.PostgresDB != "atenex" || cfg.PostgresPassword != testDBPassword || cfg.DBTimeout != 3*time.Second {
+		t.Errorf("database config %+v", cfg)
+	}
+	for name := range seen {
+		if !strings.HasPrefix(name, "GATEWAY_POSTGRES_") && name != "GATEWAY_DB_TIMEOUT" {
+			t.Errorf("loadDatabaseConfig reads %s", name)
+		}
+	}
+
+	tests := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"GATEWAY_POSTGRES_PASSWORD", map[string]string{}},
+		{"GATEWAY_POSTGRES_PORT", map[string]string{"GATEWAY_POSTGRES_PASSWORD": "p", "GATEWAY_POSTGRES_PORT": "0"}},
+		{"GATEWAY_DB_TIMEOUT", map[string]string{"GATEWAY_POSTGRES_PASSWORD": "p", "GATEWAY_DB_TIMEOUT": "-1"}},
+		{"GATEWAY_POSTGRES_SERVER", map[string]string{"GATEWAY_POSTGRES_PASSWORD": "p", "GATEWAY_POSTGRES_SERVER": "a b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadDatabaseConfig(envOf(tt.env))
+			lines := problemLines(err)
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.name+": ") {
+				t.Errorf("want one line naming %s, got %v", tt.name, err)
+			}
+		})
+	}
+}
+
+func TestParseDotEnv(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     map[string]string
+	}{
+		{"empty file", "", map[string]string{}},
+		{"plain", "A=1\nB=two", map[string]string{"A": "1", "B": "two"}},
+		{"export prefix", "export A=1\nexport\tB=2", map[string]string{"A": "1", "B": "2"}},
+		{"variable named export", "export=1", map[string]string{"export": "1"}},
+		{"spaces around", "  A = 1  \n", map[string]string{"A": "1"}},
+		{"comments and blank lines", "# comment\n\n   # indented\nA=1\n\n", map[string]string{"A": "1"}},
+		{"trailing comment", "A=value # comment", map[string]string{"A": "value"}},
+		{"tab before comment", "A=value\t# comment", map[string]string{"A": "value"}},
+		{"hash inside a value", "A=val#ue", map[string]string{"A": "val#ue"}},
+		{"hash starting a value", "A=#abc", map[string]string{"A": "#abc"}},
+		{"only a comment", "A= # comment", map[string]string{"A": ""}},
+		{"empty value", "A=", map[string]string{"A": ""}},
+		{"equals in value", "A=a=b=c", map[string]string{"A": "a=b=c"}},
+		{"url value", "A=postgres://u:p@h:5432/db?sslmode=disable", map[string]string{"A": "postgres://u:p@h:5432/db?sslmode=disable"}},
+		{"double quoted", `A="  spaced  "`, map[string]string{"A": "  spaced  "}},
+		{"double quoted escapes", `A="x\ny \"q\" back\\slash"`, map[string]string{"A": "x\ny \"q\" back\\slash"}},
+		{"other escapes kept", `A="C:\temp\x"`, map[string]string{"A": `C:\temp\x`}},
+		{"double quoted hash", `A="#not a comment" # comment`, map[string]string{"A": "#not a comment"}},
+		{"double quoted then comment", `A="x"#c`, map[string]string{"A": "x"}},
+		{"single quoted literal", `A='lit \n "q" $HOME # x'`, map[string]string{"A": `lit \n "q" $HOME # x`}},
+		{"single quoted then comment", `A='x' # c`, map[string]string{"A": "x"}},
+		{"quote inside bare value", `A=it's`, map[string]string{"A": "it's"}},
+		{"no expansion", "A=${HOME}/x", map[string]string{"A": "${HOME}/x"}},
+		{"CRLF", "A=1\r\nB=\"2\"\r\n", map[string]string{"A": "1", "B": "2"}},
+		{"byte-order mark", "\xef\xbb\xbfA=1", map[string]string{"A": "1"}},
+		{"last wins", "A=1\nA=2", map[string]string{"A": "2"}},
+		{"lower-case names", "a_b=1", map[string]string{"a_b": "1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseDotEnv([]byte(tt.in))
+			if err != nil {
+				t.Fatalf("parseDotEnv: %v", err)
+			}
+			if !equalMaps(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseDotEnvNamesTheBadLineWithoutEchoingIt(t *testing.T) {
+	tests := []struct {
+		name, in string
+		line     int
+		problem  string
+	}{
+		{"a pasted secret", "A=1\nsup3rsecretvalue", 2, dotEnvNoEquals},
+		{"digit first", "1A=sup3rsecretvalue", 1, dotEnvBadName},
+		{"space in name", "A B=sup3rsecretvalue", 1, dotEnvBadName},
+		{"no name", "=sup3rsecretvalue", 1, dotEnvBadName},
+		{"dash in name", "MY-VAR=sup3rsecretvalue", 1, dotEnvBadName},
+		{"export without assignment", "export sup3rsecretvalue", 1, dotEnvNoEquals},
+		{"unterminated double", "\n\nA=\"sup3rsecretvalue", 3, dotEnvUnterminated},
+		{"escaped closing quote", `A="sup3rsecretvalue\"`, 1, dotEnvUnterminated},
+		{"unterminated single", "A='sup3rsecretvalue", 1, dotEnvUnterminated},
+		{"text after quote", `A="sup3rsecretvalue"x`, 1, dotEnvAfterQuote},
+		{"text after single quote", `A='sup3rsecretvalue' x`, 1, dotEnvAfterQuote},
+		{"NUL byte", "A=sup3rsecretvalue\x00", 1, dotEnvNUL},
+		{"too large", "A=sup3rsecretvalue\n" + strings.Repeat("#", maxDotEnvBytes), 0, dotEnvFileTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseDotEnv([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("parseDotEnv accepted it: %q", got)
+			}
+			var de *dotEnvError
+			if !errors.As(err, &de) || de.Line != tt.line || de.Problem != tt.problem {
+				t.Errorf("got %#v, want line %d %q", err, tt.line, tt.problem)
+			}
+			if strings.Contains(err.Error(), "sup3rsecretvalue") {
+				t.Errorf("error echoes the value: %v", err)
+			}
+		})
+	}
+}
+
+func TestReadDotEnv(t *testing.T) {
+	dir := t.TempDir()
+	env, err := readDotEnv(filepath.Join(dir, "missing.env"))
+	if err != nil || len(env) != 0 {
+		t.Errorf("missing file: %v, %v; want an empty map and no error", env, err)
+	}
+
+	good := filepath.Join(dir, "good.env")
+	if err := os.WriteFile(good, []byte("GATEWAY_LOG_LEVEL=DEBUG\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env, err = readDotEnv(good)
+	if err != nil || env["GATEWAY_LOG_LEVEL"] != "DEBUG" {
+		t.Errorf("good file: %v, %v", env, err)
+	}
+
+	bad := filepath.Join(dir, "bad.env")
+	if err := os.WriteFile(bad, []byte("A=1\nhunter2hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = readDotEnv(bad)
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad file error %v: want its path and line 2, never its content", err)
+	}
+
+	if _, err := readDotEnv(dir); err == nil {
+		t.Error("reading a directory as .env succeeded")
+	}
+}
+
+func TestRealEnvironmentWinsOverDotEnv(t *testing.T) {
+	real := map[string]string{"A": "real", "B": ""}
+	dotenv := map[string]string{"A": "file", "B": "file", "C": "file"}
+	get := layeredGetenv(envOf(real), dotenv)
+	for name, want := range map[string]string{"A": "real", "B": "file", "C": "file", "D": ""} {
+		if got := get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+
+	// The whole chain: a .env file configures the gateway, the deployment overrides it.
+	fileEnv, err := parseDotEnv([]byte("GATEWAY_JWT_SECRET=\"" + testJWTSecret + "\"\nGATEWAY_POSTGRES_PASSWORD='" + testDBPassword + "'\nPORT=3000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(layeredGetenv(envOf(map[string]string{"PORT": "4000"}), fileEnv), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port != 4000 || string(cfg.JWTSecret) != testJWTSecret || cfg.PostgresPassword != testDBPassword {
+		t.Errorf("port %d secret %q password %q", cfg.Port, cfg.JWTSecret, cfg.PostgresPassword)
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// formatDotEnv writes env back as double-quoted lines parseDotEnv must read identically.
+func formatDotEnv(env map[string]string) []byte {
+	var b bytes.Buffer
+	for k, v := range env {
+		v = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
+		b.WriteString(k + `="` + v + "\"\n")
+	}
+	return b.Bytes()
+}
+
+func FuzzParseDotEnv(f *testing.F) {
+	for _, seed := range []string{
+		"", "A=1", "export A=1\nB=2", "# c\n\nA = 1 # c", `A="x\ny\"z\\"`, "A='x # y'",
+		"A=\"unterminated", "A='x'y", "1A=x", "=x", "A", "A=\x00", "\xef\xbb\xbfA=1\r\n",
+		"A=#x\nB= # c\nC=a#b", `A="\`, "A=\"\\\"\"", "export", "export =1", "A=\r", "A=\"x\r\"\r",
+	} {
+		f.Add([]byte(seed))
+	}
+	known := map[string]bool{dotEnvNoEquals: true, dotEnvBadName: true, dotEnvUnterminated: true,
+		dotEnvAfterQuote: true, dotEnvNUL: true, dotEnvFileTooLarge: true}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		env, err := parseDotEnv(data)
+		if err != nil {
+			var de *dotEnvError
+			if !errors.As(err, &de) || !known[de.Problem] {
+				t.Fatalf("unexpected error form %#v", err)
+			}
+			if de.Line < 0 || de.Line > bytes.Count(data, []byte("\n"))+1 {
+				t.Fatalf("line %d out of range", de.Line)
+			}
+			return
+		}
+		for k := range env {
+			if !validEnvName(k) {
+				t.Fatalf("invalid name %q accepted", k)
+			}
+		}
+		again, err := parseDotEnv(formatDotEnv(env))
+		if err != nil {
+			t.Fatalf("re-parse of formatted values: %v", err)
+		}
+		if !equalMaps(env, again) {
+			t.Fatalf("round trip changed values: %q -> %q", env, again)
+		}
+	})
+}
+
+// FuzzLoadConfigValue puts one value into each setting in turn: loadConfig must never panic,
+// every problem line must name a setting, and a refused secret must never be echoed.
+func FuzzLoadConfigValue(f *testing.F) {
+	for _, seed := range []string{
+		"", "0", "-1", "1e300", "NaN", "0x10", "5s", "-5s", "0.5", "16KiB", "9999999999999TiB", "off",
+		"http://h:80/", "http://u:p@h", "https://[::1]:443", "http://[", "*", "a,b,,*", "10.0.0.0/8",
+		"::ffff:10.0.0.0/104", "fe80::1%eth0", "0f8fad5b-d9cb-469f-a165-70867728950e", "DEBUG", "\x00\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		for _, s := range settings {
+			env := productionEnv()
+			if s.Secret {
+				value = "Zq9#" + value // a marker makes any echo detectable
+			}
+			env[s.Name] = value
+			_, err := loadConfig(envOf(env), false)
+			for _, line := range problemLines(err) {
+				name, _, _ := strings.Cut(line, ": ")
+				if _, ok := lookupSetting(name); !ok {
+					t.Fatalf("%s=%q: line names no setting: %q", s.Name, value, line)
+				}
+			}
+			if s.Secret && err != nil && strings.Contains(err.Error(), value) {
+				t.Fatalf("%s: error echoes the secret: %v", s.Name, err)
+			}
+			if s.Secret {
+				value = strings.TrimPrefix(value, "Zq9#")
+			}
+		}
+	})
+}
