@@ -179,15 +179,16 @@ func (p *yamlParser) mapping(indent int) (any, error) {
 		if _, dup := m[key]; dup {
 			return nil, p.errorf("duplicate key %q", key)
 		}
-		p.i++
 		if rest != "" {
 			v, err := parseScalar(rest)
 			if err != nil {
 				return nil, p.errorf("%s: %v", key, err)
 			}
 			m[key] = v
+			p.i++
 			continue
 		}
+		p.i++
 		switch {
 		case p.i < len(p.lines) && p.lines[p.i].indent > indent:
 			v, err := p.block(p.lines[p.i].indent)
@@ -862,6 +863,49 @@ func TestDeploymentIsHardened(t *testing.T) {
 				t.Errorf("%s: %s %s namespace %q, want %s", m.file, kind, m.name(), got, k8sNamespace)
 			}
 		}
+	}
+}
+
+// byteSize reads a Kubernetes quantity ("128Mi") or a gateway size ("100MiB", "2097152").
+func byteSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30},
+		{"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"B", 1},
+	}
+	mult := int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return n * mult, nil
+}
+
+// The Go runtime's soft limit must sit below the container's hard one, or the kernel kills
+// the pod before the collector reacts.
+func TestGoMemoryLimitFitsTheContainer(t *testing.T) {
+	ms := loadManifests(t)
+	cm, _ := configMapAndSecret(t, ms)
+	pod := at(find(t, ms, "Deployment", "atenex-api-gateway").obj, "spec", "template", "spec")
+	hard, err := byteSize(str(pod, "containers", "name=atenex-api-gateway", "resources", "limits", "memory"))
+	if err != nil {
+		t.Fatalf("resources.limits.memory: %v", err)
+	}
+	soft, err := byteSize(cm["GATEWAY_MEMORY_LIMIT"].Text)
+	if err != nil || soft == 0 {
+		t.Fatalf("GATEWAY_MEMORY_LIMIT %q: want a size below the container limit (%v)", cm["GATEWAY_MEMORY_LIMIT"].Text, err)
+	}
+	if soft > hard*9/10 {
+		t.Errorf("GATEWAY_MEMORY_LIMIT %d bytes leaves under 10%% of the container limit %d for stacks and buffers", soft, hard)
 	}
 }
 
