@@ -1,0 +1,590 @@
+// proxy.go: route → upstream mapping, path safety, Rewrite (identity and forwarding headers),
+// the shared upstream transport and the mapping of transport failures to HTTP statuses.
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// newUpstreamTransport returns the one http.Transport every proxy shares, so keep-alive
+// connections are pooled per process rather than per route.
+func newUpstreamTransport(cfg *Config) *http.Transport {
+	dialer := &net.Dialer{
+		// An upstream that does not accept a connection within 5 s is down, not slow: fail
+		// fast with a 503 rather than holding the client for the whole header timeout.
+		Timeout:   5 * time.Second,
+		KeepAlive: 30 * time.Second,
+	}
+	// HTTP/1.1 only: the upstreams are plain in-cluster services, and one protocol keeps
+	// streaming and error behaviour predictable.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	return &http.Transport{
+		// Never honour HTTP_PROXY/HTTPS_PROXY from the environment: upstream traffic carries
+		// identity headers and must go straight to the configured services.
+		Proxy:       nil,
+		DialContext: dialer.DialContext,
+		Protocols:   &protocols,
+		// Go's default keeps only 2 idle connections per host. Under concurrent load every
+		// request beyond the second would then open (and soon close) a fresh connection,
+		// piling up TIME_WAIT sockets and adding a handshake to the latency; size the idle
+		// pool from the settings so the steady state reuses connections.
+		MaxConnsPerHost:     cfg.MaxConnsPerHost,
+		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+		// Three upstreams (ingest, query, auth) plus headroom; the per-host cap is the real
+		// limit, this one only must not undercut it (0 would mean unlimited).
+		MaxIdleConns:    4 * max(cfg.MaxIdleConnsPerHost, 2),
+		IdleConnTimeout: 90 * time.Second,
+		// Only the wait for response headers is bounded: a streamed answer (SSE) or a slow
+		// download may legitimately last much longer than this.
+		ResponseHeaderTimeout: cfg.HTTPClientTimeout,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		// Bodies pass through byte for byte: asking for gzip and decompressing would change
+		// what the client receives and cost CPU for nothing.
+		DisableCompression: true,
+		// Larger buffers than the 4 KiB default mean fewer syscalls on big uploads and downloads.
+		WriteBufferSize: 32 << 10,
+		ReadBufferSize:  32 << 10,
+	}
+}
+
+// upstream names one backend route: requests under gatewayPrefix go to target with
+// gatewayPrefix replaced by upstreamPrefix. Both prefixes start and end with '/'.
+type upstream struct {
+	name           string // "ingest", "query", "auth": used in logs and metrics
+	target         *url.URL
+	gatewayPrefix  string
+	upstreamPrefix string
+}
+
+// proxy forwards one route's requests to its upstream.
+type proxy struct {
+	up   upstream
+	base string // the target's escaped path without a trailing '/' ("" for none)
+	cfg  *Config
+	log  *slog.Logger
+	m    *metrics
+	rp   *httputil.ReverseProxy
+}
+
+// bufPool lends the 32 KiB copy buffers of every proxy, so streaming a response costs no
+// allocation per request.
+var bufPool = &bufferPool{}
+
+const copyBufferSize = 32 << 10
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return buf[:]
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return
+	}
+	// An array pointer converted from the slice: storing it in the pool allocates nothing.
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+}
+
+// newProxy returns the handler forwarding up's route. It panics on a malformed upstream: that
+// is a wiring mistake caught at start, never a request-time condition.
+func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
+	if up.target == nil || up.target.Host == "" || (up.target.Scheme != "http" && up.target.Scheme != "https") {
+		panic("proxy " + up.name + ": upstream target must be an absolute http(s) URL")
+	}
+	if !validPrefix(up.gatewayPrefix) || !validPrefix(up.upstreamPrefix) {
+		panic("proxy " + up.name + ": prefixes must be clean paths starting and ending with '/'")
+	}
+	base := strings.TrimSuffix(up.target.EscapedPath(), "/")
+	if base != "" && !safePath(base) {
+		panic("proxy " + up.name + ": upstream target path must be a clean path")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &proxy{
+		up:   up,
+		base: base,
+		cfg:  cfg,
+		log:  log,
+		m:    m,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      transport,
+		BufferPool:     bufPool,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		// FlushInterval 0: ReverseProxy already flushes text/event-stream and bodies of
+		// unknown length after every write; known-length bodies flow through the response
+		// writer's buffer as they arrive.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return p
+}
+
+func validPrefix(p string) bool {
+	return len(p) >= 1 && p[0] == '/' && p[len(p)-1] == '/' && safePath(p)
+}
+
+func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	escaped := r.URL.EscapedPath()
+	if !safePath(escaped) {
+		writeError(w, r, http.StatusBadRequest, "Invalid request path")
+		return
+	}
+	if gp := p.up.gatewayPrefix; !strings.HasPrefix(escaped, gp) && escaped != gp[:len(gp)-1] {
+		// Safe but outside this route: the route table sent us something it should not have.
+		writeError(w, r, http.StatusNotFound, "Not Found")
+		return
+	}
+	requestInfoFrom(r.Context()).Upstream = p.up.name
+	// Go's HTTP/1 server otherwise drains the unread request body before the first response
+	// write, so a POST answered with SSE while its body is still open would stall. HTTP/2 is
+	// full duplex already and reports ErrNotSupported, which is fine to ignore.
+	_ = http.NewResponseController(w).EnableFullDuplex()
+	p.rp.ServeHTTP(w, r)
+}
+
+// mapUpstreamPath maps an escaped gateway path to the escaped upstream path: the gateway
+// prefix is replaced by the upstream prefix, and the prefix itself without its trailing slash
+// maps to the upstream prefix. It refuses (false) any path that is not under the gateway prefix
+// or that safePath rejects, so whenever it succeeds the result, unescaped and cleaned, stays
+// inside upstreamPrefix.
+func mapUpstreamPath(escapedPath, gatewayPrefix, upstreamPrefix string) (string, bool) {
+	if !validPrefix(gatewayPrefix) || !validPrefix(upstreamPrefix) || !safePath(escapedPath) {
+		return "", false
+	}
+	if escapedPath == gatewayPrefix[:len(gatewayPrefix)-1] {
+		return upstreamPrefix, true
+	}
+	rest, ok := strings.CutPrefix(escapedPath, gatewayPrefix)
+	if !ok {
+		return "", false
+	}
+	return upstreamPrefix + rest, true
+}
+
+// rejectUnsafePaths answers 400 to any request whose path could climb out of its route or be
+// read differently by another server: dot segments, empty segments, backslashes, encoded
+// '.', '/', '\' or '%', control bytes. It wraps the whole mux because ServeMux would otherwise
+// answer unclean paths with a redirect to the cleaned one, and because no route has a reason
+// to accept such a path.
+func rejectUnsafePaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !safePath(r.URL.EscapedPath()) {
+			writeError(w, r, http.StatusBadRequest, "Invalid request path")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// safePath reports whether the escaped path p is absolute and free of anything that path
+// normalisation, by us or by a backend, could turn into a different path:
+//   - "." and ".." segments (also "..;x", which some servers read as "..");
+//   - empty segments ("//"), which some servers collapse and others treat as a root;
+//   - backslashes, which some servers read as '/';
+//   - percent-encoded '.', '/', '\' and '%' in any case (%2e%2e, %2f, %5c, double encoding
+//     %252e), and malformed escapes;
+//   - overlong UTF-8 encodings (%c0%ae), which lax decoders read as ASCII '.' or '/';
+//   - control bytes, raw or encoded, and raw bytes that never appear in an escaped path.
+//
+// Everything else (percent-encoded spaces, UTF-8, reserved sub-delimiters) passes unchanged.
+func safePath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '/':
+			seg := p[i+1:]
+			if j := strings.IndexByte(seg, '/'); j >= 0 {
+				seg = seg[:j]
+				if j == 0 {
+					return false // "//"
+				}
+			}
+			if j := strings.IndexByte(seg, ';'); j >= 0 {
+				seg = seg[:j]
+			}
+			if seg == "." || seg == ".." {
+				return false
+			}
+		case '%':
+			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+				return false
+			}
+			switch d := unhex(p[i+1])<<4 | unhex(p[i+2]); {
+			case d == '.', d == '/', d == '\\', d == '%', d < 0x20, d == 0x7f:
+				return false
+			case d == 0xc0, d == 0xc1, d >= 0xf5:
+				return false // never in UTF-8; 0xc0/0xc1 only start overlong forms of ASCII
+			case d == 0xe0, d == 0xf0:
+				// Overlong 3- and 4-byte forms (%e0%80%ae is '.' to a lax decoder).
+				if n, ok := escapedByteAt(p, i+3); ok && n >= 0x80 && (d == 0xe0 && n < 0xa0 || d == 0xf0 && n < 0x90) {
+					return false
+				}
+			}
+			i += 2
+		case '\\', '?', '#':
+			return false
+		default:
+			if c <= ' ' || c >= 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// escapedByteAt decodes the "%XX" escape at p[i:], if there is one.
+func escapedByteAt(p string, i int) (byte, bool) {
+	if i+2 >= len(p) || p[i] != '%' || !isHex(p[i+1]) || !isHex(p[i+2]) {
+		return 0, false
+	}
+	return unhex(p[i+1])<<4 | unhex(p[i+2]), true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+// Canonical header keys, written out so setting them never re-canonicalises (allocates).
+const (
+	hdrUserID         = "X-User-Id"
+	hdrCompanyID      = "X-Company-Id"
+	hdrUserEmail      = "X-User-Email"
+	hdrRequestID      = "X-Request-Id"
+	hdrForwardedFor   = "X-Forwarded-For"
+	hdrForwardedHost  = "X-Forwarded-Host"
+	hdrForwardedProto = "X-Forwarded-Proto"
+	hdrTraceParent    = "Traceparent"
+	hdrTraceState     = "Tracestate"
+)
+
+// rewrite builds the outbound request. ReverseProxy has already removed hop-by-hop headers
+// (including those named in Connection) and the client's Forwarded / X-Forwarded-* headers
+// before calling it; Rewrite, unlike Director, runs after that removal, so nothing set here can
+// be stripped again by a client naming it in Connection.
+func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	mapped, ok := mapUpstreamPath(in.URL.EscapedPath(), p.up.gatewayPrefix, p.up.upstreamPrefix)
+	if !ok {
+		// ServeHTTP refused this path already and the mapping is a pure function of it, so
+		// this cannot happen; if it ever did, abort rather than send the request anywhere.
+		panic(http.ErrAbortHandler)
+	}
+	target := p.up.target
+	out.URL.Scheme = target.Scheme
+	out.URL.Host = target.Host
+	out.URL.RawPath = p.base + mapped
+	out.URL.Path, _ = url.PathUnescape(out.URL.RawPath) // cannot fail: safePath checked every escape
+	// The client's query string, byte for byte. ReverseProxy re-encodes queries it cannot
+	// parse (against parameter smuggling past a proxy that filters on them); the gateway makes
+	// no decision on query parameters, so the backend must see exactly what the client sent.
+	out.URL.RawQuery = in.URL.RawQuery
+	if target.RawQuery != "" {
+		if out.URL.RawQuery == "" {
+			out.URL.RawQuery = target.RawQuery
+		} else {
+			out.URL.RawQuery = target.RawQuery + "&" + out.URL.RawQuery
+		}
+	}
+	out.Host = "" // the Host header names the upstream, as pr.SetURL does
+	if out.Body != nil {
+		out.Body = &clientBody{ReadCloser: out.Body}
+	}
+
+	info := requestInfoFrom(in.Context())
+	setUpstreamHeaders(out.Header, in, info, p.cfg)
+}
+
+// clientBody marks failures to read the client's request body, so that a client hanging up
+// mid-upload (or sending a broken chunked body) is not counted as an upstream failure: the
+// transport reports such read errors in preference to any network error they cause.
+type clientBody struct{ io.ReadCloser }
+
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "read client request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = &clientBodyError{err}
+	}
+	return n, err
+}
+
+// isReservedHeader reports whether a client-sent header must never reach an upstream: the
+// identity and request-id headers only the gateway sets, and the forwarding headers it
+// rebuilds. Names compare in any letter case and with '_' in place of '-', because some
+// backends (CGI/WSGI-style environments) fold "X_Company_ID" into the same variable as
+// "X-Company-ID"; ReverseProxy itself removes only the exact X-Forwarded-* names.
+func isReservedHeader(name string) bool {
+	switch len(name) {
+	case len("x-user-id"):
+		return headerNameIs(name, "x-user-id") || headerNameIs(name, "x-real-ip")
+	case len("x-company-id"): // == len("x-user-email") == len("x-request-id")
+		return headerNameIs(name, "x-company-id") || headerNameIs(name, "x-user-email") ||
+			headerNameIs(name, "x-request-id")
+	case len("x-forwarded-for"):
+		return headerNameIs(name, "x-forwarded-for")
+	case len("x-forwarded-host"):
+		return headerNameIs(name, "x-forwarded-host")
+	case len("x-forwarded-proto"):
+		return headerNameIs(name, "x-forwarded-proto")
+	}
+	return false
+}
+
+// headerNameIs compares name with the lower-case, dash-separated want, ignoring case and
+// treating '_' as '-'.
+func headerNameIs(name, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// headerValues hands out one-element value slices from a single backing array, so setting
+// several headers costs one allocation instead of one each.
+type headerValues struct {
+	h    http.Header
+	vals []string
+}
+
+func (hv *headerValues) set(key, value string) {
+	n := len(hv.vals)
+	hv.vals = append(hv.vals, value)
+	hv.h[key] = hv.vals[n : n+1 : n+1]
+}
+
+// setUpstreamHeaders removes every reserved client header from h (the outbound copy of in's
+// headers) and sets the gateway's own: identity from the verified token, request id, trace
+// context and X-Forwarded-*.
+func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo, cfg *Config) {
+	for k := range h {
+		if isReservedHeader(k) {
+			delete(h, k)
+		}
+	}
+	hv := headerValues{h: h, vals: make([]string, 0, 8)}
+
+	// Only values from the verified token; the auth route has no identity and gets none, yet
+	// the client's forged values were removed above all the same.
+	if id, ok := identityFrom(in.Context()); ok {
+		if id.UserID != "" {
+			hv.set(hdrUserID, id.UserID)
+		}
+		if id.CompanyID != "" {
+			hv.set(hdrCompanyID, id.CompanyID)
+		}
+		if id.Email != "" {
+			hv.set(hdrUserEmail, id.Email)
+		}
+	}
+	if info.ID != "" {
+		hv.set(hdrRequestID, info.ID)
+	}
+	if info.TraceParent != "" {
+		// tracestate belongs to the trace the client started; when the client's traceparent
+		// was invalid and replaced, its tracestate describes another trace and must go.
+		if traceIDOf(in.Header.Get(hdrTraceParent)) != traceIDOf(info.TraceParent) {
+			delete(h, hdrTraceState)
+		}
+		hv.set(hdrTraceParent, info.TraceParent)
+	}
+
+	peer, trusted := peerAddr(in.RemoteAddr, cfg)
+	if peer != "" {
+		// A trusted proxy in front of us has already recorded the chain; anyone else's
+		// X-Forwarded-For is a claim we cannot check, so the upstream sees only the peer.
+		if prior := in.Header[hdrForwardedFor]; trusted && len(prior) > 0 {
+			hv.set(hdrForwardedFor, strings.Join(prior, ", ")+", "+peer)
+		} else {
+			hv.set(hdrForwardedFor, peer)
+		}
+	}
+	if in.Host != "" {
+		hv.set(hdrForwardedHost, in.Host)
+	}
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	if trusted {
+		// A trusted TLS-terminating proxy knows the scheme the browser used.
+		switch v := in.Header.Get(hdrForwardedProto); {
+		case strings.EqualFold(v, "https"):
+			proto = "https"
+		case strings.EqualFold(v, "http"):
+			proto = "http"
+		}
+	}
+	hv.set(hdrForwardedProto, proto)
+}
+
+// traceIDOf returns the trace-id field of a traceparent value, or "" when it has none.
+func traceIDOf(traceparent string) string {
+	if len(traceparent) < 35 || traceparent[2] != '-' {
+		return ""
+	}
+	return traceparent[3:35]
+}
+
+// peerAddr returns the IP of the TCP peer as written in remoteAddr and whether it lies in
+// the configured trusted proxies.
+func peerAddr(remoteAddr string, cfg *Config) (ip string, trusted bool) {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return "", false
+	}
+	if cfg == nil || len(cfg.TrustedProxies) == 0 {
+		return host, false
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host, false
+	}
+	addr = addr.Unmap()
+	for _, pfx := range cfg.TrustedProxies {
+		if pfx.Contains(addr) {
+			return host, true
+		}
+	}
+	return host, false
+}
+
+// modifyResponse records the upstream status and removes the upstream's CORS headers;
+// everything else passes through unchanged.
+func (p *proxy) modifyResponse(res *http.Response) error {
+	requestInfoFrom(res.Request.Context()).UpstreamStatus = res.StatusCode
+	// The gateway owns CORS. A backend answering with its own Access-Control-* headers would
+	// either contradict the gateway's policy or duplicate Access-Control-Allow-Origin, and
+	// browsers reject a response carrying that header twice.
+	for k := range res.Header {
+		if len(k) > len("Access-Control-") && strings.EqualFold(k[:len("Access-Control-")], "Access-Control-") {
+			delete(res.Header, k)
+		}
+	}
+	return nil
+}
+
+// Upstream failure kinds, as counted in gateway_upstream_errors_total{kind}.
+const (
+	kindUnavailable = "unavailable"
+	kindTimeout     = "timeout"
+	kindBadResponse = "bad_response"
+	kindClientGone  = "client_gone"
+)
+
+// statusClientClosedRequest is recorded (never sent) when the client left before the upstream
+// answered; the number is the one nginx made conventional.
+const statusClientClosedRequest = 499
+
+// classifyUpstreamError decides, in this one place, what a failed round trip means for the
+// client: the kind counted in metrics and the status and detail sent (status 0: send nothing).
+// ctx is the request's context, which tells a client that left apart from a failing upstream.
+func classifyUpstreamError(ctx context.Context, err error) (kind string, status int, detail string) {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return kindClientGone, 0, ""
+	}
+	var bodyErr *clientBodyError
+	if errors.As(err, &bodyErr) {
+		// Usually the client is gone and reads nothing; if it is still there, its body was
+		// cut short or malformed.
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return kindClientGone, http.StatusRequestEntityTooLarge, "Request body too large"
+		}
+		return kindClientGone, http.StatusBadRequest, "Invalid request body"
+	}
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial") {
+		// Refused, unreachable, unresolvable, or no answer to the dial within its timeout:
+		// the service is not there.
+		return kindUnavailable, http.StatusServiceUnavailable, "Upstream service unavailable"
+	}
+	var netErr net.Error
+	if (errors.As(err, &netErr) && netErr.Timeout()) || errors.Is(err, context.DeadlineExceeded) ||
+		strings.Contains(err.Error(), "timeout awaiting response headers") {
+		return kindTimeout, http.StatusGatewayTimeout, "Upstream service timed out"
+	}
+	return kindBadResponse, http.StatusBadGateway, "Bad gateway"
+}
+
+// errorHandler answers a failed round trip. r is the outbound request: its URL is the mapped
+// upstream URL and its context is the client's.
+func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context()
+	info := requestInfoFrom(ctx)
+	kind, status, detail := classifyUpstreamError(ctx, err)
+	p.m.upstreamError(p.up.name, kind)
+
+	level := slog.LevelWarn
+	switch kind {
+	case kindClientGone:
+		// The client's doing, not the upstream's: no alert-worthy level.
+		level = slog.LevelDebug
+		info.UpstreamStatus = statusClientClosedRequest
+	case kindBadResponse:
+		level = slog.LevelError
+	}
+	if p.log.Enabled(ctx, level) {
+		// Never headers: they carry tokens and identities.
+		p.log.LogAttrs(ctx, level, "upstream request failed",
+			slog.String("request_id", info.ID),
+			slog.String("upstream", p.up.name),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.EscapedPath()),
+			slog.String("kind", kind),
+			slog.String("error", err.Error()),
+		)
+	}
+	if status != 0 {
+		writeError(w, r, status, detail)
+	}
+}
