@@ -1,5 +1,4 @@
-// middleware.go: request id / traceparent / client IP → access log + X-Process-Time + metrics →
-// panic recovery → CORS, and the one JSON error helper every handler uses.
+// middleware.go: the layers around every request (ids, client IP, access log, timing, recovery, CORS) and JSON errors.
 package main
 
 import (

@@ -1,5 +1,4 @@
-// middleware_test.go: request id, trace context, client IP, access log, X-Process-Time,
-// panic recovery and CORS, exercised through withMiddleware.
+// middleware_test.go: the request layers of middleware.go, exercised through withMiddleware.
 package main
 
 import (
