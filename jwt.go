@@ -432,8 +432,9 @@ func readTokenClaims(s *tokenScratch, b []byte, now time.Time) (Claims, error) {
 	return c, nil
 }
 
-// numericDate reads a NumericDate: seconds since the epoch, integer or not (truncated),
-// within [0, maxNumericDate].
+// numericDate reads a NumericDate: seconds since the epoch within [0, maxNumericDate],
+// integer or not. Fractions are truncated, which can only bring an expiry forward, by
+// less than a second.
 func numericDate(b []byte, m *jsonMember) (int64, bool) {
 	if m.kind != jsonNumber {
 		return 0, false
