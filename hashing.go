@@ -1,0 +1,286 @@
+// hashing.go: bcrypt bounded to a fixed pool of low-priority worker threads, so a login
+// flood can neither queue without bound nor starve proxied requests of CPU.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// errHashBusy means no hashing worker became free within the queue wait; callers answer
+// 503 so clients retry later instead of piling up behind the pool.
+var errHashBusy = errors.New("password hashing busy")
+
+const (
+	// hashCost is the bcrypt cost of new hashes: passlib's default, which every
+	// production hash was written with.
+	hashCost = 12
+	// maxCompareCost refuses stored hashes that would hold a worker for many seconds
+	// (each step doubles the time: cost 16 is 16× cost 12) instead of hanging on them.
+	maxCompareCost = 16
+	// bcryptMaxPassword is how much of a password bcrypt reads. passlib truncated
+	// silently; x/crypto/bcrypt refuses longer passwords, so we truncate the same way.
+	bcryptMaxPassword = 72
+	// hashNiceDelta is how far below the process the hashing threads run. At +10 the
+	// kernel weighs a normal thread about 9× a hashing one when both want a CPU.
+	hashNiceDelta = 10
+)
+
+// dummyHash is a real cost-12 hash of a random password nobody knows. Logins for an
+// unknown or inactive user compare against it, so every failure costs one bcrypt and an
+// attacker cannot tell from the timing which emails exist.
+var dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
+
+// hashPool runs bcrypt on a fixed set of long-lived worker goroutines, one per CPU
+// normally, each locked to its own OS thread whose scheduling priority is lowered.
+//
+// Why threads of their own and a lower priority: the Go scheduler knows nothing of
+// priorities, so bcrypt on ordinary goroutines competes evenly with the proxy, and a
+// login flood would take most of the CPU. Locked threads let the kernel see hashing as
+// separate, lower-priority work: when the proxy wants a CPU it gets it, and when the
+// machine is otherwise idle hashing still has every core. For the kernel to have that
+// choice, the workers must not hold the processors (Ps) the rest of the program runs on,
+// so the pool raises GOMAXPROCS by its worker count while it lives.
+//
+// The pool admits at most one job per worker; a caller waits at most queueWait for one to
+// free up, then gets errHashBusy, so the backlog (and memory) stays bounded whatever the
+// load.
+type hashPool struct {
+	jobs      chan func() // unbuffered: a send succeeds only when a worker is free
+	queueWait time.Duration
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	procs     int // GOMAXPROCS added at start, given back by close
+}
+
+// hashPolicy is how the pool shares the CPU with the rest of the program; the benchmark
+// compares the alternatives.
+type hashPolicy struct {
+	niceDelta int  // added to the worker threads' nice value; 0 keeps their priority
+	ownProcs  bool // raise GOMAXPROCS by the number of workers
+}
+
+var defaultHashPolicy = hashPolicy{niceDelta: hashNiceDelta, ownProcs: true}
+
+// procsMu serialises GOMAXPROCS read-modify-write between pools.
+var procsMu sync.Mutex
+
+// newHashPool starts workers hashing workers (runtime.NumCPU() when workers <= 0); a
+// caller waits at most queueWait for a free one.
+func newHashPool(workers int, queueWait time.Duration) *hashPool {
+	return newHashPoolWith(workers, queueWait, defaultHashPolicy)
+}
+
+func newHashPoolWith(workers int, queueWait time.Duration, policy hashPolicy) *hashPool {
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	p := &hashPool{
+		jobs:      make(chan func()),
+		queueWait: queueWait,
+		quit:      make(chan struct{}),
+	}
+	if policy.ownProcs {
+		p.procs = workers
+		addProcs(workers)
+	}
+	var ready sync.WaitGroup
+	ready.Add(workers)
+	p.wg.Add(workers)
+	for range workers {
+		go p.work(policy.niceDelta, &ready)
+	}
+	ready.Wait() // every worker is on its own thread at its own priority before use
+	return p
+}
+
+func addProcs(delta int) {
+	procsMu.Lock()
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)+delta, 1))
+	procsMu.Unlock()
+}
+
+func (p *hashPool) work(niceDelta int, ready *sync.WaitGroup) {
+	defer p.wg.Done()
+	// Never unlocked: when this goroutine returns, the runtime ends the thread with it, so
+	// the lowered priority cannot leak to a thread that later runs ordinary goroutines.
+	// (New threads are never cloned from a locked one, so none inherits it either.)
+	runtime.LockOSThread()
+	if niceDelta > 0 {
+		lowerThreadPriority(niceDelta)
+	}
+	ready.Done()
+	for {
+		select {
+		case job := <-p.jobs:
+			job()
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// lowerThreadPriority raises the calling thread's nice value by delta (at most 19). On
+// Linux the nice value belongs to each thread, and setpriority(PRIO_PROCESS, 0) applies
+// to the calling thread only — the same as passing its gettid(). Elsewhere it would renice
+// the whole process, so it is skipped there. Failure is harmless (hashing then simply
+// runs at normal priority), so it is ignored.
+func lowerThreadPriority(delta int) {
+	if runtime.GOOS != "linux" {
+		return
+	}
+	// The raw Linux getpriority returns 20-nice.
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		return
+	}
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, min(20-prio+delta, 19))
+}
+
+// close stops the workers (after any bcrypt in progress) and gives back their
+// GOMAXPROCS share. Later calls fail with errHashBusy. Safe to call more than once.
+func (p *hashPool) close() {
+	p.closeOnce.Do(func() {
+		close(p.quit)
+		p.wg.Wait()
+		if p.procs > 0 {
+			addProcs(-p.procs)
+		}
+	})
+}
+
+// compare reports whether password matches the stored bcrypt hash ($2a$, $2b$ or $2y$).
+// A malformed hash is a mismatch, after burning the same time as a real comparison. The
+// error wraps errHashBusy when no worker freed up within the queue wait, or is ctx's.
+func (p *hashPool) compare(ctx context.Context, hash string, password string) (bool, error) {
+	if !wellFormedBcrypt(hash) {
+		return false, p.compareDummy(ctx, password)
+	}
+	var match bool
+	err := p.run(ctx, func() {
+		match = bcrypt.CompareHashAndPassword([]byte(hash), bcryptPassword(password)) == nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return match, nil
+}
+
+// compareDummy spends one bcrypt comparison on password against dummyHash and reveals
+// nothing about the result: for a login whose user is unknown or inactive, so it fails
+// in the same time as a wrong password. Errors are those of compare.
+func (p *hashPool) compareDummy(ctx context.Context, password string) error {
+	return p.run(ctx, func() {
+		_ = bcrypt.CompareHashAndPassword([]byte(dummyHash), bcryptPassword(password))
+	})
+}
+
+// hash returns a new cost-12 bcrypt hash of password, in passlib's "$2b$" form, for
+// operator commands. Only the first 72 bytes count, as for compare.
+func (p *hashPool) hash(ctx context.Context, password string) (string, error) {
+	// passlib refuses NUL bytes (C bcrypt would stop reading at one), so a hash of such
+	// a password could never be verified by the other services sharing the table.
+	if strings.IndexByte(password, 0) >= 0 {
+		return "", errors.New("hash password: contains a NUL byte")
+	}
+	var out []byte
+	var herr error
+	if err := p.run(ctx, func() {
+		out, herr = bcrypt.GenerateFromPassword(bcryptPassword(password), hashCost)
+	}); err != nil {
+		return "", err
+	}
+	if herr != nil {
+		return "", fmt.Errorf("hash password: %w", herr)
+	}
+	// x/crypto writes "$2a$"; for passwords of at most 72 bytes "$2b$" is the same hash,
+	// and it is the prefix passlib writes and every existing row has.
+	return "$2b$" + strings.TrimPrefix(string(out), "$2a$"), nil
+}
+
+// run hands fn to a free worker, waiting at most queueWait for one, and waits for fn to
+// finish or ctx to end. fn may still be running (bcrypt cannot be interrupted) when run
+// returns ctx's error; it then writes only to variables nobody reads any more.
+func (p *hashPool) run(ctx context.Context, fn func()) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("password hashing: %w", err)
+	}
+	done := make(chan struct{})
+	job := func() {
+		fn()
+		close(done)
+	}
+	select {
+	case p.jobs <- job: // a worker was idle: no timer needed
+	default:
+		if err := p.wait(ctx, job); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("password hashing: %w", ctx.Err())
+	}
+}
+
+func (p *hashPool) wait(ctx context.Context, job func()) error {
+	if p.queueWait <= 0 {
+		return fmt.Errorf("no hashing worker free: %w", errHashBusy)
+	}
+	t := time.NewTimer(p.queueWait)
+	defer t.Stop()
+	select {
+	case p.jobs <- job:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("no hashing worker free within %v: %w", p.queueWait, errHashBusy)
+	case <-ctx.Done():
+		return fmt.Errorf("wait for a hashing worker: %w", ctx.Err())
+	case <-p.quit:
+		return fmt.Errorf("hash pool closed: %w", errHashBusy)
+	}
+}
+
+// bcryptPassword is the part of password bcrypt reads: its first 72 bytes.
+func bcryptPassword(password string) []byte {
+	return []byte(password[:min(len(password), bcryptMaxPassword)])
+}
+
+// wellFormedBcrypt reports whether h is exactly a modular-crypt bcrypt hash:
+// "$2a$" / "$2b$" / "$2y$", a two-digit cost from 4 to maxCompareCost, "$", then 53
+// characters of bcrypt's base64 (22 of salt, 31 of hash). x/crypto/bcrypt alone would
+// accept trailing bytes after a valid hash and any version letter.
+func wellFormedBcrypt(h string) bool {
+	if len(h) != 60 || h[0] != '$' || h[1] != '2' || h[3] != '$' || h[6] != '$' {
+		return false
+	}
+	switch h[2] {
+	case 'a', 'b', 'y':
+	default:
+		return false
+	}
+	if h[4] < '0' || h[4] > '9' || h[5] < '0' || h[5] > '9' {
+		return false
+	}
+	if cost := int(h[4]-'0')*10 + int(h[5]-'0'); cost < bcrypt.MinCost || cost > maxCompareCost {
+		return false
+	}
+	for i := 7; i < len(h); i++ {
+		c := h[i]
+		if !(c == '.' || c == '/' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
