@@ -97,9 +97,9 @@ func signToken(secret []byte, c Claims) (string, error) {
 	p := make([]byte, 0, 256)
 	ok := true
 	p = append(p, `{"sub":`...)
-	p, ok = appendJSONString(p, strings.ToLower(c.Subject), ok)
+	p, ok = appendClaimString(p, strings.ToLower(c.Subject), ok)
 	p = append(p, `,"email":`...)
-	p, ok = appendJSONString(p, c.Email, ok)
+	p, ok = appendClaimString(p, c.Email, ok)
 	p = append(p, `,"exp":`...)
 	p = strconv.AppendInt(p, c.ExpiresAt, 10)
 	p = append(p, `,"iat":`...)
@@ -110,11 +110,11 @@ func signToken(secret []byte, c Claims) (string, error) {
 	}
 	if c.CompanyID != "" {
 		p = append(p, `,"company_id":`...)
-		p, ok = appendJSONString(p, strings.ToLower(c.CompanyID), ok)
+		p, ok = appendClaimString(p, strings.ToLower(c.CompanyID), ok)
 	}
 	if c.Name != "" {
 		p = append(p, `,"name":`...)
-		p, ok = appendJSONString(p, c.Name, ok)
+		p, ok = appendClaimString(p, c.Name, ok)
 	}
 	if len(c.Roles) > 0 {
 		p = append(p, `,"roles":[`...)
@@ -122,7 +122,7 @@ func signToken(secret []byte, c Claims) (string, error) {
 			if i > 0 {
 				p = append(p, ',')
 			}
-			p, ok = appendJSONString(p, r, ok)
+			p, ok = appendClaimString(p, r, ok)
 		}
 		p = append(p, ']')
 	}
@@ -146,22 +146,11 @@ func signToken(secret []byte, c Claims) (string, error) {
 	return string(tok), nil
 }
 
-// appendJSONString appends s as a JSON string; ok turns false (and stays false) when s is
-// not valid UTF-8, which verifyToken would refuse.
-func appendJSONString(dst []byte, s string, ok bool) ([]byte, bool) {
-	const hexDigits = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"'), ok && utf8.ValidString(s)
+// appendClaimString appends s as a JSON string (appendJSONString, shared with the error
+// bodies); ok turns false (and stays false) when s is not valid UTF-8, which verifyToken
+// would refuse.
+func appendClaimString(dst []byte, s string, ok bool) ([]byte, bool) {
+	return appendJSONString(dst, s), ok && utf8.ValidString(s)
 }
 
 // tokenScratch is verifyToken's working memory, so that a verification allocates only the

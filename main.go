@@ -2,4 +2,367 @@
 // the one table of every route.
 package main
 
-func main() {}
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const serviceName = "Atenex API Gateway"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitError carries a process exit code: 2 for invalid configuration or usage, 1 otherwise.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+func usageError(err error) error { return &exitError{code: 2, err: err} }
+
+// run is the whole program; main only supplies the process's context, arguments,
+// environment and streams, so tests can start the real server the same way.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	dotenv, err := readDotEnv(".env")
+	if err != nil {
+		return usageError(fmt.Errorf("read .env: %w", err))
+	}
+	getenv = layeredGetenv(getenv, dotenv)
+
+	if len(args) > 0 && isSubcommand(args[0]) {
+		return runSubcommand(ctx, args, getenv, stdin, stdout, stderr)
+	}
+
+	flags := flag.NewFlagSet("atenex-api-gateway", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	dev := flags.Bool("dev", false, "development mode: ephemeral secret, in-memory demo users and echo upstreams when not configured")
+	flags.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: atenex-api-gateway [-dev]\n       atenex-api-gateway migrate | company … | user …  (run `atenex-api-gateway help`)\n\n")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError(err)
+	}
+	if flags.NArg() > 0 {
+		return usageError(fmt.Errorf("unknown command %q (run `atenex-api-gateway help`)", flags.Arg(0)))
+	}
+
+	cfg, err := loadConfig(getenv, *dev)
+	if err != nil {
+		return usageError(fmt.Errorf("invalid configuration:\n%w", err))
+	}
+	return serve(ctx, cfg, getenv, stdout)
+}
+
+// serve runs the gateway until ctx is cancelled, then drains.
+func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout io.Writer) error {
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	applyRuntimeLimits(cfg, getenv, log)
+	log.Info("configuration", "config", cfg)
+	for _, shortcut := range cfg.DevShortcuts {
+		log.Warn("development shortcut: " + shortcut)
+	}
+
+	m := newMetrics()
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	m.setPoolStats(store.Stats)
+	warnIfDefaultCompanyMissing(ctx, cfg, store, log)
+
+	var background sync.WaitGroup
+	defer background.Wait()
+	echoCtx, stopEcho := context.WithCancel(context.Background())
+	defer stopEcho()
+	if err := startDevEchoUpstreams(echoCtx, cfg, log, &background); err != nil {
+		return err
+	}
+
+	gw := newGateway(cfg, log, store, m)
+	defer gw.close()
+
+	listenHost := ""
+	if cfg.Dev && cfg.UseMemoryStore {
+		// The demo credentials are printed in the log: keep such a gateway off the network.
+		listenHost = "127.0.0.1"
+		log.Warn("development shortcut: listening on loopback only because the demo credentials are public")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(listenHost, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	srv := &http.Server{
+		Handler:           gw.routes(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		// No ReadTimeout or WriteTimeout: either would cut a slow upload or a long SSE
+		// stream; the header timeout and idle timeout bound idle clients instead.
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
+
+	var admin *http.Server
+	if cfg.AdminPort > 0 {
+		adminLn, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.AdminPort))
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("listen on admin port %d: %w", cfg.AdminPort, err)
+		}
+		admin = &http.Server{Handler: newAdminHandler(m), ReadHeaderTimeout: cfg.ReadHeaderTimeout}
+		go func() { serveErr <- admin.Serve(adminLn) }()
+		log.Info("admin listening", "addr", adminLn.Addr().String())
+	}
+
+	select {
+	case err := <-serveErr:
+		srv.Close()
+		if admin != nil {
+			admin.Close()
+		}
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Drain: report not-ready at once, keep accepting for DrainDelay while load balancers
+	// notice, then stop accepting and let in-flight requests finish within the grace period.
+	gw.draining.Store(true)
+	srv.SetKeepAlivesEnabled(false)
+	log.Info("shutdown requested: draining", "drain_delay", cfg.DrainDelay.String(), "grace", cfg.ShutdownGrace.String())
+	time.Sleep(cfg.DrainDelay)
+	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(graceCtx); err != nil {
+		log.Warn("grace period over: closing remaining connections", "error", err.Error())
+		srv.Close()
+	}
+	if admin != nil {
+		admin.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// applyRuntimeLimits sets the garbage collector from the configuration unless the operator
+// set GOGC / GOMEMLIMIT explicitly. A proxy allocates short-lived buffers per request with a
+// small live heap: a less eager collector trades a few MiB for much less CPU.
+func applyRuntimeLimits(cfg *Config, getenv func(string) string, log *slog.Logger) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if getenv("GOMEMLIMIT") == "" && cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	log.Debug("runtime", "gomaxprocs", runtime.GOMAXPROCS(0), "gc_percent", cfg.GCPercent, "memory_limit", cfg.MemoryLimit)
+}
+
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error) {
+	if cfg.UseMemoryStore {
+		store := newMemoryStore()
+		demo, err := seedDemo(ctx, store)
+		if err != nil {
+			return nil, fmt.Errorf("seed demo data: %w", err)
+		}
+		log.Warn("development shortcut: demo user ready (in-memory store; log in with these)",
+			"demo_email", demo.Email, "demo_password", demo.Password, "demo_company_id", demo.CompanyID)
+		return store, nil
+	}
+	store, err := openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return store, nil
+}
+
+func warnIfDefaultCompanyMissing(ctx context.Context, cfg *Config, store Store, log *slog.Logger) {
+	if cfg.DefaultCompanyID == "" {
+		return
+	}
+	ok, err := store.CompanyActive(ctx, cfg.DefaultCompanyID)
+	switch {
+	case err != nil:
+		log.Warn("could not check GATEWAY_DEFAULT_COMPANY_ID: database unavailable", "error", err.Error())
+	case !ok:
+		log.Warn("GATEWAY_DEFAULT_COMPANY_ID names no active company in the database", "company_id", cfg.DefaultCompanyID)
+	}
+}
+
+// gateway holds every dependency of the handlers; each handler is a method returning a
+// closure over what it needs.
+type gateway struct {
+	cfg          *Config
+	log          *slog.Logger
+	store        Store
+	metrics      *metrics
+	users        *userCache
+	hashes       *hashPool
+	loginByIP    *limiter
+	loginByEmail *limiter
+	companyRate  *limiter
+	transport    *http.Transport
+	draining     atomic.Bool
+	now          func() time.Time
+}
+
+func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway {
+	return &gateway{
+		cfg:          cfg,
+		log:          log,
+		store:        store,
+		metrics:      m,
+		users:        newUserCache(store, cfg.UserCacheTTL, userCacheMaxEntries),
+		hashes:       newHashPool(runtime.GOMAXPROCS(0), cfg.BcryptQueueWait),
+		loginByIP:    newLimiter(cfg.LoginIPPerMinute/60, cfg.LoginIPBurst, limiterMaxKeys),
+		loginByEmail: newLimiter(cfg.LoginEmailPerMinute/60, cfg.LoginEmailBurst, limiterMaxKeys),
+		companyRate:  newLimiter(cfg.CompanyRPS, cfg.CompanyBurst, limiterMaxKeys),
+		transport:    newUpstreamTransport(cfg),
+		now:          time.Now,
+	}
+}
+
+// limiterMaxKeys bounds each limiter's memory under an attack from many IPs or emails.
+const limiterMaxKeys = 100_000
+
+func (g *gateway) close() {
+	g.hashes.close()
+	g.transport.CloseIdleConnections()
+}
+
+// routes is the one table of every route and the wrapper each one gets.
+func (g *gateway) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", g.handleRoot())
+	mux.Handle("GET /health", g.handleHealth())
+	mux.Handle("GET /livez", handleLivez())
+
+	mux.Handle("POST /api/v1/users/login", g.handleLogin())
+	mux.Handle("POST /api/v1/users/me/ensure-company", g.initialAuth(g.handleEnsureCompany()))
+	mux.Handle("POST /api/v1/users/refresh", g.initialAuth(g.handleRefresh()))
+	mux.Handle("GET /api/v1/users/me", g.initialAuth(g.handleMe()))
+
+	ingest := g.strictAuth(g.limitCompany(newProxy(upstream{
+		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/",
+	}, g.transport, g.cfg, g.log, g.metrics)))
+	mux.Handle("/api/v1/ingest/{path...}", ingest)
+	mux.Handle("/api/v1/ingest", ingest)
+
+	query := g.strictAuth(g.limitCompany(newProxy(upstream{
+		name: "query", target: g.cfg.QueryURL, gatewayPrefix: "/api/v1/query/", upstreamPrefix: "/api/v1/",
+	}, g.transport, g.cfg, g.log, g.metrics)))
+	mux.Handle("/api/v1/query/{path...}", query)
+	mux.Handle("/api/v1/query", query)
+
+	if g.cfg.AuthURL != nil {
+		auth := newProxy(upstream{
+			name: "auth", target: g.cfg.AuthURL, gatewayPrefix: "/api/v1/auth/", upstreamPrefix: "/api/v1/auth/",
+		}, g.transport, g.cfg, g.log, g.metrics)
+		mux.Handle("/api/v1/auth/{path...}", auth)
+		mux.Handle("/api/v1/auth", auth)
+	}
+
+	mux.Handle("/", handleUnmatched(mux))
+	return withMiddleware(rejectUnsafePaths(mux), g.cfg, g.log, g.metrics)
+}
+
+func (g *gateway) handleRoot() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"message": serviceName + " is running!"})
+	})
+}
+
+type healthResponse struct {
+	Status  string            `json:"status"`
+	Service string            `json:"service"`
+	Checks  map[string]string `json:"checks"`
+}
+
+// handleHealth is the readiness probe: the database must answer within its deadline and the
+// gateway must not be shutting down.
+func (g *gateway) handleHealth() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := healthResponse{Status: "healthy", Service: serviceName, Checks: map[string]string{"database": "ok"}}
+		status := http.StatusOK
+		if err := g.store.Ping(r.Context()); err != nil {
+			g.log.Warn("health check: database unavailable", "error", err.Error())
+			resp.Checks["database"] = "unavailable"
+			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
+		}
+		if g.draining.Load() {
+			resp.Checks["shutdown"] = "draining"
+			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, status, resp)
+	})
+}
+
+// handleLivez is the liveness probe: no dependency checks, so a database outage never makes
+// Kubernetes restart healthy gateways.
+func handleLivez() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
+}
+
+// handleUnmatched answers what no route matches: 405 (with Allow) when the path exists for
+// other methods, 404 otherwise, both as JSON rather than net/http's plain text.
+func handleUnmatched(mux *http.ServeMux) http.Handler {
+	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allowed []string
+		for _, method := range methods {
+			probe := r.Clone(r.Context())
+			probe.Method = method
+			if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+				allowed = append(allowed, method)
+			}
+		}
+		if len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			writeError(w, r, http.StatusMethodNotAllowed, "Method Not Allowed")
+			return
+		}
+		writeError(w, r, http.StatusNotFound, "Not Found")
+	})
+}

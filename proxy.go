@@ -282,7 +282,6 @@ const (
 	hdrUserID         = "X-User-Id"
 	hdrCompanyID      = "X-Company-Id"
 	hdrUserEmail      = "X-User-Email"
-	hdrRequestID      = "X-Request-Id"
 	hdrForwardedFor   = "X-Forwarded-For"
 	hdrForwardedHost  = "X-Forwarded-Host"
 	hdrForwardedProto = "X-Forwarded-Proto"

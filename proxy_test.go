@@ -116,7 +116,7 @@ type gatewayOptions struct {
 	tls     bool
 }
 
-func testConfig() *Config {
+func proxyTestConfig() *Config {
 	return &Config{
 		HTTPClientTimeout:   5 * time.Second,
 		MaxConnsPerHost:     200,
@@ -128,7 +128,7 @@ func newTestGateway(t *testing.T, opts gatewayOptions) *testGateway {
 	t.Helper()
 	cfg := opts.cfg
 	if cfg == nil {
-		cfg = testConfig()
+		cfg = proxyTestConfig()
 	}
 	g := &testGateway{
 		ingest: newEchoUpstream(t, "ingest"),
@@ -525,7 +525,7 @@ func TestProxyOmitsAbsentClaimsButStillDropsForgedOnes(t *testing.T) {
 	// client's own X-Company-ID is gone all the same.
 	up := newEchoUpstream(t, "ingest")
 	h := newProxy(upstream{name: "ingest", target: mustParseURL(t, up.URL),
-		gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/"}, newUpstreamTransport(testConfig()), testConfig(), nil, nil)
+		gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/"}, newUpstreamTransport(proxyTestConfig()), proxyTestConfig(), nil, nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := withIdentity(r.Context(), identity{UserID: testIdentity.UserID})
 		h.ServeHTTP(w, r.WithContext(withRequestInfo(ctx, &requestInfo{ID: "r1"})))
@@ -606,7 +606,7 @@ func TestProxyForwardsTraceContext(t *testing.T) {
 func TestProxySetsForwardedHeaders(t *testing.T) {
 	spoof := http.Header{"X-Forwarded-For": {"6.6.6.6"}, "X-Forwarded-Proto": {"https"},
 		"X-Forwarded-Host": {"evil.example"}, "Forwarded": {"for=6.6.6.6"}}
-	trusted := testConfig()
+	trusted := proxyTestConfig()
 	trusted.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	for _, c := range []struct {
 		name      string
@@ -774,7 +774,7 @@ func TestProxyPassesUpstreamResponseThrough(t *testing.T) {
 }
 
 func TestUpstreamTransportSettings(t *testing.T) {
-	cfg := testConfig()
+	cfg := proxyTestConfig()
 	cfg.HTTPClientTimeout = 42 * time.Second
 	tr := newUpstreamTransport(cfg)
 	if tr.Proxy != nil {
@@ -1087,7 +1087,7 @@ func TestProxyAnswersUpstreamFailures(t *testing.T) {
 		t.Cleanup(s.Close)
 		return s
 	}
-	cfg := testConfig()
+	cfg := proxyTestConfig()
 	cfg.HTTPClientTimeout = 300 * time.Millisecond
 	for _, c := range []struct {
 		name, target string
@@ -1455,7 +1455,7 @@ func BenchmarkProxyRequest(b *testing.B) {
 		io.WriteString(w, `{"ok":true}`)
 	}))
 	defer up.Close()
-	cfg := testConfig()
+	cfg := proxyTestConfig()
 	transport := newUpstreamTransport(cfg)
 	defer transport.CloseIdleConnections()
 	target, _ := url.Parse(up.URL)
@@ -1506,7 +1506,7 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 	}
 	info := &requestInfo{ID: "bench-request-id", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"}
 	in = in.WithContext(withRequestInfo(withIdentity(in.Context(), testIdentity), info))
-	cfg := testConfig()
+	cfg := proxyTestConfig()
 	out := make(http.Header, 16)
 	b.ReportAllocs()
 	for b.Loop() {

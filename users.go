@@ -1,6 +1,374 @@
 // users.go: login, ensure-company, refresh and me (handlers only; no SQL here).
 package main
 
-import "golang.org/x/crypto/bcrypt"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+)
 
-var _ = bcrypt.CompareHashAndPassword
+const (
+	detailBadCredentials = "Incorrect email or password"
+	detailDBUnavailable  = "Authentication temporarily unavailable; try again shortly"
+	// maxPasswordBytes caps what a client may send; bcrypt itself reads only 72 bytes.
+	maxPasswordBytes = 1024
+	maxEmailBytes    = 254 // RFC 5321 path limit
+)
+
+// requestError is a client mistake in a request body, answered with status and detail.
+type requestError struct {
+	status int
+	detail string
+}
+
+func (e *requestError) Error() string { return e.detail }
+
+func unprocessable(format string, args ...any) *requestError {
+	return &requestError{http.StatusUnprocessableEntity, fmt.Sprintf(format, args...)}
+}
+
+// readJSONObject reads a JSON object body of at most maxBytes into fields. An empty body
+// is allowed only when optional is true (fields is then nil).
+func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, optional bool) (map[string]json.RawMessage, *requestError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes)}
+		}
+		return nil, &requestError{http.StatusBadRequest, "Could not read request body"}
+	}
+	body = bytes.TrimSpace(body)
+	if optional && (len(body) == 0 || string(body) == "null") {
+		return nil, nil
+	}
+	if len(body) == 0 {
+		return nil, unprocessable("Request body is required (a JSON object)")
+	}
+	if !json.Valid(body) {
+		return nil, unprocessable("Request body is not valid JSON")
+	}
+	var fields map[string]json.RawMessage
+	if body[0] != '{' || json.Unmarshal(body, &fields) != nil {
+		return nil, unprocessable("Request body must be a JSON object")
+	}
+	return fields, nil
+}
+
+// stringField reads fields[name] as a string; null counts as absent.
+func stringField(fields map[string]json.RawMessage, name string, required bool) (string, bool, *requestError) {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		if required {
+			return "", false, unprocessable("Field required: %s", name)
+		}
+		return "", false, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, unprocessable("Field %s must be a string", name)
+	}
+	return s, true, nil
+}
+
+// validEmail is a deliberately plain check: one '@', a non-empty local part, a dotted
+// domain, no spaces or control characters. The database lookup decides the rest.
+func validEmail(s string) bool {
+	if len(s) < 3 || len(s) > maxEmailBytes || !utf8.ValidString(s) {
+		return false
+	}
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at != strings.LastIndexByte(s, '@') || at == len(s)-1 {
+		return false
+	}
+	domain := s[at+1:]
+	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+type loginResponse struct {
+	AccessToken string  `json:"access_token"`
+	TokenType   string  `json:"token_type"`
+	UserID      string  `json:"user_id"`
+	Email       string  `json:"email"`
+	FullName    *string `json:"full_name"`
+	Role        string  `json:"role"`
+	CompanyID   *string `json:"company_id"`
+}
+
+// nullable returns nil for "" so JSON shows null.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// issueToken builds a token from the user's current row.
+func (g *gateway) issueToken(u User) (string, error) {
+	now := g.now()
+	c := Claims{
+		Subject:   u.ID,
+		Email:     u.Email,
+		CompanyID: u.CompanyID,
+		Name:      u.FullName,
+		IssuedAt:  now.Unix(),
+		ExpiresAt: now.Add(g.cfg.JWTExpire).Unix(),
+	}
+	if u.Role != "" {
+		c.Roles = []string{u.Role}
+	}
+	token, err := signToken(g.cfg.JWTSecret, c)
+	if err != nil {
+		return "", fmt.Errorf("sign token for user %s: %w", u.ID, err)
+	}
+	return token, nil
+}
+
+// handleLogin checks email and password. Unknown email, wrong password and inactive user
+// get the same 401 body after the same bcrypt work, so neither the answer nor its timing
+// tells which emails exist.
+func (g *gateway) handleLogin() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, false)
+		if reqErr != nil {
+			writeError(w, r, reqErr.status, reqErr.detail)
+			return
+		}
+		email, _, reqErr := stringField(fields, "email", true)
+		if reqErr == nil && !validEmail(email) {
+			reqErr = unprocessable("Field email must be a valid email address")
+		}
+		if reqErr != nil {
+			writeError(w, r, reqErr.status, reqErr.detail)
+			return
+		}
+		password, _, reqErr := stringField(fields, "password", true)
+		if reqErr == nil && (password == "" || len(password) > maxPasswordBytes) {
+			reqErr = unprocessable("Field password must be 1 to %d bytes", maxPasswordBytes)
+		}
+		if reqErr != nil {
+			writeError(w, r, reqErr.status, reqErr.detail)
+			return
+		}
+
+		ipKey, emailKey := requestInfoFrom(r.Context()).ClientIP, strings.ToLower(email)
+		now := g.now()
+		for _, l := range []struct {
+			lim  *limiter
+			key  string
+			name string
+		}{{g.loginByIP, ipKey, "login_ip"}, {g.loginByEmail, emailKey, "login_email"}} {
+			if ok, wait := l.lim.check(l.key, now); !ok {
+				g.metrics.rateLimitRejection(l.name)
+				g.metrics.login("rate_limited")
+				w.Header().Set("Retry-After", retryAfterSeconds(wait))
+				writeError(w, r, http.StatusTooManyRequests, "Too many failed login attempts; try again later")
+				return
+			}
+		}
+
+		user, err := g.store.UserByEmail(r.Context(), email)
+		if err != nil && !errors.Is(err, errNotFound) {
+			g.log.Warn("login: database unavailable", "error", err.Error())
+			g.metrics.login("unavailable")
+			writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+			return
+		}
+		hash := user.HashedPassword
+		if err != nil {
+			hash = dummyHash
+		}
+		match, err := g.hashes.compare(r.Context(), hash, password)
+		if err != nil {
+			g.metrics.login("busy")
+			if errors.Is(err, errHashBusy) {
+				w.Header().Set("Retry-After", "1")
+				writeError(w, r, http.StatusServiceUnavailable, "Too many logins in progress; try again shortly")
+			}
+			return
+		}
+		if !match || user.ID == "" || !user.IsActive {
+			g.loginByIP.take(ipKey, now)
+			g.loginByEmail.take(emailKey, now)
+			g.metrics.login("failure")
+			w.Header().Set("WWW-Authenticate", challengeBearer)
+			writeError(w, r, http.StatusUnauthorized, detailBadCredentials)
+			return
+		}
+		g.loginByEmail.reset(emailKey)
+
+		if err := g.store.TouchLastLogin(r.Context(), user.ID); err != nil {
+			// The login itself is valid; only the bookkeeping column missed this one.
+			g.log.Warn("login: could not update last_login", "user_id", user.ID, "error", err.Error())
+		}
+		token, err := g.issueToken(user)
+		if err != nil {
+			g.log.Error("login: issue token", "error", err.Error())
+			writeError(w, r, http.StatusInternalServerError, "Internal server error")
+			return
+		}
+		info := requestInfoFrom(r.Context())
+		info.UserID, info.CompanyID = user.ID, user.CompanyID
+		g.metrics.login("success")
+		writeJSON(w, http.StatusOK, loginResponse{
+			AccessToken: token, TokenType: "bearer", UserID: user.ID, Email: user.Email,
+			FullName: nullable(user.FullName), Role: user.Role, CompanyID: nullable(user.CompanyID),
+		})
+	})
+}
+
+// currentUser loads the authenticated caller's row, answering the failure itself.
+func (g *gateway) currentUser(w http.ResponseWriter, r *http.Request) (User, bool) {
+	id, _ := identityFrom(r.Context())
+	user, err := g.store.UserByID(r.Context(), id.UserID)
+	switch {
+	case errors.Is(err, errNotFound) || err == nil && !user.IsActive:
+		g.users.forget(id.UserID)
+		w.Header().Set("WWW-Authenticate", challengeInvalidToken)
+		writeError(w, r, http.StatusUnauthorized, "User not found or inactive")
+		return User{}, false
+	case err != nil:
+		g.log.Warn("load user: database unavailable", "user_id", id.UserID, "error", err.Error())
+		writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+		return User{}, false
+	}
+	return user, true
+}
+
+type ensureCompanyResponse struct {
+	UserID         string `json:"user_id"`
+	CompanyID      string `json:"company_id"`
+	Message        string `json:"message"`
+	NewAccessToken string `json:"new_access_token"`
+	TokenType      string `json:"token_type"`
+}
+
+// handleEnsureCompany associates the caller with a company: the body's, else the default
+// (when the user has none), else the user's current one; and returns a token carrying it.
+func (g *gateway) handleEnsureCompany() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, true)
+		var requested string
+		if reqErr == nil {
+			requested, _, reqErr = stringField(fields, "company_id", false)
+		}
+		if reqErr == nil && requested != "" && !isUUID(requested) {
+			reqErr = unprocessable("Field company_id must be a UUID")
+		}
+		if reqErr != nil {
+			writeError(w, r, reqErr.status, reqErr.detail)
+			return
+		}
+		requested = strings.ToLower(requested)
+
+		user, ok := g.currentUser(w, r)
+		if !ok {
+			return
+		}
+		target := requested
+		if target == "" && user.CompanyID == "" {
+			target = g.cfg.DefaultCompanyID
+		}
+		if target == "" {
+			target = user.CompanyID
+		}
+		if target == "" {
+			writeError(w, r, http.StatusBadRequest, "No company_id given, the user has none and no default company is configured")
+			return
+		}
+		active, err := g.store.CompanyActive(r.Context(), target)
+		if err != nil {
+			g.log.Warn("ensure-company: database unavailable", "error", err.Error())
+			writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+			return
+		}
+		if !active {
+			writeError(w, r, http.StatusBadRequest, "Company not found or inactive")
+			return
+		}
+
+		message := "User is already associated with this company"
+		if target != user.CompanyID {
+			if err := g.store.SetUserCompany(r.Context(), user.ID, target); err != nil {
+				if errors.Is(err, errNotFound) {
+					writeError(w, r, http.StatusUnauthorized, "User not found or inactive")
+					return
+				}
+				g.log.Warn("ensure-company: database unavailable", "error", err.Error())
+				writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+				return
+			}
+			user.CompanyID = target
+			message = "Company association updated"
+		}
+		token, err := g.issueToken(user)
+		if err != nil {
+			g.log.Error("ensure-company: issue token", "error", err.Error())
+			writeError(w, r, http.StatusInternalServerError, "Internal server error")
+			return
+		}
+		requestInfoFrom(r.Context()).CompanyID = target
+		writeJSON(w, http.StatusOK, ensureCompanyResponse{
+			UserID: user.ID, CompanyID: target, Message: message, NewAccessToken: token, TokenType: "bearer",
+		})
+	})
+}
+
+type refreshResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+}
+
+// handleRefresh issues a fresh token from the user's current database row, so a changed
+// company, name or role reaches the token.
+func (g *gateway) handleRefresh() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, ok := g.currentUser(w, r)
+		if !ok {
+			return
+		}
+		token, err := g.issueToken(user)
+		if err != nil {
+			g.log.Error("refresh: issue token", "error", err.Error())
+			writeError(w, r, http.StatusInternalServerError, "Internal server error")
+			return
+		}
+		writeJSON(w, http.StatusOK, refreshResponse{AccessToken: token, TokenType: "bearer"})
+	})
+}
+
+type meResponse struct {
+	UserID    string  `json:"user_id"`
+	Email     string  `json:"email"`
+	FullName  *string `json:"full_name"`
+	Role      string  `json:"role"`
+	CompanyID *string `json:"company_id"`
+	IsActive  bool    `json:"is_active"`
+}
+
+// handleMe returns the caller's profile from the database (never the password hash).
+func (g *gateway) handleMe() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, ok := g.currentUser(w, r)
+		if !ok {
+			return
+		}
+		writeJSON(w, http.StatusOK, meResponse{
+			UserID: user.ID, Email: user.Email, FullName: nullable(user.FullName),
+			Role: user.Role, CompanyID: nullable(user.CompanyID), IsActive: user.IsActive,
+		})
+	})
+}

@@ -1,0 +1,101 @@
+// devmode.go: the -dev shortcuts: the demo company and user of the in-memory store and the
+// built-in echo upstream. Config only allows them with -dev, and each is announced at WARN.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Demo credentials of the in-memory development store. They are public by design: the
+// store exists only in -dev, and a -dev gateway with it listens on loopback only.
+const (
+	demoEmail    = "demo@atenex.dev"
+	demoPassword = "atenex-demo-password"
+)
+
+type demoAccount struct {
+	Email, Password, CompanyID string
+}
+
+// seedDemo creates the demo company and a demo user who belongs to it.
+func seedDemo(ctx context.Context, store Store) (demoAccount, error) {
+	company, err := store.CreateCompany(ctx, "Atenex Demo")
+	if err != nil {
+		return demoAccount{}, fmt.Errorf("create demo company: %w", err)
+	}
+	pool := newHashPool(1, time.Minute)
+	defer pool.close()
+	hash, err := pool.hash(ctx, demoPassword)
+	if err != nil {
+		return demoAccount{}, fmt.Errorf("hash demo password: %w", err)
+	}
+	if _, err := store.CreateUser(ctx, NewUser{
+		Email: demoEmail, HashedPassword: hash, FullName: "Demo User", Role: "admin", CompanyID: company.ID,
+	}); err != nil {
+		return demoAccount{}, fmt.Errorf("create demo user: %w", err)
+	}
+	return demoAccount{Email: demoEmail, Password: demoPassword, CompanyID: company.ID}, nil
+}
+
+// startDevEchoUpstreams serves the built-in echo upstream on loopback for every upstream
+// URL that -dev left unset, and points the configuration at it.
+func startDevEchoUpstreams(ctx context.Context, cfg *Config, log *slog.Logger, wg *sync.WaitGroup) error {
+	if cfg.IngestURL != nil && cfg.QueryURL != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the echo upstream: %w", err)
+	}
+	srv := &http.Server{Handler: echoHandler(), ReadHeaderTimeout: 10 * time.Second}
+	wg.Add(2)
+	go func() { defer wg.Done(); srv.Serve(ln) }()
+	go func() { defer wg.Done(); <-ctx.Done(); srv.Close() }()
+	echoURL := &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	if cfg.IngestURL == nil {
+		cfg.IngestURL = echoURL
+	}
+	if cfg.QueryURL == nil {
+		cfg.QueryURL = echoURL
+	}
+	log.Warn("development shortcut: echo upstream serving unset upstreams", "url", echoURL.String())
+	return nil
+}
+
+// echoMaxBody bounds how much of a request body the echo upstream returns.
+const echoMaxBody = 64 << 10
+
+type echoResponse struct {
+	Echo      string              `json:"echo"`
+	Method    string              `json:"method"`
+	Path      string              `json:"path"`
+	RawQuery  string              `json:"raw_query"`
+	Headers   map[string][]string `json:"headers"`
+	BodyBytes int64               `json:"body_bytes"`
+	Body      string              `json:"body"`
+}
+
+// echoHandler answers with what it received, so a developer sees exactly what a backend
+// would: the mapped path and the identity headers the gateway injected.
+func echoHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		head, _ := io.ReadAll(io.LimitReader(r.Body, echoMaxBody))
+		rest, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(echoResponse{
+			Echo: "atenex-dev-echo-upstream", Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
+			Headers: r.Header, BodyBytes: int64(len(head)) + rest, Body: string(head),
+		})
+	})
+}

@@ -1,0 +1,655 @@
+// gateway_test.go: the gateway's own endpoints end to end against a real PostgreSQL:
+// login, ensure-company, refresh, me, StrictAuth, health, CORS and malformed bodies.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/bcrypt"
+)
+
+const testSecret = "integration-test-secret-0123456789-abcdefghij"
+
+// testConfig builds a validated configuration from env over a minimal production-like base.
+func testConfig(t testing.TB, env map[string]string) *Config {
+	t.Helper()
+	base := map[string]string{
+		"GATEWAY_JWT_SECRET":        testSecret,
+		"GATEWAY_POSTGRES_PASSWORD": "not-used-by-tests",
+		"GATEWAY_ADMIN_PORT":        "0",
+		"GATEWAY_LOG_LEVEL":         "DEBUG",
+	}
+	for k, v := range env {
+		base[k] = v
+	}
+	cfg, err := loadConfig(func(k string) string { return base[k] }, false)
+	if err != nil {
+		t.Fatalf("test configuration: %v", err)
+	}
+	return cfg
+}
+
+// testEnv is one gateway on a fresh database, served by httptest.
+type testEnv struct {
+	t      *testing.T
+	cfg    *Config
+	store  Store
+	dbURL  string
+	gw     *gateway
+	srv    *httptest.Server
+	logs   *syncBuffer
+	client *http.Client
+}
+
+func newTestEnv(t *testing.T, env map[string]string, configure ...func(*Config)) *testEnv {
+	t.Helper()
+	dbURL := testDatabaseURL(t)
+	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(store.Close)
+	return newTestEnvWithStore(t, env, store, dbURL, configure...)
+}
+
+func newTestEnvWithStore(t *testing.T, env map[string]string, store Store, dbURL string, configure ...func(*Config)) *testEnv {
+	t.Helper()
+	cfg := testConfig(t, env)
+	for _, f := range configure {
+		f(cfg)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gw := newGateway(cfg, log, store, newMetrics())
+	t.Cleanup(gw.close)
+	srv := httptest.NewServer(gw.routes())
+	t.Cleanup(srv.Close)
+	return &testEnv{t: t, cfg: cfg, store: store, dbURL: dbURL, gw: gw, srv: srv, logs: logs, client: srv.Client()}
+}
+
+// createUser stores a user with a fast bcrypt hash (cost 4; the cost-12 production path is
+// covered by the passlib vectors).
+func (e *testEnv) createUser(email, password, companyID string, cost int) User {
+	e.t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u, err := e.store.CreateUser(context.Background(), NewUser{Email: email, HashedPassword: string(hash), FullName: "Test " + email, Role: "user", CompanyID: companyID})
+	if err != nil {
+		e.t.Fatalf("create user: %v", err)
+	}
+	return u
+}
+
+func (e *testEnv) createCompany(name string) string {
+	e.t.Helper()
+	c, err := e.store.CreateCompany(context.Background(), name)
+	if err != nil {
+		e.t.Fatalf("create company: %v", err)
+	}
+	return c.ID
+}
+
+func (e *testEnv) token(u User) string {
+	e.t.Helper()
+	tok, err := e.gw.issueToken(u)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not a JSON object (status %d): %q", r.status, r.body)
+	}
+	return m
+}
+
+func (r response) detail(t testing.TB) string {
+	t.Helper()
+	d, ok := r.json(t)["detail"].(string)
+	if !ok {
+		t.Fatalf("response has no string detail: %s", r.body)
+	}
+	return d
+}
+
+func (e *testEnv) do(method, path, token, body string, headers ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+func (e *testEnv) login(email, password string) response {
+	e.t.Helper()
+	b, _ := json.Marshal(map[string]string{"email": email, "password": password})
+	return e.do("POST", "/api/v1/users/login", "", string(b))
+}
+
+func (e *testEnv) lastLogin(userID string) *time.Time {
+	e.t.Helper()
+	conn, err := pgx.Connect(context.Background(), e.dbURL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var ts *time.Time
+	if err := conn.QueryRow(context.Background(), "SELECT last_login FROM users WHERE id = $1", userID).Scan(&ts); err != nil {
+		e.t.Fatal(err)
+	}
+	return ts
+}
+
+func mustStatus(t testing.TB, r response, want int) {
+	t.Helper()
+	if r.status != want {
+		t.Fatalf("status = %d, want %d; body %s", r.status, want, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("Content-Type = %q, want application/json", ct)
+	}
+	if r.header.Get("X-Request-ID") == "" || r.header.Get("X-Process-Time") == "" {
+		t.Fatalf("missing X-Request-ID or X-Process-Time: %v", r.header)
+	}
+}
+
+func TestLoginReturnsTokenAndUpdatesLastLogin(t *testing.T) {
+	e := newTestEnv(t, nil)
+	company := e.createCompany("Acme")
+	u := e.createUser("ana@example.com", "s3cret-pass", company, bcrypt.MinCost)
+	if e.lastLogin(u.ID) != nil {
+		t.Fatal("last_login set before any login")
+	}
+
+	r := e.login("ana@example.com", "s3cret-pass")
+	mustStatus(t, r, http.StatusOK)
+	body := r.json(t)
+	for field, want := range map[string]any{"token_type": "bearer", "user_id": u.ID, "email": "ana@example.com", "company_id": company, "role": "user", "full_name": "Test ana@example.com"} {
+		if body[field] != want {
+			t.Errorf("%s = %v, want %v", field, body[field], want)
+		}
+	}
+	claims, err := verifyToken([]byte(testSecret), body["access_token"].(string), time.Now())
+	if err != nil {
+		t.Fatalf("issued token does not verify: %v", err)
+	}
+	if claims.Subject != u.ID || claims.CompanyID != company || claims.Email != u.Email {
+		t.Fatalf("claims = %+v", claims)
+	}
+	if got := claims.ExpiresAt - claims.IssuedAt; got != 1440*60 {
+		t.Fatalf("token lifetime = %ds, want %ds", got, 1440*60)
+	}
+	if e.lastLogin(u.ID) == nil {
+		t.Fatal("last_login not updated by a successful login")
+	}
+	if strings.Contains(e.logs.String(), "s3cret-pass") || strings.Contains(e.logs.String(), body["access_token"].(string)) {
+		t.Fatal("password or token written to the log")
+	}
+}
+
+func TestLoginWithoutCompanyReturnsNullCompany(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.createUser("solo@example.com", "s3cret-pass", "", bcrypt.MinCost)
+	r := e.login("solo@example.com", "s3cret-pass")
+	mustStatus(t, r, http.StatusOK)
+	if v, present := r.json(t)["company_id"]; !present || v != nil {
+		t.Fatalf("company_id = %v (present %v), want null", v, present)
+	}
+}
+
+func TestLoginEmailIsCaseInsensitive(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.createUser("Mixed.Case@Example.com", "s3cret-pass", "", bcrypt.MinCost)
+	for _, email := range []string{"mixed.case@example.com", "MIXED.CASE@EXAMPLE.COM", "Mixed.Case@Example.com"} {
+		mustStatus(t, e.login(email, "s3cret-pass"), http.StatusOK)
+	}
+}
+
+func TestLoginUnknownEmailMatchesWrongPassword(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.createUser("real@example.com", "right-password", "", hashCost)
+	inactive := e.createUser("gone@example.com", "right-password", "", hashCost)
+	if err := e.store.SetActive(context.Background(), inactive.Email, false); err != nil {
+		t.Fatal(err)
+	}
+
+	timed := func(email, password string) (response, time.Duration) {
+		start := time.Now()
+		r := e.login(email, password)
+		return r, time.Since(start)
+	}
+	wrong, wrongTook := timed("real@example.com", "wrong-password")
+	unknown, unknownTook := timed("nobody@example.com", "wrong-password")
+	gone, _ := timed("gone@example.com", "right-password")
+	for name, r := range map[string]response{"wrong password": wrong, "unknown email": unknown, "inactive user": gone} {
+		mustStatus(t, r, http.StatusUnauthorized)
+		if r.detail(t) != "Incorrect email or password" {
+			t.Errorf("%s: detail %q", name, r.detail(t))
+		}
+		if r.header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("%s: WWW-Authenticate %q", name, r.header.Get("WWW-Authenticate"))
+		}
+		var m map[string]any
+		json.Unmarshal(r.body, &m)
+		delete(m, "request_id")
+		if len(m) != 1 {
+			t.Errorf("%s: body has more than detail: %s", name, r.body)
+		}
+	}
+	// An unknown email must cost a bcrypt verification too, or its speed tells it apart.
+	if unknownTook < wrongTook/3 {
+		t.Fatalf("unknown email answered in %v, wrong password in %v: no dummy bcrypt", unknownTook, wrongTook)
+	}
+}
+
+func TestLoginRejectsMalformedBodies(t *testing.T) {
+	e := newTestEnv(t, nil)
+	cases := []struct {
+		name string
+		body string
+		want int
+	}{
+		{"not json", `{"email": "a@example.com", "password": `, 422},
+		{"array", `["a@example.com", "x"]`, 422},
+		{"string", `"hello"`, 422},
+		{"null", `null`, 422},
+		{"empty", ``, 422},
+		{"missing email", `{"password": "x"}`, 422},
+		{"missing password", `{"email": "a@example.com"}`, 422},
+		{"email number", `{"email": 12, "password": "x"}`, 422},
+		{"password object", `{"email": "a@example.com", "password": {"a": 1}}`, 422},
+		{"invalid email", `{"email": "not-an-email", "password": "x"}`, 422},
+		{"email with space", `{"email": "a b@example.com", "password": "x"}`, 422},
+		{"empty password", `{"email": "a@example.com", "password": ""}`, 422},
+		{"password too long", `{"email": "a@example.com", "password": "` + strings.Repeat("p", 2000) + `"}`, 422},
+		{"huge body", `{"email": "a@example.com", "password": "` + strings.Repeat("p", 1<<20) + `"}`, 413},
+		{"trailing garbage", `{"email": "a@example.com", "password": "x"} junk`, 422},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("POST", "/api/v1/users/login", "", tc.body)
+			mustStatus(t, r, tc.want)
+			if r.detail(t) == "" {
+				t.Fatal("empty detail")
+			}
+		})
+	}
+}
+
+func TestEnsureCompanyBranches(t *testing.T) {
+	e := newTestEnv(t, nil)
+	ctx := context.Background()
+	defaultCompany := e.createCompany("Default Co")
+	other := e.createCompany("Other Co")
+	inactive := e.createCompany("Closed Co")
+	conn, err := pgx.Connect(ctx, e.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "UPDATE companies SET is_active = false WHERE id = $1", inactive); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.DefaultCompanyID = defaultCompany
+
+	companyOf := func(u User) string {
+		got, err := e.store.UserByID(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.CompanyID
+	}
+	ensure := func(u User, body string) response {
+		return e.do("POST", "/api/v1/users/me/ensure-company", e.token(u), body)
+	}
+	checkOK := func(t *testing.T, r response, u User, want string) {
+		t.Helper()
+		mustStatus(t, r, http.StatusOK)
+		body := r.json(t)
+		if body["company_id"] != want || body["user_id"] != u.ID || body["token_type"] != "bearer" || body["message"] == "" {
+			t.Fatalf("body = %s", r.body)
+		}
+		claims, err := verifyToken([]byte(testSecret), body["new_access_token"].(string), time.Now())
+		if err != nil || claims.CompanyID != want {
+			t.Fatalf("new token company %q (err %v), want %q", claims.CompanyID, err, want)
+		}
+		if got := companyOf(u); got != want {
+			t.Fatalf("database company = %q, want %q", got, want)
+		}
+	}
+
+	t.Run("default when user has none and no body", func(t *testing.T) {
+		u := e.createUser("a@example.com", "pw-pw-pw-pw", "", bcrypt.MinCost)
+		checkOK(t, ensure(u, ""), u, defaultCompany)
+	})
+	t.Run("body company wins", func(t *testing.T) {
+		u := e.createUser("b@example.com", "pw-pw-pw-pw", defaultCompany, bcrypt.MinCost)
+		checkOK(t, ensure(u, `{"company_id": "`+strings.ToUpper(other)+`"}`), u, other)
+	})
+	t.Run("current company kept when user has one", func(t *testing.T) {
+		u := e.createUser("c@example.com", "pw-pw-pw-pw", other, bcrypt.MinCost)
+		checkOK(t, ensure(u, `{}`), u, other)
+	})
+	t.Run("null company_id counts as absent", func(t *testing.T) {
+		u := e.createUser("d@example.com", "pw-pw-pw-pw", other, bcrypt.MinCost)
+		checkOK(t, ensure(u, `{"company_id": null}`), u, other)
+	})
+	t.Run("no company anywhere is 400", func(t *testing.T) {
+		e.cfg.DefaultCompanyID = ""
+		defer func() { e.cfg.DefaultCompanyID = defaultCompany }()
+		u := e.createUser("e@example.com", "pw-pw-pw-pw", "", bcrypt.MinCost)
+		r := ensure(u, "")
+		mustStatus(t, r, http.StatusBadRequest)
+		if companyOf(u) != "" {
+			t.Fatal("user changed on a refused request")
+		}
+	})
+	for _, tc := range []struct {
+		name, body string
+		want       int
+	}{
+		{"non-uuid", `{"company_id": "acme"}`, 422},
+		{"number", `{"company_id": 42}`, 422},
+		{"bad json", `{"company_id": `, 422},
+		{"array body", `[1]`, 422},
+		{"unknown company", `{"company_id": "00000000-0000-4000-8000-000000000000"}`, 400},
+		{"inactive company", `{"company_id": "` + inactive + `"}`, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := e.createUser(strings.ReplaceAll(tc.name, " ", "-")+"@example.com", "pw-pw-pw-pw", other, bcrypt.MinCost)
+			r := ensure(u, tc.body)
+			mustStatus(t, r, tc.want)
+			r.detail(t)
+			if companyOf(u) != other {
+				t.Fatal("user changed on a refused request")
+			}
+		})
+	}
+	t.Run("needs a token", func(t *testing.T) {
+		r := e.do("POST", "/api/v1/users/me/ensure-company", "", "")
+		mustStatus(t, r, http.StatusUnauthorized)
+	})
+}
+
+func TestRefreshBuildsTokenFromCurrentRow(t *testing.T) {
+	e := newTestEnv(t, nil)
+	company := e.createCompany("Acme")
+	u := e.createUser("r@example.com", "pw-pw-pw-pw", "", bcrypt.MinCost)
+	old := e.token(u)
+	if err := e.store.SetUserCompany(context.Background(), u.ID, company); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("POST", "/api/v1/users/refresh", old, "")
+	mustStatus(t, r, http.StatusOK)
+	body := r.json(t)
+	claims, err := verifyToken([]byte(testSecret), body["access_token"].(string), time.Now())
+	if err != nil || claims.CompanyID != company || body["token_type"] != "bearer" {
+		t.Fatalf("refreshed token: claims %+v err %v body %s", claims, err, r.body)
+	}
+
+	if err := e.store.SetActive(context.Background(), u.Email, false); err != nil {
+		t.Fatal(err)
+	}
+	e.gw.users.forget(u.ID)
+	mustStatus(t, e.do("POST", "/api/v1/users/refresh", old, ""), http.StatusUnauthorized)
+}
+
+func TestMeReturnsProfileWithoutHash(t *testing.T) {
+	e := newTestEnv(t, nil)
+	u := e.createUser("me@example.com", "pw-pw-pw-pw", "", bcrypt.MinCost)
+	r := e.do("GET", "/api/v1/users/me", e.token(u), "")
+	mustStatus(t, r, http.StatusOK)
+	body := r.json(t)
+	if body["user_id"] != u.ID || body["email"] != u.Email || body["is_active"] != true || body["role"] != "user" {
+		t.Fatalf("me = %s", r.body)
+	}
+	if v, ok := body["company_id"]; !ok || v != nil {
+		t.Fatalf("company_id = %v, want null", v)
+	}
+	if bytes.Contains(r.body, []byte("$2")) || bytes.Contains(r.body, []byte("hash")) {
+		t.Fatalf("profile leaks the password hash: %s", r.body)
+	}
+}
+
+// recordingUpstream records the last request it saw.
+func recordingUpstream(t *testing.T) (*httptest.Server, func() *http.Request) {
+	t.Helper()
+	var mu sync.Mutex
+	var last *http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		last = r.Clone(context.Background())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() *http.Request { mu.Lock(); defer mu.Unlock(); return last }
+}
+
+func TestStrictAuthRefusals(t *testing.T) {
+	upstreamSrv, last := recordingUpstream(t)
+	e := newTestEnv(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": upstreamSrv.URL})
+	company := e.createCompany("Acme")
+	withCompany := e.createUser("with@example.com", "pw-pw-pw-pw", company, bcrypt.MinCost)
+	without := e.createUser("without@example.com", "pw-pw-pw-pw", "", bcrypt.MinCost)
+	ghost := User{ID: "11111111-2222-4333-8444-555555555555", Email: "ghost@example.com", CompanyID: company}
+
+	expired, _ := signToken([]byte(testSecret), Claims{Subject: withCompany.ID, CompanyID: company, ExpiresAt: time.Now().Add(-time.Hour).Unix()})
+	otherKey, _ := signToken([]byte("another-secret-another-secret-0123456789"), Claims{Subject: withCompany.ID, CompanyID: company, ExpiresAt: time.Now().Add(time.Hour).Unix()})
+
+	cases := []struct {
+		name      string
+		auth      string
+		status    int
+		challenge string
+	}{
+		{"no header", "", 401, "Bearer"},
+		{"basic scheme", "Basic YWxhZGRpbjpvcGVuc2VzYW1l", 401, "Bearer"},
+		{"empty bearer", "Bearer ", 401, "Bearer"},
+		{"junk token", "Bearer not.a.token", 401, `Bearer error="invalid_token"`},
+		{"huge junk", "Bearer " + strings.Repeat("A", 40000), 401, `Bearer error="invalid_token"`},
+		{"expired", "Bearer " + expired, 401, `Bearer error="invalid_token"`},
+		{"other key", "Bearer " + otherKey, 401, `Bearer error="invalid_token"`},
+		{"no company claim", "Bearer " + e.token(without), 403, `Bearer error="insufficient_scope"`},
+		{"unknown user", "Bearer " + e.token(ghost), 401, `Bearer error="invalid_token"`},
+		{"lower-case scheme", "bearer " + e.token(withCompany), 200, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			headers := []string{}
+			if tc.auth != "" {
+				headers = []string{"Authorization", tc.auth}
+			}
+			r := e.do("GET", "/api/v1/query/chats", "", "", headers...)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if tc.status != 200 {
+				mustStatus(t, r, tc.status)
+				r.detail(t)
+				if got := r.header.Get("WWW-Authenticate"); got != tc.challenge {
+					t.Fatalf("WWW-Authenticate %q, want %q", got, tc.challenge)
+				}
+			}
+		})
+	}
+	if got := last(); got == nil || got.URL.Path != "/api/v1/chats" || got.Header.Get("X-Company-ID") != company {
+		t.Fatalf("authorised request did not reach the upstream as expected: %+v", got)
+	}
+}
+
+func TestDeactivatedUserRefusedWithinCacheTTL(t *testing.T) {
+	for _, ttl := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(ttl.String(), func(t *testing.T) {
+			upstreamSrv, _ := recordingUpstream(t)
+			e := newTestEnv(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": upstreamSrv.URL}, func(c *Config) { c.UserCacheTTL = ttl })
+			company := e.createCompany("Acme")
+			u := e.createUser("active@example.com", "pw-pw-pw-pw", company, bcrypt.MinCost)
+			tok := e.token(u)
+			if r := e.do("GET", "/api/v1/query/chats", tok, ""); r.status != 200 {
+				t.Fatalf("active user refused: %d %s", r.status, r.body)
+			}
+			if err := e.store.SetActive(context.Background(), u.Email, false); err != nil {
+				t.Fatal(err)
+			}
+			deactivated := time.Now()
+			for {
+				r := e.do("GET", "/api/v1/query/chats", tok, "")
+				if r.status == 401 {
+					break
+				}
+				if time.Since(deactivated) > ttl+2*time.Second {
+					t.Fatalf("deactivated user still served after %v (ttl %v)", time.Since(deactivated), ttl)
+				}
+				if ttl == 0 {
+					t.Fatalf("ttl 0: deactivated user served once more (%d)", r.status)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestHealthFollowsDatabase(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := newTCPRelay(t, u.Host)
+	u.Host = relay.Addr()
+	store, err := openPostgres(context.Background(), u.String(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	e := newTestEnvWithStore(t, nil, store, dbURL)
+	company := e.createCompany("Acme")
+	user := e.createUser("h@example.com", "pw-pw-pw-pw", company, bcrypt.MinCost)
+
+	r := e.do("GET", "/health", "", "")
+	mustStatus(t, r, http.StatusOK)
+	if body := r.json(t); body["status"] != "healthy" || body["service"] != "Atenex API Gateway" {
+		t.Fatalf("health = %s", r.body)
+	}
+
+	relay.Sever()
+	start := time.Now()
+	r = e.do("GET", "/health", "", "")
+	mustStatus(t, r, http.StatusServiceUnavailable)
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("unhealthy answer took %v", took)
+	}
+	if r.json(t)["status"] != "unhealthy" {
+		t.Fatalf("health = %s", r.body)
+	}
+	mustStatus(t, e.login("h@example.com", "pw-pw-pw-pw"), http.StatusServiceUnavailable)
+	e.gw.users.forget(user.ID)
+	mustStatus(t, e.do("GET", "/api/v1/users/me", e.token(user), ""), http.StatusServiceUnavailable)
+
+	relay.Restore()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r = e.do("GET", "/health", "", "")
+		if r.status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health did not recover: %s", r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustStatus(t, e.login("h@example.com", "pw-pw-pw-pw"), http.StatusOK)
+}
+
+func TestRootLivezAndUnknownRoutes(t *testing.T) {
+	e := newTestEnv(t, nil)
+	r := e.do("GET", "/", "", "")
+	mustStatus(t, r, 200)
+	if r.json(t)["message"] != "Atenex API Gateway is running!" {
+		t.Fatalf("root = %s", r.body)
+	}
+	mustStatus(t, e.do("GET", "/livez", "", ""), 200)
+	r = e.do("GET", "/nope", "", "")
+	mustStatus(t, r, 404)
+	r.detail(t)
+	r = e.do("DELETE", "/health", "", "")
+	mustStatus(t, r, 405)
+	if !strings.Contains(r.header.Get("Allow"), "GET") {
+		t.Fatalf("Allow = %q", r.header.Get("Allow"))
+	}
+	r = e.do("GET", "/api/v1/users/login", "", "")
+	mustStatus(t, r, 405)
+	r = e.do("GET", "/api/v1/auth/login", "", "")
+	mustStatus(t, r, 404)
+}
+
+func TestCORSForLoginFromBrowser(t *testing.T) {
+	e := newTestEnv(t, map[string]string{"VERCEL_FRONTEND_URL": "https://atenex-frontend.vercel.app"})
+	preflight := func(origin string) response {
+		return e.do("OPTIONS", "/api/v1/users/login", "", "", "Origin", origin,
+			"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type, authorization")
+	}
+	for _, origin := range []string{"http://localhost:3000", "http://localhost:3009", "https://atenex-frontend.vercel.app", "https://atenex-frontend-git-main-team.vercel.app"} {
+		r := preflight(origin)
+		if r.status/100 != 2 || r.header.Get("Access-Control-Allow-Origin") != origin || r.header.Get("Access-Control-Allow-Credentials") != "true" {
+			t.Errorf("preflight from %s: %d %v", origin, r.status, r.header)
+		}
+	}
+	for _, origin := range []string{"http://localhost:3010", "https://evil.example", "https://atenex-frontend.vercel.app.evil.example", "null"} {
+		r := preflight(origin)
+		if r.header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("preflight from %s allowed: %v", origin, r.header)
+		}
+	}
+	r := e.do("POST", "/api/v1/users/login", "", `{}`, "Origin", "http://localhost:3000")
+	if r.header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "X-Request-ID") {
+		t.Fatalf("actual request CORS headers: %v", r.header)
+	}
+}
