@@ -18,15 +18,26 @@ type identity struct {
 	Email     string
 }
 
-type identityKey struct{}
-
+// withIdentity records the verified caller in the request's info, so no request copy is
+// needed on the hot path; a context without info gets a fresh one.
 func withIdentity(ctx context.Context, id identity) context.Context {
-	return context.WithValue(ctx, identityKey{}, id)
+	info, ok := ctx.Value(requestInfoKey{}).(*requestInfo)
+	if !ok {
+		info = &requestInfo{}
+		ctx = withRequestInfo(ctx, info)
+	}
+	info.Caller, info.Authenticated = id, true
+	info.UserID, info.CompanyID = id.UserID, id.CompanyID
+	return ctx
 }
 
+// identityFrom returns the verified caller, if the auth wrappers found one.
 func identityFrom(ctx context.Context) (identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(identity)
-	return id, ok
+	info, ok := ctx.Value(requestInfoKey{}).(*requestInfo)
+	if !ok || !info.Authenticated {
+		return identity{}, false
+	}
+	return info.Caller, true
 }
 
 // Challenges sent in WWW-Authenticate (RFC 6750 §3).
@@ -104,11 +115,8 @@ func (g *gateway) requireAuth(next http.Handler, requireCompany bool) http.Handl
 			failure.respond(w, r)
 			return
 		}
-		info := requestInfoFrom(r.Context())
-		info.UserID, info.CompanyID = claims.Subject, claims.CompanyID
-		next.ServeHTTP(w, r.WithContext(withIdentity(r.Context(), identity{
-			UserID: claims.Subject, CompanyID: claims.CompanyID, Email: claims.Email,
-		})))
+		withIdentity(r.Context(), identity{UserID: claims.Subject, CompanyID: claims.CompanyID, Email: claims.Email})
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -30,6 +30,9 @@ type requestInfo struct {
 	Upstream       string // upstream name ("ingest", "query", "auth") when proxied
 	UpstreamStatus int
 
+	Caller        identity // the verified caller (withIdentity), valid when Authenticated
+	Authenticated bool
+
 	// KeepTraceState reports that the client's traceparent was valid, so its tracestate
 	// belongs to the same trace and may be forwarded untouched. When false the traceparent
 	// was replaced by a new trace and the proxy must drop any tracestate header: W3C Trace

@@ -527,8 +527,8 @@ func TestProxyOmitsAbsentClaimsButStillDropsForgedOnes(t *testing.T) {
 	h := newProxy(upstream{name: "ingest", target: mustParseURL(t, up.URL),
 		gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/"}, newUpstreamTransport(proxyTestConfig()), proxyTestConfig(), nil, nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := withIdentity(r.Context(), identity{UserID: testIdentity.UserID})
-		h.ServeHTTP(w, r.WithContext(withRequestInfo(ctx, &requestInfo{ID: "r1"})))
+		ctx := withIdentity(withRequestInfo(r.Context(), &requestInfo{ID: "r1"}), identity{UserID: testIdentity.UserID})
+		h.ServeHTTP(w, r.WithContext(ctx))
 	}))
 	defer srv.Close()
 	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/ingest/x", nil)
@@ -1470,7 +1470,7 @@ func BenchmarkProxyRequest(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			info := &requestInfo{ID: "bench-request-id", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
-			ctx := withRequestInfo(withIdentity(context.Background(), testIdentity), info)
+			ctx := withIdentity(withRequestInfo(context.Background(), info), testIdentity)
 			body := &rewindBody{}
 			req := httptest.NewRequestWithContext(ctx, c.method, "http://gateway.test/api/v1/query/chats?limit=10", nil)
 			req.RemoteAddr = "203.0.113.7:52000"
@@ -1505,7 +1505,7 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 		"X_user_id":       {"forged"},
 	}
 	info := &requestInfo{ID: "bench-request-id", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"}
-	in = in.WithContext(withRequestInfo(withIdentity(in.Context(), testIdentity), info))
+	in = in.WithContext(withIdentity(withRequestInfo(in.Context(), info), testIdentity))
 	cfg := proxyTestConfig()
 	out := make(http.Header, 16)
 	b.ReportAllocs()

@@ -12,7 +12,7 @@ export PATH="$PATH:/usr/local/go/bin"
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-10}
 CONNS=64
-UP_PORT=18081 NGINX_PORT=18082 GW_PORT=18080 ADMIN_PORT=18090
+UP_PORT=18081 NGINX_PORT=18082 SINK_PORT=18083 GW_PORT=18080 ADMIN_PORT=18090
 DB=atenex_bench
 PGURL="postgres://postgres@127.0.0.1:5432"
 OUT=bench/out
@@ -69,13 +69,18 @@ http {
   }
 }
 NGINX
+[ -f "$OUT/nginx.pid" ] && kill "$(cat "$OUT/nginx.pid")" 2>/dev/null && sleep 0.5 # a previous run's
 "$NGINX" -c "$PWD/$OUT/nginx.conf"
 sleep 0.5
+
+echo "== upload sink on :$SINK_PORT"
+python3 bench/sink.py "$SINK_PORT" &
+pids+=("$!")
 
 echo "== gateway on :$GW_PORT"
 GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
 PORT=$GW_PORT GATEWAY_ADMIN_PORT=$ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
-GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$UP_PORT \
+GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
 GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
   "$OUT/gateway" >"$OUT/gateway.log" 2>&1 &
 GW_PID=$!
@@ -138,7 +143,8 @@ wait $FLOOD
 echo "== RSS growth for a 512 MiB streamed upload"
 RSS_BEFORE=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
 MAX_RSS=$RSS_BEFORE
-head -c $((512 << 20)) /dev/zero | curl -fsS -o /dev/null -T - -H "Authorization: Bearer $TOKEN" \
+UPLOAD_START=$(date +%s.%N)
+head -c $((512 << 20)) /dev/zero | curl -fsS -o "$OUT/upload.json" -T - -H "Authorization: Bearer $TOKEN" \
   -H 'Content-Type: application/octet-stream' "http://127.0.0.1:$GW_PORT/api/v1/ingest/upload" &
 UPLOAD=$!
 while kill -0 $UPLOAD 2>/dev/null; do
@@ -146,6 +152,8 @@ while kill -0 $UPLOAD 2>/dev/null; do
   sleep 0.05
 done
 wait $UPLOAD
+UPLOAD_SECS=$(awk -v s="$UPLOAD_START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
+UPLOAD_RECEIVED=$(sed -E 's/.*"received_bytes": ([0-9]+).*/\1/' "$OUT/upload.json")
 UPLOAD_GROWTH_KB=$((MAX_RSS - RSS_BEFORE))
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
@@ -168,5 +176,5 @@ Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /pro
 | login throughput ($((CPUS * 2)) clients, right password) | $L_RPS logins/s ($LOGIN_RATIO of the bound) |
 | proxied p99, 8 clients, idle | $IDLE_P99 ms |
 | proxied p99, 8 clients, during a 32-client wrong-password flood | $FLOOD_P99 ms ($(ratio "$FLOOD_P99" "$IDLE_P99") x idle) |
-| RSS growth during a 512 MiB streamed upload | $((UPLOAD_GROWTH_KB / 1024)) MiB |
+| RSS growth during a 512 MiB streamed upload (upstream received $UPLOAD_RECEIVED bytes in $UPLOAD_SECS s) | $((UPLOAD_GROWTH_KB / 1024)) MiB |
 REPORT
