@@ -320,3 +320,27 @@ func TestRunDrainsInFlightStreamOnSIGTERM(t *testing.T) {
 		t.Logf("dial after shutdown: %v", err)
 	}
 }
+
+func TestREADMEDocumentsEverySettingAndTheTwoCommands(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings {
+		if !strings.Contains(string(readme), "| `"+s.Name+"` |") {
+			t.Errorf("README configuration table lacks %s", s.Name)
+		}
+	}
+	for _, command := range []string{"go run . -dev", "go test -race ./..."} {
+		if !strings.Contains(string(readme), "\n"+command+"\n") {
+			t.Errorf("README lacks the set-up command %q", command)
+		}
+	}
+	ci, err := os.ReadFile(".ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ci), "go test -race") {
+		t.Error(".ci/run does not run the README's test command")
+	}
+}
