@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -652,4 +653,31 @@ func TestCORSForLoginFromBrowser(t *testing.T) {
 	if r.header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" || !strings.Contains(r.header.Get("Access-Control-Expose-Headers"), "X-Request-ID") {
 		t.Fatalf("actual request CORS headers: %v", r.header)
 	}
+}
+
+func TestLoginFromKnownAddressSurvivesOthersFailures(t *testing.T) {
+	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32"})
+	e.createUser("victim@example.com", "right-password", "", bcrypt.MinCost)
+	loginFrom := func(ip, password string) response {
+		b, _ := json.Marshal(map[string]string{"email": "victim@example.com", "password": password})
+		return e.do("POST", "/api/v1/users/login", "", string(b), "X-Forwarded-For", ip)
+	}
+	mustStatus(t, loginFrom("198.51.100.7", "right-password"), http.StatusOK) // the user's usual address
+
+	// An attacker spread over many addresses exhausts the email's bucket.
+	limited := false
+	for i := range 40 {
+		r := loginFrom(fmt.Sprintf("203.0.113.%d", i+1), "guess")
+		if r.status == http.StatusTooManyRequests {
+			limited = true
+			if r.header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		}
+	}
+	if !limited {
+		t.Fatal("40 failures on one email from 40 addresses never met the email limit")
+	}
+	mustStatus(t, loginFrom("203.0.113.250", "right-password"), http.StatusTooManyRequests) // a new address waits
+	mustStatus(t, loginFrom("198.51.100.7", "right-password"), http.StatusOK)              // the known one does not
 }

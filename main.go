@@ -303,6 +303,7 @@ type gateway struct {
 	hashes       *hashPool
 	loginByIP    *limiter
 	loginByEmail *limiter
+	knownClients *knownClients
 	companyRate  *limiter
 	transport    *http.Transport
 	draining     atomic.Bool
@@ -319,11 +320,16 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		hashes:       newHashPool(runtime.GOMAXPROCS(0), cfg.BcryptQueueWait),
 		loginByIP:    newLimiter(cfg.LoginIPPerMinute/60, cfg.LoginIPBurst, limiterMaxKeys),
 		loginByEmail: newLimiter(cfg.LoginEmailPerMinute/60, cfg.LoginEmailBurst, limiterMaxKeys),
+		knownClients: newKnownClients(knownClientTTL, limiterMaxKeys),
 		companyRate:  newLimiter(cfg.CompanyRPS, cfg.CompanyBurst, limiterMaxKeys),
 		transport:    newUpstreamTransport(cfg),
 		now:          time.Now,
 	}
 }
+
+// knownClientTTL is how long a successful login exempts its (email, address) pair from the
+// per-email failure limit.
+const knownClientTTL = 30 * 24 * time.Hour
 
 // limiterMaxKeys bounds each limiter's memory under an attack from many IPs or emails.
 const limiterMaxKeys = 100_000

@@ -314,3 +314,46 @@ func retryAfterSeconds(d time.Duration) string {
 	}
 	return strconv.FormatInt(max(secs, 1), 10)
 }
+
+// knownClients remembers, for a bounded time, the client addresses each email has logged
+// in from. The per-email failure limit does not apply to them: failures from elsewhere can
+// then delay a user's login only from an address that user has never logged in from, while
+// a password-guessing botnet spread over many addresses still meets the email limit.
+type knownClients struct {
+	ttl  time.Duration
+	max  int
+	mu   sync.Mutex
+	seen map[string]time.Time // email + "\x00" + ip → last successful login
+}
+
+func newKnownClients(ttl time.Duration, max int) *knownClients {
+	return &knownClients{ttl: ttl, max: max, seen: make(map[string]time.Time)}
+}
+
+func knownClientKey(email, ip string) string { return email + "\x00" + ip }
+
+// has reports whether email logged in successfully from ip within the TTL.
+func (k *knownClients) has(email, ip string, now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	last, ok := k.seen[knownClientKey(email, ip)]
+	return ok && now.Sub(last) < k.ttl
+}
+
+// add records a successful login. When full, expired entries go first, then everything:
+// forgetting only costs a returning user the exemption until their next login.
+func (k *knownClients) add(email, ip string, now time.Time) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.seen) >= k.max {
+		for key, last := range k.seen {
+			if now.Sub(last) >= k.ttl {
+				delete(k.seen, key)
+			}
+		}
+		if len(k.seen) >= k.max {
+			clear(k.seen)
+		}
+	}
+	k.seen[knownClientKey(email, ip)] = now
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -166,16 +167,15 @@ func (g *gateway) handleLogin() http.Handler {
 
 		ipKey, emailKey := requestInfoFrom(r.Context()).ClientIP, strings.ToLower(email)
 		now := g.now()
-		for _, l := range []struct {
-			lim  *limiter
-			key  string
-			name string
-		}{{g.loginByIP, ipKey, "login_ip"}, {g.loginByEmail, emailKey, "login_email"}} {
-			if ok, wait := l.lim.check(l.key, now); !ok {
-				g.metrics.rateLimitRejection(l.name)
-				g.metrics.login("rate_limited")
-				w.Header().Set("Retry-After", retryAfterSeconds(wait))
-				writeError(w, r, http.StatusTooManyRequests, "Too many failed login attempts; try again later")
+		if ok, wait := g.loginByIP.check(ipKey, now); !ok {
+			g.refuseLogin(w, r, "login_ip", wait)
+			return
+		}
+		// An address this email has logged in from before is exempt from the email limit, so
+		// others' failures cannot lock the user out of it (see knownClients).
+		if !g.knownClients.has(emailKey, ipKey, now) {
+			if ok, wait := g.loginByEmail.check(emailKey, now); !ok {
+				g.refuseLogin(w, r, "login_email", wait)
 				return
 			}
 		}
@@ -209,6 +209,7 @@ func (g *gateway) handleLogin() http.Handler {
 			return
 		}
 		g.loginByEmail.reset(emailKey)
+		g.knownClients.add(emailKey, ipKey, now)
 
 		if err := g.store.TouchLastLogin(r.Context(), user.ID); err != nil {
 			// The login itself is valid; only the bookkeeping column missed this one.
@@ -228,6 +229,14 @@ func (g *gateway) handleLogin() http.Handler {
 			FullName: nullable(user.FullName), Role: user.Role, CompanyID: nullable(user.CompanyID),
 		})
 	})
+}
+
+// refuseLogin answers a login refused by the failed-login limit named limit.
+func (g *gateway) refuseLogin(w http.ResponseWriter, r *http.Request, limit string, wait time.Duration) {
+	g.metrics.rateLimitRejection(limit)
+	g.metrics.login("rate_limited")
+	w.Header().Set("Retry-After", retryAfterSeconds(wait))
+	writeError(w, r, http.StatusTooManyRequests, "Too many failed login attempts; try again later")
 }
 
 // currentUser loads the authenticated caller's row, answering the failure itself.
