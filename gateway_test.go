@@ -679,5 +679,5 @@ func TestLoginFromKnownAddressSurvivesOthersFailures(t *testing.T) {
 		t.Fatal("40 failures on one email from 40 addresses never met the email limit")
 	}
 	mustStatus(t, loginFrom("203.0.113.250", "right-password"), http.StatusTooManyRequests) // a new address waits
-	mustStatus(t, loginFrom("198.51.100.7", "right-password"), http.StatusOK)              // the known one does not
+	mustStatus(t, loginFrom("198.51.100.7", "right-password"), http.StatusOK)               // the known one does not
 }
