@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 
 	var admin *http.Server
 	if cfg.AdminPort > 0 {
-		adminLn, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.AdminPort))
+		adminLn, err := net.Listen("tcp", net.JoinHostPort(listenHost, strconv.Itoa(cfg.AdminPort)))
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("listen on admin port %d: %w", cfg.AdminPort, err)
