@@ -1,0 +1,464 @@
+// cli_test.go: the operator subcommands through run(), as an operator types them, against a
+// real PostgreSQL: migrate, company and user administration, usage errors and outages.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// cliResult is what an operator sees: the two streams and the exit code.
+type cliResult struct {
+	stdout, stderr string
+	err            error
+	code           int
+}
+
+// output is everything printed, the error included, as a terminal would show it.
+func (r cliResult) output() string {
+	out := r.stdout + r.stderr
+	if r.err != nil {
+		out += r.err.Error()
+	}
+	return out
+}
+
+// runCLIWith runs one command through run() the way main does.
+func runCLIWith(ctx context.Context, env map[string]string, stdin io.Reader, args ...string) cliResult {
+	var stdout, stderr syncBuffer
+	err := run(ctx, args, func(k string) string { return env[k] }, stdin, &stdout, &stderr)
+	code := 0
+	if err != nil {
+		code = exitCode(err)
+	}
+	return cliResult{stdout: stdout.String(), stderr: stderr.String(), err: err, code: code}
+}
+
+func runCLI(env map[string]string, stdin string, args ...string) cliResult {
+	return runCLIWith(context.Background(), env, strings.NewReader(stdin), args...)
+}
+
+// mustSucceed runs a command that must exit 0 and returns its trimmed stdout.
+func mustSucceed(t *testing.T, env map[string]string, stdin string, args ...string) string {
+	t.Helper()
+	r := runCLI(env, stdin, args...)
+	if r.code != 0 {
+		t.Fatalf("%s: exit %d: %v\nstderr: %s", strings.Join(args, " "), r.code, r.err, r.stderr)
+	}
+	return strings.TrimSpace(r.stdout)
+}
+
+// emptyTestDatabaseURL creates a database without the gateway's tables, dropped when the
+// test ends.
+func emptyTestDatabaseURL(t *testing.T) string {
+	t.Helper()
+	server := testServerURL()
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	name := "gateway_cli_test_" + hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := execOnServer(ctx, server, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create empty database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := execOnServer(ctx, server, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	u.Path, u.RawPath = "/"+name, ""
+	return u.String()
+}
+
+func storedUser(t *testing.T, dbURL, email string) User {
+	t.Helper()
+	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	u, err := store.UserByEmail(context.Background(), email)
+	if err != nil {
+		t.Fatalf("user %s: %v", email, err)
+	}
+	return u
+}
+
+// checkCost12Hash fails unless hash is a passlib-style cost-12 bcrypt hash of password.
+func checkCost12Hash(t *testing.T, hash, password string) {
+	t.Helper()
+	if !strings.HasPrefix(hash, "$2b$12$") || len(hash) != 60 {
+		t.Fatalf("stored hash %q is not a $2b$ cost-12 bcrypt hash", hash)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)); err != nil {
+		t.Fatalf("stored hash does not verify the password: %v", err)
+	}
+}
+
+func TestCLIMigrateIsIdempotent(t *testing.T) {
+	dbURL := emptyTestDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+
+	// Before migrating, an operator is told what to do rather than shown a bare SQL error.
+	r := runCLI(env, "", "company", "create", "-name", "Early")
+	if r.code != 1 || !strings.Contains(r.err.Error(), "migrate` first") {
+		t.Fatalf("company create before migrate: exit %d, %v; want exit 1 asking to run migrate", r.code, r.err)
+	}
+
+	if out := mustSucceed(t, env, "", "migrate"); !strings.Contains(out, "schema applied") {
+		t.Fatalf("migrate printed %q", out)
+	}
+	companyID := mustSucceed(t, env, "", "company", "create", "-name", "Kept")
+	if out := mustSucceed(t, env, "", "migrate"); !strings.Contains(out, "schema applied") {
+		t.Fatalf("second migrate printed %q", out)
+	}
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, rel := range []string{"users", "companies", "users_email_lower_key"} {
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", rel).Scan(&exists); err != nil || !exists {
+			t.Errorf("%s after migrate: exists=%v, %v", rel, exists, err)
+		}
+	}
+	var name string
+	if err := conn.QueryRow(ctx, "SELECT name FROM companies WHERE id = $1", companyID).Scan(&name); err != nil || name != "Kept" {
+		t.Fatalf("company created between migrations: %q, %v", name, err)
+	}
+}
+
+func TestCLICreatesCompanyAndUserWhoCanLogIn(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+	const password = "correct horse battery"
+
+	companyID := mustSucceed(t, env, "", "company", "create", "-name", "  Acme Corp  ")
+	if !isUUID(companyID) {
+		t.Fatalf("company create printed %q, want only its UUID", companyID)
+	}
+	r := runCLI(env, password+"\n", "user", "create", "-email", "Ana@Example.com", "-name", "Ana Pérez", "-role", "admin", "-company", strings.ToUpper(companyID))
+	if r.code != 0 {
+		t.Fatalf("user create: exit %d: %v", r.code, r.err)
+	}
+	userID := strings.TrimSpace(r.stdout)
+	if !isUUID(userID) {
+		t.Fatalf("user create printed %q, want only the user's UUID", r.stdout)
+	}
+	if strings.Contains(r.output(), password) {
+		t.Fatal("the password was printed")
+	}
+
+	u := storedUser(t, dbURL, "ana@example.com")
+	if u.ID != userID || u.Email != "Ana@Example.com" || u.FullName != "Ana Pérez" || u.Role != "admin" || u.CompanyID != companyID || !u.IsActive {
+		t.Fatalf("stored user %+v", u)
+	}
+	checkCost12Hash(t, u.HashedPassword, password)
+
+	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	e := newTestEnvWithStore(t, nil, store, dbURL)
+	resp := e.login("ana@example.com", password)
+	mustStatus(t, resp, 200)
+	body := resp.json(t)
+	if body["user_id"] != userID || body["company_id"] != companyID || body["role"] != "admin" {
+		t.Fatalf("login answered %v", body)
+	}
+	if tok, _ := body["access_token"].(string); tok == "" {
+		t.Fatalf("login gave no token: %v", body)
+	}
+}
+
+func TestCLIPasswordFromEnvironment(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+	env["NEW_USER_PASSWORD"] = "from-the-environment"
+
+	r := runCLI(env, "from-standard-input\n", "user", "create", "-email", "env@example.com", "-password-env", "NEW_USER_PASSWORD")
+	if r.code != 0 || !isUUID(strings.TrimSpace(r.stdout)) {
+		t.Fatalf("user create -password-env: exit %d, stdout %q, %v", r.code, r.stdout, r.err)
+	}
+	if strings.Contains(r.output(), "from-the-environment") {
+		t.Fatal("the password was printed")
+	}
+	u := storedUser(t, dbURL, "env@example.com")
+	checkCost12Hash(t, u.HashedPassword, "from-the-environment")
+	if u.CompanyID != "" || u.Role != "user" || u.FullName != "" {
+		t.Fatalf("defaults not applied: %+v", u)
+	}
+}
+
+func TestCLISetPasswordChangesLogin(t *testing.T) {
+	e := newTestEnv(t, nil)
+	env := postgresEnv(t, e.dbURL)
+	const oldPassword, newPassword = "old-password-1", "new-password-2"
+	e.createUser("reset@example.com", oldPassword, "", bcrypt.MinCost)
+	mustStatus(t, e.login("reset@example.com", oldPassword), 200)
+
+	// A password typed on Windows or piped from a CRLF file ends in "\r\n": neither byte
+	// belongs to it.
+	out := mustSucceed(t, env, newPassword+"\r\nsecond line ignored\n", "user", "set-password", "-email", "RESET@example.com")
+	if !strings.Contains(out, "updated") {
+		t.Fatalf("set-password printed %q", out)
+	}
+	// The logins below verify the new hash; each cost-12 comparison is slow under -race.
+	if hash := storedUser(t, e.dbURL, "reset@example.com").HashedPassword; !strings.HasPrefix(hash, "$2b$12$") {
+		t.Fatalf("stored hash %q is not a $2b$ cost-12 bcrypt hash", hash)
+	}
+	mustStatus(t, e.login("reset@example.com", newPassword), 200)
+	mustStatus(t, e.login("reset@example.com", oldPassword), 401)
+}
+
+func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
+	e := newTestEnv(t, nil, func(c *Config) { c.UserCacheTTL = 0 })
+	env := postgresEnv(t, e.dbURL)
+	const password = "pw-pw-pw-pw"
+	company := e.createCompany("Acme")
+	u := e.createUser("toggle@example.com", password, company, bcrypt.MinCost)
+	tok := e.token(u)
+	mustStatus(t, e.do("GET", "/api/v1/users/me", tok, ""), 200)
+
+	if out := mustSucceed(t, env, "", "user", "deactivate", "-email", "Toggle@Example.com"); !strings.Contains(out, "deactivated") {
+		t.Fatalf("deactivate printed %q", out)
+	}
+	if storedUser(t, e.dbURL, "toggle@example.com").IsActive {
+		t.Fatal("user still active after deactivate")
+	}
+	mustStatus(t, e.login("toggle@example.com", password), 401)
+	mustStatus(t, e.do("GET", "/api/v1/users/me", tok, ""), 401)
+
+	if out := mustSucceed(t, env, "", "user", "activate", "-email", "toggle@example.com"); !strings.Contains(out, "activated") {
+		t.Fatalf("activate printed %q", out)
+	}
+	mustStatus(t, e.login("toggle@example.com", password), 200)
+	mustStatus(t, e.do("GET", "/api/v1/users/me", tok, ""), 200)
+}
+
+func TestCLIUsageErrors(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("existing-password"), bcrypt.MinCost)
+	if _, err := store.CreateUser(context.Background(), NewUser{Email: "taken@example.com", HashedPassword: string(hash)}); err != nil {
+		t.Fatal(err)
+	}
+	const goodPassword = "a-good-password\n"
+	const missingCompany = "7d3f0a52-5b1e-4c7e-9a59-1f7f3f0b9a11"
+
+	cases := []struct {
+		name     string
+		args     []string
+		stdin    string
+		env      map[string]string // merged over the database settings; "" deletes
+		code     int
+		want     []string // in the error message
+		sentinel error    // the error wraps it
+		secret   string   // must appear nowhere in the output
+	}{
+		{name: "group without action", args: []string{"user"}, code: 2, want: []string{"missing action", "create", "deactivate"}},
+		{name: "company without action", args: []string{"company"}, code: 2, want: []string{"missing action", "create"}},
+		{name: "unknown action", args: []string{"user", "delete", "-email", "a@example.com"}, code: 2, want: []string{`unknown command "user delete"`, "set-password"}},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, want: []string{`unknown command "frobnicate"`}},
+		{name: "missing email", args: []string{"user", "create"}, stdin: goodPassword, code: 2, want: []string{"user create", "-email is required"}},
+		{name: "invalid email", args: []string{"user", "activate", "-email", "not-an-email"}, code: 2, want: []string{"user activate", `"not-an-email" is not a valid email`}},
+		{name: "missing company name", args: []string{"company", "create"}, code: 2, want: []string{"company create", "-name is required"}},
+		{name: "blank company name", args: []string{"company", "create", "-name", "   "}, code: 2, want: []string{"-name is required"}},
+		{name: "bad company UUID", args: []string{"user", "create", "-email", "x@example.com", "-company", "acme"}, stdin: goodPassword, code: 2, want: []string{`-company "acme" is not a UUID`}},
+		{name: "flag of another command", args: []string{"company", "create", "-name", "Acme", "-email", "x@example.com"}, code: 2, want: []string{"company create", "-email", "company create -h"}},
+		{name: "flag without value", args: []string{"user", "activate", "-email"}, code: 2, want: []string{"-email"}},
+		{name: "stray argument", args: []string{"migrate", "now"}, code: 2, want: []string{`unexpected argument "now"`}},
+		{name: "password flag", args: []string{"user", "create", "-email", "x@example.com", "-password", "hunter2-hunter2"}, code: 2,
+			want: []string{"no -password flag", "standard input", "-password-env"}, secret: "hunter2-hunter2"},
+		{name: "password flag with equals", args: []string{"user", "set-password", "--password=hunter2-hunter2", "-email", "taken@example.com"}, code: 2,
+			want: []string{"no -password flag"}, secret: "hunter2-hunter2"},
+		{name: "password as stray argument", args: []string{"user", "set-password", "-email", "taken@example.com", "hunter2-hunter2"}, code: 2,
+			want: []string{"unexpected argument", "standard input"}, secret: "hunter2-hunter2"},
+		{name: "password to a command taking none", args: []string{"user", "activate", "-email", "taken@example.com", "-password", "hunter2-hunter2"}, code: 2,
+			want: []string{"user activate takes no password"}, secret: "hunter2-hunter2"},
+		{name: "empty stdin", args: []string{"user", "create", "-email", "x@example.com"}, code: 2, want: []string{"no password on standard input", "-password-env"}},
+		{name: "blank first line", args: []string{"user", "create", "-email", "x@example.com"}, stdin: "\nsecond-line-password\n", code: 2, want: []string{"no password on standard input"}},
+		{name: "too short password", args: []string{"user", "set-password", "-email", "taken@example.com"}, stdin: "tiny7\n", code: 2, want: []string{"password too short", "at least 8"}, secret: "tiny7"},
+		{name: "too long password", args: []string{"user", "create", "-email", "x@example.com"}, stdin: strings.Repeat("p", maxPasswordBytes+1), code: 2, want: []string{"password too long"}},
+		{name: "NUL in password", args: []string{"user", "create", "-email", "x@example.com"}, stdin: "before\x00after\n", code: 2, want: []string{"NUL"}},
+		{name: "unset password variable", args: []string{"user", "create", "-email", "x@example.com", "-password-env", "NO_SUCH_VAR"}, stdin: goodPassword, code: 2, want: []string{"NO_SUCH_VAR", "empty or unset"}},
+		{name: "missing database password", args: []string{"migrate"}, env: map[string]string{"GATEWAY_POSTGRES_PASSWORD": ""}, code: 2, want: []string{"invalid configuration", "GATEWAY_POSTGRES_PASSWORD"}},
+		{name: "bad database port", args: []string{"user", "deactivate", "-email", "taken@example.com"}, env: map[string]string{"GATEWAY_POSTGRES_PORT": "99999"}, code: 2, want: []string{"GATEWAY_POSTGRES_PORT"}},
+		{name: "unknown user set-password", args: []string{"user", "set-password", "-email", "ghost@example.com"}, stdin: goodPassword, code: 1,
+			want: []string{"user set-password: no user with email ghost@example.com"}, sentinel: errNotFound, secret: "a-good-password"},
+		{name: "unknown user activate", args: []string{"user", "activate", "-email", "ghost@example.com"}, code: 1, want: []string{"user activate: no user with email ghost@example.com"}, sentinel: errNotFound},
+		{name: "unknown user deactivate", args: []string{"user", "deactivate", "-email", "ghost@example.com"}, code: 1, want: []string{"user deactivate: no user with email ghost@example.com"}, sentinel: errNotFound},
+		{name: "duplicate email in other case", args: []string{"user", "create", "-email", "TAKEN@example.com"}, stdin: goodPassword, code: 1,
+			want: []string{"user create: a user with email taken@example.com already exists"}, sentinel: errDuplicate},
+		{name: "company does not exist", args: []string{"user", "create", "-email", "new@example.com", "-company", missingCompany}, stdin: goodPassword, code: 1,
+			want: []string{"no company with id " + missingCompany, "company create"}, sentinel: errNotFound, secret: "a-good-password"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := postgresEnv(t, dbURL)
+			env["GATEWAY_DB_TIMEOUT"] = "2s"
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			r := runCLI(env, tc.stdin, tc.args...)
+			if r.err == nil || r.code != tc.code {
+				t.Fatalf("exit %d (%v), want %d", r.code, r.err, tc.code)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(r.err.Error(), want) {
+					t.Errorf("error does not say %q:\n%v", want, r.err)
+				}
+			}
+			if tc.sentinel != nil && !errors.Is(r.err, tc.sentinel) {
+				t.Errorf("error does not wrap %v: %v", tc.sentinel, r.err)
+			}
+			if tc.secret != "" && strings.Contains(r.output(), tc.secret) {
+				t.Errorf("the password was printed:\n%s", r.output())
+			}
+			if r.stdout != "" {
+				t.Errorf("a failed command printed a result: %q", r.stdout)
+			}
+		})
+	}
+
+	// None of the refused commands changed anything.
+	if _, err := store.UserByEmail(context.Background(), "new@example.com"); !errors.Is(err, errNotFound) {
+		t.Errorf("a refused user create stored a user: %v", err)
+	}
+	u, err := store.UserByEmail(context.Background(), "taken@example.com")
+	if err != nil || !u.IsActive || bcrypt.CompareHashAndPassword([]byte(u.HashedPassword), []byte("existing-password")) != nil {
+		t.Errorf("existing user changed by refused commands: %+v, %v", u, err)
+	}
+}
+
+func TestCLIHelp(t *testing.T) {
+	cases := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"help"}, []string{"migrate", "company create -name NAME", "user set-password", "user deactivate", "Exit codes"}},
+		{[]string{"-h"}, []string{"migrate", "user create"}},
+		{[]string{"--help"}, []string{"migrate", "user create"}},
+		{[]string{"user", "-h"}, []string{"user create", "user activate", "-password-env"}},
+		{[]string{"help", "user"}, []string{"user create", "user deactivate"}},
+		{[]string{"migrate", "-h"}, []string{"Usage: atenex-api-gateway migrate", "schema.sql"}},
+		{[]string{"company", "create", "-h"}, []string{"company create -name NAME", "-name NAME"}},
+		{[]string{"user", "create", "-help"}, []string{"-email EMAIL", "-company UUID", "-password-env VAR", "standard input", "(default \"user\")"}},
+		{[]string{"user", "set-password", "--help"}, []string{"user set-password -email EMAIL", "-password-env VAR", "never from the command line"}},
+		{[]string{"help", "user", "activate"}, []string{"user activate -email EMAIL"}},
+		{[]string{"user", "deactivate", "-email", "x@example.com", "-h"}, []string{"user deactivate -email EMAIL", "GATEWAY_USER_CACHE_TTL"}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			// No database settings at all: help must need none.
+			r := runCLI(map[string]string{}, "", tc.args...)
+			if r.err != nil {
+				t.Fatalf("exit %d: %v", r.code, r.err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("help does not show %q:\n%s", want, r.stdout)
+				}
+			}
+			if r.stderr != "" {
+				t.Errorf("help wrote to stderr: %q", r.stderr)
+			}
+		})
+	}
+	if r := runCLI(map[string]string{}, "", "help", "user", "rename"); r.code != 2 || !strings.Contains(r.err.Error(), `unknown command "user rename"`) {
+		t.Fatalf("help for an unknown command: exit %d, %v", r.code, r.err)
+	}
+}
+
+func TestCLIDatabaseDownFailsFast(t *testing.T) {
+	const dbPassword = "db-password-never-printed"
+	servers := map[string]string{
+		"closed port": closedLoopbackAddr(t),
+		"silent host": silentLoopbackAddr(t),
+	}
+	commands := []struct {
+		args  []string
+		stdin string
+	}{
+		{[]string{"migrate"}, ""},
+		{[]string{"company", "create", "-name", "Acme"}, ""},
+		{[]string{"user", "create", "-email", "down@example.com"}, "a-good-password\n"},
+		{[]string{"user", "set-password", "-email", "down@example.com"}, "a-good-password\n"},
+		{[]string{"user", "deactivate", "-email", "down@example.com"}, ""},
+	}
+	for server, addr := range servers {
+		for _, c := range commands {
+			t.Run(server+"/"+strings.Join(c.args[:min(2, len(c.args))], " "), func(t *testing.T) {
+				port := addr[strings.LastIndexByte(addr, ':')+1:]
+				env := map[string]string{
+					"GATEWAY_POSTGRES_USER":     "postgres",
+					"GATEWAY_POSTGRES_PASSWORD": dbPassword,
+					"GATEWAY_POSTGRES_SERVER":   "127.0.0.1",
+					"GATEWAY_POSTGRES_PORT":     port,
+					"GATEWAY_POSTGRES_DB":       "atenex",
+					"GATEWAY_DB_TIMEOUT":        "500ms",
+				}
+				start := time.Now()
+				r := runCLI(env, c.stdin, c.args...)
+				elapsed := time.Since(start)
+				if r.code != 1 {
+					t.Fatalf("exit %d (%v), want 1", r.code, r.err)
+				}
+				if elapsed > 3*time.Second {
+					t.Fatalf("took %v with GATEWAY_DB_TIMEOUT=500ms", elapsed)
+				}
+				if msg := r.err.Error(); !strings.Contains(msg, "unavailable") || !strings.Contains(msg, "127.0.0.1:"+port) {
+					t.Fatalf("error does not say the database at 127.0.0.1:%s is unavailable:\n%s", port, msg)
+				}
+				if strings.Contains(r.output(), dbPassword) {
+					t.Fatal("the database password was printed")
+				}
+			})
+		}
+	}
+}
+
+func TestCLIInterruptWhileWaitingForPassword(t *testing.T) {
+	// An operator who starts `user create` at a terminal and presses Ctrl-C must get the
+	// prompt back: main's context, not the default handler, receives the signal.
+	env := postgresEnv(t, "postgres://postgres@127.0.0.1:5432/unused")
+	stdin, w := io.Pipe()
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan cliResult, 1)
+	go func() { done <- runCLIWith(ctx, env, stdin, "user", "create", "-email", "slow@example.com") }()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case r := <-done:
+		if r.code != 1 || !errors.Is(r.err, context.Canceled) || !strings.Contains(r.err.Error(), "interrupted") {
+			t.Fatalf("exit %d: %v; want exit 1, interrupted", r.code, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting for the password after the interrupt")
+	}
+}
