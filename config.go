@@ -163,8 +163,8 @@ var settings = []setting{
 		Doc: "proxied requests allowed at once per company; 0 means ceil(GATEWAY_RATE_LIMIT_COMPANY_RPS)"},
 	{Name: "GATEWAY_GC_PERCENT", Default: "400",
 		Doc: "Go garbage-collector target percentage (like GOGC), -1..10000; -1 or off relies on GATEWAY_MEMORY_LIMIT alone"},
-	{Name: "GATEWAY_MEMORY_LIMIT", Default: "0",
-		Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none"},
+	{Name: "GATEWAY_MEMORY_LIMIT", Default: "32MiB",
+		Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. With GATEWAY_GC_PERCENT 400 the collector runs rarely while the heap is small, and this bounds the memory that laziness may take"},
 }
 
 // lookupSetting returns the row of the table named name.

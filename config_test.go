@@ -96,7 +96,7 @@ func TestConfigDefaultsApplied(t *testing.T) {
 		{"CompanyRPS", cfg.CompanyRPS, 0.0},
 		{"CompanyBurst", cfg.CompanyBurst, 0},
 		{"GCPercent", cfg.GCPercent, 400},
-		{"MemoryLimit", cfg.MemoryLimit, int64(0)},
+		{"MemoryLimit", cfg.MemoryLimit, int64(32 << 20)},
 		{"DevShortcuts", len(cfg.DevShortcuts), 0},
 	}
 	for _, c := range checks {
@@ -312,8 +312,8 @@ func TestConfigRefusesInvalidSetting(t *testing.T) {
 		{"GATEWAY_GC_PERCENT", "-2", nil},
 		{"GATEWAY_GC_PERCENT", "10001", nil},
 		{"GATEWAY_GC_PERCENT", "half", nil},
-		{"GATEWAY_GC_PERCENT", "-1", nil}, // off with no memory limit
-		{"GATEWAY_GC_PERCENT", "off", nil},
+		{"GATEWAY_GC_PERCENT", "-1", map[string]string{"GATEWAY_MEMORY_LIMIT": "0"}}, // off with no memory limit
+		{"GATEWAY_GC_PERCENT", "off", map[string]string{"GATEWAY_MEMORY_LIMIT": "0"}},
 		{"GATEWAY_MEMORY_LIMIT", "100", nil},
 		{"GATEWAY_MEMORY_LIMIT", "64MB", nil},
 		{"GATEWAY_MEMORY_LIMIT", "-1", nil},

@@ -360,7 +360,11 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 	if st.tw.aborted {
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
-	mw.log.LogAttrs(ctx, level, "request", attrs...)
+	// A record without a caller PC: slog's usual runtime.Callers is measurable per request
+	// and the access log has no use for the source line.
+	rec := slog.NewRecord(time.Now(), level, "request", 0)
+	rec.AddAttrs(attrs...)
+	mw.log.Handler().Handle(ctx, rec)
 }
 
 // logPath bounds what one request can put in a log line.
