@@ -213,11 +213,16 @@ func (g *gateway) handleLogin() http.Handler {
 		}
 		match, err := g.hashes.compare(r.Context(), hash, password)
 		if err != nil {
-			g.metrics.login("busy")
-			if errors.Is(err, errHashBusy) {
-				w.Header().Set("Retry-After", "1")
-				writeError(w, r, http.StatusServiceUnavailable, "Too many logins in progress; try again shortly")
+			if !errors.Is(err, errHashBusy) {
+				// The only other error is the request's: its client left while the login
+				// waited for a worker. Nobody reads an answer, and it says nothing of the
+				// pool's capacity, which the "busy" count is watched for.
+				g.metrics.login("client_gone")
+				return
 			}
+			g.metrics.login("busy")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, r, http.StatusServiceUnavailable, "Too many logins in progress; try again shortly")
 			return
 		}
 		if !match || user.ID == "" || !user.IsActive {
