@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,16 +34,33 @@ func unprocessable(format string, args ...any) *requestError {
 	return &requestError{http.StatusUnprocessableEntity, fmt.Sprintf(format, args...)}
 }
 
-// readJSONObject reads a JSON object body of at most maxBytes into fields. An empty body
-// is allowed only when optional is true (fields is then nil).
-func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, optional bool) (map[string]json.RawMessage, *requestError) {
+// readJSONObject reads a JSON object body of at most maxBytes, arriving within wait, into
+// fields. An empty body is allowed only when optional is true (fields is then nil).
+//
+// The wait matters because the server has no ReadTimeout (it would cut slow proxied
+// uploads): without it a client that sends the headers and then no body, or a byte now and
+// then, would hold a connection and a goroutine for as long as it likes.
+func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait time.Duration, optional bool) (map[string]json.RawMessage, *requestError) {
+	rc := http.NewResponseController(w)
+	deadline := wait > 0 && rc.SetReadDeadline(time.Now().Add(wait)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
 	if err != nil {
+		// The connection cannot carry another request after a broken body, and closing it
+		// keeps net/http from waiting to discard the rest of a body that may never come.
+		w.Header().Set("Connection", "close")
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes)}
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &requestError{http.StatusRequestTimeout, "Request body not received in time"}
+		}
 		return nil, &requestError{http.StatusBadRequest, "Could not read request body"}
+	}
+	if deadline {
+		// Lifted once the body is in: left in place, it would end net/http's background read
+		// of the connection mid-handler, and that cancels the request's context.
+		rc.SetReadDeadline(time.Time{})
 	}
 	body = bytes.TrimSpace(body)
 	if optional && (len(body) == 0 || string(body) == "null") {
@@ -143,7 +161,8 @@ func (g *gateway) issueToken(u User) (string, error) {
 // tells which emails exist.
 func (g *gateway) handleLogin() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, false)
+		// A body of at most MaxBodyBytes has as long to arrive as the headers had.
+		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
 		if reqErr != nil {
 			writeError(w, r, reqErr.status, reqErr.detail)
 			return
@@ -193,11 +212,16 @@ func (g *gateway) handleLogin() http.Handler {
 		}
 		match, err := g.hashes.compare(r.Context(), hash, password)
 		if err != nil {
-			g.metrics.login("busy")
-			if errors.Is(err, errHashBusy) {
-				w.Header().Set("Retry-After", "1")
-				writeError(w, r, http.StatusServiceUnavailable, "Too many logins in progress; try again shortly")
+			if !errors.Is(err, errHashBusy) {
+				// The only other error is the request's: its client left while the login
+				// waited for a worker. Nobody reads an answer, and it says nothing of the
+				// pool's capacity, which the "busy" count is watched for.
+				g.metrics.login("client_gone")
+				return
 			}
+			g.metrics.login("busy")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, r, http.StatusServiceUnavailable, "Too many logins in progress; try again shortly")
 			return
 		}
 		if !match || user.ID == "" || !user.IsActive {
@@ -269,7 +293,7 @@ type ensureCompanyResponse struct {
 // (when the user has none), else the user's current one; and returns a token carrying it.
 func (g *gateway) handleEnsureCompany() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, true)
+		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, true)
 		var requested string
 		if reqErr == nil {
 			requested, _, reqErr = stringField(fields, "company_id", false)
