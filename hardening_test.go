@@ -784,7 +784,11 @@ func TestUpstreamFaultsAnswerJSONAndLeakNoGoroutines(t *testing.T) {
 	// Not parallel: the goroutine count is the whole process's.
 	fault := newFaultUpstream(t)
 	e := newTestEnv(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": fault.URL(),
-		"GATEWAY_INGEST_SERVICE_URL": closedPortURL(t)}, func(c *Config) { c.HTTPClientTimeout = 300 * time.Millisecond })
+		"GATEWAY_INGEST_SERVICE_URL": closedPortURL(t)}, func(c *Config) {
+		// Short, so the stalled upstream costs little, yet long enough for 11 MiB of headers
+		// to arrive on a loaded machine under the race detector.
+		c.HTTPClientTimeout = 2 * time.Second
+	})
 	company := e.createCompany("Acme")
 	tok := e.token(e.createUser("faults@example.com", "pw-pw-pw-pw", company, bcrypt.MinCost))
 
@@ -805,15 +809,16 @@ func TestUpstreamFaultsAnswerJSONAndLeakNoGoroutines(t *testing.T) {
 	baseline := goroutinesSettle(0, 0)
 
 	jsonCases := []struct {
-		name, path string
-		status     int
-		detail     string
+		name, path, body string
+		status           int
+		detail           string
 	}{
-		{"connection refused", "/api/v1/ingest/upload", http.StatusServiceUnavailable, "Upstream service unavailable"},
-		{"accepts and never answers", "/api/v1/query/stall", http.StatusGatewayTimeout, "Upstream service timed out"},
-		{"resets mid-headers", "/api/v1/query/reset-mid-headers", http.StatusBadGateway, "Bad gateway"},
-		{"100 KiB response header", "/api/v1/query/100k-header", http.StatusBadGateway, "Bad gateway"},
-		{"11 MiB response header", "/api/v1/query/11m-header", http.StatusBadGateway, "Bad gateway"},
+		{"connection refused", "/api/v1/ingest/list", "", http.StatusServiceUnavailable, "Upstream service unavailable"},
+		{"connection refused, request body unread", "/api/v1/ingest/upload", `{"doc":"x"}`, http.StatusServiceUnavailable, "Upstream service unavailable"},
+		{"accepts and never answers", "/api/v1/query/stall", "", http.StatusGatewayTimeout, "Upstream service timed out"},
+		{"resets mid-headers", "/api/v1/query/reset-mid-headers", "", http.StatusBadGateway, "Bad gateway"},
+		{"100 KiB response header", "/api/v1/query/100k-header", "", http.StatusBadGateway, "Bad gateway"},
+		{"11 MiB response header", "/api/v1/query/11m-header", "", http.StatusBadGateway, "Bad gateway"},
 	}
 	for _, tc := range jsonCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -822,13 +827,17 @@ func TestUpstreamFaultsAnswerJSONAndLeakNoGoroutines(t *testing.T) {
 				// request headers (64 KiB), net/http's 10 MiB default lets this one through.
 				t.Skipf("upstream response headers are bounded only at net/http's default (MaxResponseHeaderBytes %d)", max)
 			}
+			method := "GET"
+			if tc.body != "" {
+				method = "POST"
+			}
 			t0 := time.Now()
-			r := e.do("GET", tc.path, tok, "")
+			r := e.do(method, tc.path, tok, tc.body)
 			mustStatus(t, r, tc.status)
 			if d := r.detail(t); d != tc.detail {
 				t.Errorf("detail %q, want %q", d, tc.detail)
 			}
-			if took := time.Since(t0); took > 3*time.Second {
+			if took := time.Since(t0); took > 4*time.Second {
 				t.Errorf("answered after %v", took)
 			}
 		})
