@@ -140,7 +140,7 @@ var settings = []setting{
 	{Name: "GATEWAY_DRAIN_DELAY", Default: "5s",
 		Doc: "after SIGTERM, time spent reporting not-ready while still serving, so load balancers stop routing; shorter than GATEWAY_SHUTDOWN_GRACE"},
 	{Name: "GATEWAY_READ_HEADER_TIMEOUT", Default: "10s",
-		Doc: "time a client has to send its request headers, 1ms..5m"},
+		Doc: "time a client has to send its request headers, and the body of a login or ensure-company (408 after it), 1ms..5m"},
 	{Name: "GATEWAY_IDLE_TIMEOUT", Default: "120s",
 		Doc: "how long an idle client keep-alive connection stays open, 1ms..1h"},
 	{Name: "GATEWAY_MAX_BODY_BYTES", Default: "16384",

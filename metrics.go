@@ -208,7 +208,7 @@ func (m *metrics) authFailure(reason string) {
 	m.authFails.get(reason).Add(1)
 }
 
-// login counts a login attempt by outcome ("success", "invalid", "rate_limited"…).
+// login counts a login attempt by outcome ("success", "failure", "rate_limited", "busy", "unavailable", "client_gone").
 func (m *metrics) login(outcome string) {
 	if m == nil {
 		return

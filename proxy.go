@@ -49,8 +49,11 @@ func newUpstreamTransport(cfg *Config) *http.Transport {
 		// Only the wait for response headers is bounded: a streamed answer (SSE) or a slow
 		// download may legitimately last much longer than this.
 		ResponseHeaderTimeout: cfg.HTTPClientTimeout,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
+		// The same bound the gateway's own server puts on request headers; Go's default
+		// would let an upstream make the gateway buffer 10 MiB of headers per response.
+		MaxResponseHeaderBytes: 64 << 10,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
 		// Bodies pass through byte for byte: asking for gzip and decompressing would change
 		// what the client receives and cost CPU for nothing.
 		DisableCompression: true,
@@ -159,6 +162,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// write, so a POST answered with SSE while its body is still open would stall. HTTP/2 is
 	// full duplex already and reports ErrNotSupported, which is fine to ignore.
 	_ = http.NewResponseController(w).EnableFullDuplex()
+	// With full duplex on, a body the transport never read (an upstream that refused the
+	// connection) is closed by the server while a read of it may still be pending, which
+	// net/http reports as a panic (golang/go#68560); closing it here first avoids that.
+	defer r.Body.Close()
 	p.rp.ServeHTTP(w, r)
 }
 

@@ -198,6 +198,20 @@ func (l *limiter) take(key string, now time.Time) {
 	s.mu.Unlock()
 }
 
+// refund gives back one token that allow took, for an attempt that turned out not to need
+// limiting (a login that succeeded, or one the gateway could not serve).
+func (l *limiter) refund(key string) {
+	if l == nil {
+		return
+	}
+	s := l.shard(key)
+	s.mu.Lock()
+	if i, found := s.idx[key]; found {
+		s.ent[i].tat -= l.interval
+	}
+	s.mu.Unlock()
+}
+
 // reset forgets key, giving it a full bucket again (e.g. after a successful login).
 func (l *limiter) reset(key string) {
 	if l == nil {

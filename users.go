@@ -186,21 +186,33 @@ func (g *gateway) handleLogin() http.Handler {
 
 		ipKey, emailKey := requestInfoFrom(r.Context()).ClientIP, strings.ToLower(email)
 		now := g.now()
-		if ok, wait := g.loginByIP.check(ipKey, now); !ok {
+		// Tokens are taken before bcrypt, so simultaneous guesses cannot all pass a check made
+		// before any of them is charged; whatever turns out not to be a failed login gives
+		// them back.
+		if ok, wait := g.loginByIP.allow(ipKey, now); !ok {
 			g.refuseLogin(w, r, "login_ip", wait)
 			return
 		}
 		// An address this email has logged in from before is exempt from the email limit, so
 		// others' failures cannot lock the user out of it (see knownClients).
-		if !g.knownClients.has(emailKey, ipKey, now) {
-			if ok, wait := g.loginByEmail.check(emailKey, now); !ok {
+		emailLimited := !g.knownClients.has(emailKey, ipKey, now)
+		if emailLimited {
+			if ok, wait := g.loginByEmail.allow(emailKey, now); !ok {
+				g.loginByIP.refund(ipKey)
 				g.refuseLogin(w, r, "login_email", wait)
 				return
+			}
+		}
+		giveBack := func() {
+			g.loginByIP.refund(ipKey)
+			if emailLimited {
+				g.loginByEmail.refund(emailKey)
 			}
 		}
 
 		user, err := g.store.UserByEmail(r.Context(), email)
 		if err != nil && !errors.Is(err, errNotFound) {
+			giveBack()
 			g.log.Warn("login: database unavailable", "error", err.Error())
 			g.metrics.login("unavailable")
 			writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
@@ -212,6 +224,7 @@ func (g *gateway) handleLogin() http.Handler {
 		}
 		match, err := g.hashes.compare(r.Context(), hash, password)
 		if err != nil {
+			giveBack()
 			if !errors.Is(err, errHashBusy) {
 				// The only other error is the request's: its client left while the login
 				// waited for a worker. Nobody reads an answer, and it says nothing of the
@@ -225,13 +238,12 @@ func (g *gateway) handleLogin() http.Handler {
 			return
 		}
 		if !match || user.ID == "" || !user.IsActive {
-			g.loginByIP.take(ipKey, now)
-			g.loginByEmail.take(emailKey, now)
 			g.metrics.login("failure")
 			w.Header().Set("WWW-Authenticate", challengeBearer)
 			writeError(w, r, http.StatusUnauthorized, detailBadCredentials)
 			return
 		}
+		g.loginByIP.refund(ipKey)
 		g.loginByEmail.reset(emailKey)
 		g.knownClients.add(emailKey, ipKey, now)
 
