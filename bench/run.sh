@@ -12,7 +12,7 @@ export PATH="$PATH:/usr/local/go/bin"
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-10}
 CONNS=64
-UP_PORT=18081 NGINX_PORT=18082 SINK_PORT=18083 GW_PORT=18080 ADMIN_PORT=18090
+UP_PORT=18081 NGINX_PORT=18082 SINK_PORT=18083 BARE_PORT=18084 GW_PORT=18080 ADMIN_PORT=18090
 DB=atenex_bench
 PGURL="postgres://postgres@127.0.0.1:5432"
 OUT=bench/out
@@ -33,6 +33,34 @@ trap cleanup EXIT
 
 echo "== build"
 go build -trimpath -o "$OUT/gateway" .
+# The ceiling of the design: httputil.ReverseProxy alone, with the gateway's transport
+# settings and no auth, logging or headers. Built from here, outside the module.
+mkdir -p "$OUT/bare"
+cat >"$OUT/bare/main.go" <<'GO'
+package main
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"runtime/debug"
+)
+
+func main() {
+	debug.SetGCPercent(400)
+	debug.SetMemoryLimit(32 << 20)
+	target, _ := url.Parse(os.Args[2])
+	transport := &http.Transport{MaxConnsPerHost: 200, MaxIdleConnsPerHost: 100, DisableCompression: true}
+	proxy := &httputil.ReverseProxy{Transport: transport, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.URL.Path = "/api/v1/chats"
+	}}
+	http.ListenAndServe("127.0.0.1:"+os.Args[1], proxy)
+}
+GO
+printf 'module bare\ngo 1.22\n' >"$OUT/bare/go.mod"
+(cd "$OUT/bare" && go build -o ../bare-proxy .)
 
 echo "== database $DB"
 psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
@@ -73,6 +101,9 @@ NGINX
 "$NGINX" -c "$PWD/$OUT/nginx.conf"
 sleep 0.5
 
+"$OUT/bare-proxy" $BARE_PORT "http://127.0.0.1:$UP_PORT" &
+pids+=("$!")
+
 echo "== upload sink on :$SINK_PORT"
 python3 bench/sink.py "$SINK_PORT" &
 pids+=("$!")
@@ -105,16 +136,19 @@ wrk_run() { # name url conns seconds [extra wrk args...]
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "== proxied GET /api/v1/query/chats: $ROUNDS rounds x ${SECONDS_PER_RUN}s, $CONNS connections, alternating"
+rm -f "$OUT"/samples.txt.*
 : >"$OUT/rounds.txt"
 for round in $(seq 1 "$ROUNDS"); do
   n=$(wrk_run "nginx-$round" "http://127.0.0.1:$NGINX_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN")
   g=$(wrk_run "gateway-$round" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN")
-  echo "round $round  nginx: $n   gateway: $g" | tee -a "$OUT/rounds.txt"
-  echo "nginx $n" >>"$OUT/samples.txt.$$"; echo "gateway $g" >>"$OUT/samples.txt.$$"
+  b=$(wrk_run "bare-$round" "http://127.0.0.1:$BARE_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN")
+  echo "round $round  nginx: $n   gateway: $g   bare ReverseProxy: $b" | tee -a "$OUT/rounds.txt"
+  echo "nginx $n" >>"$OUT/samples.txt.$$"; echo "gateway $g" >>"$OUT/samples.txt.$$"; echo "bare $b" >>"$OUT/samples.txt.$$"
 done
 col() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$OUT/samples.txt.$$" | median; }
 N_RPS=$(col nginx 2) N_P50=$(col nginx 3) N_P99=$(col nginx 4)
 G_RPS=$(col gateway 2) G_P50=$(col gateway 3) G_P99=$(col gateway 4)
+B_RPS=$(col bare 2) B_P50=$(col bare 3) B_P99=$(col bare 4)
 rm -f "$OUT/samples.txt.$$"
 GW_ERRORS=$(cat "$OUT"/wrk-gateway-*.txt | awk '/Non-2xx/ {s+=$NF} /Socket errors/ {s+=0} END {print s+0}')
 PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
@@ -159,13 +193,15 @@ UPLOAD_GROWTH_KB=$((MAX_RSS - RSS_BEFORE))
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 cat <<REPORT | tee "$OUT/report.md"
 
-Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | awk '{print $3}'), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk -t2 -c$CONNS, ${ROUNDS} rounds x ${SECONDS_PER_RUN}s (medians)
+Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed "s/^ //")), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | awk '{print $3}'), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk -t2 -c$CONNS, ${ROUNDS} rounds x ${SECONDS_PER_RUN}s (medians)
 
 | proxy (GET /api/v1/query/chats) | req/s | p50 ms | p99 ms |
 |---|---|---|---|
 | nginx (plain reverse proxy, no auth) | $N_RPS | $N_P50 | $N_P99 |
 | gateway (JWT + user check + identity headers) | $G_RPS | $G_P50 | $G_P99 |
 | ratio gateway / nginx | $(ratio "$G_RPS" "$N_RPS") | $(ratio "$G_P50" "$N_P50") | $(ratio "$G_P99" "$N_P99") |
+| bare httputil.ReverseProxy (same transport settings, no auth, no logging) | $B_RPS | $B_P50 | $B_P99 |
+| ratio bare ReverseProxy / nginx | $(ratio "$B_RPS" "$N_RPS") | $(ratio "$B_P50" "$N_P50") | $(ratio "$B_P99" "$N_P99") |
 
 | measurement | value |
 |---|---|
