@@ -88,7 +88,7 @@ func emptyTestDatabaseURL(t *testing.T) string {
 
 func storedUser(t *testing.T, dbURL, email string) User {
 	t.Helper()
-	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestCLICreatesCompanyAndUserWhoCanLogIn(t *testing.T) {
 	}
 	checkCost12Hash(t, u.HashedPassword, password)
 
-	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
 
 func TestCLIUsageErrors(t *testing.T) {
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func execOnServer(ctx context.Context, connString, sql string) error {
 // openTestPostgres returns a store on a fresh database, closed when the test ends.
 func openTestPostgres(t testing.TB) *pgStore {
 	t.Helper()
-	s, err := openPostgres(context.Background(), testDatabaseURL(t), 2*time.Second)
+	s, err := openPostgres(context.Background(), testDatabaseURL(t), testDBTimeout)
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
 	}

@@ -23,6 +23,10 @@ import (
 
 const testSecret = "integration-test-secret-0123456789-abcdefghij"
 
+// testDBTimeout is the store deadline of tests that do not study outages: generous, so a
+// loaded machine running the race detector never turns a slow query into a 503.
+const testDBTimeout = 5 * time.Second
+
 // testConfig builds a validated configuration from env over a minimal production-like base.
 func testConfig(t testing.TB, env map[string]string) *Config {
 	t.Helper()
@@ -57,7 +61,7 @@ type testEnv struct {
 func newTestEnv(t *testing.T, env map[string]string, configure ...func(*Config)) *testEnv {
 	t.Helper()
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -71,9 +75,19 @@ func newTestEnvWithStore(t *testing.T, env map[string]string, store Store, dbURL
 	for _, f := range configure {
 		f(cfg)
 	}
+	return serveTestEnv(t, cfg, store, dbURL, nil)
+}
+
+// serveTestEnv serves a gateway built from cfg and store, with tweak (when not nil) applied
+// to it first, logging at DEBUG into the env's logs.
+func serveTestEnv(t *testing.T, cfg *Config, store Store, dbURL string, tweak func(*gateway)) *testEnv {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gw := newGateway(cfg, log, store, newMetrics())
+	if tweak != nil {
+		tweak(gw)
+	}
 	t.Cleanup(gw.close)
 	srv := httptest.NewServer(gw.routes())
 	t.Cleanup(srv.Close)
@@ -658,10 +672,7 @@ func TestCORSForLoginFromBrowser(t *testing.T) {
 func TestLoginFromKnownAddressSurvivesOthersFailures(t *testing.T) {
 	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32"})
 	e.createUser("victim@example.com", "right-password", "", bcrypt.MinCost)
-	loginFrom := func(ip, password string) response {
-		b, _ := json.Marshal(map[string]string{"email": "victim@example.com", "password": password})
-		return e.do("POST", "/api/v1/users/login", "", string(b), "X-Forwarded-For", ip)
-	}
+	loginFrom := func(ip, password string) response { return e.loginFrom(ip, "victim@example.com", password) }
 	mustStatus(t, loginFrom("198.51.100.7", "right-password"), http.StatusOK) // the user's usual address
 
 	// An attacker spread over many addresses exhausts the email's bucket.

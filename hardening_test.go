@@ -37,20 +37,12 @@ import (
 func newTestEnvTweaked(t *testing.T, env map[string]string, tweak func(*gateway)) *testEnv {
 	t.Helper()
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(store.Close)
-	cfg := testConfig(t, env)
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	gw := newGateway(cfg, log, store, newMetrics())
-	tweak(gw)
-	t.Cleanup(gw.close)
-	srv := httptest.NewServer(gw.routes())
-	t.Cleanup(srv.Close)
-	return &testEnv{t: t, cfg: cfg, store: store, dbURL: dbURL, gw: gw, srv: srv, logs: logs, client: srv.Client()}
+	return serveTestEnv(t, testConfig(t, env), store, dbURL, tweak)
 }
 
 // loginFrom logs in with an X-Forwarded-For header (ignored unless the peer is trusted).
@@ -245,10 +237,7 @@ func TestSuccessfulLoginResetsEmailBucket(t *testing.T) {
 	e := newTestEnv(t, map[string]string{"GATEWAY_LOGIN_IP_BURST": "100", "GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
 		"GATEWAY_LOGIN_EMAIL_BURST": "3", "GATEWAY_LOGIN_EMAIL_PER_MINUTE": "1"})
 	u := e.createUser("forgetful@example.com", "right-password", "", bcrypt.MinCost)
-	loginFrom := func(ip, password string) response {
-		b, _ := json.Marshal(map[string]string{"email": u.Email, "password": password})
-		return e.do("POST", "/api/v1/users/login", "", string(b), "X-Forwarded-For", ip)
-	}
+	loginFrom := func(ip, password string) response { return e.loginFrom(ip, u.Email, password) }
 	mustBadCredentials(t, loginFrom("198.51.100.1", "typo-1"))
 	mustBadCredentials(t, loginFrom("198.51.100.1", "typo-2"))
 	mustStatus(t, loginFrom("198.51.100.1", "right-password"), http.StatusOK)
@@ -901,8 +890,9 @@ func TestUpstreamFaultsAnswerJSONAndLeakNoGoroutines(t *testing.T) {
 	mustStatus(t, e.do("GET", "/api/v1/query/ok", tok, ""), http.StatusOK)
 }
 
-// rawExchange dials addr, writes req (in the background, as a client would keep writing),
-// and returns everything the server sent until it closed the connection, and when.
+// rawExchange dials addr, writes req (all at once in the background, as a client would
+// keep writing, or a byte every 50 ms when trickle is set), and returns everything the
+// server sent until it closed the connection, and when.
 func rawExchange(t *testing.T, addr string, req []byte, trickle bool) ([]byte, time.Duration) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
@@ -910,32 +900,12 @@ func rawExchange(t *testing.T, addr string, req []byte, trickle bool) ([]byte, t
 		t.Fatal(err)
 	}
 	defer c.Close()
-	t0 := time.Now()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		if !trickle {
-			c.Write(req)
-			return
-		}
-		for _, b := range req {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			if _, err := c.Write([]byte{b}); err != nil {
-				return
-			}
-		}
-	}()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := io.ReadAll(c)
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("server kept the connection open for 5s (got %q)", got)
+	if trickle {
+		return trickleUntilClosed(t, c, req)
 	}
-	return got, time.Since(t0)
+	t0 := time.Now()
+	go c.Write(req)
+	return readUntilClosed(t, c, t0)
 }
 
 // trickleUntilClosed writes req to c a byte every 50 ms and returns what the server sent
@@ -957,6 +927,13 @@ func trickleUntilClosed(t *testing.T, c net.Conn, req []byte) ([]byte, time.Dura
 			}
 		}
 	}()
+	return readUntilClosed(t, c, t0)
+}
+
+// readUntilClosed returns what the server sent on c until it closed the connection, and
+// how long after t0; a server still holding it open after 5 s fails the test.
+func readUntilClosed(t *testing.T, c net.Conn, t0 time.Time) ([]byte, time.Duration) {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	got, err := io.ReadAll(c)
 	var ne net.Error
@@ -989,7 +966,7 @@ func checkCutOff(t *testing.T, got []byte, took time.Duration, stillWriting bool
 func TestClientFaults(t *testing.T) {
 	t.Parallel()
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -224,7 +224,7 @@ func postgresEnv(t *testing.T, dbURL string) map[string]string {
 
 func TestRunDrainsInFlightStreamOnSIGTERM(t *testing.T) {
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, 2*time.Second)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}

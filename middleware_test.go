@@ -14,30 +14,14 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// lockedBuffer collects log output written from server goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// lockedBuffer collects log output written from server goroutines (syncBuffer) and decodes
+// its JSON lines.
+type lockedBuffer struct{ syncBuffer }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines decodes every JSON log line written so far.
 func (b *lockedBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
 	var out []map[string]any
