@@ -29,7 +29,6 @@ import (
 type limiter struct {
 	interval int64 // nanoseconds per token
 	maxAhead int64 // allow while tat-now <= maxAhead: (burst-1) intervals
-	maxDebt  int64 // take never pushes tat-now past this: 2*burst intervals
 	epoch    time.Time
 	seed     maphash.Seed
 	mask     uint64
@@ -102,7 +101,6 @@ func newLimiterShards(perSecond float64, burst int, maxKeys int, shards int) *li
 	l := &limiter{
 		interval: interval,
 		maxAhead: int64(burst-1) * interval,
-		maxDebt:  2 * int64(burst) * interval,
 		epoch:    time.Now(),
 		seed:     maphash.MakeSeed(),
 		mask:     uint64(shards - 1),
@@ -174,28 +172,6 @@ func (l *limiter) check(key string, now time.Time) (ok bool, retryAfter time.Dur
 	s.sweep(t, i)
 	s.mu.Unlock()
 	return ok, retryAfter
-}
-
-// take charges one token to key even when the bucket is already empty, so that failures
-// counted after the fact (a wrong password found only once bcrypt is done) are all paid
-// for even when several passed check at once. The debt is capped at one more burst, so a
-// victim whose key an attacker drains is locked out for at most twice the refill time.
-func (l *limiter) take(key string, now time.Time) {
-	if l == nil {
-		return
-	}
-	t := l.nanos(now)
-	s := l.shard(key)
-	s.mu.Lock()
-	i, found := s.idx[key]
-	if !found {
-		i = s.insert(key, t)
-	}
-	e := &s.ent[i]
-	e.tat = min(max(e.tat, t)+l.interval, t+l.maxDebt)
-	s.touch(i)
-	s.sweep(t, i)
-	s.mu.Unlock()
 }
 
 // refund gives back one token that allow took, for an attempt that turned out not to need

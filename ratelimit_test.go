@@ -15,7 +15,7 @@ var limiterT0 = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 // limiterStep is one call at limiterT0+at; want* describe its result.
 type limiterStep struct {
 	at        time.Duration
-	op        string // allow, check, take, reset
+	op        string // allow, check, refund, reset
 	key       string // "" means "k"
 	wantOK    bool
 	wantRetry time.Duration
@@ -36,8 +36,8 @@ func runLimiterSteps(t *testing.T, l *limiter, steps []limiterStep) {
 			ok, retry = l.allow(key, now)
 		case "check":
 			ok, retry = l.check(key, now)
-		case "take":
-			l.take(key, now)
+		case "refund":
+			l.refund(key)
 			continue
 		case "reset":
 			l.reset(key)
@@ -92,17 +92,19 @@ func TestLimiterBurstThenRefill(t *testing.T) {
 			{at: 250 * ms, op: "check", wantRetry: 750 * ms},
 			{at: time.Second, op: "check", wantOK: true},
 		}},
-		{"take charges past empty", 1, 2, []limiterStep{
-			{at: 0, op: "take"},
-			{at: 0, op: "take"},
-			{at: 0, op: "take"}, // one token of debt
-			{at: 0, op: "check", wantRetry: 2 * time.Second},
-			{at: 2 * time.Second, op: "allow", wantOK: true},
+		{"refund gives back one token", 1, 2, []limiterStep{
+			{at: 0, op: "allow", wantOK: true},
+			{at: 0, op: "allow", wantOK: true},
+			{at: 0, op: "allow", wantRetry: time.Second},
+			{at: 0, op: "refund"},
+			{at: 0, op: "allow", wantOK: true},
+			{at: 0, op: "allow", wantRetry: time.Second},
 		}},
-		{"take debt is capped at one burst", 1, 2, append(
-			repeatStep(limiterStep{at: 0, op: "take"}, 100),
-			limiterStep{at: 0, op: "check", wantRetry: 3 * time.Second},
-			limiterStep{at: 3 * time.Second, op: "allow", wantOK: true},
+		{"refunds never fill past the burst", 1, 2, append(
+			append([]limiterStep{{at: 0, op: "allow", wantOK: true}}, repeatStep(limiterStep{at: 0, op: "refund"}, 10)...),
+			limiterStep{at: 0, op: "allow", wantOK: true},
+			limiterStep{at: 0, op: "allow", wantOK: true},
+			limiterStep{at: 0, op: "allow", wantRetry: time.Second},
 		)},
 		{"reset gives a full bucket back", 1, 2, []limiterStep{
 			{at: 0, op: "allow", wantOK: true},
@@ -147,8 +149,8 @@ func TestLimiterKeysAreIsolated(t *testing.T) {
 		// Another client is untouched by the first one's exhaustion.
 		{op: "allow", key: "10.0.0.2", wantOK: true},
 		{op: "check", key: "10.0.0.2", wantOK: true},
-		{op: "take", key: "10.0.0.3"},
-		{op: "take", key: "10.0.0.3"},
+		{op: "allow", key: "10.0.0.3", wantOK: true},
+		{op: "allow", key: "10.0.0.3", wantOK: true},
 		{op: "check", key: "10.0.0.3", wantRetry: time.Second},
 		{op: "reset", key: "10.0.0.3"},
 		{op: "check", key: "10.0.0.1", wantRetry: time.Second},
@@ -174,7 +176,7 @@ func TestLimiterOffWhenRateOrBurstIsZero(t *testing.T) {
 		if ok, _ := l.check("k", limiterT0); !ok {
 			t.Fatal("nil limiter check refused")
 		}
-		l.take("k", limiterT0)
+		l.refund("k")
 	}
 	l.reset("k")
 	if l.len() != 0 {
@@ -214,7 +216,7 @@ func TestLimiterEvictsOldestTouchedWhenFull(t *testing.T) {
 	for _, k := range []string{"a", "b", "c"} {
 		l.allow(k, limiterT0)
 	}
-	l.take("a", limiterT0) // touch a: b is now the oldest
+	l.allow("a", limiterT0) // touch a (refused, but touched): b is now the oldest
 	l.allow("d", limiterT0)
 	if got := l.len(); got != 3 {
 		t.Fatalf("len = %d, want 3", got)
@@ -274,7 +276,7 @@ func TestLimiterConcurrentUse(t *testing.T) {
 				l.allow(k, limiterT0.Add(time.Duration(i)*time.Millisecond))
 				l.check(k, limiterT0)
 				if i%7 == 0 {
-					l.take(k, limiterT0)
+					l.refund(k)
 				}
 				if i%11 == 0 {
 					l.reset(k)
@@ -397,7 +399,7 @@ func FuzzLimiterOps(f *testing.F) {
 					t.Fatalf("refused with retryAfter %v", aretry)
 				}
 			case 1:
-				l.take(key, now)
+				l.refund(key)
 			case 2:
 				l.reset(key)
 				if ok, _ := l.check(key, now); !ok {
