@@ -437,7 +437,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo, cfg 
 	if info.TraceParent != "" {
 		// tracestate belongs to the trace the client started; when the client's traceparent
 		// was invalid and replaced, its tracestate describes another trace and must go.
-		if traceIDOf(in.Header.Get(hdrTraceParent)) != traceIDOf(info.TraceParent) {
+		if !info.KeepTraceState {
 			delete(h, hdrTraceState)
 		}
 		hv.set(hdrTraceParent, info.TraceParent)
@@ -470,14 +470,6 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo, cfg 
 		}
 	}
 	hv.set(hdrForwardedProto, proto)
-}
-
-// traceIDOf returns the trace-id field of a traceparent value, or "" when it has none.
-func traceIDOf(traceparent string) string {
-	if len(traceparent) < 35 || traceparent[2] != '-' {
-		return ""
-	}
-	return traceparent[3:35]
 }
 
 // peerAddr returns the IP of the TCP peer as written in remoteAddr and whether it lies in

@@ -588,7 +588,7 @@ func TestProxyForwardsTraceContext(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := newTestGateway(t, gatewayOptions{newInfo: func(*http.Request) *requestInfo {
-				return &requestInfo{ID: "r1", TraceParent: c.gatewayTP, TraceID: traceIDOf(c.gatewayTP)}
+				return &requestInfo{ID: "r1", TraceParent: c.gatewayTP, TraceID: c.gatewayTP[3:35], KeepTraceState: c.keepState}
 			}})
 			g.do(t, "GET", "/api/v1/ingest/status", nil, http.Header{
 				"Traceparent": {c.clientTP}, "Tracestate": {"vendor=abc"}})
