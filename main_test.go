@@ -331,7 +331,7 @@ func TestREADMEDocumentsEverySettingAndTheTwoCommands(t *testing.T) {
 			t.Errorf("README configuration table lacks %s", s.Name)
 		}
 	}
-	for _, command := range []string{"go run . -dev", "go test -race ./..."} {
+	for _, command := range []string{"go run . -dev", "go test -race -timeout 30m ./..."} {
 		if !strings.Contains(string(readme), "\n"+command+"\n") {
 			t.Errorf("README lacks the set-up command %q", command)
 		}
@@ -340,7 +340,7 @@ func TestREADMEDocumentsEverySettingAndTheTwoCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(ci), "go test -race") {
+	if !strings.Contains(string(ci), "\ngo test -race -timeout 30m ./...\n") {
 		t.Error(".ci/run does not run the README's test command")
 	}
 }
