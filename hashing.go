@@ -71,6 +71,11 @@ type hashPolicy struct {
 
 var defaultHashPolicy = hashPolicy{niceDelta: hashNiceDelta, ownProcs: true}
 
+// init keeps the main thread for the main goroutine. A hashing worker scheduled there would
+// lower the priority of the process's main thread and, since Go never ends that thread,
+// leave it wedged at that priority when the worker exits.
+func init() { runtime.LockOSThread() }
+
 // procsMu serialises GOMAXPROCS read-modify-write between pools.
 var procsMu sync.Mutex
 

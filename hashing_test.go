@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -412,71 +413,105 @@ func TestHashPoolClose(t *testing.T) {
 	}
 }
 
-// niceThreads counts this process's threads whose nice value is want (Linux /proc).
-func niceThreads(t *testing.T, want int) int {
+// threadNice returns the nice value of the calling OS thread.
+func threadNice(t *testing.T) int {
 	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
+	stat, err := os.ReadFile("/proc/thread-self/stat")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, task := range tasks {
-		stat, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
-		if err != nil {
-			continue // the thread exited meanwhile
-		}
-		// Fields after the parenthesised command: state is field 3, nice field 19.
-		rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
-		fields := strings.Fields(rest)
-		if nice, err := strconv.Atoi(fields[16]); err == nil && nice == want {
-			n++
-		}
+	// Fields after the parenthesised command: state is field 3, nice field 19.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	nice, err := strconv.Atoi(fields[16])
+	if err != nil {
+		t.Fatal(err)
 	}
-	return n
+	return nice
 }
 
+// TestHashWorkersRunOnLowPriorityThreads looks at the workers' own threads from inside
+// jobs, so pools of other tests running in parallel cannot disturb the count.
 func TestHashWorkersRunOnLowPriorityThreads(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("per-thread nice values are a Linux feature")
 	}
-	base := niceThreads(t, 0) // every thread starts at the process's nice value
-	if base == 0 {
+	var base int
+	func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		base = threadNice(t)
+	}()
+	if base != 0 {
 		t.Skip("process is not running at nice 0")
 	}
-	before := niceThreads(t, hashNiceDelta)
-	p := newHashPool(3, time.Second)
-	if got := niceThreads(t, hashNiceDelta) - before; got != 3 {
-		p.close()
-		t.Fatalf("%d threads at nice %d, want one per worker (3)", got, hashNiceDelta)
-	}
-	// Work on other goroutines still runs at normal priority.
-	var normal atomic.Int32
-	var wg sync.WaitGroup
-	for range 8 {
+	const workers = 3
+	p := newHashPool(workers, time.Second)
+	var (
+		mu    sync.Mutex
+		tids  = map[int]int{} // thread id → nice
+		ready sync.WaitGroup
+		wg    sync.WaitGroup
+	)
+	ready.Add(workers)
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			stat, _ := os.ReadFile("/proc/thread-self/stat")
-			fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-			if fields[16] == "0" {
-				normal.Add(1)
+			err := p.run(context.Background(), func() {
+				nice := threadNice(t)
+				mu.Lock()
+				tids[syscall.Gettid()] = nice
+				mu.Unlock()
+				ready.Done()
+				ready.Wait() // hold this worker until every worker has a job
+			})
+			if err != nil {
+				t.Error(err)
 			}
 		}()
 	}
 	wg.Wait()
+	if len(tids) != workers {
+		t.Fatalf("jobs ran on %d threads, want one per worker (%d)", len(tids), workers)
+	}
+	for tid, nice := range tids {
+		if nice != hashNiceDelta {
+			t.Errorf("worker thread %d at nice %d, want %d", tid, nice, hashNiceDelta)
+		}
+	}
+
+	// Work on other goroutines still runs at normal priority.
+	var normal atomic.Int32
+	var others sync.WaitGroup
+	for range 8 {
+		others.Add(1)
+		go func() {
+			defer others.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if threadNice(t) == 0 {
+				normal.Add(1)
+			}
+		}()
+	}
+	others.Wait()
 	if normal.Load() != 8 {
 		t.Errorf("%d of 8 ordinary goroutines ran on a normal-priority thread", normal.Load())
 	}
+
 	p.close()
 	// The workers' threads end with them rather than returning to the pool of threads.
 	deadline := time.Now().Add(5 * time.Second)
-	for niceThreads(t, hashNiceDelta) != before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d low-priority threads left after close", niceThreads(t, hashNiceDelta)-before)
+	for tid := range tids {
+		for {
+			if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid)); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("low-priority thread %d still alive after close", tid)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
