@@ -33,6 +33,8 @@ type requestInfo struct {
 	Caller        identity // the verified caller (withIdentity), valid when Authenticated
 	Authenticated bool
 
+	PeerTrusted bool // the TCP peer is in GATEWAY_TRUSTED_PROXIES (its X-Forwarded-* count)
+
 	// KeepTraceState reports that the client's traceparent was valid, so its tracestate
 	// belongs to the same trace and may be forwarded untouched. When false the traceparent
 	// was replaced by a new trace and the proxy must drop any tracestate header: W3C Trace
@@ -244,6 +246,7 @@ func (mw *middleware) fillInfo(info *requestInfo, r *http.Request) {
 		xff = r.Header["X-Forwarded-For"]
 	}
 	info.ClientIP = addrText(clientIP(r.RemoteAddr, xff, mw.trusted), r.RemoteAddr)
+	info.PeerTrusted = peerTrusted(r.RemoteAddr, mw.trusted)
 }
 
 // appendRandomHex appends n random non-zero 64-bit words as 16 lower-case hex digits each.
@@ -641,6 +644,16 @@ func parseIPEntry(s string, portFirst bool) (netip.Addr, bool) {
 		}
 	}
 	return a.Unmap().WithZone(""), true
+}
+
+// peerTrusted reports whether the TCP peer is one of the trusted proxies: the one place that
+// decides whether a client's X-Forwarded-* headers may be believed.
+func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	peer, ok := parseIPEntry(remoteAddr, true)
+	return ok && inPrefixes(peer, trusted)
 }
 
 func inPrefixes(a netip.Addr, prefixes []netip.Prefix) bool {

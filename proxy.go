@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -330,7 +329,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 
 	info := requestInfoFrom(in.Context())
-	setUpstreamHeaders(out.Header, in, info, p.cfg)
+	setUpstreamHeaders(out.Header, in, info)
 }
 
 // clientBody marks failures to read the client's request body, so that a client hanging up
@@ -410,7 +409,7 @@ func (hv *headerValues) set(key, value string) {
 // setUpstreamHeaders removes every reserved client header from h (the outbound copy of in's
 // headers) and sets the gateway's own: identity from the verified token, request id, trace
 // context and X-Forwarded-*.
-func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo, cfg *Config) {
+func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 	for k := range h {
 		if isReservedHeader(k) {
 			delete(h, k)
@@ -443,8 +442,8 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo, cfg 
 		hv.set(hdrTraceParent, info.TraceParent)
 	}
 
-	peer, trusted := peerAddr(in.RemoteAddr, cfg)
-	if peer != "" {
+	trusted := info.PeerTrusted
+	if peer, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		// A trusted proxy in front of us has already recorded the chain; anyone else's
 		// X-Forwarded-For is a claim we cannot check, so the upstream sees only the peer.
 		if prior := in.Header[hdrForwardedFor]; trusted && len(prior) > 0 {
@@ -470,29 +469,6 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo, cfg 
 		}
 	}
 	hv.set(hdrForwardedProto, proto)
-}
-
-// peerAddr returns the IP of the TCP peer as written in remoteAddr and whether it lies in
-// the configured trusted proxies.
-func peerAddr(remoteAddr string, cfg *Config) (ip string, trusted bool) {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return "", false
-	}
-	if cfg == nil || len(cfg.TrustedProxies) == 0 {
-		return host, false
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return host, false
-	}
-	addr = addr.Unmap()
-	for _, pfx := range cfg.TrustedProxies {
-		if pfx.Contains(addr) {
-			return host, true
-		}
-	}
-	return host, false
 }
 
 // modifyResponse records the upstream status and removes the upstream's CORS headers;

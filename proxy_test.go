@@ -187,6 +187,7 @@ func newTestGateway(t *testing.T, opts gatewayOptions) *testGateway {
 			info = &requestInfo{ID: fmt.Sprintf("req-%04d", seq)}
 			seqMu.Unlock()
 		}
+		info.PeerTrusted = peerTrusted(r.RemoteAddr, cfg.TrustedProxies) // as the middleware decides
 		w.Header().Set("X-Request-ID", info.ID)
 		defer func() {
 			g.mu.Lock()
@@ -1506,7 +1507,6 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 	}
 	info := &requestInfo{ID: "bench-request-id", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01"}
 	in = in.WithContext(withIdentity(withRequestInfo(in.Context(), info), testIdentity))
-	cfg := proxyTestConfig()
 	out := make(http.Header, 16)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1514,7 +1514,7 @@ func BenchmarkRewriteHeaders(b *testing.B) {
 		for k, v := range in.Header {
 			out[k] = v
 		}
-		setUpstreamHeaders(out, in, info, cfg)
+		setUpstreamHeaders(out, in, info)
 	}
 	if out.Get("X-Company-Id") != testIdentity.CompanyID || out.Get("X_user_id") != "" {
 		b.Fatalf("headers not rewritten: %v", out)
