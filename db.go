@@ -478,41 +478,42 @@ func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, erro
 }
 
 func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("set company %s of user %s: %w", companyID, userID, err)
-	}
-	if !isUUID(userID) || companyID != "" && !isUUID(companyID) {
-		return errNotFound
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	u, ok := m.users[memoryKey(userID)]
-	if !ok {
+	if companyID != "" && !isUUID(companyID) {
 		return errNotFound
 	}
 	companyID = memoryKey(companyID)
-	if _, ok := m.companies[companyID]; companyID != "" && !ok {
-		return errNotFound
-	}
-	u.CompanyID, u.updatedAt = companyID, time.Now()
-	return nil
+	return m.updateByID(ctx, "set company "+companyID, userID, func(u *memoryUser) error {
+		if _, ok := m.companies[companyID]; companyID != "" && !ok {
+			return errNotFound
+		}
+		u.CompanyID, u.updatedAt = companyID, time.Now()
+		return nil
+	})
 }
 
 func (m *memoryStore) TouchLastLogin(ctx context.Context, userID string) error {
+	return m.updateByID(ctx, "touch last login", userID, func(u *memoryUser) error {
+		u.lastLogin = time.Now()
+		return nil
+	})
+}
+
+// updateByID applies update to the user with id under the write lock; errNotFound when
+// there is none.
+func (m *memoryStore) updateByID(ctx context.Context, what, id string, update func(*memoryUser) error) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("touch last login of user %s: %w", userID, err)
+		return fmt.Errorf("%s of user %s: %w", what, id, err)
 	}
-	if !isUUID(userID) {
+	if !isUUID(id) {
 		return errNotFound
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u, ok := m.users[memoryKey(userID)]
+	u, ok := m.users[memoryKey(id)]
 	if !ok {
 		return errNotFound
 	}
-	u.lastLogin = time.Now()
-	return nil
+	return update(u)
 }
 
 func (m *memoryStore) CompanyActive(ctx context.Context, id string) (bool, error) {
