@@ -341,11 +341,10 @@ func checkSeriesOrder(f *expoFamily) error {
 
 func checkHistogram(f *expoFamily) error {
 	type group struct {
-		les      []float64
-		counts   []float64
-		sum      *float64
-		count    *float64
-		afterEnd bool
+		les    []float64
+		counts []float64
+		sum    *float64
+		count  *float64
 	}
 	groups := map[string]*group{}
 	var order []string

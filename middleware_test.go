@@ -413,9 +413,9 @@ func TestProbesLoggedOnlyAtDebug(t *testing.T) {
 	doGet(t, srv.URL+"/health", nil)
 	doGet(t, srv.URL+"/livez", nil)
 	doGet(t, srv.URL+"/ok", nil)
-	lines := buf.waitLines(t, "request", 1)
+	buf.waitLines(t, "request", 1)
 	time.Sleep(50 * time.Millisecond) // a probe line, if any, would be written by now
-	lines = buf.lines(t)
+	lines := buf.lines(t)
 	if len(lines) != 1 || lines[0]["path"] != "/ok" {
 		t.Fatalf("at INFO want only the /ok line, got %v", lines)
 	}
@@ -435,9 +435,9 @@ func TestServerErrorsLoggedAtErrorAndOthersSkippedWhenDisabled(t *testing.T) {
 	doGet(t, srv.URL+"/ok", nil)
 	doGet(t, srv.URL+"/nowhere", nil)
 	doGet(t, srv.URL+"/fail", nil)
-	lines := buf.waitLines(t, "request", 1)
+	buf.waitLines(t, "request", 1)
 	time.Sleep(50 * time.Millisecond)
-	lines = buf.lines(t)
+	lines := buf.lines(t)
 	if len(lines) != 1 || lines[0]["path"] != "/fail" || lines[0]["level"] != "ERROR" || lines[0]["status"] != 502.0 {
 		t.Fatalf("at ERROR want only the 502 line, got %v", lines)
 	}
