@@ -23,6 +23,13 @@ import (
 // store error means the database could not answer (the caller answers 503).
 var errNotFound = errors.New("not found")
 
+// errInvitationClosed is returned by JoinCompany when the invitation was accepted, revoked or
+// expired meanwhile.
+var errInvitationClosed = errors.New("invitation no longer open")
+
+// errSchemaNotMigrated is returned by CheckSchema when migrate has not been run.
+var errSchemaNotMigrated = errors.New("database schema is not migrated")
+
 // errDuplicate is returned (wrapped) by CreateUser when a user with the same email, in any
 // letter case, already exists.
 var errDuplicate = errors.New("already exists")
@@ -36,6 +43,37 @@ type User struct {
 	FullName       string // "" when NULL
 	Role           string
 	IsActive       bool
+	// TokensValidAfter revokes every token issued (iat, whole seconds) before it; zero when
+	// NULL. Stored truncated to the second.
+	TokensValidAfter time.Time
+	CompanyActive    bool // the company's is_active; false when the user has no company
+}
+
+// Invitation is a row of company_invitations. Open means not accepted, not revoked and not
+// expired.
+type Invitation struct {
+	ID         string
+	CompanyID  string
+	Email      string
+	Role       string
+	CreatedBy  string // "" when NULL
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	AcceptedAt time.Time // zero when NULL
+	RevokedAt  time.Time // zero when NULL
+}
+
+// StoreChange names a users or companies row that changed, as the database notifies it.
+type StoreChange struct {
+	Table string // "users" or "companies"
+	ID    string
+}
+
+// WatchHooks receive what Store.Watch sees. Each may be nil.
+type WatchHooks struct {
+	Changed   func(StoreChange)
+	Lost      func(err error) // notifications stopped: changes may go unseen until Listening
+	Listening func()          // notifications flow (again): anything cached before may be stale
 }
 
 // Company is a row of the companies table.
@@ -69,10 +107,36 @@ type Store interface {
 	CompanyActive(ctx context.Context, id string) (bool, error) // false, nil: missing or inactive
 	Ping(ctx context.Context) error
 
+	// Tenancy (SPEC §7).
+	// OpenInvitation returns the newest open invitation of email (any letter case) to an
+	// active company, to companyID only when it is not ""; errNotFound when there is none.
+	OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error)
+	// CompanyForDomain returns the active company registered for the email domain (any
+	// letter case); errNotFound when none.
+	CompanyForDomain(ctx context.Context, domain string) (string, error)
+	// JoinCompany moves the user into the company. With an invitationID it also accepts that
+	// invitation and gives the user its role, in one transaction (errInvitationClosed when it
+	// is no longer open; nothing changes then). errNotFound when the user or company is gone.
+	JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error)
+	// RevokeSessions sets tokens_valid_after to now (truncated to the second) and returns it.
+	RevokeSessions(ctx context.Context, userID string) (time.Time, error)
+	// CheckSchema returns errSchemaNotMigrated (wrapped, naming what is missing) when migrate
+	// has not been applied; another error when the database cannot answer.
+	CheckSchema(ctx context.Context) error
+	// Watch reports changes to users and companies made by anyone, until ctx ends,
+	// reconnecting by itself; it returns when ctx ends.
+	Watch(ctx context.Context, hooks WatchHooks)
+
 	CreateCompany(ctx context.Context, name string) (Company, error)
 	CreateUser(ctx context.Context, u NewUser) (User, error)
-	SetPassword(ctx context.Context, email, hashedPassword string) error
-	SetActive(ctx context.Context, email string, active bool) error
+	SetPassword(ctx context.Context, email, hashedPassword string) error // revokes older tokens too
+	SetActive(ctx context.Context, email string, active bool) error      // deactivation revokes tokens too
+	SetCompanyActive(ctx context.Context, id string, active bool) error
+	CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) // fills ID and CreatedAt
+	ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error)
+	RevokeInvitation(ctx context.Context, companyID, invitationID string) error // errNotFound when not open
+	AddDomain(ctx context.Context, domain, companyID string) error              // errDuplicate when another company has it
+	RemoveDomain(ctx context.Context, domain, companyID string) error           // errNotFound
 
 	Stats() PoolStats
 	Close()
@@ -640,4 +704,67 @@ func newUUID() string {
 		j += 2
 	}
 	return string(out[:])
+}
+
+// TODO(tenancy-store): the stubs below are replaced by the real implementations.
+var errNotImplemented = errors.New("not implemented")
+
+func (s *pgStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
+	return Invitation{}, errNotImplemented
+}
+func (s *pgStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
+	return "", errNotImplemented
+}
+func (s *pgStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
+	return User{}, errNotImplemented
+}
+func (s *pgStore) RevokeSessions(ctx context.Context, userID string) (time.Time, error) {
+	return time.Time{}, errNotImplemented
+}
+func (s *pgStore) CheckSchema(ctx context.Context) error       { return nil }
+func (s *pgStore) Watch(ctx context.Context, hooks WatchHooks) { <-ctx.Done() }
+func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
+	return Invitation{}, errNotImplemented
+}
+func (s *pgStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
+	return nil, errNotImplemented
+}
+func (s *pgStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
+	return errNotImplemented
+}
+func (s *pgStore) AddDomain(ctx context.Context, domain, companyID string) error {
+	return errNotImplemented
+}
+func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
+	return errNotImplemented
+}
+
+func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
+	return Invitation{}, errNotImplemented
+}
+func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
+	return "", errNotImplemented
+}
+func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
+	return User{}, errNotImplemented
+}
+func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (time.Time, error) {
+	return time.Time{}, errNotImplemented
+}
+func (m *memoryStore) CheckSchema(ctx context.Context) error       { return nil }
+func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) { <-ctx.Done() }
+func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
+	return Invitation{}, errNotImplemented
+}
+func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
+	return nil, errNotImplemented
+}
+func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
+	return errNotImplemented
+}
+func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) error {
+	return errNotImplemented
+}
+func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
+	return errNotImplemented
 }

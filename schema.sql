@@ -33,3 +33,71 @@ CREATE TABLE IF NOT EXISTS users (
 -- Every email lookup is lower(email) = lower($1): this index serves it and forbids two
 -- accounts whose emails differ only in letter case.
 CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON users (lower(email));
+
+-- Contract v2 (tenant isolation). Expand-only: nothing below drops, renames or narrows what
+-- the previous gateway reads, so it keeps running on a migrated database.
+
+-- A token whose iat is earlier than this (whole seconds) is refused; NULL revokes nothing.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS tokens_valid_after timestamptz NULL;
+
+CREATE TABLE IF NOT EXISTS company_invitations (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    company_id  uuid NOT NULL REFERENCES companies (id),
+    email       text NOT NULL,
+    role        text NOT NULL DEFAULT 'user',
+    created_by  uuid NULL REFERENCES users (id),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    accepted_at timestamptz NULL,
+    revoked_at  timestamptz NULL
+);
+-- Open invitations are looked up by email at every login of a user without a company.
+CREATE INDEX IF NOT EXISTS company_invitations_open_email
+    ON company_invitations (lower(email)) WHERE accepted_at IS NULL AND revoked_at IS NULL;
+
+-- One company per email domain (stored in lower case).
+CREATE TABLE IF NOT EXISTS company_domains (
+    domain     text PRIMARY KEY CHECK (domain = lower(domain)),
+    company_id uuid NOT NULL REFERENCES companies (id),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every gateway LISTENs on this channel and drops its cached state of the row named in the
+-- payload ('users:<id>' or 'companies:<id>'), so a change made anywhere (a gateway, the
+-- CLI, plain SQL) reaches every replica within a second instead of a cache TTL.
+CREATE OR REPLACE FUNCTION atenex_gateway_notify_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('atenex_gateway_changes', TG_TABLE_NAME || ':' || OLD.id::text);
+    RETURN NULL;
+END
+$$;
+
+-- Only the columns the gateway caches: last_login is written at every login and must not
+-- empty the caches of every replica.
+DROP TRIGGER IF EXISTS atenex_gateway_users_changed ON users;
+CREATE TRIGGER atenex_gateway_users_changed
+    AFTER UPDATE OF is_active, company_id, role, tokens_valid_after, email, full_name ON users
+    FOR EACH ROW
+    WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active
+       OR OLD.company_id IS DISTINCT FROM NEW.company_id
+       OR OLD.role IS DISTINCT FROM NEW.role
+       OR OLD.tokens_valid_after IS DISTINCT FROM NEW.tokens_valid_after
+       OR OLD.email IS DISTINCT FROM NEW.email
+       OR OLD.full_name IS DISTINCT FROM NEW.full_name)
+    EXECUTE FUNCTION atenex_gateway_notify_change();
+DROP TRIGGER IF EXISTS atenex_gateway_users_deleted ON users;
+CREATE TRIGGER atenex_gateway_users_deleted
+    AFTER DELETE ON users
+    FOR EACH ROW EXECUTE FUNCTION atenex_gateway_notify_change();
+
+DROP TRIGGER IF EXISTS atenex_gateway_companies_changed ON companies;
+CREATE TRIGGER atenex_gateway_companies_changed
+    AFTER UPDATE OF is_active ON companies
+    FOR EACH ROW
+    WHEN (OLD.is_active IS DISTINCT FROM NEW.is_active)
+    EXECUTE FUNCTION atenex_gateway_notify_change();
+DROP TRIGGER IF EXISTS atenex_gateway_companies_deleted ON companies;
+CREATE TRIGGER atenex_gateway_companies_deleted
+    AFTER DELETE ON companies
+    FOR EACH ROW EXECUTE FUNCTION atenex_gateway_notify_change();
