@@ -50,6 +50,7 @@ const (
 // authFailure is why a request was refused; authenticate decides it, respond writes it.
 type authFailure struct {
 	status    int
+	code      string
 	detail    string
 	challenge string
 	reason    string // metrics label
@@ -59,7 +60,7 @@ func (f *authFailure) respond(w http.ResponseWriter, r *http.Request) {
 	if f.challenge != "" {
 		w.Header().Set("WWW-Authenticate", f.challenge)
 	}
-	writeError(w, r, f.status, f.detail)
+	writeError(w, r, f.status, f.code, f.detail)
 }
 
 // bearerToken extracts the token of an "Authorization: Bearer <token>" header (the scheme is
@@ -78,29 +79,29 @@ func bearerToken(r *http.Request) (string, bool) {
 func (g *gateway) authenticate(r *http.Request, requireCompany bool) (Claims, *authFailure) {
 	token, ok := bearerToken(r)
 	if !ok {
-		return Claims{}, &authFailure{http.StatusUnauthorized, "Not authenticated", challengeBearer, "missing_token"}
+		return Claims{}, &authFailure{http.StatusUnauthorized, codeNotAuthenticated, "Not authenticated", challengeBearer, "missing_token"}
 	}
 	claims, err := verifyToken(g.cfg.JWTSecret, token, g.now())
 	if err != nil {
-		detail, reason := "Could not validate credentials", "invalid_token"
+		code, detail, reason := codeInvalidToken, "Could not validate credentials", "invalid_token"
 		switch {
 		case errors.Is(err, errTokenExpired):
-			detail, reason = "Token has expired", "expired_token"
+			code, detail, reason = codeTokenExpired, "Token has expired", "expired_token"
 		case errors.Is(err, errTokenSignature):
 			reason = "bad_signature"
 		}
-		return Claims{}, &authFailure{http.StatusUnauthorized, detail, challengeInvalidToken, reason}
+		return Claims{}, &authFailure{http.StatusUnauthorized, code, detail, challengeInvalidToken, reason}
 	}
 	if requireCompany && claims.CompanyID == "" {
-		return Claims{}, &authFailure{http.StatusForbidden, "User is not associated with a company", challengeInsufficientScope, "no_company"}
+		return Claims{}, &authFailure{http.StatusForbidden, codeCompanyRequired, "User is not associated with a company", challengeInsufficientScope, "no_company"}
 	}
 	active, err := g.users.active(r.Context(), claims.Subject)
 	if err != nil {
 		g.log.Warn("user check failed: database unavailable", "user_id", claims.Subject, "error", err.Error())
-		return Claims{}, &authFailure{http.StatusServiceUnavailable, "Authentication temporarily unavailable; try again shortly", "", "database_unavailable"}
+		return Claims{}, &authFailure{http.StatusServiceUnavailable, codeDatabaseUnavailable, "Authentication temporarily unavailable; try again shortly", "", "database_unavailable"}
 	}
 	if !active {
-		return Claims{}, &authFailure{http.StatusUnauthorized, "User not found or inactive", challengeInvalidToken, "inactive_user"}
+		return Claims{}, &authFailure{http.StatusUnauthorized, codeInvalidToken, "User not found or inactive", challengeInvalidToken, "inactive_user"}
 	}
 	return claims, nil
 }
@@ -136,7 +137,7 @@ func (g *gateway) limitCompany(next http.Handler) http.Handler {
 		if ok, wait := g.companyRate.allow(id.CompanyID, g.now()); !ok {
 			g.metrics.rateLimitRejection("company")
 			w.Header().Set("Retry-After", retryAfterSeconds(wait))
-			writeError(w, r, http.StatusTooManyRequests, "Rate limit exceeded for this company; retry later")
+			writeError(w, r, http.StatusTooManyRequests, codeRateLimited, "Rate limit exceeded for this company; retry later")
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -788,7 +788,7 @@ func TestDeploymentIsHardened(t *testing.T) {
 	}
 
 	probes := []struct{ probe, path string }{
-		{"readinessProbe", "/health"},
+		{"readinessProbe", "/readyz"},
 		{"livenessProbe", "/livez"},
 	}
 	for _, p := range probes {

@@ -291,8 +291,8 @@ func TestLoginUnknownEmailMatchesWrongPassword(t *testing.T) {
 		var m map[string]any
 		json.Unmarshal(r.body, &m)
 		delete(m, "request_id")
-		if len(m) != 1 {
-			t.Errorf("%s: body has more than detail: %s", name, r.body)
+		if len(m) != 2 || m["code"] != codeInvalidCredentials {
+			t.Errorf("%s: body is not exactly detail and code %s: %s", name, codeInvalidCredentials, r.body)
 		}
 	}
 	// An unknown email must cost a bcrypt verification too, or its speed tells it apart.

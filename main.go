@@ -345,6 +345,7 @@ func (g *gateway) routes() http.Handler {
 	mux.Handle("GET /{$}", g.handleRoot())
 	mux.Handle("GET /health", g.handleHealth())
 	mux.Handle("GET /livez", handleLivez())
+	mux.Handle("GET /readyz", g.handleReadyz())
 
 	mux.Handle("POST /api/v1/users/login", g.handleLogin())
 	mux.Handle("POST /api/v1/users/me/ensure-company", g.initialAuth(g.handleEnsureCompany()))
@@ -407,6 +408,31 @@ func (g *gateway) handleHealth() http.Handler {
 	})
 }
 
+// readyzDatabaseWait bounds the database check of /readyz, below any sane probe timeout.
+const readyzDatabaseWait = 500 * time.Millisecond
+
+// handleReadyz is the Kubernetes readiness probe: 503 only while draining. The database
+// state is reported but never makes the replica unready, since signed-in users keep being
+// served from the user cache during an outage and removing every replica from the Service
+// would turn a database outage into a full one.
+func (g *gateway) handleReadyz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := healthResponse{Status: "ready", Service: serviceName, Checks: map[string]string{"database": "ok"}}
+		status := http.StatusOK
+		ctx, cancel := context.WithTimeout(r.Context(), readyzDatabaseWait)
+		defer cancel()
+		if err := g.store.Ping(ctx); err != nil {
+			resp.Checks["database"] = "unavailable"
+		}
+		if g.draining.Load() {
+			resp.Checks["shutdown"] = "draining"
+			resp.Status, status = "not_ready", http.StatusServiceUnavailable
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, status, resp)
+	})
+}
+
 // handleLivez is the liveness probe: no dependency checks, so a database outage never makes
 // Kubernetes restart healthy gateways.
 func handleLivez() http.Handler {
@@ -430,9 +456,9 @@ func handleUnmatched(mux *http.ServeMux) http.Handler {
 		}
 		if len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
 			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			writeError(w, r, http.StatusMethodNotAllowed, "Method Not Allowed")
+			writeError(w, r, http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method Not Allowed")
 			return
 		}
-		writeError(w, r, http.StatusNotFound, "Not Found")
+		writeError(w, r, http.StatusNotFound, codeNotFound, "Not Found")
 	})
 }

@@ -83,6 +83,7 @@ func writeJSONBody(w http.ResponseWriter, status int, body []byte) {
 // errorBody is every error the gateway itself produces.
 type errorBody struct {
 	Detail    string `json:"detail"`
+	Code      string `json:"code,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
 }
 
@@ -90,6 +91,10 @@ type errorBody struct {
 func (e *errorBody) appendJSON(b []byte) []byte {
 	b = append(b, `{"detail":`...)
 	b = appendJSONString(b, e.Detail)
+	if e.Code != "" {
+		b = append(b, `,"code":`...)
+		b = appendJSONString(b, e.Code)
+	}
 	if e.RequestID != "" {
 		b = append(b, `,"request_id":`...)
 		b = appendJSONString(b, e.RequestID)
@@ -97,10 +102,11 @@ func (e *errorBody) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// writeError writes {"detail": detail, "request_id": …} with status.
-func writeError(w http.ResponseWriter, r *http.Request, status int, detail string) {
-	e := errorBody{Detail: detail, RequestID: requestInfoFrom(r.Context()).ID}
-	body := e.appendJSON(make([]byte, 0, 48+len(e.Detail)+len(e.RequestID)))
+// writeError writes {"detail": detail, "code": code, "request_id": …} with status. code is
+// one of errorCodes.
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
+	e := errorBody{Detail: detail, Code: code, RequestID: requestInfoFrom(r.Context()).ID}
+	body := e.appendJSON(make([]byte, 0, 64+len(e.Detail)+len(e.RequestID)))
 	writeJSONBody(w, status, append(body, '\n'))
 }
 
@@ -306,7 +312,7 @@ func (mw *middleware) recoverPanic(tw *trackingWriter, r *http.Request) {
 	}
 	clear(tw.Header()) // whatever the handler had set describes a response that never happened
 	tw.corsDone = false
-	writeError(tw, r, http.StatusInternalServerError, "Internal server error")
+	writeError(tw, r, http.StatusInternalServerError, codeInternal, "Internal server error")
 }
 
 // finish records the request in metrics and the access log once the response is done (or
@@ -329,7 +335,7 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 
 	level := slog.LevelInfo
 	switch {
-	case r.URL.Path == "/health" || r.URL.Path == "/livez":
+	case r.URL.Path == "/health" || r.URL.Path == "/livez" || r.URL.Path == "/readyz":
 		level = slog.LevelDebug // probes every few seconds would drown the real traffic
 	case status >= 500:
 		level = slog.LevelError
@@ -782,16 +788,16 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	h := tw.Header()
 	h.Set(hdrVary, "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
 	if origin == "" || !p.allowed(origin) {
-		writeError(tw, r, http.StatusBadRequest, "Disallowed CORS origin")
+		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS origin")
 		return true
 	}
 	if len(reqMethod) != 1 || !corsMethodAllowed(reqMethod[0]) {
-		writeError(tw, r, http.StatusBadRequest, "Disallowed CORS method")
+		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS method")
 		return true
 	}
 	reqHeaders := r.Header["Access-Control-Request-Headers"]
 	if !validTokenList(reqHeaders) {
-		writeError(tw, r, http.StatusBadRequest, "Disallowed CORS headers")
+		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS headers")
 		return true
 	}
 	h.Set(hdrAllowOrigin, origin)

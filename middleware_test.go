@@ -88,7 +88,7 @@ func testMux() *http.ServeMux {
 		json.NewEncoder(w).Encode(requestInfoFrom(r.Context()))
 	})
 	mux.HandleFunc("GET /fail", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusBadGateway, "Upstream unavailable")
+		writeError(w, r, http.StatusBadGateway, codeUpstreamError, "Upstream unavailable")
 	})
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Half-Done", "1")
@@ -911,7 +911,7 @@ func TestHijackedConnectionLoggedAsSwitchingProtocols(t *testing.T) {
 
 func TestWriteErrorEscapesDetail(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusUnprocessableEntity, "bad \"field\" <x>\n\x01é\xff\u2028")
+		writeError(w, r, http.StatusUnprocessableEntity, codeValidation, "bad \"field\" <x>\n\x01é\xff\u2028")
 	})
 	rec := serveDirect(withMiddleware(h, &Config{}, nil, nil), httptest.NewRequest(http.MethodGet, "/", nil))
 	if rec.Code != http.StatusUnprocessableEntity || rec.Header().Get("Content-Type") != "application/json" {

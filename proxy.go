@@ -148,12 +148,12 @@ func validPrefix(p string) bool {
 func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	escaped := r.URL.EscapedPath()
 	if !safePath(escaped) {
-		writeError(w, r, http.StatusBadRequest, "Invalid request path")
+		writeError(w, r, http.StatusBadRequest, codeInvalidPath, "Invalid request path")
 		return
 	}
 	if gp := p.up.gatewayPrefix; !strings.HasPrefix(escaped, gp) && escaped != gp[:len(gp)-1] {
 		// Safe but outside this route: the route table sent us something it should not have.
-		writeError(w, r, http.StatusNotFound, "Not Found")
+		writeError(w, r, http.StatusNotFound, codeNotFound, "Not Found")
 		return
 	}
 	requestInfoFrom(r.Context()).Upstream = p.up.name
@@ -195,7 +195,7 @@ func mapUpstreamPath(escapedPath, gatewayPrefix, upstreamPrefix string) (string,
 func rejectUnsafePaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !safePath(r.URL.EscapedPath()) {
-			writeError(w, r, http.StatusBadRequest, "Invalid request path")
+			writeError(w, r, http.StatusBadRequest, codeInvalidPath, "Invalid request path")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -501,9 +501,9 @@ const statusClientClosedRequest = 499
 // classifyUpstreamError decides, in this one place, what a failed round trip means for the
 // client: the kind counted in metrics and the status and detail sent (status 0: send nothing).
 // ctx is the request's context, which tells a client that left apart from a failing upstream.
-func classifyUpstreamError(ctx context.Context, err error) (kind string, status int, detail string) {
+func classifyUpstreamError(ctx context.Context, err error) (kind string, status int, code, detail string) {
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return kindClientGone, 0, ""
+		return kindClientGone, 0, "", ""
 	}
 	var bodyErr *clientBodyError
 	if errors.As(err, &bodyErr) {
@@ -511,23 +511,23 @@ func classifyUpstreamError(ctx context.Context, err error) (kind string, status 
 		// cut short or malformed.
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return kindClientGone, http.StatusRequestEntityTooLarge, "Request body too large"
+			return kindClientGone, http.StatusRequestEntityTooLarge, codeBodyTooLarge, "Request body too large"
 		}
-		return kindClientGone, http.StatusBadRequest, "Invalid request body"
+		return kindClientGone, http.StatusBadRequest, codeValidation, "Invalid request body"
 	}
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial") {
 		// Refused, unreachable, unresolvable, or no answer to the dial within its timeout:
 		// the service is not there.
-		return kindUnavailable, http.StatusServiceUnavailable, "Upstream service unavailable"
+		return kindUnavailable, http.StatusServiceUnavailable, codeUpstreamUnavailable, "Upstream service unavailable"
 	}
 	var netErr net.Error
 	if (errors.As(err, &netErr) && netErr.Timeout()) || errors.Is(err, context.DeadlineExceeded) ||
 		strings.Contains(err.Error(), "timeout awaiting response headers") {
-		return kindTimeout, http.StatusGatewayTimeout, "Upstream service timed out"
+		return kindTimeout, http.StatusGatewayTimeout, codeUpstreamTimeout, "Upstream service timed out"
 	}
-	return kindBadResponse, http.StatusBadGateway, "Bad gateway"
+	return kindBadResponse, http.StatusBadGateway, codeUpstreamError, "Bad gateway"
 }
 
 // errorHandler answers a failed round trip. r is the outbound request: its URL is the mapped
@@ -535,7 +535,7 @@ func classifyUpstreamError(ctx context.Context, err error) (kind string, status 
 func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	info := requestInfoFrom(ctx)
-	kind, status, detail := classifyUpstreamError(ctx, err)
+	kind, status, code, detail := classifyUpstreamError(ctx, err)
 	p.m.upstreamError(p.up.name, kind)
 
 	level := slog.LevelWarn
@@ -559,6 +559,6 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		)
 	}
 	if status != 0 {
-		writeError(w, r, status, detail)
+		writeError(w, r, status, code, detail)
 	}
 }

@@ -171,7 +171,7 @@ func newTestGateway(t *testing.T, opts gatewayOptions) *testGateway {
 		gatewayPrefix: "/api/v1/auth/", upstreamPrefix: "/api/v1/auth/",
 	}, transport, cfg, log, nil))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, "Not Found")
+		writeError(w, r, http.StatusNotFound, codeNotFound, "Not Found")
 	})
 
 	var seq int
@@ -1247,12 +1247,12 @@ func TestClassifyUpstreamError(t *testing.T) {
 		{"malformed response", live, errors.New(`net/http: HTTP/1.x transport connection broken: malformed HTTP response "SSH-2.0"`), kindBadResponse, 502},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			kind, status, detail := classifyUpstreamError(c.ctx, c.err)
+			kind, status, code, detail := classifyUpstreamError(c.ctx, c.err)
 			if kind != c.kind || status != c.status {
 				t.Errorf("got %s %d, want %s %d", kind, status, c.kind, c.status)
 			}
-			if (status == 0) != (detail == "") {
-				t.Errorf("status %d with detail %q", status, detail)
+			if (status == 0) != (detail == "") || (status == 0) != (code == "") {
+				t.Errorf("status %d with code %q, detail %q", status, code, detail)
 			}
 		})
 	}

@@ -25,13 +25,14 @@ const (
 // requestError is a client mistake in a request body, answered with status and detail.
 type requestError struct {
 	status int
+	code   string
 	detail string
 }
 
 func (e *requestError) Error() string { return e.detail }
 
 func unprocessable(format string, args ...any) *requestError {
-	return &requestError{http.StatusUnprocessableEntity, fmt.Sprintf(format, args...)}
+	return &requestError{http.StatusUnprocessableEntity, codeValidation, fmt.Sprintf(format, args...)}
 }
 
 // readJSONObject reads a JSON object body of at most maxBytes, arriving within wait, into
@@ -50,12 +51,12 @@ func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait
 		w.Header().Set("Connection", "close")
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes)}
+			return nil, &requestError{http.StatusRequestEntityTooLarge, codeBodyTooLarge, fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes)}
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, &requestError{http.StatusRequestTimeout, "Request body not received in time"}
+			return nil, &requestError{http.StatusRequestTimeout, codeRequestTimeout, "Request body not received in time"}
 		}
-		return nil, &requestError{http.StatusBadRequest, "Could not read request body"}
+		return nil, &requestError{http.StatusBadRequest, codeValidation, "Could not read request body"}
 	}
 	if deadline {
 		// Lifted once the body is in: left in place, it would end net/http's background read
@@ -164,7 +165,7 @@ func (g *gateway) handleLogin() http.Handler {
 		// A body of at most MaxBodyBytes has as long to arrive as the headers had.
 		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.detail)
+			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
 			return
 		}
 		email, _, reqErr := stringField(fields, "email", true)
@@ -172,7 +173,7 @@ func (g *gateway) handleLogin() http.Handler {
 			reqErr = unprocessable("Field email must be a valid email address")
 		}
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.detail)
+			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
 			return
 		}
 		password, _, reqErr := stringField(fields, "password", true)
@@ -180,7 +181,7 @@ func (g *gateway) handleLogin() http.Handler {
 			reqErr = unprocessable("Field password must be 1 to %d bytes", maxPasswordBytes)
 		}
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.detail)
+			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
 			return
 		}
 
@@ -215,7 +216,7 @@ func (g *gateway) handleLogin() http.Handler {
 			giveBack()
 			g.log.Warn("login: database unavailable", "error", err.Error())
 			g.metrics.login("unavailable")
-			writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
 			return
 		}
 		hash := user.HashedPassword
@@ -234,13 +235,13 @@ func (g *gateway) handleLogin() http.Handler {
 			}
 			g.metrics.login("busy")
 			w.Header().Set("Retry-After", "1")
-			writeError(w, r, http.StatusServiceUnavailable, "Too many logins in progress; try again shortly")
+			writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
 			return
 		}
 		if !match || user.ID == "" || !user.IsActive {
 			g.metrics.login("failure")
 			w.Header().Set("WWW-Authenticate", challengeBearer)
-			writeError(w, r, http.StatusUnauthorized, detailBadCredentials)
+			writeError(w, r, http.StatusUnauthorized, codeInvalidCredentials, detailBadCredentials)
 			return
 		}
 		g.loginByIP.refund(ipKey)
@@ -254,7 +255,7 @@ func (g *gateway) handleLogin() http.Handler {
 		token, err := g.issueToken(user)
 		if err != nil {
 			g.log.Error("login: issue token", "error", err.Error())
-			writeError(w, r, http.StatusInternalServerError, "Internal server error")
+			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
 			return
 		}
 		info := requestInfoFrom(r.Context())
@@ -272,7 +273,7 @@ func (g *gateway) refuseLogin(w http.ResponseWriter, r *http.Request, limit stri
 	g.metrics.rateLimitRejection(limit)
 	g.metrics.login("rate_limited")
 	w.Header().Set("Retry-After", retryAfterSeconds(wait))
-	writeError(w, r, http.StatusTooManyRequests, "Too many failed login attempts; try again later")
+	writeError(w, r, http.StatusTooManyRequests, codeLoginRateLimited, "Too many failed login attempts; try again later")
 }
 
 // currentUser loads the authenticated caller's row, answering the failure itself.
@@ -283,11 +284,11 @@ func (g *gateway) currentUser(w http.ResponseWriter, r *http.Request) (User, boo
 	case errors.Is(err, errNotFound) || err == nil && !user.IsActive:
 		g.users.forget(id.UserID)
 		w.Header().Set("WWW-Authenticate", challengeInvalidToken)
-		writeError(w, r, http.StatusUnauthorized, "User not found or inactive")
+		writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
 		return User{}, false
 	case err != nil:
 		g.log.Warn("load user: database unavailable", "user_id", id.UserID, "error", err.Error())
-		writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+		writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
 		return User{}, false
 	}
 	return user, true
@@ -314,7 +315,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			reqErr = unprocessable("Field company_id must be a UUID")
 		}
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.detail)
+			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
 			return
 		}
 		requested = strings.ToLower(requested)
@@ -331,17 +332,17 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			target = user.CompanyID
 		}
 		if target == "" {
-			writeError(w, r, http.StatusBadRequest, "No company_id given, the user has none and no default company is configured")
+			writeError(w, r, http.StatusBadRequest, codeCompanyRequired, "No company_id given, the user has none and no default company is configured")
 			return
 		}
 		active, err := g.store.CompanyActive(r.Context(), target)
 		if err != nil {
 			g.log.Warn("ensure-company: database unavailable", "error", err.Error())
-			writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
 			return
 		}
 		if !active {
-			writeError(w, r, http.StatusBadRequest, "Company not found or inactive")
+			writeError(w, r, http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
 			return
 		}
 
@@ -349,11 +350,11 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 		if target != user.CompanyID {
 			if err := g.store.SetUserCompany(r.Context(), user.ID, target); err != nil {
 				if errors.Is(err, errNotFound) {
-					writeError(w, r, http.StatusUnauthorized, "User not found or inactive")
+					writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
 					return
 				}
 				g.log.Warn("ensure-company: database unavailable", "error", err.Error())
-				writeError(w, r, http.StatusServiceUnavailable, detailDBUnavailable)
+				writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
 				return
 			}
 			user.CompanyID = target
@@ -362,7 +363,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 		token, err := g.issueToken(user)
 		if err != nil {
 			g.log.Error("ensure-company: issue token", "error", err.Error())
-			writeError(w, r, http.StatusInternalServerError, "Internal server error")
+			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
 			return
 		}
 		requestInfoFrom(r.Context()).CompanyID = target
@@ -388,7 +389,7 @@ func (g *gateway) handleRefresh() http.Handler {
 		token, err := g.issueToken(user)
 		if err != nil {
 			g.log.Error("refresh: issue token", "error", err.Error())
-			writeError(w, r, http.StatusInternalServerError, "Internal server error")
+			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
 			return
 		}
 		writeJSON(w, http.StatusOK, refreshResponse{AccessToken: token, TokenType: "bearer"})

@@ -1,0 +1,74 @@
+// errors.go: the stable error codes the gateway sends next to `detail`, in one table that the
+// README (and clients) rely on.
+package main
+
+// Error codes: clients branch on these, never on the human-readable detail.
+const (
+	codeNotAuthenticated    = "not_authenticated"
+	codeInvalidToken        = "invalid_token"
+	codeTokenExpired        = "token_expired"
+	codeTokenStale          = "token_stale"
+	codeTokenRevoked        = "token_revoked"
+	codeSessionExpired      = "session_expired"
+	codeCompanyRequired     = "company_required"
+	codeCompanyInactive     = "company_inactive"
+	codeCompanyForbidden    = "company_forbidden"
+	codeCompanyNotFound     = "company_not_found"
+	codeAdminRequired       = "admin_required"
+	codeInvalidCredentials  = "invalid_credentials"
+	codeLoginRateLimited    = "login_rate_limited"
+	codeLoginBusy           = "login_busy"
+	codeRateLimited         = "rate_limited"
+	codeValidation          = "validation_error"
+	codeInvalidPath         = "invalid_path"
+	codeCORSRejected        = "cors_rejected"
+	codeDatabaseUnavailable = "database_unavailable"
+	codeUpstreamUnavailable = "upstream_unavailable"
+	codeUpstreamTimeout     = "upstream_timeout"
+	codeUpstreamError       = "upstream_error"
+	codeUpstreamBusy        = "upstream_busy"
+	codeNotFound            = "not_found"
+	codeMethodNotAllowed    = "method_not_allowed"
+	codeBodyTooLarge        = "body_too_large"
+	codeRequestTimeout      = "request_timeout"
+	codeInternal            = "internal_error"
+)
+
+// errorCode documents one code: the statuses it comes with and what the client should do.
+type errorCode struct {
+	Code     string
+	Statuses []int
+	Meaning  string
+}
+
+// errorCodes is every code the gateway writes; the README's error table is checked against it.
+var errorCodes = []errorCode{
+	{codeNotAuthenticated, []int{401}, "no `Authorization: Bearer` token was sent"},
+	{codeInvalidToken, []int{401}, "the token is malformed, badly signed, or its user is unknown or inactive; sign in again"},
+	{codeTokenExpired, []int{401}, "the token's `exp` has passed; refresh or sign in again"},
+	{codeTokenStale, []int{401}, "the user was moved to another company after this token was issued; sign in again (or refresh)"},
+	{codeTokenRevoked, []int{401}, "the user's sessions were revoked (password change, logout everywhere, deactivation, admin) after this token was issued; sign in again"},
+	{codeSessionExpired, []int{401}, "refresh refused: the sign-in is older than `GATEWAY_SESSION_MAX_AGE`; sign in again"},
+	{codeCompanyRequired, []int{400, 403}, "the route needs a company and the token or user has none"},
+	{codeCompanyInactive, []int{403}, "the user's company is deactivated"},
+	{codeCompanyForbidden, []int{403}, "the caller is not entitled to join that company"},
+	{codeCompanyNotFound, []int{400, 404}, "the company does not exist or is inactive"},
+	{codeAdminRequired, []int{403}, "the route needs a user whose database role is `admin`"},
+	{codeInvalidCredentials, []int{401}, "wrong email or password (the same answer for unknown emails and inactive users)"},
+	{codeLoginRateLimited, []int{429}, "too many failed logins from this address or for this email; wait `Retry-After` seconds"},
+	{codeLoginBusy, []int{503}, "every password-hashing slot is busy; retry after `Retry-After`"},
+	{codeRateLimited, []int{429}, "the company's request rate limit is exceeded; wait `Retry-After` seconds"},
+	{codeValidation, []int{400, 422}, "the request body or a parameter is malformed; `detail` says which field"},
+	{codeInvalidPath, []int{400}, "the path has dot segments, encoded slashes or other forms that could escape a route"},
+	{codeCORSRejected, []int{400}, "a CORS preflight from an origin, method or header that is not allowed"},
+	{codeDatabaseUnavailable, []int{503}, "the database did not answer in time; retry shortly"},
+	{codeUpstreamUnavailable, []int{503}, "the backend service could not be reached"},
+	{codeUpstreamTimeout, []int{504}, "the backend service sent no response headers within `GATEWAY_HTTP_CLIENT_TIMEOUT`"},
+	{codeUpstreamError, []int{502}, "the backend service failed mid-exchange"},
+	{codeUpstreamBusy, []int{503}, "no connection to the backend service became free in time"},
+	{codeNotFound, []int{404}, "no such route (or no such object)"},
+	{codeMethodNotAllowed, []int{405}, "the route exists for other methods (see `Allow`)"},
+	{codeBodyTooLarge, []int{413}, "the body is larger than the route accepts"},
+	{codeRequestTimeout, []int{408}, "the body did not arrive in time"},
+	{codeInternal, []int{500}, "a bug in the gateway; the request id finds it in the logs"},
+}
