@@ -28,6 +28,7 @@ type Claims struct {
 	ExpiresAt int64    // exp, Unix seconds
 	IssuedAt  int64    // iat, Unix seconds (0 when absent)
 	NotBefore int64    // nbf, Unix seconds (0 when absent)
+	AuthTime  int64    // auth_time, Unix seconds of the original sign-in (0 when absent)
 }
 
 // Verification failures; verifyToken wraps exactly one of them.
@@ -87,7 +88,7 @@ func signToken(secret []byte, c Claims) (string, error) {
 		return "", errors.New("sign token: company_id is not a UUID")
 	}
 	if c.ExpiresAt <= 0 || c.ExpiresAt > maxNumericDate || c.IssuedAt < 0 || c.IssuedAt > maxNumericDate ||
-		c.NotBefore < 0 || c.NotBefore > maxNumericDate {
+		c.NotBefore < 0 || c.NotBefore > maxNumericDate || c.AuthTime < 0 || c.AuthTime > maxNumericDate {
 		return "", errors.New("sign token: date out of range")
 	}
 	if len(c.Roles) > maxTokenRoles {
@@ -107,6 +108,10 @@ func signToken(secret []byte, c Claims) (string, error) {
 	if c.NotBefore != 0 {
 		p = append(p, `,"nbf":`...)
 		p = strconv.AppendInt(p, c.NotBefore, 10)
+	}
+	if c.AuthTime != 0 {
+		p = append(p, `,"auth_time":`...)
+		p = strconv.AppendInt(p, c.AuthTime, 10)
 	}
 	if c.CompanyID != "" {
 		p = append(p, `,"company_id":`...)
@@ -303,7 +308,7 @@ func readTokenClaims(s *tokenScratch, b []byte, now time.Time) (Claims, error) {
 	if !ok || skipJSONSpace(b, end) != len(b) {
 		return Claims{}, tokenErr(errTokenMalformed, "payload is not a JSON object")
 	}
-	var sub, email, company, name, roles, exp, iat, nbf *jsonMember
+	var sub, email, company, name, roles, exp, iat, nbf, authTime *jsonMember
 	for i := range s.members[:n] {
 		m := &s.members[i]
 		switch string(m.name.of(b)) {
@@ -323,6 +328,8 @@ func readTokenClaims(s *tokenScratch, b []byte, now time.Time) (Claims, error) {
 			iat = m
 		case "nbf":
 			nbf = m
+		case "auth_time":
+			authTime = m
 		}
 	}
 
@@ -359,6 +366,11 @@ func readTokenClaims(s *tokenScratch, b []byte, now time.Time) (Claims, error) {
 	if nbf.present() {
 		if c.NotBefore, ok = numericDate(b, nbf); !ok {
 			return Claims{}, tokenErr(errTokenClaims, "nbf is not a date")
+		}
+	}
+	if authTime.present() {
+		if c.AuthTime, ok = numericDate(b, authTime); !ok {
+			return Claims{}, tokenErr(errTokenClaims, "auth_time is not a date")
 		}
 	}
 

@@ -222,6 +222,9 @@ func tokenCases(tb testing.TB) []tokenCase {
 		{"iat inside the leeway accepted", signJSON(testTokenSecret, hs256Header, payloadJSON("iat", unixJSON(testNow.Add(29*time.Second)))), nil},
 		{"iat missing accepted", signJSON(testTokenSecret, hs256Header, payloadJSON("iat", nil)), nil},
 		{"iat a bool", signJSON(testTokenSecret, hs256Header, payloadJSON("iat", "true")), errTokenClaims},
+		{"auth_time accepted", signJSON(testTokenSecret, hs256Header, payloadJSON("auth_time", unixJSON(testNow.Add(-time.Hour)))), nil},
+		{"auth_time a string", signJSON(testTokenSecret, hs256Header, payloadJSON("auth_time", `"yesterday"`)), errTokenClaims},
+		{"auth_time negative", signJSON(testTokenSecret, hs256Header, payloadJSON("auth_time", "-5")), errTokenClaims},
 
 		{"sub missing", signJSON(testTokenSecret, hs256Header, payloadJSON("sub", nil)), errTokenClaims},
 		{"sub not a UUID", signJSON(testTokenSecret, hs256Header, payloadJSON("sub", `"alice"`)), errTokenClaims},
@@ -323,6 +326,7 @@ func TestSignTokenRoundTrip(t *testing.T) {
 		{Subject: testSub, Email: "ana@example.com", CompanyID: testCompany, ExpiresAt: testNow.Unix() + 3600, IssuedAt: testNow.Unix()},
 		{Subject: testSub, Email: "ana@example.com", CompanyID: testCompany, Name: `Ana "Ñ" O'Neil` + "\n\x01 😀",
 			Roles: []string{"admin", "user", `we"ird\`}, ExpiresAt: testNow.Unix() + 60, IssuedAt: testNow.Unix() - 10, NotBefore: testNow.Unix() - 10},
+		{Subject: testSub, CompanyID: testCompany, ExpiresAt: testNow.Unix() + 60, IssuedAt: testNow.Unix(), AuthTime: testNow.Unix() - 86400},
 		{Subject: strings.ToUpper(testSub), CompanyID: strings.ToUpper(testCompany), ExpiresAt: testNow.Unix() + 1},
 	}
 	for i, want := range cases {
@@ -593,6 +597,7 @@ func crossCheckWithEncodingJSON(tb testing.TB, token string, got Claims) {
 	want.ExpiresAt = date("exp", true)
 	want.IssuedAt = date("iat", false)
 	want.NotBefore = date("nbf", false)
+	want.AuthTime = date("auth_time", false)
 	if !reflect.DeepEqual(got, want) {
 		tb.Fatalf("claims differ from encoding/json for payload %q:\n got %+v\nwant %+v", payload, got, want)
 	}
