@@ -1,5 +1,6 @@
-// auth.go: StrictAuth / InitialAuth wrappers, the user-active cache and the per-company
-// rate limit. Token signing and verification live in jwt.go (pure functions).
+// auth.go: StrictAuth / InitialAuth wrappers (a token checked against the user's current
+// state) and the per-company rate limit. Token signing and verification live in jwt.go, the
+// user cache in usercache.go.
 package main
 
 import (
@@ -7,15 +8,16 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 )
 
 // identity is the verified caller, put in the request context by the auth wrappers.
 type identity struct {
-	UserID    string
-	CompanyID string // "" when the token has none (InitialAuth only)
-	Email     string
+	UserID     string
+	CompanyID  string // the token's; "" when it has none (InitialAuth only)
+	Email      string
+	Role       string // the user's role in the database (never the token's roles claim)
+	IssuedAt   int64  // the token's iat
+	SignedInAt int64  // the original sign-in: auth_time, else iat
 }
 
 // withIdentity records the verified caller in the request's info, so no request copy is
@@ -74,12 +76,24 @@ func bearerToken(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// authenticate verifies the request's token and that its user exists and is active.
-// requireCompany is StrictAuth's extra rule: the token must carry a company_id.
-func (g *gateway) authenticate(r *http.Request, requireCompany bool) (Claims, *authFailure) {
+// authRule is what a route asks of its caller beyond a valid token of an active user.
+type authRule int
+
+const (
+	// initialRule (InitialAuth): the user routes, which work from the database row; a token
+	// without a company, or with a company the user has since left, is enough.
+	initialRule authRule = iota
+	// strictRule (StrictAuth): the proxied routes; the token's company must be the user's
+	// current company.
+	strictRule
+)
+
+// authenticate verifies the request's token and checks it against the user's current state
+// (from the user cache: no database round trip at steady state).
+func (g *gateway) authenticate(r *http.Request, rule authRule) (Claims, userState, *authFailure) {
 	token, ok := bearerToken(r)
 	if !ok {
-		return Claims{}, &authFailure{http.StatusUnauthorized, codeNotAuthenticated, "Not authenticated", challengeBearer, "missing_token"}
+		return Claims{}, userState{}, &authFailure{http.StatusUnauthorized, codeNotAuthenticated, "Not authenticated", challengeBearer, "missing_token"}
 	}
 	claims, err := verifyToken(g.cfg.JWTSecret, token, g.now())
 	if err != nil {
@@ -90,42 +104,71 @@ func (g *gateway) authenticate(r *http.Request, requireCompany bool) (Claims, *a
 		case errors.Is(err, errTokenSignature):
 			reason = "bad_signature"
 		}
-		return Claims{}, &authFailure{http.StatusUnauthorized, code, detail, challengeInvalidToken, reason}
+		return Claims{}, userState{}, &authFailure{http.StatusUnauthorized, code, detail, challengeInvalidToken, reason}
 	}
-	if requireCompany && claims.CompanyID == "" {
-		return Claims{}, &authFailure{http.StatusForbidden, codeCompanyRequired, "User is not associated with a company", challengeInsufficientScope, "no_company"}
+	if rule == strictRule && claims.CompanyID == "" {
+		return Claims{}, userState{}, &authFailure{http.StatusForbidden, codeCompanyRequired, "User is not associated with a company", challengeInsufficientScope, "no_company"}
 	}
-	active, err := g.users.active(r.Context(), claims.Subject)
+	state, err := g.users.get(r.Context(), claims.Subject)
 	if err != nil {
 		g.log.Warn("user check failed: database unavailable", "user_id", claims.Subject, "error", err.Error())
-		return Claims{}, &authFailure{http.StatusServiceUnavailable, codeDatabaseUnavailable, "Authentication temporarily unavailable; try again shortly", "", "database_unavailable"}
+		return Claims{}, userState{}, &authFailure{http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable, "", "database_unavailable"}
 	}
-	if !active {
-		return Claims{}, &authFailure{http.StatusUnauthorized, codeInvalidToken, "User not found or inactive", challengeInvalidToken, "inactive_user"}
+	if failure := checkTokenAgainstUser(claims, state, rule); failure != nil {
+		return Claims{}, userState{}, failure
 	}
-	return claims, nil
+	return claims, state, nil
+}
+
+// checkTokenAgainstUser applies the rules that make a token follow the database: the user
+// is active, the token was issued after the user's last revocation, the company is active,
+// and (strictRule) the token's company is still the user's. Both the cached state and a
+// freshly read row go through it.
+func checkTokenAgainstUser(claims Claims, state userState, rule authRule) *authFailure {
+	switch {
+	case !state.Found || !state.Active:
+		return &authFailure{http.StatusUnauthorized, codeInvalidToken, "User not found or inactive", challengeInvalidToken, "inactive_user"}
+	case state.TokensValidAfter != 0 && claims.IssuedAt < state.TokensValidAfter:
+		// Whole seconds: a token issued in the second of the revocation stays valid, so a
+		// sign-in right after a password change is not refused.
+		return &authFailure{http.StatusUnauthorized, codeTokenRevoked, "Token has been revoked; sign in again", challengeInvalidToken, "revoked_token"}
+	case state.CompanyID != "" && !state.CompanyActive:
+		return &authFailure{http.StatusForbidden, codeCompanyInactive, "Company is inactive", "", "company_inactive"}
+	case rule == strictRule && claims.CompanyID != state.CompanyID:
+		return &authFailure{http.StatusUnauthorized, codeTokenStale, "Token is for a company the user no longer belongs to; sign in again", challengeInvalidToken, "stale_token"}
+	}
+	return nil
 }
 
 // requireAuth wraps next so it runs only for a verified caller, with the identity in the
 // request context and in the request's log fields.
-func (g *gateway) requireAuth(next http.Handler, requireCompany bool) http.Handler {
+func (g *gateway) requireAuth(next http.Handler, rule authRule) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, failure := g.authenticate(r, requireCompany)
+		claims, state, failure := g.authenticate(r, rule)
 		if failure != nil {
 			g.metrics.authFailure(failure.reason)
 			failure.respond(w, r)
 			return
 		}
-		withIdentity(r.Context(), identity{UserID: claims.Subject, CompanyID: claims.CompanyID, Email: claims.Email})
+		signedIn := claims.AuthTime
+		if signedIn == 0 {
+			signedIn = claims.IssuedAt // tokens from before auth_time count from their issue
+		}
+		withIdentity(r.Context(), identity{
+			UserID: claims.Subject, CompanyID: claims.CompanyID, Email: claims.Email,
+			Role: state.Role, IssuedAt: claims.IssuedAt, SignedInAt: signedIn,
+		})
 		next.ServeHTTP(w, r)
 	})
 }
 
-// strictAuth is for the proxied routes: the token must carry a company.
-func (g *gateway) strictAuth(next http.Handler) http.Handler { return g.requireAuth(next, true) }
+// strictAuth is for the proxied routes: the token must carry the user's current company.
+func (g *gateway) strictAuth(next http.Handler) http.Handler { return g.requireAuth(next, strictRule) }
 
 // initialAuth is for the user routes: a token without a company is enough.
-func (g *gateway) initialAuth(next http.Handler) http.Handler { return g.requireAuth(next, false) }
+func (g *gateway) initialAuth(next http.Handler) http.Handler {
+	return g.requireAuth(next, initialRule)
+}
 
 // limitCompany applies the optional per-company rate limit (off unless configured).
 func (g *gateway) limitCompany(next http.Handler) http.Handler {
@@ -142,64 +185,4 @@ func (g *gateway) limitCompany(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// userCacheMaxEntries bounds the cache; past it, the cache is cleared rather than grown
-// (only callers holding a validly signed token can add entries).
-const userCacheMaxEntries = 100_000
-
-// userCache remembers for ttl whether a user exists and is active, keeping the database
-// off the hot path. A user deactivated in the database is refused at most ttl later;
-// ttl 0 checks the database on every request.
-type userCache struct {
-	store Store
-	ttl   time.Duration
-	max   int
-	now   func() time.Time
-
-	mu      sync.RWMutex
-	entries map[string]userCacheEntry
-}
-
-type userCacheEntry struct {
-	active  bool
-	expires time.Time
-}
-
-func newUserCache(store Store, ttl time.Duration, max int) *userCache {
-	return &userCache{store: store, ttl: ttl, max: max, now: time.Now, entries: make(map[string]userCacheEntry)}
-}
-
-// active reports whether the user exists and is active. An error means the database could
-// not answer; it is never cached.
-func (c *userCache) active(ctx context.Context, userID string) (bool, error) {
-	if c.ttl > 0 {
-		c.mu.RLock()
-		e, ok := c.entries[userID]
-		c.mu.RUnlock()
-		if ok && c.now().Before(e.expires) {
-			return e.active, nil
-		}
-	}
-	user, err := c.store.UserByID(ctx, userID)
-	active := err == nil && user.IsActive
-	if err != nil && !errors.Is(err, errNotFound) {
-		return false, err
-	}
-	if c.ttl > 0 {
-		c.mu.Lock()
-		if len(c.entries) >= c.max {
-			clear(c.entries)
-		}
-		c.entries[userID] = userCacheEntry{active: active, expires: c.now().Add(c.ttl)}
-		c.mu.Unlock()
-	}
-	return active, nil
-}
-
-// forget drops a user's entry so a change the gateway itself made is seen at once.
-func (c *userCache) forget(userID string) {
-	c.mu.Lock()
-	delete(c.entries, userID)
-	c.mu.Unlock()
 }

@@ -60,7 +60,7 @@ func newHotPath(tb testing.TB) *hotPath {
 	tb.Cleanup(gw.close)
 	srv := httptest.NewServer(gw.routes())
 	tb.Cleanup(srv.Close)
-	token, err := gw.issueToken(user)
+	token, err := gw.issueToken(user, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}

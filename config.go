@@ -51,6 +51,8 @@ type Config struct {
 	// Beyond the SPEC table.
 	DBTimeout         time.Duration  // GATEWAY_DB_TIMEOUT: deadline of every database call
 	UserCacheTTL      time.Duration  // GATEWAY_USER_CACHE_TTL: 0 = check the database on every request
+	UserStaleIfError  time.Duration  // GATEWAY_USER_CACHE_STALE_IF_ERROR: serve a known user this long past the TTL while the database fails
+	SessionMaxAge     time.Duration  // GATEWAY_SESSION_MAX_AGE: refresh never extends a session past sign-in + this
 	AdminPort         int            // GATEWAY_ADMIN_PORT: 0 disables the admin listener
 	ShutdownGrace     time.Duration  // GATEWAY_SHUTDOWN_GRACE: bound on draining in-flight requests
 	DrainDelay        time.Duration  // GATEWAY_DRAIN_DELAY: keep accepting while load balancers notice not-ready
@@ -131,8 +133,12 @@ var settings = []setting{
 	// Beyond the SPEC table.
 	{Name: "GATEWAY_DB_TIMEOUT", Default: "2s",
 		Doc: "deadline of every database call, 1ms..1m"},
-	{Name: "GATEWAY_USER_CACHE_TTL", Default: "5s",
-		Doc: "how long a user's active state is cached, 0..60s; 0 checks the database on every request"},
+	{Name: "GATEWAY_USER_CACHE_TTL", Default: "60s",
+		Doc: "how long a user's state (active, company, role, revocations) is cached, 0..60s; 0 checks the database on every request. Changes reach every replica within a second through database notifications; the TTL bounds staleness only while those are down"},
+	{Name: "GATEWAY_USER_CACHE_STALE_IF_ERROR", Default: "10m",
+		Doc: "while the database cannot answer, users seen before keep being served from their last known state for this long past the TTL, 0..24h; 0 = never (every expired user then gets 503). A change made during an outage takes effect when it ends"},
+	{Name: "GATEWAY_SESSION_MAX_AGE", Default: "168h",
+		Doc: "refresh never extends a session beyond this time after the original sign-in (auth_time), 1m..8760h; past it the user signs in again"},
 	{Name: "GATEWAY_ADMIN_PORT", Default: "9090",
 		Doc: "port of the admin listener (/metrics, pprof), never the public one; 0 disables it"},
 	{Name: "GATEWAY_SHUTDOWN_GRACE", Default: "25s",
@@ -713,7 +719,11 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	}
 
 	cfg.UserCacheTTL, _ = r.duration("GATEWAY_USER_CACHE_TTL", 0, time.Minute,
-		`a duration from 0 (check every request) to 60s, e.g. "5s"`)
+		`a duration from 0 (check every request) to 60s, e.g. "60s"`)
+	cfg.UserStaleIfError, _ = r.duration("GATEWAY_USER_CACHE_STALE_IF_ERROR", 0, 24*time.Hour,
+		`a duration from 0 (off) to 24h, e.g. "10m"`)
+	cfg.SessionMaxAge, _ = r.duration("GATEWAY_SESSION_MAX_AGE", time.Minute, 8760*time.Hour,
+		`a duration from 1m to 8760h (one year), e.g. "168h"`)
 	if p, ok := r.integer("GATEWAY_ADMIN_PORT", 0, 65535, "a TCP port from 1 to 65535, or 0 to disable the admin listener"); ok {
 		cfg.AdminPort = p
 		if p != 0 && portOK && p == port {
@@ -856,6 +866,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.Any("GATEWAY_CORS_ALLOWED_ORIGINS", origins),
 		slog.String("GATEWAY_DB_TIMEOUT", c.DBTimeout.String()),
 		slog.String("GATEWAY_USER_CACHE_TTL", c.UserCacheTTL.String()),
+		slog.String("GATEWAY_USER_CACHE_STALE_IF_ERROR", c.UserStaleIfError.String()),
+		slog.String("GATEWAY_SESSION_MAX_AGE", c.SessionMaxAge.String()),
 		slog.Int("GATEWAY_ADMIN_PORT", c.AdminPort),
 		slog.String("GATEWAY_SHUTDOWN_GRACE", c.ShutdownGrace.String()),
 		slog.String("GATEWAY_DRAIN_DELAY", c.DrainDelay.String()),

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -111,6 +110,8 @@ type tcpRelay struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	severed bool
+	stalled bool       // bytes are held, not forwarded: a database that hangs
+	resumed *sync.Cond // broadcast when stalled turns false
 	conns   map[net.Conn]struct{}
 }
 
@@ -122,10 +123,12 @@ func newTCPRelay(t testing.TB, target string) *tcpRelay {
 		t.Fatalf("relay listen: %v", err)
 	}
 	r := &tcpRelay{target: target, ln: ln, conns: make(map[net.Conn]struct{})}
+	r.resumed = sync.NewCond(&r.mu)
 	r.wg.Add(1)
 	go r.accept()
 	t.Cleanup(func() {
 		ln.Close()
+		r.Restore() // releases stalled goroutines
 		r.Sever()
 		r.wg.Wait()
 	})
@@ -147,10 +150,35 @@ func (r *tcpRelay) Sever() {
 	}
 }
 
-// Restore relays new connections again.
+// Stall keeps every connection open but forwards nothing more, until Restore: a database
+// host that hangs.
+func (r *tcpRelay) Stall() {
+	r.mu.Lock()
+	r.stalled = true
+	r.mu.Unlock()
+}
+
+// Restore relays new connections again. Connections held by Stall are closed, as a restarted
+// database would close them.
 func (r *tcpRelay) Restore() {
 	r.mu.Lock()
-	r.severed = false
+	defer r.mu.Unlock()
+	if r.stalled {
+		for c := range r.conns {
+			c.Close()
+			delete(r.conns, c)
+		}
+	}
+	r.severed, r.stalled = false, false
+	r.resumed.Broadcast()
+}
+
+// forward waits while the relay is stalled.
+func (r *tcpRelay) forward() {
+	r.mu.Lock()
+	for r.stalled {
+		r.resumed.Wait()
+	}
 	r.mu.Unlock()
 }
 
@@ -198,7 +226,19 @@ func (r *tcpRelay) relay(client net.Conn) {
 	defer r.untrack(upstream)
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				r.forward()
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		dst.Close()
 		src.Close()
 		done <- struct{}{}

@@ -120,7 +120,7 @@ func (e *testEnv) createCompany(name string) string {
 
 func (e *testEnv) token(u User) string {
 	e.t.Helper()
-	tok, err := e.gw.issueToken(u)
+	tok, err := e.gw.issueToken(u, 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -333,101 +333,6 @@ func TestLoginRejectsMalformedBodies(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestEnsureCompanyBranches(t *testing.T) {
-	e := newTestEnv(t, nil)
-	ctx := context.Background()
-	defaultCompany := e.createCompany("Default Co")
-	other := e.createCompany("Other Co")
-	inactive := e.createCompany("Closed Co")
-	conn, err := pgx.Connect(ctx, e.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "UPDATE companies SET is_active = false WHERE id = $1", inactive); err != nil {
-		t.Fatal(err)
-	}
-	e.cfg.DefaultCompanyID = defaultCompany
-
-	companyOf := func(u User) string {
-		got, err := e.store.UserByID(ctx, u.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return got.CompanyID
-	}
-	ensure := func(u User, body string) response {
-		return e.do("POST", "/api/v1/users/me/ensure-company", e.token(u), body)
-	}
-	checkOK := func(t *testing.T, r response, u User, want string) {
-		t.Helper()
-		mustStatus(t, r, http.StatusOK)
-		body := r.json(t)
-		if body["company_id"] != want || body["user_id"] != u.ID || body["token_type"] != "bearer" || body["message"] == "" {
-			t.Fatalf("body = %s", r.body)
-		}
-		claims, err := verifyToken([]byte(testSecret), body["new_access_token"].(string), time.Now())
-		if err != nil || claims.CompanyID != want {
-			t.Fatalf("new token company %q (err %v), want %q", claims.CompanyID, err, want)
-		}
-		if got := companyOf(u); got != want {
-			t.Fatalf("database company = %q, want %q", got, want)
-		}
-	}
-
-	t.Run("default when user has none and no body", func(t *testing.T) {
-		u := e.createUser("a@example.com", "pw-pw-pw-pw", "", bcrypt.MinCost)
-		checkOK(t, ensure(u, ""), u, defaultCompany)
-	})
-	t.Run("body company wins", func(t *testing.T) {
-		u := e.createUser("b@example.com", "pw-pw-pw-pw", defaultCompany, bcrypt.MinCost)
-		checkOK(t, ensure(u, `{"company_id": "`+strings.ToUpper(other)+`"}`), u, other)
-	})
-	t.Run("current company kept when user has one", func(t *testing.T) {
-		u := e.createUser("c@example.com", "pw-pw-pw-pw", other, bcrypt.MinCost)
-		checkOK(t, ensure(u, `{}`), u, other)
-	})
-	t.Run("null company_id counts as absent", func(t *testing.T) {
-		u := e.createUser("d@example.com", "pw-pw-pw-pw", other, bcrypt.MinCost)
-		checkOK(t, ensure(u, `{"company_id": null}`), u, other)
-	})
-	t.Run("no company anywhere is 400", func(t *testing.T) {
-		e.cfg.DefaultCompanyID = ""
-		defer func() { e.cfg.DefaultCompanyID = defaultCompany }()
-		u := e.createUser("e@example.com", "pw-pw-pw-pw", "", bcrypt.MinCost)
-		r := ensure(u, "")
-		mustStatus(t, r, http.StatusBadRequest)
-		if companyOf(u) != "" {
-			t.Fatal("user changed on a refused request")
-		}
-	})
-	for _, tc := range []struct {
-		name, body string
-		want       int
-	}{
-		{"non-uuid", `{"company_id": "acme"}`, 422},
-		{"number", `{"company_id": 42}`, 422},
-		{"bad json", `{"company_id": `, 422},
-		{"array body", `[1]`, 422},
-		{"unknown company", `{"company_id": "00000000-0000-4000-8000-000000000000"}`, 400},
-		{"inactive company", `{"company_id": "` + inactive + `"}`, 400},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			u := e.createUser(strings.ReplaceAll(tc.name, " ", "-")+"@example.com", "pw-pw-pw-pw", other, bcrypt.MinCost)
-			r := ensure(u, tc.body)
-			mustStatus(t, r, tc.want)
-			r.detail(t)
-			if companyOf(u) != other {
-				t.Fatal("user changed on a refused request")
-			}
-		})
-	}
-	t.Run("needs a token", func(t *testing.T) {
-		r := e.do("POST", "/api/v1/users/me/ensure-company", "", "")
-		mustStatus(t, r, http.StatusUnauthorized)
-	})
 }
 
 func TestRefreshBuildsTokenFromCurrentRow(t *testing.T) {

@@ -615,8 +615,10 @@ func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 	}
 	t.Cleanup(store.Close)
 	up, _ := countingUpstream(t)
+	// No cache and no stale state: every call needs the database (the stale-if-error path
+	// has its own test).
 	e := newTestEnvWithStore(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL}, store, dbURL,
-		func(c *Config) { c.UserCacheTTL = 0 })
+		func(c *Config) { c.UserCacheTTL, c.UserStaleIfError = 0, 0 })
 	company := e.createCompany("Acme")
 	user := e.createUser("steady@example.com", "right-password", company, bcrypt.MinCost)
 	calls := dbCalls(e, user.Email, "right-password", e.token(user))

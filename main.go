@@ -109,6 +109,9 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 		return err
 	}
 	defer store.Close()
+	if err := checkSchema(ctx, store, log); err != nil {
+		return err
+	}
 	m.setPoolStats(store.Stats)
 	warnIfDefaultCompanyMissing(ctx, cfg, store, log)
 
@@ -279,6 +282,22 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error
 	return store, nil
 }
 
+// checkSchema refuses to start on a database that migrate has not brought to this version:
+// the tenancy rules would fail on every request. A database that cannot answer now is not a
+// reason to refuse (the gateway recovers when it returns); that is only logged.
+func checkSchema(ctx context.Context, store Store, log *slog.Logger) error {
+	err := store.CheckSchema(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errSchemaNotMigrated):
+		return fmt.Errorf("%w; run `atenex-api-gateway migrate` with the same GATEWAY_POSTGRES_* settings, then start the gateway again", err)
+	default:
+		log.Warn("could not check the database schema: database unavailable", "error", err.Error())
+		return nil
+	}
+}
+
 func warnIfDefaultCompanyMissing(ctx context.Context, cfg *Config, store Store, log *slog.Logger) {
 	if cfg.DefaultCompanyID == "" {
 		return
@@ -308,15 +327,20 @@ type gateway struct {
 	transport    *http.Transport
 	draining     atomic.Bool
 	now          func() time.Time
+
+	stopWatching context.CancelFunc
+	watching     sync.WaitGroup
 }
 
+// newGateway builds the gateway and starts following the store's change notifications;
+// close stops it.
 func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway {
-	return &gateway{
+	g := &gateway{
 		cfg:          cfg,
 		log:          log,
 		store:        store,
 		metrics:      m,
-		users:        newUserCache(store, cfg.UserCacheTTL, userCacheMaxEntries),
+		users:        newUserCache(store, cfg.UserCacheTTL, cfg.UserStaleIfError, userCacheMaxEntries, m),
 		hashes:       newHashPool(runtime.GOMAXPROCS(0), cfg.BcryptQueueWait),
 		loginByIP:    newLimiter(cfg.LoginIPPerMinute/60, cfg.LoginIPBurst, limiterMaxKeys),
 		loginByEmail: newLimiter(cfg.LoginEmailPerMinute/60, cfg.LoginEmailBurst, limiterMaxKeys),
@@ -325,6 +349,14 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		transport:    newUpstreamTransport(cfg),
 		now:          time.Now,
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stopWatching = cancel
+	g.watching.Add(1)
+	go func() {
+		defer g.watching.Done()
+		g.users.watchUsers(ctx, log)
+	}()
+	return g
 }
 
 // knownClientTTL is how long a successful login exempts its (email, address) pair from the
@@ -335,6 +367,8 @@ const knownClientTTL = 30 * 24 * time.Hour
 const limiterMaxKeys = 100_000
 
 func (g *gateway) close() {
+	g.stopWatching()
+	g.watching.Wait()
 	g.hashes.close()
 	g.transport.CloseIdleConnections()
 }
@@ -351,6 +385,8 @@ func (g *gateway) routes() http.Handler {
 	mux.Handle("POST /api/v1/users/me/ensure-company", g.initialAuth(g.handleEnsureCompany()))
 	mux.Handle("POST /api/v1/users/refresh", g.initialAuth(g.handleRefresh()))
 	mux.Handle("GET /api/v1/users/me", g.initialAuth(g.handleMe()))
+	mux.Handle("POST /api/v1/users/logout", g.initialAuth(g.handleLogout()))
+	mux.Handle("POST /api/v1/users/me/password", g.initialAuth(g.handleChangePassword()))
 
 	ingest := g.strictAuth(g.limitCompany(newProxy(upstream{
 		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/",

@@ -57,6 +57,8 @@ type metrics struct {
 	authFails    seriesMap[string, atomic.Uint64]
 	logins       seriesMap[string, atomic.Uint64]
 	rateLimited  seriesMap[string, atomic.Uint64]
+	userCache    seriesMap[string, atomic.Uint64]
+	notifyUp     atomic.Bool
 	inflight     atomic.Int64
 	poolStats    atomic.Pointer[func() PoolStats]
 }
@@ -224,6 +226,23 @@ func (m *metrics) rateLimitRejection(limit string) {
 	m.rateLimited.get(limit).Add(1)
 }
 
+// userCacheEvent counts what the user cache did besides answering from memory:
+// "stale_served", "fail_fast", "notifications_lost".
+func (m *metrics) userCacheEvent(event string) {
+	if m == nil {
+		return
+	}
+	m.userCache.get(event).Add(1)
+}
+
+// setNotificationsUp records whether the database's change notifications reach the cache.
+func (m *metrics) setNotificationsUp(up bool) {
+	if m == nil {
+		return
+	}
+	m.notifyUp.Store(up)
+}
+
 // inflightAdd moves gateway_inflight_requests; callers pair +1 with a deferred -1.
 func (m *metrics) inflightAdd(delta int64) {
 	if m == nil {
@@ -330,6 +349,18 @@ func (m *metrics) writeExposition(buf *bytes.Buffer) {
 	}) {
 		b = appendSample(b, "gateway_upstream_errors_total", []string{"upstream", "kind"}, e.k[:], e.v.Load())
 	}
+
+	b = appendFamily(b, "gateway_user_cache_events_total", "counter", "User cache events: stale_served (the database failed and the last known state was used), fail_fast (the database was not asked while failing), notifications_lost.")
+	for _, e := range m.userCache.sorted(strings.Compare) {
+		b = appendSample(b, "gateway_user_cache_events_total", []string{"event"}, []string{e.k}, e.v.Load())
+	}
+
+	b = appendFamily(b, "gateway_user_notifications_up", "gauge", "1 while the database's change notifications reach the user cache, else 0 (the TTL alone then bounds staleness).")
+	up := uint64(0)
+	if m.notifyUp.Load() {
+		up = 1
+	}
+	b = appendSample(b, "gateway_user_notifications_up", nil, nil, up)
 
 	b = appendProcessMetrics(b)
 	buf.Write(b)

@@ -3,6 +3,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,16 +137,22 @@ func nullable(s string) *string {
 	return &s
 }
 
-// issueToken builds a token from the user's current row.
-func (g *gateway) issueToken(u User) (string, error) {
+// issueToken builds a token from the user's current row for a session that began at
+// signedIn (Unix seconds; 0 means now, a new sign-in). The token never outlives the session:
+// its exp is capped at signedIn + GATEWAY_SESSION_MAX_AGE.
+func (g *gateway) issueToken(u User, signedIn int64) (string, error) {
 	now := g.now()
+	if signedIn == 0 {
+		signedIn = now.Unix()
+	}
 	c := Claims{
 		Subject:   u.ID,
 		Email:     u.Email,
 		CompanyID: u.CompanyID,
 		Name:      u.FullName,
 		IssuedAt:  now.Unix(),
-		ExpiresAt: now.Add(g.cfg.JWTExpire).Unix(),
+		ExpiresAt: min(now.Add(g.cfg.JWTExpire).Unix(), signedIn+int64(g.cfg.SessionMaxAge/time.Second)),
+		AuthTime:  signedIn,
 	}
 	if u.Role != "" {
 		c.Roles = []string{u.Role}
@@ -248,11 +255,31 @@ func (g *gateway) handleLogin() http.Handler {
 		g.loginByEmail.reset(emailKey)
 		g.knownClients.add(emailKey, ipKey, now)
 
+		if user.CompanyID == "" {
+			// The frontend never calls ensure-company: an invited user, or one whose email
+			// domain belongs to a company, must land in it straight from the login form.
+			joined, err := g.joinEntitledCompany(r.Context(), user)
+			if err != nil {
+				g.log.Warn("login: database unavailable", "error", err.Error())
+				g.metrics.login("unavailable")
+				writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+				return
+			}
+			user = joined
+		}
+		if user.CompanyID != "" && !user.CompanyActive {
+			// Only after the right password: a wrong one gets the usual 401, so this answer
+			// tells nothing to someone who does not know the password.
+			g.metrics.login("company_inactive")
+			writeError(w, r, http.StatusForbidden, codeCompanyInactive, "Company is inactive")
+			return
+		}
+
 		if err := g.store.TouchLastLogin(r.Context(), user.ID); err != nil {
 			// The login itself is valid; only the bookkeeping column missed this one.
 			g.log.Warn("login: could not update last_login", "user_id", user.ID, "error", err.Error())
 		}
-		token, err := g.issueToken(user)
+		token, err := g.issueToken(user, 0)
 		if err != nil {
 			g.log.Error("login: issue token", "error", err.Error())
 			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
@@ -276,22 +303,95 @@ func (g *gateway) refuseLogin(w http.ResponseWriter, r *http.Request, limit stri
 	writeError(w, r, http.StatusTooManyRequests, codeLoginRateLimited, "Too many failed login attempts; try again later")
 }
 
-// currentUser loads the authenticated caller's row, answering the failure itself.
+// currentUser loads the authenticated caller's row and applies the token rules to it (the
+// cached state the wrapper checked may be a moment older), answering a failure itself.
 func (g *gateway) currentUser(w http.ResponseWriter, r *http.Request) (User, bool) {
 	id, _ := identityFrom(r.Context())
 	user, err := g.store.UserByID(r.Context(), id.UserID)
-	switch {
-	case errors.Is(err, errNotFound) || err == nil && !user.IsActive:
-		g.users.forget(id.UserID)
-		w.Header().Set("WWW-Authenticate", challengeInvalidToken)
-		writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
-		return User{}, false
-	case err != nil:
+	if err != nil && !errors.Is(err, errNotFound) {
 		g.log.Warn("load user: database unavailable", "user_id", id.UserID, "error", err.Error())
 		writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
 		return User{}, false
 	}
+	var state userState
+	if err == nil {
+		state = stateOf(user)
+	}
+	if failure := checkTokenAgainstUser(Claims{IssuedAt: id.IssuedAt}, state, initialRule); failure != nil {
+		g.users.forget(id.UserID)
+		g.metrics.authFailure(failure.reason)
+		failure.respond(w, r)
+		return User{}, false
+	}
 	return user, true
+}
+
+// joinEntitledCompany moves a user without a company into the one they are entitled to
+// without asking (SPEC §7 steps 3–5): their newest open invitation (accepting it), else the
+// active company registered for their email's domain, else GATEWAY_DEFAULT_COMPANY_ID. It
+// returns the user unchanged when none applies. An error means the database failed.
+func (g *gateway) joinEntitledCompany(ctx context.Context, user User) (User, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		companyID, invitationID, err := g.entitledCompany(ctx, user)
+		if err != nil || companyID == "" {
+			return user, err
+		}
+		joined, err := g.store.JoinCompany(ctx, user.ID, companyID, invitationID)
+		switch {
+		case err == nil:
+			g.users.forget(user.ID)
+			g.log.Info("user joined company", "user_id", user.ID, "company_id", companyID, "invitation_id", invitationID)
+			return joined, nil
+		case errors.Is(err, errInvitationClosed) || errors.Is(err, errNotFound):
+			// Revoked, accepted or deactivated between the lookup and the join: look again.
+			continue
+		default:
+			return user, err
+		}
+	}
+	return user, nil
+}
+
+// entitledCompany finds the company of steps 3–5 and the invitation that grants it ("" when
+// a domain or the default grants it); "" and no error when nothing does.
+func (g *gateway) entitledCompany(ctx context.Context, user User) (companyID, invitationID string, err error) {
+	inv, err := g.store.OpenInvitation(ctx, user.Email, "")
+	switch {
+	case err == nil:
+		return inv.CompanyID, inv.ID, nil
+	case !errors.Is(err, errNotFound):
+		return "", "", err
+	}
+	if at := strings.LastIndexByte(user.Email, '@'); at >= 0 {
+		companyID, err := g.store.CompanyForDomain(ctx, strings.ToLower(user.Email[at+1:]))
+		switch {
+		case err == nil:
+			return companyID, "", nil
+		case !errors.Is(err, errNotFound):
+			return "", "", err
+		}
+	}
+	if g.cfg.DefaultCompanyID != "" {
+		active, err := g.store.CompanyActive(ctx, g.cfg.DefaultCompanyID)
+		if err != nil || !active {
+			return "", "", err
+		}
+		return g.cfg.DefaultCompanyID, "", nil
+	}
+	return "", "", nil
+}
+
+// sessionExpired answers 401 session_expired when the caller's sign-in is older than
+// GATEWAY_SESSION_MAX_AGE: a new token would extend a session that has to end.
+func (g *gateway) sessionExpired(w http.ResponseWriter, r *http.Request) bool {
+	id, _ := identityFrom(r.Context())
+	if g.now().Unix()-id.SignedInAt < int64(g.cfg.SessionMaxAge/time.Second) {
+		return false
+	}
+	g.metrics.authFailure("session_expired")
+	w.Header().Set("WWW-Authenticate", challengeInvalidToken)
+	writeError(w, r, http.StatusUnauthorized, codeSessionExpired, "Session has expired; sign in again")
+	return true
 }
 
 type ensureCompanyResponse struct {
@@ -302,8 +402,11 @@ type ensureCompanyResponse struct {
 	TokenType      string `json:"token_type"`
 }
 
-// handleEnsureCompany associates the caller with a company: the body's, else the default
-// (when the user has none), else the user's current one; and returns a token carrying it.
+// handleEnsureCompany puts the caller in a company they are entitled to and returns a token
+// carrying it (SPEC §7). A body company_id is honoured only when it is the caller's current
+// company, they hold an open invitation to it, or their database role is admin; without a
+// body the current company stays, and a user without one gets their invitation, their
+// domain's company or the default company.
 func (g *gateway) handleEnsureCompany() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, true)
@@ -321,54 +424,77 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 		requested = strings.ToLower(requested)
 
 		user, ok := g.currentUser(w, r)
-		if !ok {
+		if !ok || g.sessionExpired(w, r) {
 			return
 		}
-		target := requested
-		if target == "" && user.CompanyID == "" {
-			target = g.cfg.DefaultCompanyID
-		}
-		if target == "" {
-			target = user.CompanyID
-		}
-		if target == "" {
-			writeError(w, r, http.StatusBadRequest, codeCompanyRequired, "No company_id given, the user has none and no default company is configured")
-			return
-		}
-		active, err := g.store.CompanyActive(r.Context(), target)
-		if err != nil {
+		ctx := r.Context()
+		unavailable := func(err error) {
 			g.log.Warn("ensure-company: database unavailable", "error", err.Error())
 			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
-			return
-		}
-		if !active {
-			writeError(w, r, http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
-			return
 		}
 
 		message := "User is already associated with this company"
-		if target != user.CompanyID {
-			if err := g.store.SetUserCompany(r.Context(), user.ID, target); err != nil {
-				if errors.Is(err, errNotFound) {
-					writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
-					return
-				}
-				g.log.Warn("ensure-company: database unavailable", "error", err.Error())
-				writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+		switch {
+		case requested != "" && requested != user.CompanyID:
+			active, err := g.store.CompanyActive(ctx, requested)
+			if err != nil {
+				unavailable(err)
 				return
 			}
-			user.CompanyID = target
-			message = "Company association updated"
+			if !active {
+				writeError(w, r, http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
+				return
+			}
+			invitationID := ""
+			inv, err := g.store.OpenInvitation(ctx, user.Email, requested)
+			switch {
+			case err == nil:
+				invitationID = inv.ID
+			case !errors.Is(err, errNotFound):
+				unavailable(err)
+				return
+			case user.Role != "admin":
+				g.log.Warn("ensure-company refused: not entitled", "user_id", user.ID, "company_id", requested)
+				writeError(w, r, http.StatusForbidden, codeCompanyForbidden, "Not allowed to join this company")
+				return
+			}
+			joined, err := g.store.JoinCompany(ctx, user.ID, requested, invitationID)
+			switch {
+			case errors.Is(err, errInvitationClosed):
+				writeError(w, r, http.StatusForbidden, codeCompanyForbidden, "Not allowed to join this company")
+				return
+			case errors.Is(err, errNotFound):
+				writeError(w, r, http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
+				return
+			case err != nil:
+				unavailable(err)
+				return
+			}
+			g.users.forget(user.ID)
+			g.log.Info("user joined company", "user_id", user.ID, "company_id", requested, "invitation_id", invitationID)
+			user, message = joined, "Company association updated"
+		case user.CompanyID == "":
+			joined, err := g.joinEntitledCompany(ctx, user)
+			if err != nil {
+				unavailable(err)
+				return
+			}
+			if joined.CompanyID == "" {
+				writeError(w, r, http.StatusBadRequest, codeCompanyRequired, "No company_id given, the user has none and no invitation, email domain or default company applies")
+				return
+			}
+			user, message = joined, "Company association updated"
 		}
-		token, err := g.issueToken(user)
+		id, _ := identityFrom(ctx)
+		token, err := g.issueToken(user, id.SignedInAt)
 		if err != nil {
 			g.log.Error("ensure-company: issue token", "error", err.Error())
 			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
 			return
 		}
-		requestInfoFrom(r.Context()).CompanyID = target
+		requestInfoFrom(ctx).CompanyID = user.CompanyID
 		writeJSON(w, http.StatusOK, ensureCompanyResponse{
-			UserID: user.ID, CompanyID: target, Message: message, NewAccessToken: token, TokenType: "bearer",
+			UserID: user.ID, CompanyID: user.CompanyID, Message: message, NewAccessToken: token, TokenType: "bearer",
 		})
 	})
 }
@@ -379,20 +505,127 @@ type refreshResponse struct {
 }
 
 // handleRefresh issues a fresh token from the user's current database row, so a changed
-// company, name or role reaches the token.
+// company, name or role reaches the token; the session keeps its original sign-in time and
+// ends GATEWAY_SESSION_MAX_AGE after it.
 func (g *gateway) handleRefresh() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, ok := g.currentUser(w, r)
-		if !ok {
+		if !ok || g.sessionExpired(w, r) {
 			return
 		}
-		token, err := g.issueToken(user)
+		id, _ := identityFrom(r.Context())
+		token, err := g.issueToken(user, id.SignedInAt)
 		if err != nil {
 			g.log.Error("refresh: issue token", "error", err.Error())
 			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
 			return
 		}
 		writeJSON(w, http.StatusOK, refreshResponse{AccessToken: token, TokenType: "bearer"})
+	})
+}
+
+// handleLogout signs the caller out everywhere: every token issued before now is revoked,
+// on every replica within the notification delay.
+func (g *gateway) handleLogout() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := identityFrom(r.Context())
+		if _, err := g.store.RevokeSessions(r.Context(), id.UserID); err != nil {
+			if errors.Is(err, errNotFound) {
+				w.Header().Set("WWW-Authenticate", challengeInvalidToken)
+				writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
+				return
+			}
+			g.log.Warn("logout: database unavailable", "error", err.Error())
+			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+			return
+		}
+		g.users.forget(id.UserID)
+		g.log.Info("sessions revoked", "user_id", id.UserID, "by", "logout")
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// minUserPasswordBytes is the shortest password a user may choose.
+const minUserPasswordBytes = 8
+
+// handleChangePassword replaces the caller's password after checking the current one. The
+// check is a login attempt: it counts against the login limits and waits for a hashing
+// slot. Success revokes every older token, this one included, and returns no token: the
+// user signs in again with the new password.
+func (g *gateway) handleChangePassword() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
+		var current, next string
+		if reqErr == nil {
+			current, _, reqErr = stringField(fields, "current_password", true)
+		}
+		if reqErr == nil && (current == "" || len(current) > maxPasswordBytes) {
+			reqErr = unprocessable("Field current_password must be 1 to %d bytes", maxPasswordBytes)
+		}
+		if reqErr == nil {
+			next, _, reqErr = stringField(fields, "new_password", true)
+		}
+		if reqErr == nil && (len(next) < minUserPasswordBytes || len(next) > maxPasswordBytes) {
+			reqErr = unprocessable("Field new_password must be %d to %d bytes", minUserPasswordBytes, maxPasswordBytes)
+		}
+		if reqErr != nil {
+			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
+			return
+		}
+		user, ok := g.currentUser(w, r)
+		if !ok {
+			return
+		}
+
+		ipKey, emailKey, now := requestInfoFrom(r.Context()).ClientIP, strings.ToLower(user.Email), g.now()
+		if ok, wait := g.loginByIP.allow(ipKey, now); !ok {
+			g.refuseLogin(w, r, "login_ip", wait)
+			return
+		}
+		if ok, wait := g.loginByEmail.allow(emailKey, now); !ok {
+			g.loginByIP.refund(ipKey)
+			g.refuseLogin(w, r, "login_email", wait)
+			return
+		}
+		giveBack := func() {
+			g.loginByIP.refund(ipKey)
+			g.loginByEmail.refund(emailKey)
+		}
+		match, err := g.hashes.compare(r.Context(), user.HashedPassword, current)
+		if err != nil {
+			giveBack()
+			if errors.Is(err, errHashBusy) {
+				w.Header().Set("Retry-After", "1")
+				writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
+			}
+			return
+		}
+		if !match {
+			writeError(w, r, http.StatusBadRequest, codeInvalidCredentials, "Current password is incorrect")
+			return
+		}
+		giveBack()
+		hash, err := g.hashes.hash(r.Context(), next)
+		if err != nil {
+			if errors.Is(err, errHashBusy) {
+				w.Header().Set("Retry-After", "1")
+				writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
+			}
+			return
+		}
+		if err := g.store.SetPassword(r.Context(), user.Email, hash); err != nil {
+			if errors.Is(err, errNotFound) {
+				w.Header().Set("WWW-Authenticate", challengeInvalidToken)
+				writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
+				return
+			}
+			g.log.Warn("change password: database unavailable", "error", err.Error())
+			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+			return
+		}
+		g.users.forget(user.ID)
+		g.log.Info("sessions revoked", "user_id", user.ID, "by", "password_change")
+		w.WriteHeader(http.StatusNoContent)
 	})
 }
 

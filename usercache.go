@@ -1,0 +1,286 @@
+// usercache.go: what the gateway knows of each token's user (active, company, role,
+// revocations), kept off the database on the hot path, dropped by the database's change
+// notifications, and served stale while the database cannot answer.
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// userState is everything a request's authorisation needs from the users and companies
+// tables. The zero value is "no such user".
+type userState struct {
+	Found            bool
+	Active           bool
+	Email            string
+	CompanyID        string // "" when the user has none
+	CompanyActive    bool
+	Role             string
+	TokensValidAfter int64 // Unix seconds; tokens with an earlier iat are revoked (0: none)
+}
+
+func stateOf(u User) userState {
+	s := userState{Found: true, Active: u.IsActive, Email: u.Email, CompanyID: u.CompanyID,
+		CompanyActive: u.CompanyActive, Role: u.Role}
+	if !u.TokensValidAfter.IsZero() {
+		s.TokensValidAfter = u.TokensValidAfter.Unix()
+	}
+	return s
+}
+
+// userCacheMaxEntries bounds the cache; past it, the cache is cleared rather than grown
+// (only callers holding a validly signed token can add entries).
+const userCacheMaxEntries = 100_000
+
+// staleRefreshWait is how long a request whose cached user has expired waits for the
+// refresh before it is served the last known state. A healthy database answers well inside
+// it, so a change is seen at once; a hanging one costs a request no more than this while
+// the fail-fast breaker has not yet opened.
+const staleRefreshWait = 50 * time.Millisecond
+
+// userCache keeps each user's state for ttl. A change to a user or company is pushed by the
+// store's notifications (forget, forgetCompany, clear), so the TTL bounds staleness only
+// while notifications are down. Expired entries are kept for staleIfError more, to be
+// served while the database fails. Concurrent misses for one user share one query.
+type userCache struct {
+	store        Store
+	ttl          time.Duration
+	staleIfError time.Duration
+	max          int
+	now          func() time.Time
+	breaker      *failFast
+	metrics      *metrics
+
+	mu      sync.RWMutex
+	entries map[string]userCacheEntry
+	loading map[string]*userLoad
+	// gen changes at every invalidation; a load that started before one does not store its
+	// (possibly older) result.
+	gen uint64
+}
+
+type userCacheEntry struct {
+	state   userState
+	fetched time.Time
+}
+
+// userLoad is one database lookup that every concurrent request for the user waits on.
+type userLoad struct {
+	done  chan struct{}
+	state userState
+	err   error
+}
+
+func newUserCache(store Store, ttl, staleIfError time.Duration, max int, m *metrics) *userCache {
+	return &userCache{
+		store: store, ttl: ttl, staleIfError: staleIfError, max: max, now: time.Now,
+		breaker: &failFast{}, metrics: m,
+		entries: make(map[string]userCacheEntry), loading: make(map[string]*userLoad),
+	}
+}
+
+// get returns the user's state: from the cache while fresh, else from the database. An
+// error means the database could not answer and no usable state was known.
+func (c *userCache) get(ctx context.Context, userID string) (userState, error) {
+	now := c.now()
+	c.mu.RLock()
+	e, cached := c.entries[userID]
+	c.mu.RUnlock()
+	if cached && now.Sub(e.fetched) < c.ttl {
+		return e.state, nil
+	}
+	stale := cached && c.staleIfError > 0 && now.Sub(e.fetched) < c.ttl+c.staleIfError
+
+	l := c.load(userID)
+	var slow <-chan time.Time
+	if stale {
+		t := time.NewTimer(staleRefreshWait)
+		defer t.Stop()
+		slow = t.C
+	}
+	select {
+	case <-l.done:
+		if l.err == nil {
+			return l.state, nil
+		}
+		if stale {
+			c.metrics.userCacheEvent("stale_served")
+			return e.state, nil
+		}
+		return userState{}, l.err
+	case <-slow:
+		c.metrics.userCacheEvent("stale_served")
+		return e.state, nil
+	case <-ctx.Done():
+		return userState{}, ctx.Err()
+	}
+}
+
+// load starts the lookup of userID, or joins the one already running.
+func (c *userCache) load(userID string) *userLoad {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.loading[userID]; ok {
+		return l
+	}
+	l := &userLoad{done: make(chan struct{})}
+	c.loading[userID] = l
+	// Its own goroutine and context: a waiter that gives up (client gone, stale served)
+	// must not cancel the lookup the others wait on. The store bounds it with its deadline.
+	go c.fetch(userID, l, c.gen)
+	return l
+}
+
+func (c *userCache) fetch(userID string, l *userLoad, gen uint64) {
+	var err error
+	if !c.breaker.allow(c.now()) {
+		c.metrics.userCacheEvent("fail_fast")
+		err = errDatabaseFailingFast
+	} else {
+		var u User
+		u, err = c.store.UserByID(context.Background(), userID)
+		switch {
+		case err == nil:
+			l.state = stateOf(u)
+		case errors.Is(err, errNotFound):
+			err = nil // an answer: no such user
+		}
+		c.breaker.record(err == nil, c.now())
+	}
+	l.err = err
+
+	c.mu.Lock()
+	delete(c.loading, userID)
+	if err == nil && c.gen == gen {
+		if len(c.entries) >= c.max {
+			clear(c.entries)
+		}
+		c.entries[userID] = userCacheEntry{state: l.state, fetched: c.now()}
+	}
+	c.mu.Unlock()
+	close(l.done)
+}
+
+// forget drops a user's entry, so the next request reads the database.
+func (c *userCache) forget(userID string) {
+	c.mu.Lock()
+	delete(c.entries, userID)
+	c.gen++
+	c.mu.Unlock()
+}
+
+// forgetCompany drops every user of the company (its active flag is part of their state).
+func (c *userCache) forgetCompany(companyID string) {
+	c.mu.Lock()
+	for id, e := range c.entries {
+		if e.state.CompanyID == companyID {
+			delete(c.entries, id)
+		}
+	}
+	c.gen++
+	c.mu.Unlock()
+}
+
+// clear drops everything: notifications may have been missed.
+func (c *userCache) clear() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.gen++
+	c.mu.Unlock()
+}
+
+// errDatabaseFailingFast is what a lookup gets while the breaker is open: the database
+// failed repeatedly and is not asked again until the next probe.
+var errDatabaseFailingFast = errors.New("database failing: not asked until the next probe")
+
+// Fail-fast breaker settings: after failFastAfter consecutive failures the database is not
+// asked for failFastMin, doubling up to failFastMax while probes keep failing.
+const (
+	failFastAfter = 3
+	failFastMin   = 250 * time.Millisecond
+	failFastMax   = 8 * time.Second
+)
+
+// failFast stops the user cache from waiting a full database deadline on every lookup
+// while the database keeps failing: once open, lookups fail at once (and known users are
+// served stale) until the interval ends; then one lookup probes, and its success closes it.
+type failFast struct {
+	mu        sync.Mutex
+	failures  int
+	interval  time.Duration
+	openUntil time.Time
+	probing   bool
+}
+
+func (b *failFast) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failures < failFastAfter {
+		return true
+	}
+	if b.probing || now.Before(b.openUntil) {
+		return false
+	}
+	b.probing = true
+	return true
+}
+
+func (b *failFast) record(ok bool, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+	if ok {
+		b.failures, b.interval = 0, 0
+		return
+	}
+	b.failures++
+	if b.failures >= failFastAfter {
+		b.interval = min(max(2*b.interval, failFastMin), failFastMax)
+		b.openUntil = now.Add(b.interval)
+	}
+}
+
+// failing reports whether the last lookups failed (for /readyz and /health bodies).
+func (b *failFast) failing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failures >= failFastAfter
+}
+
+// watchUsers keeps the cache in step with the database until ctx ends: every notified
+// change drops the affected entries; while notifications are down a WARN and the
+// gateway_user_notifications_up gauge say so, and the cache is emptied when they resume,
+// since changes made meanwhile were missed.
+func (c *userCache) watchUsers(ctx context.Context, log *slog.Logger) {
+	var lost atomic.Bool
+	c.store.Watch(ctx, WatchHooks{
+		Changed: func(ch StoreChange) {
+			switch ch.Table {
+			case "users":
+				c.forget(ch.ID)
+			case "companies":
+				c.forgetCompany(ch.ID)
+			}
+		},
+		Lost: func(err error) {
+			c.metrics.setNotificationsUp(false)
+			c.metrics.userCacheEvent("notifications_lost")
+			if !lost.Swap(true) {
+				log.Warn("user change notifications lost: changes to users and companies now reach this replica only when GATEWAY_USER_CACHE_TTL expires",
+					"ttl", c.ttl.String(), "error", err.Error())
+			}
+		},
+		Listening: func() {
+			c.clear()
+			c.metrics.setNotificationsUp(true)
+			if lost.Swap(false) {
+				log.Info("user change notifications restored; user cache emptied")
+			}
+		},
+	})
+}
