@@ -344,3 +344,37 @@ func TestREADMEDocumentsEverySettingAndTheTwoCommands(t *testing.T) {
 		t.Error(".ci/run does not run the README's test command")
 	}
 }
+
+func TestREADMEListsEveryErrorCode(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{} // code → the rest of its row
+	for _, line := range strings.Split(string(readme), "\n") {
+		if rest, ok := strings.CutPrefix(line, "| `"); ok {
+			if code, row, ok := strings.Cut(rest, "` | "); ok && !strings.ContainsAny(code, " /{") {
+				documented[code] = row
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, c := range errorCodes {
+		if seen[c.Code] {
+			t.Errorf("code %s listed twice in errorCodes", c.Code)
+		}
+		seen[c.Code] = true
+		row, ok := documented[c.Code]
+		if !ok {
+			t.Errorf("README's error table lacks %s", c.Code)
+			continue
+		}
+		statuses := make([]string, len(c.Statuses))
+		for i, s := range c.Statuses {
+			statuses[i] = fmt.Sprint(s)
+		}
+		if want := strings.Join(statuses, ", ") + " | " + c.Meaning + " |"; row != want {
+			t.Errorf("README row of %s = %q, want %q", c.Code, row, want)
+		}
+	}
+}

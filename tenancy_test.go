@@ -812,3 +812,35 @@ func TestUnmigratedDatabaseRefusesToStart(t *testing.T) {
 		t.Fatal("exit code 0")
 	}
 }
+
+func TestPreviousGatewayTokensWorkWhileUserUnchanged(t *testing.T) {
+	secret, vectors := readPythonJoseVectors(t)
+	var token string
+	for _, v := range vectors {
+		if v.name == "valid_with_company" {
+			token = v.token
+		}
+	}
+	claims, err := verifyToken(secret, token, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, _ := countingUpstream(t)
+	dbURL := testDatabaseURL(t)
+	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	cfg := testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL, "GATEWAY_JWT_SECRET": string(secret)})
+	e := serveTestEnv(t, cfg, store, dbURL, nil)
+	e.sql("INSERT INTO companies (id, name) VALUES ($1, 'Legacy Co'), ($2, 'Elsewhere')", claims.CompanyID, "3f2b8c8e-1d2f-4a3b-8c9d-0e1f2a3b4c5d")
+	e.sql("INSERT INTO users (id, email, hashed_password, company_id) VALUES ($1, $2, 'x', $3)", claims.Subject, claims.Email, claims.CompanyID)
+
+	mustStatus(t, e.do("GET", "/api/v1/query/chats", token, ""), 200)
+	e.sql("UPDATE users SET company_id = '3f2b8c8e-1d2f-4a3b-8c9d-0e1f2a3b4c5d' WHERE id = $1", claims.Subject)
+	waitFor(t, time.Second, "the moved user's previous-gateway token refused", func() bool {
+		return e.do("GET", "/api/v1/query/chats", token, "").status == http.StatusUnauthorized
+	})
+	mustCode(t, e.do("GET", "/api/v1/query/chats", token, ""), http.StatusUnauthorized, codeTokenStale)
+}
