@@ -1,5 +1,5 @@
-// cli.go: the operator subcommands of the same binary: migrate, company and user
-// administration. They need only the GATEWAY_POSTGRES_* settings.
+// cli.go: the operator subcommands of the same binary: migrate, company, user, invitation
+// and email-domain administration. They need only the GATEWAY_POSTGRES_* settings.
 package main
 
 import (
@@ -37,7 +37,16 @@ Exit codes: 0 success, 1 operation failed, 2 invalid usage or configuration.
 // operatorArgs holds every flag value; each command defines only the flags it uses.
 type operatorArgs struct {
 	name, email, role, company, passwordEnv string
+	id, domain                              string
+	days                                    int
 }
+
+// Invitations last -days days: a week unless told, at most a year, so that a forgotten one
+// does not stay usable for ever.
+const (
+	defaultInvitationDays = 7
+	maxInvitationDays     = 365
+)
 
 // operatorCommand is one subcommand: its flags, the checks that need no database, and
 // what it does.
@@ -85,6 +94,25 @@ var operatorCommands = []*operatorCommand{
 		run: runCompanyCreate,
 	},
 	{
+		name:     "company activate",
+		synopsis: "-id UUID",
+		summary:  "Let the users of a company log in and use their tokens again.",
+		details:  "Running gateways are told within a second.",
+		flags:    idFlag("the company's `UUID` (required; printed by company create)"),
+		check:    checkID,
+		run:      runCompanySetActive(true),
+	},
+	{
+		name:     "company deactivate",
+		synopsis: "-id UUID",
+		summary:  "Refuse the logins and tokens of every user of a company.",
+		details: "Running gateways are told within a second and answer 403 company_inactive. No token is\n" +
+			"revoked: `company activate` restores access as it was.",
+		flags: idFlag("the company's `UUID` (required; printed by company create)"),
+		check: checkID,
+		run:   runCompanySetActive(false),
+	},
+	{
 		name:     "user create",
 		synopsis: "-email EMAIL [-name FULL_NAME] [-role ROLE] [-company COMPANY_ID] [-password-env VAR]",
 		summary:  "Create an active user with a bcrypt (cost 12) password hash and print its id.",
@@ -116,6 +144,8 @@ var operatorCommands = []*operatorCommand{
 		name:     "user set-password",
 		synopsis: "-email EMAIL [-password-env VAR]",
 		summary:  "Replace a user's password (bcrypt, cost 12).",
+		details: "Every token the user holds is revoked (signed out everywhere); running gateways are told\n" +
+			"within a second.",
 		password: true,
 		flags:    emailFlag,
 		check:    checkEmail,
@@ -124,7 +154,7 @@ var operatorCommands = []*operatorCommand{
 	{
 		name:     "user activate",
 		synopsis: "-email EMAIL",
-		summary:  "Allow a user to log in and use their tokens again.",
+		summary:  "Allow a user to log in again (tokens revoked by the deactivation stay revoked).",
 		flags:    emailFlag,
 		check:    checkEmail,
 		run:      runUserSetActive(true),
@@ -133,11 +163,172 @@ var operatorCommands = []*operatorCommand{
 		name:     "user deactivate",
 		synopsis: "-email EMAIL",
 		summary:  "Refuse a user's logins and tokens.",
-		details:  "Running gateways notice within GATEWAY_USER_CACHE_TTL (default 5s).",
-		flags:    emailFlag,
-		check:    checkEmail,
-		run:      runUserSetActive(false),
+		details: "Running gateways are told within a second, and the user's tokens are revoked: activating\n" +
+			"the user again does not bring them back. A gateway whose database notifications are down\n" +
+			"notices within GATEWAY_USER_CACHE_TTL.",
+		flags: emailFlag,
+		check: checkEmail,
+		run:   runUserSetActive(false),
 	},
+	{
+		name:     "user revoke-sessions",
+		synopsis: "-email EMAIL",
+		summary:  "Revoke every token a user holds now (sign out everywhere).",
+		details: "Running gateways are told within a second. The user may sign in again at once: a token\n" +
+			"issued later, even within the same second, stays valid.",
+		flags: emailFlag,
+		check: checkEmail,
+		run:   runUserRevokeSessions,
+	},
+	{
+		name:     "invite create",
+		synopsis: "-company UUID -email EMAIL [-role user|admin] [-days N]",
+		summary:  "Invite an email address into a company and print the invitation's id.",
+		details: "The user with that email (any letter case) joins the company with the invitation's role at\n" +
+			"their next login when they have no company yet, or when they ask to join it. An invitation\n" +
+			"is used once; it is not open while the company is inactive.",
+		flags: func(fs *flag.FlagSet, a *operatorArgs) {
+			companyFlag(fs, a)
+			fs.StringVar(&a.email, "email", "", "the invited `EMAIL` (required)")
+			fs.StringVar(&a.role, "role", "user", "the `ROLE` the user gets on joining: user or admin")
+			fs.IntVar(&a.days, "days", defaultInvitationDays, fmt.Sprintf("the invitation expires after `N` days (1 to %d)", maxInvitationDays))
+		},
+		check: func(a *operatorArgs) error {
+			if err := checkCompany(a); err != nil {
+				return err
+			}
+			if err := checkEmail(a); err != nil {
+				return err
+			}
+			if a.role != "user" && a.role != "admin" {
+				return fmt.Errorf("-role %q must be user or admin", a.role)
+			}
+			if a.days < 1 || a.days > maxInvitationDays {
+				return fmt.Errorf("-days %d must be between 1 and %d", a.days, maxInvitationDays)
+			}
+			return nil
+		},
+		run: runInviteCreate,
+	},
+	{
+		name:     "invite list",
+		synopsis: "-company UUID",
+		summary:  "List a company's open invitations, newest first: id, email, role, expiry (RFC 3339).",
+		details:  "One line per invitation, fields separated by tabs; nothing when there is none.",
+		flags:    companyFlag,
+		check:    checkCompany,
+		run:      runInviteList,
+	},
+	{
+		name:     "invite revoke",
+		synopsis: "-company UUID -id UUID",
+		summary:  "Revoke an open invitation of a company.",
+		flags: func(fs *flag.FlagSet, a *operatorArgs) {
+			companyFlag(fs, a)
+			idFlag("the invitation's `UUID` (required; printed by invite create and invite list)")(fs, a)
+		},
+		check: func(a *operatorArgs) error {
+			if err := checkCompany(a); err != nil {
+				return err
+			}
+			return checkID(a)
+		},
+		run: runInviteRevoke,
+	},
+	{
+		name:     "domain add",
+		synopsis: "-company UUID -domain DOMAIN",
+		summary:  "Register an email domain for a company: its users without a company join it at login.",
+		details: "A domain belongs to one company at most; adding it again to the same company changes\n" +
+			"nothing. Domains are stored in lower case; a leading '@' is ignored.",
+		flags: domainFlags,
+		check: checkDomain,
+		run:   runDomainAdd,
+	},
+	{
+		name:     "domain remove",
+		synopsis: "-company UUID -domain DOMAIN",
+		summary:  "Unregister an email domain of a company (users who joined through it stay).",
+		flags:    domainFlags,
+		check:    checkDomain,
+		run:      runDomainRemove,
+	},
+}
+
+func idFlag(usage string) func(fs *flag.FlagSet, a *operatorArgs) {
+	return func(fs *flag.FlagSet, a *operatorArgs) { fs.StringVar(&a.id, "id", "", usage) }
+}
+
+func companyFlag(fs *flag.FlagSet, a *operatorArgs) {
+	fs.StringVar(&a.company, "company", "", "the company's `UUID` (required; printed by company create)")
+}
+
+func domainFlags(fs *flag.FlagSet, a *operatorArgs) {
+	companyFlag(fs, a)
+	fs.StringVar(&a.domain, "domain", "", "the email `DOMAIN`, e.g. example.com (required)")
+}
+
+// checkUUIDFlag validates a required UUID flag and returns it in lower case, as stored.
+func checkUUIDFlag(name, value string) (string, error) {
+	if value == "" {
+		return "", fmt.Errorf("-%s is required", name)
+	}
+	if !isUUID(value) {
+		return "", fmt.Errorf("-%s %q is not a UUID (e.g. 0f8fad5b-d9cb-469f-a165-70867728950e)", name, value)
+	}
+	return strings.ToLower(value), nil
+}
+
+func checkID(a *operatorArgs) (err error) {
+	a.id, err = checkUUIDFlag("id", a.id)
+	return err
+}
+
+func checkCompany(a *operatorArgs) (err error) {
+	a.company, err = checkUUIDFlag("company", a.company)
+	return err
+}
+
+func checkDomain(a *operatorArgs) error {
+	if err := checkCompany(a); err != nil {
+		return err
+	}
+	if a.domain == "" {
+		return errors.New("-domain is required")
+	}
+	d, ok := normalizeDomain(a.domain)
+	if !ok {
+		return fmt.Errorf("-domain %q is not a domain name like example.com (letters, digits and hyphens in "+
+			"dot-separated labels; internationalised names in their xn-- form)", a.domain)
+	}
+	a.domain = d
+	return nil
+}
+
+// normalizeDomain returns s as company_domains stores it, lower case, or false when it is
+// not a domain name: dot-separated labels of 1 to 63 letters, digits and inner hyphens, at
+// least two labels, 253 bytes at most. One leading '@' is dropped, since people paste the
+// end of an address.
+func normalizeDomain(s string) (string, bool) {
+	d := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(s), "@"))
+	if len(d) > 253 {
+		return "", false
+	}
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return "", false
+	}
+	for _, label := range labels {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+				return "", false
+			}
+		}
+	}
+	return d, true
 }
 
 func emailFlag(fs *flag.FlagSet, a *operatorArgs) {
@@ -432,6 +623,96 @@ func runUserSetActive(active bool) func(ctx context.Context, op *operation) erro
 	}
 }
 
+func runUserRevokeSessions(ctx context.Context, op *operation) error {
+	u, err := op.store.UserByEmail(ctx, op.args.email)
+	if err != nil {
+		return op.userFailure(ctx, err)
+	}
+	at, err := op.store.RevokeSessions(ctx, u.ID)
+	if err != nil {
+		return op.userFailure(ctx, err)
+	}
+	fmt.Fprintf(op.stdout, "sessions of %s revoked: tokens issued before %s are refused\n", op.args.email, at.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func runCompanySetActive(active bool) func(ctx context.Context, op *operation) error {
+	return func(ctx context.Context, op *operation) error {
+		if err := op.store.SetCompanyActive(ctx, op.args.id, active); err != nil {
+			return op.companyFailure(ctx, op.args.id, err)
+		}
+		state := "deactivated"
+		if active {
+			state = "activated"
+		}
+		fmt.Fprintf(op.stdout, "company %s %s\n", op.args.id, state)
+		return nil
+	}
+}
+
+func runInviteCreate(ctx context.Context, op *operation) error {
+	a := op.args
+	inv, err := op.store.CreateInvitation(ctx, Invitation{CompanyID: a.company, Email: a.email, Role: a.role,
+		ExpiresAt: time.Now().Add(time.Duration(a.days) * 24 * time.Hour)})
+	if err != nil {
+		return op.companyFailure(ctx, a.company, err)
+	}
+	fmt.Fprintln(op.stdout, inv.ID)
+	return nil
+}
+
+func runInviteList(ctx context.Context, op *operation) error {
+	invs, err := op.store.ListOpenInvitations(ctx, op.args.company)
+	if err != nil {
+		return op.companyFailure(ctx, op.args.company, err)
+	}
+	for _, inv := range invs {
+		fmt.Fprintf(op.stdout, "%s\t%s\t%s\t%s\n", inv.ID, inv.Email, inv.Role, inv.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func runInviteRevoke(ctx context.Context, op *operation) error {
+	a := op.args
+	err := op.store.RevokeInvitation(ctx, a.company, a.id)
+	if errors.Is(err, errNotFound) {
+		return fmt.Errorf("%s: no open invitation %s in company %s (accepted, revoked and expired ones cannot be revoked; "+
+			"`%s invite list -company %s` shows the open ones): %w", op.name, a.id, a.company, programName, a.company, err)
+	}
+	if err != nil {
+		return op.failure(ctx, err)
+	}
+	fmt.Fprintf(op.stdout, "invitation %s revoked\n", a.id)
+	return nil
+}
+
+func runDomainAdd(ctx context.Context, op *operation) error {
+	a := op.args
+	err := op.store.AddDomain(ctx, a.domain, a.company)
+	if errors.Is(err, errDuplicate) {
+		return fmt.Errorf("%s: %s belongs to another company; remove it there first with `%s domain remove`: %w",
+			op.name, a.domain, programName, err)
+	}
+	if err != nil {
+		return op.companyFailure(ctx, a.company, err)
+	}
+	fmt.Fprintf(op.stdout, "domain %s registered for company %s\n", a.domain, a.company)
+	return nil
+}
+
+func runDomainRemove(ctx context.Context, op *operation) error {
+	a := op.args
+	err := op.store.RemoveDomain(ctx, a.domain, a.company)
+	if errors.Is(err, errNotFound) {
+		return fmt.Errorf("%s: company %s has no domain %s: %w", op.name, a.company, a.domain, err)
+	}
+	if err != nil {
+		return op.failure(ctx, err)
+	}
+	fmt.Fprintf(op.stdout, "domain %s removed from company %s\n", a.domain, a.company)
+	return nil
+}
+
 func (op *operation) hashPassword(ctx context.Context) (string, error) {
 	pool := newHashPool(1, time.Minute)
 	defer pool.close()
@@ -454,6 +735,15 @@ func (op *operation) userFailure(ctx context.Context, err error) error {
 	return op.failure(ctx, err)
 }
 
+// companyFailure explains a failed command on the company named by id.
+func (op *operation) companyFailure(ctx context.Context, id string, err error) error {
+	if errors.Is(err, errNotFound) {
+		return fmt.Errorf("%s: no company with id %s (`%s company create -name NAME` prints the id of a new one): %w",
+			op.name, id, programName, errNotFound)
+	}
+	return op.failure(ctx, err)
+}
+
 // failure explains a store error that is not about a missing row: the command was
 // interrupted, the schema is missing, the server refused, or it could not be reached.
 func (op *operation) failure(ctx context.Context, err error) error {
@@ -461,8 +751,10 @@ func (op *operation) failure(ctx context.Context, err error) error {
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: interrupted: %w", op.name, err)
-	case isPgCode(err, "42P01"): // undefined_table
-		return fmt.Errorf("%s: database %s has no gateway tables; run `%s migrate` first: %w", op.name, op.cfg.PostgresDB, programName, err)
+	case errors.Is(err, errInvalidInput): // the usage checks should have caught it
+		return usageError(fmt.Errorf("%s: %w", op.name, err))
+	case isPgCode(err, "42P01"), isPgCode(err, "42703"): // undefined_table, undefined_column
+		return fmt.Errorf("%s: database %s lacks the gateway's tables or columns; run `%s migrate` first: %w", op.name, op.cfg.PostgresDB, programName, err)
 	case errors.As(err, &pgErr):
 		return fmt.Errorf("%s: database %s refused: %w", op.name, op.cfg.PostgresDB, err)
 	default:

@@ -1,5 +1,6 @@
 // cli_test.go: the operator subcommands through run(), as an operator types them, against a
-// real PostgreSQL: migrate, company and user administration, usage errors and outages.
+// real PostgreSQL: migrate, company, user, invitation and domain administration, usage
+// errors and outages.
 package main
 
 import (
@@ -219,6 +220,7 @@ func TestCLISetPasswordChangesLogin(t *testing.T) {
 
 	// A password typed on Windows or piped from a CRLF file ends in "\r\n": neither byte
 	// belongs to it.
+	start := time.Now()
 	out := mustSucceed(t, env, newPassword+"\r\nsecond line ignored\n", "user", "set-password", "-email", "RESET@example.com")
 	if !strings.Contains(out, "updated") {
 		t.Fatalf("set-password printed %q", out)
@@ -229,6 +231,7 @@ func TestCLISetPasswordChangesLogin(t *testing.T) {
 	}
 	mustStatus(t, e.login("reset@example.com", newPassword), 200)
 	mustStatus(t, e.login("reset@example.com", oldPassword), 401)
+	checkRevokedNow(t, "user set-password", storedUser(t, e.dbURL, "reset@example.com").TokensValidAfter, start)
 }
 
 func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
@@ -240,20 +243,29 @@ func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
 	tok := e.token(u)
 	mustStatus(t, e.do("GET", "/api/v1/users/me", tok, ""), 200)
 
+	start := time.Now()
 	if out := mustSucceed(t, env, "", "user", "deactivate", "-email", "Toggle@Example.com"); !strings.Contains(out, "deactivated") {
 		t.Fatalf("deactivate printed %q", out)
 	}
-	if storedUser(t, e.dbURL, "toggle@example.com").IsActive {
+	deactivated := storedUser(t, e.dbURL, "toggle@example.com")
+	if deactivated.IsActive {
 		t.Fatal("user still active after deactivate")
 	}
+	checkRevokedNow(t, "user deactivate", deactivated.TokensValidAfter, start)
 	mustStatus(t, e.login("toggle@example.com", password), 401)
 	mustStatus(t, e.do("GET", "/api/v1/users/me", tok, ""), 401)
 
 	if out := mustSucceed(t, env, "", "user", "activate", "-email", "toggle@example.com"); !strings.Contains(out, "activated") {
 		t.Fatalf("activate printed %q", out)
 	}
-	mustStatus(t, e.login("toggle@example.com", password), 200)
-	mustStatus(t, e.do("GET", "/api/v1/users/me", tok, ""), 200)
+	if got := storedUser(t, e.dbURL, "toggle@example.com").TokensValidAfter; !got.Equal(deactivated.TokensValidAfter) {
+		t.Fatalf("activate changed tokens_valid_after from %v to %v", deactivated.TokensValidAfter, got)
+	}
+	// The tokens revoked by the deactivation stay revoked; a new sign-in works.
+	resp := e.login("toggle@example.com", password)
+	mustStatus(t, resp, 200)
+	fresh, _ := resp.json(t)["access_token"].(string)
+	mustStatus(t, e.do("GET", "/api/v1/users/me", fresh, ""), 200)
 }
 
 func TestCLIUsageErrors(t *testing.T) {
@@ -370,7 +382,17 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"user", "create", "-help"}, []string{"-email EMAIL", "-company UUID", "-password-env VAR", "standard input", "(default \"user\")"}},
 		{[]string{"user", "set-password", "--help"}, []string{"user set-password -email EMAIL", "-password-env VAR", "never from the command line"}},
 		{[]string{"help", "user", "activate"}, []string{"user activate -email EMAIL"}},
-		{[]string{"user", "deactivate", "-email", "x@example.com", "-h"}, []string{"user deactivate -email EMAIL", "GATEWAY_USER_CACHE_TTL"}},
+		{[]string{"user", "deactivate", "-email", "x@example.com", "-h"}, []string{"user deactivate -email EMAIL", "within a second", "tokens are revoked", "GATEWAY_USER_CACHE_TTL"}},
+		{[]string{"user", "set-password", "-h"}, []string{"within a second", "revoked"}},
+		{[]string{"help"}, []string{"company activate -id UUID", "company deactivate -id UUID", "user revoke-sessions -email EMAIL",
+			"invite create -company UUID -email EMAIL [-role user|admin] [-days N]", "invite list -company UUID",
+			"invite revoke -company UUID -id UUID", "domain add -company UUID -domain DOMAIN", "domain remove -company UUID -domain DOMAIN"}},
+		{[]string{"invite", "-h"}, []string{"invite create", "invite list", "invite revoke"}},
+		{[]string{"help", "domain"}, []string{"domain add", "domain remove"}},
+		{[]string{"invite", "create", "-h"}, []string{"-company UUID", "-email EMAIL", "-role ROLE", "(default \"user\")", "-days N", "(default 7)", "1 to 365"}},
+		{[]string{"company", "deactivate", "-h"}, []string{"company deactivate -id UUID", "company_inactive", "-id UUID"}},
+		{[]string{"domain", "add", "-help"}, []string{"-domain DOMAIN", "one company at most"}},
+		{[]string{"user", "revoke-sessions", "-h"}, []string{"user revoke-sessions -email EMAIL", "within a second"}},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -409,6 +431,9 @@ func TestCLIDatabaseDownFailsFast(t *testing.T) {
 		{[]string{"user", "create", "-email", "down@example.com"}, "a-good-password\n"},
 		{[]string{"user", "set-password", "-email", "down@example.com"}, "a-good-password\n"},
 		{[]string{"user", "deactivate", "-email", "down@example.com"}, ""},
+		{[]string{"user", "revoke-sessions", "-email", "down@example.com"}, ""},
+		{[]string{"invite", "list", "-company", "7d3f0a52-5b1e-4c7e-9a59-1f7f3f0b9a11"}, ""},
+		{[]string{"domain", "add", "-company", "7d3f0a52-5b1e-4c7e-9a59-1f7f3f0b9a11", "-domain", "example.com"}, ""},
 	}
 	for server, addr := range servers {
 		for _, c := range commands {
@@ -460,5 +485,245 @@ func TestCLIInterruptWhileWaitingForPassword(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("still waiting for the password after the interrupt")
+	}
+}
+
+// openCLITestStore is a store on dbURL for checking what a command did, closed at the end.
+func openCLITestStore(t *testing.T, dbURL string) *pgStore {
+	t.Helper()
+	s, err := openPostgres(context.Background(), dbURL, testDBTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestCLICompanyDeactivateRefusesItsUsersAndActivateRestores(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+	store := openCLITestStore(t, dbURL)
+	companyID := mustSucceed(t, env, "", "company", "create", "-name", "Acme")
+	if _, err := store.CreateUser(ctx, NewUser{Email: "member@example.com", HashedPassword: "x", CompanyID: companyID}); err != nil {
+		t.Fatal(err)
+	}
+
+	if out := mustSucceed(t, env, "", "company", "deactivate", "-id", strings.ToUpper(companyID)); out != "company "+companyID+" deactivated" {
+		t.Fatalf("deactivate printed %q", out)
+	}
+	if u := storedUser(t, dbURL, "member@example.com"); u.CompanyActive || !u.TokensValidAfter.IsZero() {
+		t.Fatalf("after company deactivate: %+v; want an inactive company and no revoked token", u)
+	}
+	if out := mustSucceed(t, env, "", "company", "activate", "-id", companyID); out != "company "+companyID+" activated" {
+		t.Fatalf("activate printed %q", out)
+	}
+	if u := storedUser(t, dbURL, "member@example.com"); !u.CompanyActive {
+		t.Fatalf("after company activate: %+v", u)
+	}
+}
+
+func TestCLIInviteCreateListRevoke(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+	store := openCLITestStore(t, dbURL)
+	companyID := mustSucceed(t, env, "", "company", "create", "-name", "Acme")
+
+	start := time.Now()
+	first := mustSucceed(t, env, "", "invite", "create", "-company", companyID, "-email", "Ana@Example.com", "-role", "admin", "-days", "3")
+	second := mustSucceed(t, env, "", "invite", "create", "-company", strings.ToUpper(companyID), "-email", "bob@example.com")
+	if !isUUID(first) || !isUUID(second) {
+		t.Fatalf("invite create printed %q and %q, want only the invitations' ids", first, second)
+	}
+	if inv, err := store.OpenInvitation(ctx, "ana@example.com", companyID); err != nil || inv.ID != first || inv.Role != "admin" {
+		t.Fatalf("OpenInvitation = %+v, %v; want %s with role admin", inv, err, first)
+	}
+
+	lines := strings.Split(mustSucceed(t, env, "", "invite", "list", "-company", companyID), "\n")
+	want := []struct {
+		id, email, role string
+		days            int
+	}{{second, "bob@example.com", "user", 7}, {first, "Ana@Example.com", "admin", 3}} // newest first
+	if len(lines) != len(want) {
+		t.Fatalf("invite list printed %d lines, want %d: %q", len(lines), len(want), lines)
+	}
+	for i, w := range want {
+		fields := strings.Split(lines[i], "\t")
+		if len(fields) != 4 || fields[0] != w.id || fields[1] != w.email || fields[2] != w.role {
+			t.Fatalf("line %d = %q, want %s, %s, %s and the expiry", i, lines[i], w.id, w.email, w.role)
+		}
+		expires, err := time.Parse(time.RFC3339, fields[3])
+		wantExpiry := start.Add(time.Duration(w.days) * 24 * time.Hour)
+		if err != nil || expires.Before(wantExpiry.Add(-time.Second)) || expires.After(time.Now().Add(time.Duration(w.days)*24*time.Hour)) {
+			t.Fatalf("line %d expiry %q (%v), want about %v", i, fields[3], err, wantExpiry)
+		}
+	}
+
+	if out := mustSucceed(t, env, "", "invite", "revoke", "-company", companyID, "-id", strings.ToUpper(second)); out != "invitation "+second+" revoked" {
+		t.Fatalf("invite revoke printed %q", out)
+	}
+	if out := mustSucceed(t, env, "", "invite", "list", "-company", companyID); !strings.HasPrefix(out, first+"\t") || strings.Contains(out, "\n") {
+		t.Fatalf("invite list after revoking printed %q, want only %s", out, first)
+	}
+	empty := mustSucceed(t, env, "", "company", "create", "-name", "Nobody invited")
+	if out := mustSucceed(t, env, "", "invite", "list", "-company", empty); out != "" {
+		t.Fatalf("invite list of a company without invitations printed %q", out)
+	}
+}
+
+func TestCLIDomainAddRemove(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+	store := openCLITestStore(t, dbURL)
+	acme := mustSucceed(t, env, "", "company", "create", "-name", "Acme")
+	other := mustSucceed(t, env, "", "company", "create", "-name", "Other")
+
+	if out := mustSucceed(t, env, "", "domain", "add", "-company", acme, "-domain", "@Example.COM"); out != "domain example.com registered for company "+acme {
+		t.Fatalf("domain add printed %q", out)
+	}
+	if got, err := store.CompanyForDomain(ctx, "example.com"); err != nil || got != acme {
+		t.Fatalf("CompanyForDomain = %q, %v; want %s", got, err, acme)
+	}
+	mustSucceed(t, env, "", "domain", "add", "-company", acme, "-domain", "example.com") // again: nothing changes
+
+	r := runCLI(env, "", "domain", "add", "-company", other, "-domain", "example.com")
+	if r.code != 1 || !errors.Is(r.err, errDuplicate) || !strings.Contains(r.err.Error(), "belongs to another company") ||
+		!strings.Contains(r.err.Error(), acme) {
+		t.Fatalf("domain add of another company's domain: exit %d: %v", r.code, r.err)
+	}
+	r = runCLI(env, "", "domain", "remove", "-company", other, "-domain", "example.com")
+	if r.code != 1 || !errors.Is(r.err, errNotFound) || !strings.Contains(r.err.Error(), "company "+other+" has no domain example.com") {
+		t.Fatalf("domain remove by a company without it: exit %d: %v", r.code, r.err)
+	}
+
+	if out := mustSucceed(t, env, "", "domain", "remove", "-company", acme, "-domain", "EXAMPLE.com"); out != "domain example.com removed from company "+acme {
+		t.Fatalf("domain remove printed %q", out)
+	}
+	if got, err := store.CompanyForDomain(ctx, "example.com"); !errors.Is(err, errNotFound) {
+		t.Fatalf("CompanyForDomain after remove = %q, %v; want errNotFound", got, err)
+	}
+	mustSucceed(t, env, "", "domain", "add", "-company", other, "-domain", "example.com") // free again
+}
+
+func TestCLIUserRevokeSessionsRevokesTokens(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+	store := openCLITestStore(t, dbURL)
+	if _, err := store.CreateUser(context.Background(), NewUser{Email: "leaky@example.com", HashedPassword: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out := mustSucceed(t, env, "", "user", "revoke-sessions", "-email", "LEAKY@example.com")
+	at := storedUser(t, dbURL, "leaky@example.com").TokensValidAfter
+	checkRevokedNow(t, "user revoke-sessions", at, start)
+	if want := "tokens issued before " + at.UTC().Format(time.RFC3339) + " are refused"; !strings.Contains(out, want) {
+		t.Fatalf("revoke-sessions printed %q, want it to say %q", out, want)
+	}
+}
+
+func TestCLITenancyCommandsRefuseBadUsageAndMissingRows(t *testing.T) {
+	dbURL := testDatabaseURL(t)
+	store := openCLITestStore(t, dbURL)
+	ctx := context.Background()
+	co, err := store.CreateCompany(ctx, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := store.CreateInvitation(ctx, Invitation{CompanyID: co.ID, Email: "kept@example.com", ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.AddDomain(ctx, "kept.example", co.ID); err != nil {
+		t.Fatal(err)
+	}
+	const missing = "7d3f0a52-5b1e-4c7e-9a59-1f7f3f0b9a11"
+
+	cases := []struct {
+		name     string
+		args     []string
+		code     int
+		want     []string
+		sentinel error
+	}{
+		{"activate without id", []string{"company", "activate"}, 2, []string{"company activate", "-id is required"}, nil},
+		{"deactivate with bad id", []string{"company", "deactivate", "-id", "acme"}, 2, []string{`-id "acme" is not a UUID`}, nil},
+		{"deactivate missing company", []string{"company", "deactivate", "-id", missing}, 1, []string{"company deactivate: no company with id " + missing}, errNotFound},
+		{"activate missing company", []string{"company", "activate", "-id", missing}, 1, []string{"no company with id " + missing}, errNotFound},
+		{"invite without company", []string{"invite", "create", "-email", "a@example.com"}, 2, []string{"-company is required"}, nil},
+		{"invite with bad company", []string{"invite", "create", "-company", "acme", "-email", "a@example.com"}, 2, []string{`-company "acme" is not a UUID`}, nil},
+		{"invite without email", []string{"invite", "create", "-company", missing}, 2, []string{"-email is required"}, nil},
+		{"invite with bad email", []string{"invite", "create", "-company", missing, "-email", "nobody"}, 2, []string{`-email "nobody" is not a valid email`}, nil},
+		{"invite with unknown role", []string{"invite", "create", "-company", missing, "-email", "a@example.com", "-role", "owner"}, 2, []string{`-role "owner" must be user or admin`}, nil},
+		{"invite for no days", []string{"invite", "create", "-company", missing, "-email", "a@example.com", "-days", "0"}, 2, []string{"-days 0 must be between 1 and 365"}, nil},
+		{"invite for too long", []string{"invite", "create", "-company", missing, "-email", "a@example.com", "-days", "366"}, 2, []string{"-days 366"}, nil},
+		{"invite with days not a number", []string{"invite", "create", "-company", missing, "-email", "a@example.com", "-days", "week"}, 2, []string{"-days"}, nil},
+		{"invite to missing company", []string{"invite", "create", "-company", missing, "-email", "a@example.com"}, 1, []string{"invite create: no company with id " + missing}, errNotFound},
+		{"list missing company", []string{"invite", "list", "-company", missing}, 1, []string{"invite list: no company with id " + missing}, errNotFound},
+		{"revoke without id", []string{"invite", "revoke", "-company", co.ID}, 2, []string{"-id is required"}, nil},
+		{"revoke unknown invitation", []string{"invite", "revoke", "-company", co.ID, "-id", missing}, 1, []string{"no open invitation " + missing, "invite list"}, errNotFound},
+		{"revoke invitation of another company", []string{"invite", "revoke", "-company", missing, "-id", inv.ID}, 1, []string{"no open invitation " + inv.ID}, errNotFound},
+		{"domain without domain", []string{"domain", "add", "-company", co.ID}, 2, []string{"-domain is required"}, nil},
+		{"domain without dot", []string{"domain", "add", "-company", co.ID, "-domain", "localhost"}, 2, []string{`-domain "localhost" is not a domain name`}, nil},
+		{"domain with underscore", []string{"domain", "add", "-company", co.ID, "-domain", "my_company.com"}, 2, []string{"is not a domain name"}, nil},
+		{"domain with empty label", []string{"domain", "add", "-company", co.ID, "-domain", "example..com"}, 2, []string{"is not a domain name"}, nil},
+		{"domain with leading hyphen", []string{"domain", "remove", "-company", co.ID, "-domain", "-example.com"}, 2, []string{"is not a domain name"}, nil},
+		{"domain that is an address", []string{"domain", "add", "-company", co.ID, "-domain", "ana@example.com"}, 2, []string{"is not a domain name"}, nil},
+		{"domain with bad company", []string{"domain", "add", "-company", "acme", "-domain", "example.com"}, 2, []string{`-company "acme" is not a UUID`}, nil},
+		{"domain to missing company", []string{"domain", "add", "-company", missing, "-domain", "example.com"}, 1, []string{"domain add: no company with id " + missing}, errNotFound},
+		{"remove domain the company lacks", []string{"domain", "remove", "-company", co.ID, "-domain", "other.example"}, 1, []string{"company " + co.ID + " has no domain other.example"}, errNotFound},
+		{"revoke sessions without email", []string{"user", "revoke-sessions"}, 2, []string{"-email is required"}, nil},
+		{"revoke sessions of unknown user", []string{"user", "revoke-sessions", "-email", "ghost@example.com"}, 1, []string{"user revoke-sessions: no user with email ghost@example.com"}, errNotFound},
+		{"invite takes no password", []string{"invite", "list", "-company", co.ID, "-password", "hunter2-hunter2"}, 2, []string{"invite list takes no password"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := postgresEnv(t, dbURL)
+			env["GATEWAY_DB_TIMEOUT"] = "2s"
+			r := runCLI(env, "", tc.args...)
+			if r.err == nil || r.code != tc.code {
+				t.Fatalf("exit %d (%v), want %d", r.code, r.err, tc.code)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(r.err.Error(), want) {
+					t.Errorf("error does not say %q:\n%v", want, r.err)
+				}
+			}
+			if tc.sentinel != nil && !errors.Is(r.err, tc.sentinel) {
+				t.Errorf("error does not wrap %v: %v", tc.sentinel, r.err)
+			}
+			if r.stdout != "" {
+				t.Errorf("a failed command printed a result: %q", r.stdout)
+			}
+		})
+	}
+
+	// None of the refused commands changed anything.
+	if open, err := store.ListOpenInvitations(ctx, co.ID); err != nil || len(open) != 1 || open[0].ID != inv.ID {
+		t.Errorf("invitations after refused commands: %+v, %v; want only %s", open, err, inv.ID)
+	}
+	if got, err := store.CompanyForDomain(ctx, "kept.example"); err != nil || got != co.ID {
+		t.Errorf("domain after refused commands: %q, %v", got, err)
+	}
+	if active, err := store.CompanyActive(ctx, co.ID); err != nil || !active {
+		t.Errorf("company after refused commands: active %v, %v", active, err)
+	}
+}
+
+func TestCLITenancyCommandsOnPreviousSchemaAskForMigrate(t *testing.T) {
+	dbURL := emptyTestDatabaseURL(t)
+	mustExec(t, sqlConn(t, dbURL), previousSchemaSQL)
+	env := postgresEnv(t, dbURL)
+	mustExec(t, sqlConn(t, dbURL), "INSERT INTO users (email, hashed_password) VALUES ('old@example.com', 'x')")
+	for _, args := range [][]string{
+		{"invite", "list", "-company", "7d3f0a52-5b1e-4c7e-9a59-1f7f3f0b9a11"},
+		{"domain", "add", "-company", "7d3f0a52-5b1e-4c7e-9a59-1f7f3f0b9a11", "-domain", "example.com"},
+		{"user", "revoke-sessions", "-email", "old@example.com"},
+	} {
+		r := runCLI(env, "", args...)
+		if r.code != 1 || !strings.Contains(r.err.Error(), "run `atenex-api-gateway migrate` first") {
+			t.Errorf("%s on the previous schema: exit %d: %v; want exit 1 asking to run migrate", strings.Join(args[:2], " "), r.code, r.err)
+		}
 	}
 }

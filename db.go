@@ -7,15 +7,19 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -31,8 +35,12 @@ var errInvitationClosed = errors.New("invitation no longer open")
 var errSchemaNotMigrated = errors.New("database schema is not migrated")
 
 // errDuplicate is returned (wrapped) by CreateUser when a user with the same email, in any
-// letter case, already exists.
+// letter case, already exists, and by AddDomain when another company has the domain.
 var errDuplicate = errors.New("already exists")
+
+// errInvalidInput is returned (wrapped) when a write carries a value the caller should have
+// refused (an unknown invitation role, an empty email): a client mistake, not an outage.
+var errInvalidInput = errors.New("invalid input")
 
 // User is a row of the users table.
 type User struct {
@@ -69,7 +77,9 @@ type StoreChange struct {
 	ID    string
 }
 
-// WatchHooks receive what Store.Watch sees. Each may be nil.
+// WatchHooks receive what Store.Watch sees. Each may be nil. They are called from one
+// goroutine, one at a time; Lost and Listening alternate (a listener that keeps failing to
+// reconnect reports Lost once, not at every attempt).
 type WatchHooks struct {
 	Changed   func(StoreChange)
 	Lost      func(err error) // notifications stopped: changes may go unseen until Listening
@@ -197,6 +207,9 @@ type pgStore struct {
 	pool     *pgxpool.Pool
 	timeout  time.Duration // deadline of every call
 	attempts int           // how many connections one idempotent call may try
+	// watchIdle is how long Watch waits for a notification before it pings the server: a
+	// database that hangs (TCP alive, no answers) would otherwise keep it waiting forever.
+	watchIdle time.Duration
 }
 
 // pgMaxConns bounds the pool. A proxied request needs at most one short indexed query (and
@@ -228,7 +241,7 @@ func openPostgres(ctx context.Context, connString string, timeout time.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
-	return &pgStore{pool: pool, timeout: timeout, attempts: pgMaxConns + 1}, nil
+	return &pgStore{pool: pool, timeout: timeout, attempts: pgMaxConns + 1, watchIdle: defaultWatchIdle}, nil
 }
 
 // withConn runs f on a pooled connection under the store's deadline. When the connection
@@ -254,14 +267,45 @@ func (s *pgStore) withConn(ctx context.Context, idempotent bool, f func(ctx cont
 	}
 }
 
-// userColumns is every User field, NULLs mapped as User documents them. A NULL is_active
-// reads as inactive: when in doubt, refuse.
-const userColumns = `id::text, coalesce(company_id::text, ''), email, hashed_password,
-	coalesce(full_name, ''), coalesce(role, 'user'), coalesce(is_active, false)`
+// userColumns is every User field, read from userFrom, NULLs mapped as User documents them.
+// A NULL is_active (the user's or the company's) reads as inactive: when in doubt, refuse.
+const userColumns = `u.id::text, coalesce(u.company_id::text, ''), u.email, u.hashed_password,
+	coalesce(u.full_name, ''), coalesce(u.role, 'user'), coalesce(u.is_active, false),
+	u.tokens_valid_after, coalesce(c.is_active, false)`
+
+// userFrom joins the user's company, so that the one round trip that loads a user also says
+// whether their company is active.
+const userFrom = ` FROM users u LEFT JOIN companies c ON c.id = u.company_id`
 
 func scanUser(row pgx.Row, u *User) error {
-	return row.Scan(&u.ID, &u.CompanyID, &u.Email, &u.HashedPassword, &u.FullName, &u.Role, &u.IsActive)
+	var validAfter pgtype.Timestamptz
+	err := row.Scan(&u.ID, &u.CompanyID, &u.Email, &u.HashedPassword, &u.FullName, &u.Role, &u.IsActive,
+		&validAfter, &u.CompanyActive)
+	if err != nil {
+		return err
+	}
+	u.TokensValidAfter = pgTime(validAfter)
+	return nil
 }
+
+// farFuture stands for 'infinity': every token was issued before it.
+var farFuture = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// pgTime maps a nullable timestamptz to a time.Time: zero for NULL and '-infinity' (nothing
+// revoked, never accepted), farFuture for 'infinity'.
+func pgTime(t pgtype.Timestamptz) time.Time {
+	switch {
+	case !t.Valid || t.InfinityModifier == pgtype.NegativeInfinity:
+		return time.Time{}
+	case t.InfinityModifier == pgtype.Infinity:
+		return farFuture
+	}
+	return t.Time
+}
+
+// sqlText reports whether PostgreSQL can hold s as text: it refuses NUL bytes and invalid
+// UTF-8 with an error that must not be mistaken for an outage.
+func sqlText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 // UserByID is on the path of every proxied request whose user check is not cached: one
 // round trip on a prepared statement.
@@ -271,7 +315,7 @@ func (s *pgStore) UserByID(ctx context.Context, id string) (User, error) {
 	}
 	var u User
 	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		return scanUser(c.QueryRow(ctx, "SELECT "+userColumns+" FROM users WHERE id = $1", id), &u)
+		return scanUser(c.QueryRow(ctx, "SELECT "+userColumns+userFrom+" WHERE u.id = $1", id), &u)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, errNotFound
@@ -285,10 +329,13 @@ func (s *pgStore) UserByID(ctx context.Context, id string) (User, error) {
 // UserByEmail matches case-insensitively. Should a legacy database hold two emails differing
 // only in case (no users_email_lower_key index there), the exact spelling wins.
 func (s *pgStore) UserByEmail(ctx context.Context, email string) (User, error) {
+	if !sqlText(email) {
+		return User{}, errNotFound
+	}
 	var u User
 	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		return scanUser(c.QueryRow(ctx, "SELECT "+userColumns+
-			" FROM users WHERE lower(email) = lower($1) ORDER BY email = $1 DESC LIMIT 1", email), &u)
+		return scanUser(c.QueryRow(ctx, "SELECT "+userColumns+userFrom+
+			" WHERE lower(u.email) = lower($1) ORDER BY u.email = $1 DESC LIMIT 1", email), &u)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, errNotFound
@@ -393,6 +440,7 @@ func (s *pgStore) CreateCompany(ctx context.Context, name string) (Company, erro
 
 // CreateUser inserts an active user. The NOT EXISTS guard refuses an email differing only in
 // case even on a database without users_email_lower_key; the unique indexes close the race.
+// The insert sits in a CTE so that the same statement reads the company's is_active.
 func (s *pgStore) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	role := nu.Role
 	if role == "" {
@@ -410,10 +458,13 @@ func (s *pgStore) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	}
 	var u User
 	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
-		return scanUser(c.QueryRow(ctx, `INSERT INTO users (email, hashed_password, full_name, role, company_id)
-			SELECT $1::text, $2::text, $3::text, $4::text, $5::uuid
-			WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1::text))
-			RETURNING `+userColumns, nu.Email, nu.HashedPassword, fullName, role, company), &u)
+		return scanUser(c.QueryRow(ctx, `WITH u AS (
+				INSERT INTO users (email, hashed_password, full_name, role, company_id)
+				SELECT $1::text, $2::text, $3::text, $4::text, $5::uuid
+				WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1::text))
+				RETURNING *)
+			SELECT `+userColumns+` FROM u LEFT JOIN companies c ON c.id = u.company_id`,
+			nu.Email, nu.HashedPassword, fullName, role, company), &u)
 	})
 	switch {
 	case err == nil:
@@ -427,19 +478,28 @@ func (s *pgStore) CreateUser(ctx context.Context, nu NewUser) (User, error) {
 	}
 }
 
-// SetPassword replaces the password hash of the user with that email (any letter case).
+// SetPassword replaces the password hash of the user with that email (any letter case) and
+// revokes every token issued before: whoever knew the old password may hold one.
 func (s *pgStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
-	return s.updateByEmail(ctx, "set password", email,
-		"UPDATE users SET hashed_password = $2, updated_at = now() WHERE lower(email) = lower($1)", hashedPassword)
+	return s.updateByEmail(ctx, "set password", email, `UPDATE users
+		SET hashed_password = $2, updated_at = now(), tokens_valid_after = date_trunc('second', now())
+		WHERE lower(email) = lower($1)`, hashedPassword)
 }
 
-// SetActive activates or deactivates the user with that email (any letter case).
+// SetActive activates or deactivates the user with that email (any letter case). A
+// deactivation also revokes every token issued before it, so that activating the user
+// again does not bring back the sessions of whoever got them deactivated.
 func (s *pgStore) SetActive(ctx context.Context, email string, active bool) error {
-	return s.updateByEmail(ctx, "set active", email,
-		"UPDATE users SET is_active = $2, updated_at = now() WHERE lower(email) = lower($1)", active)
+	return s.updateByEmail(ctx, "set active", email, `UPDATE users
+		SET is_active = $2, updated_at = now(),
+			tokens_valid_after = CASE WHEN $2 THEN tokens_valid_after ELSE date_trunc('second', now()) END
+		WHERE lower(email) = lower($1)`, active)
 }
 
 func (s *pgStore) updateByEmail(ctx context.Context, what, email, sql string, value any) error {
+	if !sqlText(email) {
+		return errNotFound
+	}
 	var tag pgconn.CommandTag
 	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) (err error) {
 		tag, err = c.Exec(ctx, sql, email, value)
@@ -454,7 +514,8 @@ func (s *pgStore) updateByEmail(ctx context.Context, what, email, sql string, va
 	return nil
 }
 
-// SetCompanyActive activates or deactivates a company (operators; not part of Store).
+// SetCompanyActive activates or deactivates a company. Its users' tokens are refused while it
+// is inactive and work again once it is active: nothing is revoked.
 func (s *pgStore) SetCompanyActive(ctx context.Context, id string, active bool) error {
 	if !isUUID(id) {
 		return errNotFound
@@ -471,6 +532,490 @@ func (s *pgStore) SetCompanyActive(ctx context.Context, id string, active bool) 
 		return errNotFound
 	}
 	return nil
+}
+
+// RevokeSessions refuses every token of the user issued before now. The value is truncated to
+// the second because tokens carry iat in whole seconds: a token issued in the same second
+// stays valid, which lets the user sign in again at once.
+func (s *pgStore) RevokeSessions(ctx context.Context, userID string) (time.Time, error) {
+	if !isUUID(userID) {
+		return time.Time{}, errNotFound
+	}
+	var validAfter pgtype.Timestamptz
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, `UPDATE users SET tokens_valid_after = date_trunc('second', now()), updated_at = now()
+			WHERE id = $1 RETURNING tokens_valid_after`, userID).Scan(&validAfter)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, errNotFound
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
+	}
+	return pgTime(validAfter), nil
+}
+
+// invitationColumns is every Invitation field of company_invitations i.
+const invitationColumns = `i.id::text, i.company_id::text, i.email, i.role, coalesce(i.created_by::text, ''),
+	i.created_at, i.expires_at, i.accepted_at, i.revoked_at`
+
+// invitationOpen is the SQL condition of an open invitation i.
+const invitationOpen = `i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > now()`
+
+func scanInvitation(row pgx.Row, inv *Invitation) error {
+	var accepted, revoked pgtype.Timestamptz
+	err := row.Scan(&inv.ID, &inv.CompanyID, &inv.Email, &inv.Role, &inv.CreatedBy,
+		&inv.CreatedAt, &inv.ExpiresAt, &accepted, &revoked)
+	if err != nil {
+		return err
+	}
+	inv.AcceptedAt, inv.RevokedAt = pgTime(accepted), pgTime(revoked)
+	return nil
+}
+
+// OpenInvitation returns the newest open invitation of email to an active company. The
+// condition matches the partial index company_invitations_open_email.
+func (s *pgStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
+	var company any // NULL: any company
+	if companyID != "" {
+		if !isUUID(companyID) {
+			return Invitation{}, errNotFound
+		}
+		company = companyID
+	}
+	if !sqlText(email) {
+		return Invitation{}, errNotFound
+	}
+	var inv Invitation
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		return scanInvitation(c.QueryRow(ctx, `SELECT `+invitationColumns+`
+			FROM company_invitations i JOIN companies c ON c.id = i.company_id
+			WHERE lower(i.email) = lower($1) AND `+invitationOpen+`
+				AND ($2::uuid IS NULL OR i.company_id = $2::uuid) AND coalesce(c.is_active, false)
+			ORDER BY i.created_at DESC, i.id DESC LIMIT 1`, email, company), &inv)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Invitation{}, errNotFound
+	}
+	if err != nil {
+		return Invitation{}, fmt.Errorf("open invitation of %s: %w", email, err)
+	}
+	return inv, nil
+}
+
+// CompanyForDomain returns the active company registered for domain.
+func (s *pgStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
+	if !sqlText(domain) {
+		return "", errNotFound
+	}
+	var id string
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT d.company_id::text
+			FROM company_domains d JOIN companies c ON c.id = d.company_id
+			WHERE d.domain = lower($1) AND coalesce(c.is_active, false)`, strings.ToLower(domain)).Scan(&id)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", errNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("company for domain %s: %w", domain, err)
+	}
+	return id, nil
+}
+
+// JoinCompany moves the user, accepting the invitation when there is one, in one
+// transaction: the invitation row is locked, so two requests cannot both accept it, and an
+// invitation revoked meanwhile is never accepted. Not retried on another connection once
+// sent: a commit whose answer was lost would otherwise report the invitation closed.
+func (s *pgStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
+	if !isUUID(userID) || !isUUID(companyID) {
+		return User{}, errNotFound
+	}
+	if invitationID != "" && !isUUID(invitationID) {
+		return User{}, errInvitationClosed // no such invitation can be open
+	}
+	var u User
+	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			return joinCompanyTx(ctx, tx, userID, companyID, invitationID, &u)
+		})
+	})
+	switch {
+	case errors.Is(err, errNotFound) || errors.Is(err, errInvitationClosed):
+		return User{}, err
+	case err != nil:
+		return User{}, fmt.Errorf("user %s join company %s (invitation %q): %w", userID, companyID, invitationID, err)
+	}
+	return u, nil
+}
+
+func joinCompanyTx(ctx context.Context, tx pgx.Tx, userID, companyID, invitationID string, u *User) error {
+	// The user first: the row is updated below anyway, and its email decides the invitation.
+	var email string
+	err := tx.QueryRow(ctx, "SELECT email FROM users WHERE id = $1 FOR UPDATE", userID).Scan(&email)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("lock user: %w", err)
+	}
+	var role any // NULL keeps the user's role
+	if invitationID != "" {
+		var invRole string
+		var usable bool
+		err := tx.QueryRow(ctx, `SELECT i.role, `+invitationOpen+` AND i.company_id = $2 AND lower(i.email) = lower($3)
+			FROM company_invitations i WHERE i.id = $1 FOR UPDATE`, invitationID, companyID, email).Scan(&invRole, &usable)
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && !usable {
+			return errInvitationClosed
+		}
+		if err != nil {
+			return fmt.Errorf("lock invitation: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE company_invitations SET accepted_at = now() WHERE id = $1", invitationID); err != nil {
+			return fmt.Errorf("accept invitation: %w", err)
+		}
+		role = invRole
+	}
+	// FOR SHARE holds off a concurrent deactivation until the user is in.
+	var active bool
+	err = tx.QueryRow(ctx, "SELECT coalesce(is_active, false) FROM companies WHERE id = $1 FOR SHARE", companyID).Scan(&active)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && !active {
+		return errNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("lock company: %w", err)
+	}
+	err = scanUser(tx.QueryRow(ctx, `WITH u AS (
+			UPDATE users SET company_id = $2, role = coalesce($3::text, role), updated_at = now()
+			WHERE id = $1 RETURNING *)
+		SELECT `+userColumns+` FROM u LEFT JOIN companies c ON c.id = u.company_id`, userID, companyID, role), u)
+	if err != nil {
+		return fmt.Errorf("move user: %w", err)
+	}
+	return nil
+}
+
+// schemaParts lists what the gateway needs, as CheckSchema names it when missing. to_regclass
+// resolves names through search_path, as the gateway's queries do.
+const schemaPartsSQL = `SELECT what FROM (VALUES
+	(1, 'table companies', to_regclass('companies') IS NOT NULL),
+	(2, 'table users', to_regclass('users') IS NOT NULL),
+	(3, 'column users.tokens_valid_after', EXISTS (SELECT 1 FROM pg_attribute
+		WHERE attrelid = to_regclass('users') AND attname = 'tokens_valid_after' AND NOT attisdropped)),
+	(4, 'table company_invitations', to_regclass('company_invitations') IS NOT NULL),
+	(5, 'table company_domains', to_regclass('company_domains') IS NOT NULL),
+	(6, 'trigger atenex_gateway_users_changed', EXISTS (SELECT 1 FROM pg_trigger
+		WHERE tgrelid = to_regclass('users') AND tgname = 'atenex_gateway_users_changed' AND tgenabled <> 'D')),
+	(7, 'trigger atenex_gateway_users_deleted', EXISTS (SELECT 1 FROM pg_trigger
+		WHERE tgrelid = to_regclass('users') AND tgname = 'atenex_gateway_users_deleted' AND tgenabled <> 'D')),
+	(8, 'trigger atenex_gateway_companies_changed', EXISTS (SELECT 1 FROM pg_trigger
+		WHERE tgrelid = to_regclass('companies') AND tgname = 'atenex_gateway_companies_changed' AND tgenabled <> 'D')),
+	(9, 'trigger atenex_gateway_companies_deleted', EXISTS (SELECT 1 FROM pg_trigger
+		WHERE tgrelid = to_regclass('companies') AND tgname = 'atenex_gateway_companies_deleted' AND tgenabled <> 'D'))
+) AS parts(n, what, present) WHERE NOT present ORDER BY n`
+
+// CheckSchema looks in the catalog, in one round trip, for every table, column and trigger
+// the gateway relies on; a disabled trigger counts as missing, since replicas would then
+// miss changes silently.
+func (s *pgStore) CheckSchema(ctx context.Context) error {
+	var missing []string
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		rows, err := c.Query(ctx, schemaPartsSQL)
+		if err != nil {
+			return err
+		}
+		missing, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("check schema: %w", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing %s", errSchemaNotMigrated, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// invitationRole returns the stored role of a new invitation ("" means "user"): only the
+// two roles the gateway knows may be handed out.
+func invitationRole(role string) (string, error) {
+	switch role {
+	case "":
+		return "user", nil
+	case "user", "admin":
+		return role, nil
+	}
+	return "", fmt.Errorf("role %q is neither user nor admin: %w", role, errInvalidInput)
+}
+
+// checkNewInvitation validates inv for CreateInvitation and returns its stored role.
+func checkNewInvitation(inv Invitation) (string, error) {
+	if !isUUID(inv.CompanyID) {
+		return "", fmt.Errorf("company %q: %w", inv.CompanyID, errNotFound)
+	}
+	if inv.CreatedBy != "" && !isUUID(inv.CreatedBy) {
+		return "", fmt.Errorf("creator %q: %w", inv.CreatedBy, errNotFound)
+	}
+	if inv.Email == "" || !sqlText(inv.Email) {
+		return "", fmt.Errorf("email %q: %w", inv.Email, errInvalidInput)
+	}
+	if inv.ExpiresAt.IsZero() {
+		return "", fmt.Errorf("no expiry: %w", errInvalidInput)
+	}
+	return invitationRole(inv.Role)
+}
+
+// CreateInvitation stores an invitation of inv.Email (as given; matched ignoring case) to
+// inv.CompanyID until inv.ExpiresAt. The company need not be active: the invitation opens
+// when it is.
+func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
+	role, err := checkNewInvitation(inv)
+	if err != nil {
+		return Invitation{}, fmt.Errorf("create invitation of %s: %w", inv.Email, err)
+	}
+	var createdBy any // NULL for ""
+	if inv.CreatedBy != "" {
+		createdBy = inv.CreatedBy
+	}
+	var out Invitation
+	err = s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
+		return scanInvitation(c.QueryRow(ctx, `INSERT INTO company_invitations AS i
+			(company_id, email, role, created_by, expires_at) VALUES ($1, $2, $3, $4, $5)
+			RETURNING `+invitationColumns, inv.CompanyID, inv.Email, role, createdBy, inv.ExpiresAt), &out)
+	})
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.As(err, &pgErr) && pgErr.Code == "23503" && strings.Contains(pgErr.ConstraintName, "created_by"):
+		return Invitation{}, fmt.Errorf("create invitation of %s: creator %s: %w", inv.Email, inv.CreatedBy, errNotFound)
+	case isPgCode(err, "23503"): // foreign_key_violation: no such company
+		return Invitation{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
+	default:
+		return Invitation{}, fmt.Errorf("create invitation of %s to company %s: %w", inv.Email, inv.CompanyID, err)
+	}
+}
+
+// ListOpenInvitations returns the company's open invitations, newest first; errNotFound
+// when the company does not exist.
+func (s *pgStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
+	if !isUUID(companyID) {
+		return nil, errNotFound
+	}
+	var invs []Invitation
+	var exists bool
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT `+invitationColumns+` FROM company_invitations i
+			WHERE i.company_id = $1 AND `+invitationOpen+` ORDER BY i.created_at DESC, i.id DESC`, companyID)
+		if err != nil {
+			return err
+		}
+		invs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Invitation, error) {
+			var inv Invitation
+			err := scanInvitation(row, &inv)
+			return inv, err
+		})
+		if err != nil || len(invs) > 0 {
+			exists = true
+			return err
+		}
+		// Only an empty list needs telling "no such company" from "nothing open".
+		return c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", companyID).Scan(&exists)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open invitations of company %s: %w", companyID, err)
+	}
+	if !exists {
+		return nil, errNotFound
+	}
+	return invs, nil
+}
+
+// RevokeInvitation closes an open invitation of the company.
+func (s *pgStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
+	if !isUUID(companyID) || !isUUID(invitationID) {
+		return errNotFound
+	}
+	var tag pgconn.CommandTag
+	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) (err error) {
+		tag, err = c.Exec(ctx, `UPDATE company_invitations i SET revoked_at = now()
+			WHERE i.id = $1 AND i.company_id = $2 AND `+invitationOpen, invitationID, companyID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("revoke invitation %s of company %s: %w", invitationID, companyID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errNotFound
+	}
+	return nil
+}
+
+// AddDomain registers domain (stored in lower case) for the company. One statement decides
+// every case without a race: no row when the company does not exist, and on a conflict the
+// no-op update locks and returns the row that holds the domain, even one committed by a
+// concurrent AddDomain after this statement began.
+func (s *pgStore) AddDomain(ctx context.Context, domain, companyID string) error {
+	if !isUUID(companyID) {
+		return errNotFound
+	}
+	if domain == "" || !sqlText(domain) {
+		return fmt.Errorf("add domain %q: %w", domain, errInvalidInput)
+	}
+	domain = strings.ToLower(domain)
+	var holder string
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		return c.QueryRow(ctx, `INSERT INTO company_domains (domain, company_id)
+			SELECT lower($1), id FROM companies WHERE id = $2
+			ON CONFLICT (domain) DO UPDATE SET company_id = company_domains.company_id
+			RETURNING company_id::text`, domain, companyID).Scan(&holder)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || isPgCode(err, "23503"): // no such company (or deleted meanwhile)
+		return errNotFound
+	case err != nil:
+		return fmt.Errorf("add domain %s to company %s: %w", domain, companyID, err)
+	case holder != strings.ToLower(companyID):
+		return fmt.Errorf("add domain %s to company %s: registered to company %s: %w", domain, companyID, holder, errDuplicate)
+	}
+	return nil
+}
+
+// RemoveDomain unregisters domain from the company.
+func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
+	if !isUUID(companyID) || !sqlText(domain) {
+		return errNotFound
+	}
+	var tag pgconn.CommandTag
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) (err error) {
+		tag, err = c.Exec(ctx, "DELETE FROM company_domains WHERE domain = lower($1) AND company_id = $2",
+			strings.ToLower(domain), companyID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("remove domain %s of company %s: %w", domain, companyID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errNotFound
+	}
+	return nil
+}
+
+// watchChannel is the channel schema.sql's triggers notify.
+const watchChannel = "atenex_gateway_changes"
+
+// listenerAppName tells the listener connection apart in pg_stat_activity.
+const listenerAppName = "atenex-api-gateway-listener"
+
+const (
+	// defaultWatchIdle: a quiet listener pings this often; a hanging server is noticed
+	// within defaultWatchIdle plus the store's deadline. Meanwhile the cache TTL bounds
+	// staleness, as during any outage.
+	defaultWatchIdle = 5 * time.Second
+	// The first reconnection is quick (a restarted server or a killed backend is usually
+	// back at once); later ones slow down to a few a second per replica at most.
+	watchMinBackoff = 100 * time.Millisecond
+	watchMaxBackoff = 2 * time.Second
+)
+
+// Watch keeps one connection of its own (a pooled one would be handed to queries, and
+// LISTEN belongs to a session) listening on watchChannel until ctx ends.
+func (s *pgStore) Watch(ctx context.Context, hooks WatchHooks) {
+	cfg := s.pool.Config().ConnConfig // already a copy
+	cfg.ConnectTimeout = s.timeout
+	cfg.RuntimeParams["application_name"] = listenerAppName
+	backoff := watchMinBackoff
+	lost := false // whether Lost was the last hook called
+	for {
+		var since time.Time // when notifications began to flow, zero when they never did
+		err := s.listen(ctx, cfg, hooks, func() {
+			since, lost = time.Now(), false
+			if hooks.Listening != nil {
+				hooks.Listening()
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if !lost {
+			lost = true
+			if hooks.Lost != nil {
+				hooks.Lost(err)
+			}
+		}
+		// A connection that served a while starts over quickly; one that keeps failing
+		// right after connecting does not turn into a loop.
+		if !since.IsZero() && time.Since(since) >= watchMaxBackoff {
+			backoff = watchMinBackoff
+		}
+		wait := time.NewTimer(backoff - backoff/4 + mathrand.N(backoff/2)) // jitter: replicas do not reconnect in step
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return
+		case <-wait.C:
+		}
+		backoff = min(2*backoff, watchMaxBackoff)
+	}
+}
+
+// listen runs one connection: connect, LISTEN, call listening, deliver notifications. It
+// returns why it stopped (nil when ctx ended).
+func (s *pgStore) listen(ctx context.Context, cfg *pgx.ConnConfig, hooks WatchHooks, listening func()) error {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("watch: connect: %w", err)
+	}
+	defer func() {
+		// Bounded: a hanging server must not hold the reconnection up.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		conn.Close(cctx)
+		cancel()
+	}()
+	lctx, cancel := context.WithTimeout(ctx, s.timeout)
+	_, err = conn.Exec(lctx, "LISTEN "+watchChannel)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("watch: listen: %w", err)
+	}
+	listening()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, s.watchIdle)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			if change, ok := parseStoreChange(n.Channel, n.Payload); ok && hooks.Changed != nil {
+				hooks.Changed(change)
+			}
+		case ctx.Err() != nil:
+			return nil
+		case wctx.Err() != nil && !conn.IsClosed():
+			// Quiet for watchIdle: a timed-out read leaves the connection usable, so ask
+			// the server whether it is still there.
+			pctx, cancel := context.WithTimeout(ctx, s.timeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("watch: ping: %w", err)
+			}
+		default:
+			return fmt.Errorf("watch: wait for notification: %w", err)
+		}
+	}
+}
+
+// parseStoreChange reads a payload of schema.sql's triggers: "users:<uuid>" or
+// "companies:<uuid>". Anything else (another sender on the channel) is ignored.
+func parseStoreChange(channel, payload string) (StoreChange, bool) {
+	table, id, ok := strings.Cut(payload, ":")
+	if channel != watchChannel || !ok || table != "users" && table != "companies" || !isUUID(id) {
+		return StoreChange{}, false
+	}
+	return StoreChange{Table: table, ID: strings.ToLower(id)}, true
 }
 
 // Stats reports the pool's connections, for metrics.
@@ -490,27 +1035,52 @@ func isPgCode(err error, code string) bool {
 
 // memoryStore is the -dev Store: the same contract as pgStore, held in memory.
 type memoryStore struct {
-	mu        sync.RWMutex
-	users     map[string]*memoryUser // by id
-	byEmail   map[string]string      // lower(email) → id
-	companies map[string]*Company    // by id
+	mu          sync.RWMutex
+	users       map[string]*memoryUser       // by id
+	byEmail     map[string]string            // lower(email) → id
+	companies   map[string]*Company          // by id
+	invitations map[string]*memoryInvitation // by id
+	invSeq      uint64                       // orders invitations created in the same instant
+	domains     map[string]string            // lower(domain) → company id
+
+	watchMu  sync.Mutex
+	watchers map[*WatchHooks]struct{}
 }
 
 type memoryUser struct {
-	User
+	User                 // CompanyActive is filled in when read, from companies
 	updatedAt, lastLogin time.Time
+}
+
+type memoryInvitation struct {
+	Invitation
+	seq uint64
 }
 
 func newMemoryStore() *memoryStore {
 	return &memoryStore{
-		users:     make(map[string]*memoryUser),
-		byEmail:   make(map[string]string),
-		companies: make(map[string]*Company),
+		users:       make(map[string]*memoryUser),
+		byEmail:     make(map[string]string),
+		companies:   make(map[string]*Company),
+		invitations: make(map[string]*memoryInvitation),
+		domains:     make(map[string]string),
+		watchers:    make(map[*WatchHooks]struct{}),
 	}
 }
 
 // UUIDs arrive in either case, as PostgreSQL accepts them; keys are lower-case.
 func memoryKey(id string) string { return strings.ToLower(id) }
+
+// memoryTime keeps what PostgreSQL's timestamptz keeps: microseconds, no monotonic reading.
+func memoryTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
+// userLocked is u as the store returns it; m.mu must be held.
+func (m *memoryStore) userLocked(u *memoryUser) User {
+	out := u.User
+	c, ok := m.companies[u.CompanyID]
+	out.CompanyActive = ok && u.CompanyID != "" && c.IsActive
+	return out
+}
 
 func (m *memoryStore) UserByID(ctx context.Context, id string) (User, error) {
 	if err := ctx.Err(); err != nil {
@@ -525,7 +1095,7 @@ func (m *memoryStore) UserByID(ctx context.Context, id string) (User, error) {
 	if !ok {
 		return User{}, errNotFound
 	}
-	return u.User, nil
+	return m.userLocked(u), nil
 }
 
 func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, error) {
@@ -538,7 +1108,7 @@ func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, erro
 	if !ok {
 		return User{}, errNotFound
 	}
-	return m.users[id].User, nil
+	return m.userLocked(m.users[id]), nil
 }
 
 func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
@@ -546,16 +1116,23 @@ func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID stri
 		return errNotFound
 	}
 	companyID = memoryKey(companyID)
-	return m.updateByID(ctx, "set company "+companyID, userID, func(u *memoryUser) error {
+	changed := false
+	err := m.updateByID(ctx, "set company "+companyID, userID, func(u *memoryUser) error {
 		if _, ok := m.companies[companyID]; companyID != "" && !ok {
 			return errNotFound
 		}
+		changed = u.CompanyID != companyID
 		u.CompanyID, u.updatedAt = companyID, time.Now()
 		return nil
 	})
+	if changed {
+		m.notify("users", memoryKey(userID))
+	}
+	return err
 }
 
 func (m *memoryStore) TouchLastLogin(ctx context.Context, userID string) error {
+	// Not notified, as the database's trigger ignores last_login: no cache holds it.
 	return m.updateByID(ctx, "touch last login", userID, func(u *memoryUser) error {
 		u.lastLogin = time.Now()
 		return nil
@@ -634,17 +1211,28 @@ func (m *memoryStore) CreateUser(ctx context.Context, nu NewUser) (User, error) 
 	if _, ok := m.companies[u.CompanyID]; u.CompanyID != "" && !ok {
 		return User{}, fmt.Errorf("create user %s: company %s: %w", nu.Email, nu.CompanyID, errNotFound)
 	}
-	m.users[u.ID] = &memoryUser{User: u, updatedAt: time.Now()}
+	mu := &memoryUser{User: u, updatedAt: time.Now()}
+	m.users[u.ID] = mu
 	m.byEmail[key] = u.ID
-	return u, nil
+	return m.userLocked(mu), nil
 }
 
+// revokeNow is tokens_valid_after as the database stores it: now, in whole seconds.
+func revokeNow() time.Time { return time.Now().Truncate(time.Second) }
+
 func (m *memoryStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
-	return m.updateByEmail(ctx, "set password", email, func(u *memoryUser) { u.HashedPassword = hashedPassword })
+	return m.updateByEmail(ctx, "set password", email, func(u *memoryUser) {
+		u.HashedPassword, u.TokensValidAfter = hashedPassword, revokeNow()
+	})
 }
 
 func (m *memoryStore) SetActive(ctx context.Context, email string, active bool) error {
-	return m.updateByEmail(ctx, "set active", email, func(u *memoryUser) { u.IsActive = active })
+	return m.updateByEmail(ctx, "set active", email, func(u *memoryUser) {
+		u.IsActive = active
+		if !active {
+			u.TokensValidAfter = revokeNow()
+		}
+	})
 }
 
 func (m *memoryStore) updateByEmail(ctx context.Context, what, email string, update func(*memoryUser)) error {
@@ -652,18 +1240,26 @@ func (m *memoryStore) updateByEmail(ctx context.Context, what, email string, upd
 		return fmt.Errorf("%s of user %s: %w", what, email, err)
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	id, ok := m.byEmail[strings.ToLower(email)]
+	changed := false
+	if ok {
+		u := m.users[id]
+		before := u.User
+		update(u)
+		u.updatedAt = time.Now()
+		changed = u.User != before
+	}
+	m.mu.Unlock()
 	if !ok {
 		return errNotFound
 	}
-	u := m.users[id]
-	update(u)
-	u.updatedAt = time.Now()
+	if changed {
+		m.notify("users", id)
+	}
 	return nil
 }
 
-// SetCompanyActive activates or deactivates a company (operators; not part of Store).
+// SetCompanyActive activates or deactivates a company.
 func (m *memoryStore) SetCompanyActive(ctx context.Context, id string, active bool) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("set active of company %s: %w", id, err)
@@ -671,13 +1267,310 @@ func (m *memoryStore) SetCompanyActive(ctx context.Context, id string, active bo
 	if !isUUID(id) {
 		return errNotFound
 	}
+	id = memoryKey(id)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, ok := m.companies[memoryKey(id)]
+	c, ok := m.companies[id]
+	changed := ok && c.IsActive != active
+	if ok {
+		c.IsActive = active
+	}
+	m.mu.Unlock()
 	if !ok {
 		return errNotFound
 	}
-	c.IsActive = active
+	if changed {
+		m.notify("companies", id)
+	}
+	return nil
+}
+
+func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (time.Time, error) {
+	var validAfter time.Time
+	changed := false
+	err := m.updateByID(ctx, "revoke sessions", userID, func(u *memoryUser) error {
+		validAfter = revokeNow()
+		changed = !u.TokensValidAfter.Equal(validAfter)
+		u.TokensValidAfter, u.updatedAt = validAfter, time.Now()
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if changed {
+		m.notify("users", memoryKey(userID))
+	}
+	return validAfter, nil
+}
+
+// open reports whether inv is open at now; m.mu must be held.
+func (inv *memoryInvitation) open(now time.Time) bool {
+	return inv.AcceptedAt.IsZero() && inv.RevokedAt.IsZero() && inv.ExpiresAt.After(now)
+}
+
+// newer orders invitations newest first, as ORDER BY created_at DESC does.
+func (inv *memoryInvitation) newer(than *memoryInvitation) bool {
+	if !inv.CreatedAt.Equal(than.CreatedAt) {
+		return inv.CreatedAt.After(than.CreatedAt)
+	}
+	return inv.seq > than.seq
+}
+
+func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
+	if err := ctx.Err(); err != nil {
+		return Invitation{}, fmt.Errorf("open invitation of %s: %w", email, err)
+	}
+	if companyID != "" && !isUUID(companyID) {
+		return Invitation{}, errNotFound
+	}
+	companyID, email = memoryKey(companyID), strings.ToLower(email)
+	now := time.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var best *memoryInvitation
+	for _, inv := range m.invitations {
+		if !inv.open(now) || strings.ToLower(inv.Email) != email || companyID != "" && inv.CompanyID != companyID {
+			continue
+		}
+		if c := m.companies[inv.CompanyID]; c == nil || !c.IsActive {
+			continue
+		}
+		if best == nil || inv.newer(best) {
+			best = inv
+		}
+	}
+	if best == nil {
+		return Invitation{}, errNotFound
+	}
+	return best.Invitation, nil
+}
+
+func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("company for domain %s: %w", domain, err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	id, ok := m.domains[strings.ToLower(domain)]
+	if c := m.companies[id]; !ok || c == nil || !c.IsActive {
+		return "", errNotFound
+	}
+	return id, nil
+}
+
+// JoinCompany checks and changes everything under one write lock: all or nothing, as the
+// database's transaction.
+func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
+	if err := ctx.Err(); err != nil {
+		return User{}, fmt.Errorf("user %s join company %s: %w", userID, companyID, err)
+	}
+	if !isUUID(userID) || !isUUID(companyID) {
+		return User{}, errNotFound
+	}
+	if invitationID != "" && !isUUID(invitationID) {
+		return User{}, errInvitationClosed
+	}
+	userID, companyID, invitationID = memoryKey(userID), memoryKey(companyID), memoryKey(invitationID)
+	m.mu.Lock()
+	before := m.users[userID]
+	var old User
+	if before != nil {
+		old = before.User
+	}
+	u, err := m.joinLocked(userID, companyID, invitationID)
+	m.mu.Unlock()
+	if err != nil {
+		return User{}, err
+	}
+	if u.CompanyID != old.CompanyID || u.Role != old.Role {
+		m.notify("users", userID)
+	}
+	return u, nil
+}
+
+// joinLocked checks in the order pgStore does: user, invitation, company.
+func (m *memoryStore) joinLocked(userID, companyID, invitationID string) (User, error) {
+	u, ok := m.users[userID]
+	if !ok {
+		return User{}, errNotFound
+	}
+	var inv *memoryInvitation
+	if invitationID != "" {
+		inv = m.invitations[invitationID]
+		if inv == nil || !inv.open(time.Now()) || inv.CompanyID != companyID ||
+			strings.ToLower(inv.Email) != strings.ToLower(u.Email) {
+			return User{}, errInvitationClosed
+		}
+	}
+	if c, ok := m.companies[companyID]; !ok || !c.IsActive {
+		return User{}, errNotFound
+	}
+	now := time.Now()
+	if inv != nil {
+		inv.AcceptedAt = memoryTime(now)
+		u.Role = inv.Role
+	}
+	u.CompanyID, u.updatedAt = companyID, now
+	return m.userLocked(u), nil
+}
+
+func (m *memoryStore) CheckSchema(ctx context.Context) error { return nil }
+
+// Watch reports every change from the goroutine that made it, after the store's lock is
+// released, so a hook may call the store.
+func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
+	h := &hooks
+	m.watchMu.Lock()
+	if m.watchers == nil {
+		m.watchers = make(map[*WatchHooks]struct{})
+	}
+	m.watchers[h] = struct{}{}
+	m.watchMu.Unlock()
+	defer func() {
+		m.watchMu.Lock()
+		delete(m.watchers, h)
+		m.watchMu.Unlock()
+	}()
+	// Registered first: a change made meanwhile is reported, never lost.
+	if hooks.Listening != nil {
+		hooks.Listening()
+	}
+	<-ctx.Done()
+}
+
+// notify tells every watcher that the row changed, as the database's triggers do: only when a
+// value changed. m.mu must not be held.
+func (m *memoryStore) notify(table, id string) {
+	m.watchMu.Lock()
+	changed := make([]func(StoreChange), 0, len(m.watchers))
+	for h := range m.watchers {
+		if h.Changed != nil {
+			changed = append(changed, h.Changed)
+		}
+	}
+	m.watchMu.Unlock()
+	for _, f := range changed {
+		f(StoreChange{Table: table, ID: id})
+	}
+}
+
+func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
+	if err := ctx.Err(); err != nil {
+		return Invitation{}, fmt.Errorf("create invitation of %s: %w", inv.Email, err)
+	}
+	role, err := checkNewInvitation(inv)
+	if err != nil {
+		return Invitation{}, fmt.Errorf("create invitation of %s: %w", inv.Email, err)
+	}
+	stored := Invitation{
+		ID:        newUUID(),
+		CompanyID: memoryKey(inv.CompanyID),
+		Email:     inv.Email,
+		Role:      role,
+		CreatedBy: memoryKey(inv.CreatedBy),
+		CreatedAt: memoryTime(time.Now()),
+		ExpiresAt: memoryTime(inv.ExpiresAt),
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.companies[stored.CompanyID]; !ok {
+		return Invitation{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
+	}
+	if _, ok := m.users[stored.CreatedBy]; stored.CreatedBy != "" && !ok {
+		return Invitation{}, fmt.Errorf("create invitation of %s: creator %s: %w", inv.Email, inv.CreatedBy, errNotFound)
+	}
+	m.invSeq++
+	m.invitations[stored.ID] = &memoryInvitation{Invitation: stored, seq: m.invSeq}
+	return stored, nil
+}
+
+func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("open invitations of company %s: %w", companyID, err)
+	}
+	if !isUUID(companyID) {
+		return nil, errNotFound
+	}
+	companyID = memoryKey(companyID)
+	now := time.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if _, ok := m.companies[companyID]; !ok {
+		return nil, errNotFound
+	}
+	var open []*memoryInvitation
+	for _, inv := range m.invitations {
+		if inv.CompanyID == companyID && inv.open(now) {
+			open = append(open, inv)
+		}
+	}
+	slices.SortFunc(open, func(a, b *memoryInvitation) int {
+		if a.newer(b) {
+			return -1
+		}
+		return 1
+	})
+	invs := make([]Invitation, len(open))
+	for i, inv := range open {
+		invs[i] = inv.Invitation
+	}
+	return invs, nil
+}
+
+func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("revoke invitation %s of company %s: %w", invitationID, companyID, err)
+	}
+	if !isUUID(companyID) || !isUUID(invitationID) {
+		return errNotFound
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	inv := m.invitations[memoryKey(invitationID)]
+	if inv == nil || inv.CompanyID != memoryKey(companyID) || !inv.open(now) {
+		return errNotFound
+	}
+	inv.RevokedAt = memoryTime(now)
+	return nil
+}
+
+func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("add domain %s to company %s: %w", domain, companyID, err)
+	}
+	if !isUUID(companyID) {
+		return errNotFound
+	}
+	if domain == "" || !sqlText(domain) {
+		return fmt.Errorf("add domain %q: %w", domain, errInvalidInput)
+	}
+	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.companies[companyID]; !ok {
+		return errNotFound
+	}
+	if holder, ok := m.domains[domain]; ok && holder != companyID {
+		return fmt.Errorf("add domain %s to company %s: registered to company %s: %w", domain, companyID, holder, errDuplicate)
+	}
+	m.domains[domain] = companyID
+	return nil
+}
+
+func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remove domain %s of company %s: %w", domain, companyID, err)
+	}
+	if !isUUID(companyID) {
+		return errNotFound
+	}
+	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if holder, ok := m.domains[domain]; !ok || holder != companyID {
+		return errNotFound
+	}
+	delete(m.domains, domain)
 	return nil
 }
 
@@ -704,67 +1597,4 @@ func newUUID() string {
 		j += 2
 	}
 	return string(out[:])
-}
-
-// TODO(tenancy-store): the stubs below are replaced by the real implementations.
-var errNotImplemented = errors.New("not implemented")
-
-func (s *pgStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
-	return Invitation{}, errNotImplemented
-}
-func (s *pgStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
-	return "", errNotImplemented
-}
-func (s *pgStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
-	return User{}, errNotImplemented
-}
-func (s *pgStore) RevokeSessions(ctx context.Context, userID string) (time.Time, error) {
-	return time.Time{}, errNotImplemented
-}
-func (s *pgStore) CheckSchema(ctx context.Context) error       { return nil }
-func (s *pgStore) Watch(ctx context.Context, hooks WatchHooks) { <-ctx.Done() }
-func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
-	return Invitation{}, errNotImplemented
-}
-func (s *pgStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
-	return nil, errNotImplemented
-}
-func (s *pgStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
-	return errNotImplemented
-}
-func (s *pgStore) AddDomain(ctx context.Context, domain, companyID string) error {
-	return errNotImplemented
-}
-func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
-	return errNotImplemented
-}
-
-func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
-	return Invitation{}, errNotImplemented
-}
-func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
-	return "", errNotImplemented
-}
-func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
-	return User{}, errNotImplemented
-}
-func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (time.Time, error) {
-	return time.Time{}, errNotImplemented
-}
-func (m *memoryStore) CheckSchema(ctx context.Context) error       { return nil }
-func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) { <-ctx.Done() }
-func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
-	return Invitation{}, errNotImplemented
-}
-func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
-	return nil, errNotImplemented
-}
-func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
-	return errNotImplemented
-}
-func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) error {
-	return errNotImplemented
-}
-func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
-	return errNotImplemented
 }

@@ -249,20 +249,10 @@ func (r *tcpRelay) relay(client net.Conn) {
 	<-done
 }
 
-// companyActivator is how the contract deactivates a company; both stores have it, though
-// the gateway itself never needs it.
-type companyActivator interface {
-	SetCompanyActive(ctx context.Context, id string, active bool) error
-}
-
 // runStoreContract is the one behaviour both stores must show.
 func runStoreContract(t *testing.T, newStore func(t *testing.T) Store) {
 	ctx := context.Background()
 	s := newStore(t)
-	activator, ok := s.(companyActivator)
-	if !ok {
-		t.Fatalf("%T has no SetCompanyActive", s)
-	}
 	acme, err := s.CreateCompany(ctx, "Acme")
 	if err != nil {
 		t.Fatalf("CreateCompany: %v", err)
@@ -426,7 +416,7 @@ func runStoreContract(t *testing.T, newStore func(t *testing.T) Store) {
 		for _, st := range []struct {
 			active bool
 		}{{false}, {true}, {false}} {
-			if err := activator.SetCompanyActive(ctx, co.ID, st.active); err != nil {
+			if err := s.SetCompanyActive(ctx, co.ID, st.active); err != nil {
 				t.Fatal(err)
 			}
 			if got, err := s.CompanyActive(ctx, co.ID); err != nil || got != st.active {
@@ -436,7 +426,7 @@ func runStoreContract(t *testing.T, newStore func(t *testing.T) Store) {
 		if got, err := s.CompanyActive(ctx, unknownID); err != nil || got {
 			t.Fatalf("CompanyActive(missing) = %v, %v; want false, nil", got, err)
 		}
-		if err := activator.SetCompanyActive(ctx, unknownID, true); !errors.Is(err, errNotFound) {
+		if err := s.SetCompanyActive(ctx, unknownID, true); !errors.Is(err, errNotFound) {
 			t.Fatalf("SetCompanyActive(missing) error = %v, want errNotFound", err)
 		}
 	})
@@ -518,6 +508,8 @@ func runStoreContract(t *testing.T, newStore func(t *testing.T) Store) {
 			t.Fatalf("Ping: %v", err)
 		}
 	})
+
+	runTenancyContract(t, s, mustCreate)
 }
 
 func TestPostgresStoreContract(t *testing.T) {
@@ -727,14 +719,16 @@ func storeCalls(userID, email, companyID string) []storeCall {
 	}
 }
 
-// expectOutage checks that every call fails, not as errNotFound, within timeout plus a second.
+// expectOutage checks that every call fails, not with an answer about the rows (errNotFound,
+// errDuplicate, errInvitationClosed, errSchemaNotMigrated), within timeout plus a second.
 func expectOutage(t *testing.T, s Store, calls []storeCall, timeout time.Duration) {
 	t.Helper()
 	for _, c := range calls {
 		start := time.Now()
 		err := c.call(context.Background(), s)
 		elapsed := time.Since(start)
-		if err == nil || errors.Is(err, errNotFound) || errors.Is(err, errDuplicate) {
+		if err == nil || errors.Is(err, errNotFound) || errors.Is(err, errDuplicate) ||
+			errors.Is(err, errInvitationClosed) || errors.Is(err, errSchemaNotMigrated) {
 			t.Errorf("%s during an outage: error %v, want a database error", c.name, err)
 		}
 		if elapsed > timeout+time.Second {
@@ -770,7 +764,9 @@ func TestPostgresStoreAnswersErrorNotHangWhenDatabaseDown(t *testing.T) {
 				t.Fatalf("openPostgres must not need the database: %v", err)
 			}
 			defer s.Close()
-			expectOutage(t, s, storeCalls(newUUID(), "someone@example.com", newUUID()), timeout)
+			calls := storeCalls(newUUID(), "someone@example.com", newUUID())
+			calls = append(calls, tenancyStoreCalls(newUUID(), "someone@example.com", newUUID(), newUUID())...)
+			expectOutage(t, s, calls, timeout)
 			_ = s.Stats()
 		})
 	}
