@@ -77,9 +77,10 @@ type StoreChange struct {
 	ID    string
 }
 
-// WatchHooks receive what Store.Watch sees. Each may be nil. They are called from one
-// goroutine, one at a time; Lost and Listening alternate (a listener that keeps failing to
-// reconnect reports Lost once, not at every attempt).
+// WatchHooks receive what Store.Watch sees. Each may be nil. Lost and Listening alternate: a
+// listener that keeps failing to reconnect reports Lost once, not at every attempt. pgStore
+// calls every hook from Watch's goroutine; the memory store calls Changed from the goroutine
+// that made the change, so Changed must be safe for concurrent use.
 type WatchHooks struct {
 	Changed   func(StoreChange)
 	Lost      func(err error) // notifications stopped: changes may go unseen until Listening
@@ -887,7 +888,8 @@ func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) er
 		return errNotFound
 	}
 	var tag pgconn.CommandTag
-	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) (err error) {
+	// Not retried once sent: a delete whose answer was lost would then report errNotFound.
+	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) (err error) {
 		tag, err = c.Exec(ctx, "DELETE FROM company_domains WHERE domain = lower($1) AND company_id = $2",
 			strings.ToLower(domain), companyID)
 		return err

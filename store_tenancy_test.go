@@ -1309,3 +1309,43 @@ func TestPreviousGatewaySQLRunsOnMigratedDatabase(t *testing.T) {
 		t.Fatalf("UserByEmail after the previous gateway's writes = %+v, %v; want %+v", got, err, want)
 	}
 }
+
+func TestMemoryWatchHookMayCallTheStoreAndStopsWhenContextEnds(t *testing.T) {
+	ctx := context.Background()
+	m := newMemoryStore()
+	u, err := m.CreateUser(ctx, NewUser{Email: "hooked@example.com", HashedPassword: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	wctx, cancel := context.WithCancel(ctx)
+	listening, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Watch(wctx, WatchHooks{
+			Listening: func() { close(listening) },
+			Changed: func(c StoreChange) {
+				// A cache reloads the row from inside the hook: the store's lock is free.
+				if _, err := m.UserByID(ctx, c.ID); err != nil {
+					t.Errorf("UserByID from the hook: %v", err)
+				}
+				calls.Add(1)
+			},
+		})
+	}()
+	<-listening
+	if _, err := m.RevokeSessions(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 { // reported synchronously, before RevokeSessions returns
+		t.Fatalf("Changed called %d times, want 1", n)
+	}
+	cancel()
+	<-done
+	if err := m.SetActive(ctx, u.Email, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("Changed called after Watch returned: %d calls", n)
+	}
+}
