@@ -430,7 +430,10 @@ func (g *gateway) handleHealth() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp := healthResponse{Status: "healthy", Service: serviceName, Checks: map[string]string{"database": "ok"}}
 		status := http.StatusOK
-		if err := g.store.Ping(r.Context()); err != nil {
+		err := g.store.Ping(r.Context())
+		// A probe like any other: its answer opens or closes the user cache's fail-fast breaker.
+		g.users.breaker.record(err == nil, g.now())
+		if err != nil {
 			g.log.Warn("health check: database unavailable", "error", err.Error())
 			resp.Checks["database"] = "unavailable"
 			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
@@ -457,7 +460,9 @@ func (g *gateway) handleReadyz() http.Handler {
 		status := http.StatusOK
 		ctx, cancel := context.WithTimeout(r.Context(), readyzDatabaseWait)
 		defer cancel()
-		if err := g.store.Ping(ctx); err != nil {
+		err := g.store.Ping(ctx)
+		g.users.breaker.record(err == nil, g.now())
+		if err != nil {
 			resp.Checks["database"] = "unavailable"
 		}
 		if g.draining.Load() {

@@ -553,15 +553,30 @@ func TestPlainSQLChangesReachTwoGatewaysWithinOneSecond(t *testing.T) {
 	for _, r := range replicas {
 		waitFor(t, 5*time.Second, "notifications up", func() bool { return r.gw.metrics.notifyUp.Load() })
 	}
+	type change struct {
+		query string
+		args  []any
+	}
 	cases := []struct {
-		name, change string
-		status       int
+		name   string
+		change func(u User, co, other string) change
+		status int
 	}{
-		{"deactivate user", "UPDATE users SET is_active = false WHERE id = $1", http.StatusUnauthorized},
-		{"move user", "UPDATE users SET company_id = $2 WHERE id = $1", http.StatusUnauthorized},
-		{"deactivate company", "UPDATE companies SET is_active = false WHERE id = $2", http.StatusForbidden},
-		{"revoke sessions", "UPDATE users SET tokens_valid_after = date_trunc('second', now()) + interval '1 second' WHERE id = $1", http.StatusUnauthorized},
-		{"delete user", "DELETE FROM users WHERE id = $1", http.StatusUnauthorized},
+		{"deactivate user", func(u User, co, other string) change {
+			return change{"UPDATE users SET is_active = false WHERE id = $1", []any{u.ID}}
+		}, http.StatusUnauthorized},
+		{"move user", func(u User, co, other string) change {
+			return change{"UPDATE users SET company_id = $2 WHERE id = $1", []any{u.ID, other}}
+		}, http.StatusUnauthorized},
+		{"deactivate company", func(u User, co, other string) change {
+			return change{"UPDATE companies SET is_active = false WHERE id = $1", []any{co}}
+		}, http.StatusForbidden},
+		{"revoke sessions", func(u User, co, other string) change {
+			return change{"UPDATE users SET tokens_valid_after = date_trunc('second', now()) + interval '1 second' WHERE id = $1", []any{u.ID}}
+		}, http.StatusUnauthorized},
+		{"delete user", func(u User, co, other string) change {
+			return change{"DELETE FROM users WHERE id = $1", []any{u.ID}}
+		}, http.StatusUnauthorized},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -571,22 +586,15 @@ func TestPlainSQLChangesReachTwoGatewaysWithinOneSecond(t *testing.T) {
 			for _, r := range replicas {
 				mustStatus(t, r.do("GET", "/api/v1/query/chats", tok, ""), 200) // cached now, for 60 s
 			}
-			args := []any{u.ID, other}
-			if tc.name == "deactivate company" {
-				args = []any{u.ID, co}
-			}
 			ctx := context.Background()
 			conn, err := pgx.Connect(ctx, dbURL)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer conn.Close(ctx)
-			query := tc.change
-			if !strings.Contains(query, "$2") {
-				args = args[:1]
-			}
+			ch := tc.change(u, co, other)
 			changed := time.Now()
-			if _, err := conn.Exec(ctx, query, args...); err != nil {
+			if _, err := conn.Exec(ctx, ch.query, ch.args...); err != nil {
 				t.Fatal(err)
 			}
 			var wg sync.WaitGroup
@@ -791,6 +799,7 @@ func TestUnmigratedDatabaseRefusesToStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
+		"DROP TRIGGER atenex_gateway_users_changed ON users",
 		"DROP TABLE company_invitations", "DROP TABLE company_domains",
 		"ALTER TABLE users DROP COLUMN tokens_valid_after",
 	} {
@@ -801,7 +810,7 @@ func TestUnmigratedDatabaseRefusesToStart(t *testing.T) {
 	conn.Close(ctx)
 	env := postgresEnv(t, dbURL)
 	env["GATEWAY_JWT_SECRET"] = testSecret
-	env["PORT"] = "0"
+	env["PORT"] = freePort(t)
 	env["GATEWAY_ADMIN_PORT"] = "0"
 	var out syncBuffer
 	err = run(ctx, nil, func(k string) string { return env[k] }, strings.NewReader(""), &out, &out)
