@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -83,6 +84,8 @@ func (h *hotPath) get(tb testing.TB) {
 
 func TestHotPathMakesNoDatabaseRoundTrips(t *testing.T) {
 	h := newHotPath(t)
+	// Notifications empty the cache when they start flowing; warm it after that.
+	waitFor(t, 5*time.Second, "notifications up", func() bool { return h.gw.metrics.notifyUp.Load() })
 	h.get(t) // warms the user cache: one lookup
 	before := h.store.userByID.Load()
 	for range 200 {
