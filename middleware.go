@@ -40,6 +40,8 @@ type requestInfo struct {
 	// was replaced by a new trace and the proxy must drop any tracestate header: W3C Trace
 	// Context forbids pairing a vendor's state with a trace it does not belong to.
 	KeepTraceState bool
+
+	span *traceSpan // the request's server span (trace.go); nil when not traced
 }
 
 type requestInfoKey struct{}
@@ -173,13 +175,19 @@ func appendJSONString(b []byte, s string) []byte {
 // next should be the ServeMux itself, or pass the request it receives on unchanged: the
 // route pattern for metrics and logs is read from that request's Pattern after next returns.
 func withMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
+	return withTracedMiddleware(next, cfg, log, m, nil)
+}
+
+// withTracedMiddleware is withMiddleware with a server span per request exported by tr (nil:
+// no export).
+func withTracedMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics, tr *tracer) http.Handler {
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &middleware{next: next, log: log, m: m, cors: newCORSPolicy(cfg), trusted: cfg.TrustedProxies}
+	return &middleware{next: next, log: log, m: m, cors: newCORSPolicy(cfg), trusted: cfg.TrustedProxies, tracer: tr}
 }
 
 type middleware struct {
@@ -188,6 +196,7 @@ type middleware struct {
 	m       *metrics
 	cors    *corsPolicy
 	trusted []netip.Prefix
+	tracer  *tracer
 }
 
 // reqState is everything the middleware keeps per request, in one allocation.
@@ -202,6 +211,7 @@ func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.tw.start = time.Now()
 	st.tw.cors = mw.cors
 	mw.fillInfo(&st.info, r)
+	st.info.span = mw.tracer.startServer(r, &st.info, st.tw.start)
 	st.tw.requestID = st.info.ID
 	r2 := r.WithContext(withRequestInfo(r.Context(), &st.info))
 
@@ -221,6 +231,9 @@ func (mw *middleware) fillInfo(info *requestInfo, r *http.Request) {
 			traceID, flags = id, fl
 			info.KeepTraceState = true
 		}
+	}
+	if traceID == "" && mw.tracer != nil {
+		flags = mw.tracer.rootFlags() // a trace this gateway starts is sampled by its ratio
 	}
 	if traceID != "" {
 		b = append(b, traceID...)
@@ -332,6 +345,7 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 		}
 	}
 	mw.m.observeRequest(route, methodLabel(r.Method), status, d)
+	mw.tracer.endServer(&st.info, route, r, status, st.tw.aborted)
 
 	level := slog.LevelInfo
 	switch {
