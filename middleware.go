@@ -40,8 +40,6 @@ type requestInfo struct {
 	// was replaced by a new trace and the proxy must drop any tracestate header: W3C Trace
 	// Context forbids pairing a vendor's state with a trace it does not belong to.
 	KeepTraceState bool
-
-	span *traceSpan // the request's server span (trace.go); nil when not traced
 }
 
 type requestInfoKey struct{}
@@ -211,9 +209,12 @@ func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.tw.start = time.Now()
 	st.tw.cors = mw.cors
 	mw.fillInfo(&st.info, r)
-	st.info.span = mw.tracer.startServer(r, &st.info, st.tw.start)
 	st.tw.requestID = st.info.ID
-	r2 := r.WithContext(withRequestInfo(r.Context(), &st.info))
+	ctx := withRequestInfo(r.Context(), &st.info)
+	if mw.tracer != nil {
+		ctx = mw.tracer.startServer(ctx, r, &st.info, st.tw.start)
+	}
+	r2 := r.WithContext(ctx)
 
 	mw.m.inflightAdd(1)
 	defer mw.finish(st, r2)
@@ -345,7 +346,9 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 		}
 	}
 	mw.m.observeRequest(route, methodLabel(r.Method), status, d)
-	mw.tracer.endServer(&st.info, route, r, status, st.tw.aborted)
+	if mw.tracer != nil {
+		mw.tracer.endServer(r.Context(), &st.info, route, r, status, st.tw.aborted)
+	}
 
 	level := slog.LevelInfo
 	switch {

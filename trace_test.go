@@ -269,10 +269,27 @@ func withTracer(interval time.Duration, queueSize int) func(*gateway) {
 	}
 }
 
-func droppedSpans(t *testing.T, m *metrics, reason string) float64 {
-	t.Helper()
-	v, _ := scrape(t, newAdminServer(t, m)).value("gateway_trace_spans_dropped_total", "reason", reason)
-	return v
+// droppedSpans reads gateway_trace_spans_dropped_total{reason} ("" for every reason) from
+// the exposition.
+func droppedSpans(tb testing.TB, m *metrics, reason string) float64 {
+	tb.Helper()
+	var buf bytes.Buffer
+	m.writeExposition(&buf)
+	e, err := parseExposition(buf.String())
+	if err != nil {
+		tb.Fatalf("invalid exposition: %v", err)
+	}
+	f := e.family("gateway_trace_spans_dropped_total")
+	if f == nil {
+		tb.Fatal("no gateway_trace_spans_dropped_total family")
+	}
+	total := 0.0
+	for _, s := range f.samples {
+		if r, _ := s.label("reason"); reason == "" || r == reason {
+			total += s.value
+		}
+	}
+	return total
 }
 
 // ---- tests ----------------------------------------------------------------------------------
@@ -754,5 +771,70 @@ func TestTraceConfigLogMasksHeaders(t *testing.T) {
 	}
 	if !slices.ContainsFunc(settings, func(s setting) bool { return s.Name == "GATEWAY_TRACE_SAMPLE_RATIO" && s.Default == "1.0" }) {
 		t.Error("GATEWAY_TRACE_SAMPLE_RATIO does not default to 1.0")
+	}
+}
+
+// BenchmarkTraceExport: one authenticated proxied request through the whole gateway (client
+// and upstream in the process), with span export off and on (every request sampled, to a
+// collector that reads and discards), so the difference is the cost of tracing a request.
+func BenchmarkTraceExport(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{}`)
+	}))
+	defer sink.Close()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"chats":[]}`)
+	}))
+	defer upstream.Close()
+
+	for _, mode := range []struct {
+		name     string
+		endpoint string
+	}{{"off", ""}, {"on", sink.URL}} {
+		b.Run(mode.name, func(b *testing.B) {
+			cfg := testConfig(b, map[string]string{"GATEWAY_QUERY_SERVICE_URL": upstream.URL,
+				"GATEWAY_LOG_LEVEL": "INFO", "GATEWAY_OTLP_ENDPOINT": mode.endpoint})
+			store := newMemoryStore()
+			company, _ := store.CreateCompany(context.Background(), "Bench Co")
+			user, err := store.CreateUser(context.Background(), NewUser{Email: "bench@example.com", HashedPassword: dummyHash, CompanyID: company.ID})
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := newMetrics()
+			gw := newGateway(cfg, slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})), companyAware{store}, m)
+			defer gw.close()
+			srv := httptest.NewServer(gw.routes())
+			defer srv.Close()
+			token, err := gw.issueToken(user, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			client := srv.Client()
+			get := func() {
+				req, _ := http.NewRequest("GET", srv.URL+"/api/v1/query/chats?limit=20", nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			get() // warms the user cache and the connections
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				get()
+			}
+			b.StopTimer()
+			srv.Close()
+			gw.tracer.shutdown(context.Background())
+			b.ReportMetric(droppedSpans(b, m, "")/float64(b.N), "dropped/op")
+		})
 	}
 }
