@@ -775,8 +775,9 @@ func TestTraceConfigLogMasksHeaders(t *testing.T) {
 }
 
 // BenchmarkTraceExport: one authenticated proxied request through the whole gateway (client
-// and upstream in the process), with span export off and on (every request sampled, to a
-// collector that reads and discards), so the difference is the cost of tracing a request.
+// and upstream in the process), with span export off, on (every request sampled, to a
+// collector that reads and discards) and on with nothing sampled, so the differences are the
+// cost of tracing a request and of deciding not to.
 func BenchmarkTraceExport(b *testing.B) {
 	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -790,12 +791,11 @@ func BenchmarkTraceExport(b *testing.B) {
 	defer upstream.Close()
 
 	for _, mode := range []struct {
-		name     string
-		endpoint string
-	}{{"off", ""}, {"on", sink.URL}} {
+		name, endpoint, ratio string
+	}{{"off", "", "1"}, {"on", sink.URL, "1"}, {"on-unsampled", sink.URL, "0"}} {
 		b.Run(mode.name, func(b *testing.B) {
 			cfg := testConfig(b, map[string]string{"GATEWAY_QUERY_SERVICE_URL": upstream.URL,
-				"GATEWAY_LOG_LEVEL": "INFO", "GATEWAY_OTLP_ENDPOINT": mode.endpoint})
+				"GATEWAY_LOG_LEVEL": "INFO", "GATEWAY_OTLP_ENDPOINT": mode.endpoint, "GATEWAY_TRACE_SAMPLE_RATIO": mode.ratio})
 			store := newMemoryStore()
 			company, _ := store.CreateCompany(context.Background(), "Bench Co")
 			user, err := store.CreateUser(context.Background(), NewUser{Email: "bench@example.com", HashedPassword: dummyHash, CompanyID: company.ID})
