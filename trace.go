@@ -2,8 +2,9 @@
 // children for the upstream call, database calls, the user lookup and bcrypt), exported as
 // OTLP over HTTP with the JSON encoding, on the standard library.
 //
-// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, every hook below
-// is a nil check, and the request path allocates nothing more than without tracing. When it
+// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, the hooks on the
+// request path are nil checks (those around database calls and bcrypt a context lookup), and
+// a request allocates nothing more than without tracing. When it
 // is on, finished spans go into a bounded queue without ever blocking; one goroutine sends
 // them in batches. A slow or absent collector costs dropped spans (counted in
 // gateway_trace_spans_dropped_total), never a delayed request.
