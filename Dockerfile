@@ -12,7 +12,9 @@ RUN go mod download
 COPY . .
 # CGO off: a static binary that needs no libc, which is what lets the final image be
 # distroless/static. -trimpath keeps build paths out of the binary; -s -w drops symbols.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/atenex-api-gateway .
+# VERSION becomes the service.version of exported spans (docker build --build-arg VERSION=1.2.3).
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/atenex-api-gateway .
 
 # Final stage: no shell, no package manager, CA certificates and tzdata only.
 FROM gcr.io/distroless/static-debian12:nonroot

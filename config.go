@@ -73,6 +73,10 @@ type Config struct {
 	GCPercent   int   // GATEWAY_GC_PERCENT
 	MemoryLimit int64 // GATEWAY_MEMORY_LIMIT bytes (0 = none)
 
+	OTLPEndpoint     *url.URL     // GATEWAY_OTLP_ENDPOINT: nil = no span export
+	OTLPHeaders      []otlpHeader // GATEWAY_OTLP_HEADERS
+	TraceSampleRatio float64      // GATEWAY_TRACE_SAMPLE_RATIO: share of new traces exported
+
 	DevShortcuts []string // each development shortcut taken, to be announced at WARN
 }
 
@@ -171,6 +175,12 @@ var settings = []setting{
 		Doc: "Go garbage-collector target percentage (like GOGC), -1..10000; -1 or off relies on GATEWAY_MEMORY_LIMIT alone"},
 	{Name: "GATEWAY_MEMORY_LIMIT", Default: "32MiB",
 		Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. With GATEWAY_GC_PERCENT 400 the collector runs rarely while the heap is small, and this bounds the memory that laziness may take"},
+	{Name: "GATEWAY_OTLP_ENDPOINT",
+		Doc: "base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://otel-collector:4318); spans are posted as JSON to {this}/v1/traces. Unset = no export (traceparent is propagated all the same)"},
+	{Name: "GATEWAY_OTLP_HEADERS", Secret: true,
+		Doc: "extra headers of the export requests, comma-separated key=value (values may be percent-encoded), e.g. a collector's API key"},
+	{Name: "GATEWAY_TRACE_SAMPLE_RATIO", Default: "1.0",
+		Doc: "share of the traces this gateway starts that are exported, 0..1; a request with a valid traceparent follows its sampled flag instead"},
 }
 
 // lookupSetting returns the row of the table named name.
@@ -791,6 +801,8 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 		r.fail("GATEWAY_GC_PERCENT", "-1 turns the garbage collector off and GATEWAY_MEMORY_LIMIT is 0, so memory would grow without bound; expected a percentage, or set GATEWAY_MEMORY_LIMIT")
 	}
 
+	r.readTracing(cfg)
+
 	if err := r.err(); err != nil {
 		return nil, err
 	}
@@ -884,6 +896,9 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("GATEWAY_RATE_LIMIT_COMPANY_BURST", c.CompanyBurst),
 		slog.Int("GATEWAY_GC_PERCENT", c.GCPercent),
 		slog.Int64("GATEWAY_MEMORY_LIMIT", c.MemoryLimit),
+		slog.String("GATEWAY_OTLP_ENDPOINT", c.otlpEndpointText()),
+		slog.String("GATEWAY_OTLP_HEADERS", c.otlpHeadersText()),
+		slog.Float64("GATEWAY_TRACE_SAMPLE_RATIO", c.TraceSampleRatio),
 	)
 }
 

@@ -251,7 +251,9 @@ func openPostgres(ctx context.Context, connString string, timeout time.Duration)
 // and each would otherwise fail one request after the database is back. A failed connect is
 // not retried (the database is down: answer now). Calls that are not idempotent retry only
 // when nothing reached the server.
-func (s *pgStore) withConn(ctx context.Context, idempotent bool, f func(ctx context.Context, c *pgx.Conn) error) error {
+func (s *pgStore) withConn(ctx context.Context, idempotent bool, f func(ctx context.Context, c *pgx.Conn) error) (err error) {
+	sp := startDBSpan(ctx) // nil unless the request is traced
+	defer sp.finishDB(&err)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {

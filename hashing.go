@@ -227,10 +227,15 @@ func (p *hashPool) run(ctx context.Context, fn func()) error {
 	select {
 	case p.jobs <- job: // a worker was idle: no timer needed
 	default:
-		if err := p.wait(ctx, job); err != nil {
+		wait := startSpan(ctx, "bcrypt wait", spanKindInternal) // nil unless traced
+		err := p.wait(ctx, job)
+		wait.finishErr(err)
+		if err != nil {
 			return err
 		}
 	}
+	work := startSpan(ctx, "bcrypt", spanKindInternal)
+	defer work.finish()
 	select {
 	case <-done:
 		return nil

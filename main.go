@@ -184,6 +184,10 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 		log.Warn("grace period over: closing remaining connections", "error", err.Error())
 		srv.Close()
 	}
+	// The spans of the requests just finished, within what is left of the grace.
+	if err := gw.tracer.shutdown(graceCtx); err != nil {
+		log.Warn("grace period over: unsent spans dropped", "error", err.Error())
+	}
 	if admin != nil {
 		admin.Close()
 	}
@@ -325,6 +329,7 @@ type gateway struct {
 	knownClients *knownClients
 	companyRate  *limiter
 	transport    *http.Transport
+	tracer       *tracer // nil: spans are not exported
 	draining     atomic.Bool
 	now          func() time.Time
 
@@ -347,6 +352,7 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		knownClients: newKnownClients(knownClientTTL, limiterMaxKeys),
 		companyRate:  newLimiter(cfg.CompanyRPS, cfg.CompanyBurst, limiterMaxKeys),
 		transport:    newUpstreamTransport(cfg),
+		tracer:       newTracer(cfg, log, m),
 		now:          time.Now,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -371,11 +377,13 @@ func (g *gateway) close() {
 	g.watching.Wait()
 	g.hashes.close()
 	g.transport.CloseIdleConnections()
+	g.tracer.close() // serve has flushed it already; this only stops it elsewhere
 }
 
 // routes is the one table of every route and the wrapper each one gets.
 func (g *gateway) routes() http.Handler {
 	mux := http.NewServeMux()
+	upstreams := g.tracer.wrapTransport(g.transport) // a client span per upstream call
 	mux.Handle("GET /{$}", g.handleRoot())
 	mux.Handle("GET /health", g.handleHealth())
 	mux.Handle("GET /livez", handleLivez())
@@ -390,26 +398,26 @@ func (g *gateway) routes() http.Handler {
 
 	ingest := g.strictAuth(g.limitCompany(newProxy(upstream{
 		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/",
-	}, g.transport, g.cfg, g.log, g.metrics)))
+	}, upstreams, g.cfg, g.log, g.metrics)))
 	mux.Handle("/api/v1/ingest/{path...}", ingest)
 	mux.Handle("/api/v1/ingest", ingest)
 
 	query := g.strictAuth(g.limitCompany(newProxy(upstream{
 		name: "query", target: g.cfg.QueryURL, gatewayPrefix: "/api/v1/query/", upstreamPrefix: "/api/v1/",
-	}, g.transport, g.cfg, g.log, g.metrics)))
+	}, upstreams, g.cfg, g.log, g.metrics)))
 	mux.Handle("/api/v1/query/{path...}", query)
 	mux.Handle("/api/v1/query", query)
 
 	if g.cfg.AuthURL != nil {
 		auth := newProxy(upstream{
 			name: "auth", target: g.cfg.AuthURL, gatewayPrefix: "/api/v1/auth/", upstreamPrefix: "/api/v1/auth/",
-		}, g.transport, g.cfg, g.log, g.metrics)
+		}, upstreams, g.cfg, g.log, g.metrics)
 		mux.Handle("/api/v1/auth/{path...}", auth)
 		mux.Handle("/api/v1/auth", auth)
 	}
 
 	mux.Handle("/", handleUnmatched(mux))
-	return withMiddleware(rejectUnsafePaths(mux), g.cfg, g.log, g.metrics)
+	return withTracedMiddleware(rejectUnsafePaths(mux), g.cfg, g.log, g.metrics, g.tracer)
 }
 
 func (g *gateway) handleRoot() http.Handler {

@@ -58,6 +58,7 @@ type metrics struct {
 	logins       seriesMap[string, atomic.Uint64]
 	rateLimited  seriesMap[string, atomic.Uint64]
 	userCache    seriesMap[string, atomic.Uint64]
+	traceDrops   seriesMap[string, atomic.Uint64]
 	notifyUp     atomic.Bool
 	inflight     atomic.Int64
 	poolStats    atomic.Pointer[func() PoolStats]
@@ -235,6 +236,15 @@ func (m *metrics) userCacheEvent(event string) {
 	m.userCache.get(event).Add(1)
 }
 
+// traceSpansDropped counts n spans that were never exported, by reason: "queue_full",
+// "export_failed", "rejected" (by the collector), "shutdown".
+func (m *metrics) traceSpansDropped(reason string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.traceDrops.get(reason).Add(uint64(n))
+}
+
 // setNotificationsUp records whether the database's change notifications reach the cache.
 func (m *metrics) setNotificationsUp(up bool) {
 	if m == nil {
@@ -341,6 +351,11 @@ func (m *metrics) writeExposition(buf *bytes.Buffer) {
 	b = appendFamily(b, "gateway_ratelimit_rejections_total", "counter", "Requests refused with 429, by limit.")
 	for _, e := range m.rateLimited.sorted(strings.Compare) {
 		b = appendSample(b, "gateway_ratelimit_rejections_total", []string{"limit"}, []string{e.k}, e.v.Load())
+	}
+
+	b = appendFamily(b, "gateway_trace_spans_dropped_total", "counter", "Spans never exported, by reason: queue_full (the collector is slow or down), export_failed, rejected (by the collector), shutdown (not flushed within the shutdown grace).")
+	for _, e := range m.traceDrops.sorted(strings.Compare) {
+		b = appendSample(b, "gateway_trace_spans_dropped_total", []string{"reason"}, []string{e.k}, e.v.Load())
 	}
 
 	b = appendFamily(b, "gateway_upstream_errors_total", "counter", "Failed upstream calls, by upstream and kind.")

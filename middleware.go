@@ -173,13 +173,19 @@ func appendJSONString(b []byte, s string) []byte {
 // next should be the ServeMux itself, or pass the request it receives on unchanged: the
 // route pattern for metrics and logs is read from that request's Pattern after next returns.
 func withMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
+	return withTracedMiddleware(next, cfg, log, m, nil)
+}
+
+// withTracedMiddleware is withMiddleware with a server span per request exported by tr (nil:
+// no export).
+func withTracedMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics, tr *tracer) http.Handler {
 	if cfg == nil {
 		cfg = &Config{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &middleware{next: next, log: log, m: m, cors: newCORSPolicy(cfg), trusted: cfg.TrustedProxies}
+	return &middleware{next: next, log: log, m: m, cors: newCORSPolicy(cfg), trusted: cfg.TrustedProxies, tracer: tr}
 }
 
 type middleware struct {
@@ -188,6 +194,7 @@ type middleware struct {
 	m       *metrics
 	cors    *corsPolicy
 	trusted []netip.Prefix
+	tracer  *tracer
 }
 
 // reqState is everything the middleware keeps per request, in one allocation.
@@ -203,7 +210,11 @@ func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.tw.cors = mw.cors
 	mw.fillInfo(&st.info, r)
 	st.tw.requestID = st.info.ID
-	r2 := r.WithContext(withRequestInfo(r.Context(), &st.info))
+	ctx := withRequestInfo(r.Context(), &st.info)
+	if mw.tracer != nil {
+		ctx = mw.tracer.startServer(ctx, r, &st.info, st.tw.start)
+	}
+	r2 := r.WithContext(ctx)
 
 	mw.m.inflightAdd(1)
 	defer mw.finish(st, r2)
@@ -221,6 +232,9 @@ func (mw *middleware) fillInfo(info *requestInfo, r *http.Request) {
 			traceID, flags = id, fl
 			info.KeepTraceState = true
 		}
+	}
+	if traceID == "" && mw.tracer != nil {
+		flags = mw.tracer.rootFlags() // a trace this gateway starts is sampled by its ratio
 	}
 	if traceID != "" {
 		b = append(b, traceID...)
@@ -332,6 +346,9 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 		}
 	}
 	mw.m.observeRequest(route, methodLabel(r.Method), status, d)
+	if mw.tracer != nil {
+		mw.tracer.endServer(r.Context(), &st.info, route, r, status, st.tw.aborted)
+	}
 
 	level := slog.LevelInfo
 	switch {

@@ -95,6 +95,9 @@ func (c *userCache) get(ctx context.Context, userID string) (userState, error) {
 		return e.state, nil
 	}
 	stale := cached && c.staleIfError > 0 && now.Sub(e.fetched) < c.ttl+c.staleIfError
+	// The lookup itself runs detached from any request; this span is the request's wait.
+	sp := startSpan(ctx, "user lookup", spanKindInternal)
+	defer sp.finish()
 
 	l := c.load(userID)
 	var slow <-chan time.Time

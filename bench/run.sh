@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test: the gateway against nginx as a plain reverse proxy, side by side in one run on
-# this machine. Prints req/s, p50 and p99 of each and the ratio, login throughput against the
+# this machine. Prints req/s, p50 and p99 of each and the ratio, the same gateway with span
+# export on (to a local OTLP sink) and its CPU time per request, login throughput against the
 # bcrypt bound, p99 of proxied requests during a login flood, peak RSS and RSS growth for a
 # 512 MiB streamed upload. Traffic stays on 127.0.0.1; every run is bounded in time.
 #
@@ -13,6 +14,7 @@ ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-10}
 CONNS=64
 UP_PORT=18081 NGINX_PORT=18082 SINK_PORT=18083 BARE_PORT=18084 GW_PORT=18080 ADMIN_PORT=18090
+OTLP_PORT=18085 GWT_PORT=18086 GWT_ADMIN_PORT=18091
 DB=atenex_bench
 PGURL="postgres://postgres@127.0.0.1:5432"
 OUT=bench/out
@@ -61,6 +63,28 @@ func main() {
 GO
 printf 'module bare\ngo 1.22\n' >"$OUT/bare/go.mod"
 (cd "$OUT/bare" && go build -o ../bare-proxy .)
+# A local OTLP/HTTP sink for the gateway with span export on: it reads each export and
+# answers success, so what is measured is the gateway's own cost of tracing.
+mkdir -p "$OUT/otlpsink"
+cat >"$OUT/otlpsink/main.go" <<'GO'
+package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+)
+
+func main() {
+	http.ListenAndServe("127.0.0.1:"+os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, "{}")
+	}))
+}
+GO
+printf 'module otlpsink\ngo 1.22\n' >"$OUT/otlpsink/go.mod"
+(cd "$OUT/otlpsink" && go build -o ../otlp-sink .)
 
 echo "== database $DB"
 psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
@@ -117,10 +141,32 @@ GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
 GW_PID=$!
 pids+=("$GW_PID")
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+
+echo "== gateway with span export on :$GWT_PORT, OTLP sink on :$OTLP_PORT"
+"$OUT/otlp-sink" $OTLP_PORT &
+pids+=("$!")
+GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
+PORT=$GWT_PORT GATEWAY_ADMIN_PORT=$GWT_ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
+GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
+GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+GATEWAY_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_PORT GATEWAY_TRACE_SAMPLE_RATIO=1 \
+  "$OUT/gateway" >"$OUT/gateway-traced.log" 2>&1 &
+GWT_PID=$!
+pids+=("$GWT_PID")
+for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$GWT_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
 TOKEN=$(curl -fsS -H 'Content-Type: application/json' \
   -d '{"email":"bench@example.com","password":"bench-password-123"}' \
   "http://127.0.0.1:$GW_PORT/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" >/dev/null
+TOKEN_T=$(curl -fsS -H 'Content-Type: application/json' \
+  -d '{"email":"bench@example.com","password":"bench-password-123"}' \
+  "http://127.0.0.1:$GWT_PORT/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+curl -fsS -H "Authorization: Bearer $TOKEN_T" "http://127.0.0.1:$GWT_PORT/api/v1/query/chats" >/dev/null
+
+# CPU seconds (user + system) a process has used so far, from /proc/PID/stat, and the CPU
+# microseconds per request of a run from two such readings and its req/s.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+cpu_per_req() { awk -v a="$1" -v b="$2" -v rps="$3" -v s="$SECONDS_PER_RUN" 'BEGIN {printf "%.1f", (b - a) * 1e6 / (rps * s)}'; }
 
 # wrk's latency lines are like "50%  1.23ms"; convert to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
@@ -140,18 +186,28 @@ rm -f "$OUT"/samples.txt.*
 : >"$OUT/rounds.txt"
 for round in $(seq 1 "$ROUNDS"); do
   n=$(wrk_run "nginx-$round" "http://127.0.0.1:$NGINX_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN")
+  g0=$(cpu_secs "$GW_PID")
   g=$(wrk_run "gateway-$round" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN")
+  g1=$(cpu_secs "$GW_PID")
   b=$(wrk_run "bare-$round" "http://127.0.0.1:$BARE_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN")
-  echo "round $round  nginx: $n   gateway: $g   bare ReverseProxy: $b" | tee -a "$OUT/rounds.txt"
-  echo "nginx $n" >>"$OUT/samples.txt.$$"; echo "gateway $g" >>"$OUT/samples.txt.$$"; echo "bare $b" >>"$OUT/samples.txt.$$"
+  t0=$(cpu_secs "$GWT_PID")
+  tr=$(wrk_run "traced-$round" "http://127.0.0.1:$GWT_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN_T")
+  t1=$(cpu_secs "$GWT_PID")
+  g_us=$(cpu_per_req "$g0" "$g1" "${g%% *}") tr_us=$(cpu_per_req "$t0" "$t1" "${tr%% *}")
+  echo "round $round  nginx: $n   gateway: $g ($g_us us CPU/req)   bare ReverseProxy: $b   gateway+export: $tr ($tr_us us CPU/req)" | tee -a "$OUT/rounds.txt"
+  echo "nginx $n" >>"$OUT/samples.txt.$$"; echo "gateway $g $g_us" >>"$OUT/samples.txt.$$"; echo "bare $b" >>"$OUT/samples.txt.$$"
+  echo "traced $tr $tr_us" >>"$OUT/samples.txt.$$"
 done
 col() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$OUT/samples.txt.$$" | median; }
 N_RPS=$(col nginx 2) N_P50=$(col nginx 3) N_P99=$(col nginx 4)
 G_RPS=$(col gateway 2) G_P50=$(col gateway 3) G_P99=$(col gateway 4)
 B_RPS=$(col bare 2) B_P50=$(col bare 3) B_P99=$(col bare 4)
+T_RPS=$(col traced 2) T_P50=$(col traced 3) T_P99=$(col traced 4) T_CPU=$(col traced 5) G_CPU=$(col gateway 5)
 rm -f "$OUT/samples.txt.$$"
 GW_ERRORS=$(cat "$OUT"/wrk-gateway-*.txt | awk '/Non-2xx/ {s+=$NF} /Socket errors/ {s+=0} END {print s+0}')
 PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
+T_PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GWT_PID/status")
+T_DROPPED=$(curl -fsS "http://127.0.0.1:$GWT_ADMIN_PORT/metrics" | awk '/^gateway_trace_spans_dropped_total/ {s+=$NF} END {print s+0}')
 
 echo "== login throughput against the bcrypt bound"
 BCRYPT_NS=$(go test -run '^$' -bench '^BenchmarkBcryptCompare$' -benchtime 8x . | awk '/^BenchmarkBcryptCompare/ {print $3}')
@@ -202,6 +258,13 @@ Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | s
 | ratio gateway / nginx | $(ratio "$G_RPS" "$N_RPS") | $(ratio "$G_P50" "$N_P50") | $(ratio "$G_P99" "$N_P99") |
 | bare httputil.ReverseProxy (same transport settings, no auth, no logging) | $B_RPS | $B_P50 | $B_P99 |
 | ratio bare ReverseProxy / nginx | $(ratio "$B_RPS" "$N_RPS") | $(ratio "$B_P50" "$N_P50") | $(ratio "$B_P99" "$N_P99") |
+| gateway with span export on (every request sampled, local OTLP sink) | $T_RPS | $T_P50 | $T_P99 |
+| ratio export on / off | $(ratio "$T_RPS" "$G_RPS") | $(ratio "$T_P50" "$G_P50") | $(ratio "$T_P99" "$G_P99") |
+
+| span export | gateway CPU per request | peak RSS | spans dropped |
+|---|---|---|---|
+| off | $G_CPU us | $((PEAK_RSS_KB / 1024)) MiB | — |
+| on, ratio 1 | $T_CPU us | $((T_PEAK_RSS_KB / 1024)) MiB | $T_DROPPED |
 
 | measurement | value |
 |---|---|

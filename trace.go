@@ -1,0 +1,835 @@
+// trace.go: OpenTelemetry spans of the gateway's own work (one server span per request, with
+// children for the upstream call, database calls, the user lookup and bcrypt), exported as
+// OTLP over HTTP with the JSON encoding, on the standard library.
+//
+// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, the hooks on the
+// request path are nil checks (those around database calls and bcrypt a context lookup), and
+// a request allocates nothing more than without tracing. When it
+// is on, finished spans go into a bounded queue without ever blocking; one goroutine sends
+// them in batches. A slow or absent collector costs dropped spans (counted in
+// gateway_trace_spans_dropped_total), never a delayed request.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+const (
+	// traceServiceName is the resource's service.name: the name an operator picks in Jaeger
+	// or Tempo, so it follows the deployment's name rather than the prose one.
+	traceServiceName = "atenex-api-gateway"
+	// traceQueueSize bounds the spans waiting for export (under 600 bytes each): a collector
+	// that stops answering costs at most this much memory before spans are dropped.
+	traceQueueSize = 4096
+	// traceBatchSize is how many spans go in one export request.
+	traceBatchSize = 512
+	// traceFlushInterval bounds how late a span reaches the collector when traffic is light.
+	traceFlushInterval = time.Second
+	// traceExportTimeout bounds one export request. While it runs the queue keeps filling,
+	// so a collector that never answers costs the spans that overflow, not memory or requests.
+	traceExportTimeout = 5 * time.Second
+	// traceMaxAttrs is the most attributes any span here carries; fixed so a span is one
+	// allocation.
+	traceMaxAttrs = 8
+	// traceWarnInterval rate-limits the warning about failed exports.
+	traceWarnInterval = time.Minute
+)
+
+// version is the service.version resource attribute. Release builds set it with
+// -ldflags "-X main.version=1.2.3"; otherwise it comes from the build information.
+var version = ""
+
+// serviceVersion returns version, else the module version or VCS revision Go recorded at
+// build time, else "dev".
+func serviceVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && s.Value != "" {
+			return s.Value[:min(len(s.Value), 12)]
+		}
+	}
+	return "dev"
+}
+
+// spanKind is OTLP's Span.SpanKind; the JSON mapping writes enums as their integer.
+type spanKind uint8
+
+const (
+	spanKindInternal spanKind = 1
+	spanKindServer   spanKind = 2
+	spanKindClient   spanKind = 3
+)
+
+// OTLP status codes (Status.StatusCode).
+const (
+	statusUnset uint8 = 0
+	statusError uint8 = 2
+)
+
+type attrType uint8
+
+const (
+	attrString attrType = iota
+	attrInt
+	attrBool
+)
+
+// attr is one span attribute; typ says which of str and num holds the value.
+type attr struct {
+	key string
+	str string
+	num int64
+	typ attrType
+}
+
+// traceSpan is one finished-or-running span. Its ids are kept as the lower-case hex the OTLP JSON
+// mapping and W3C traceparent both use, so nothing is converted on the request path.
+type traceSpan struct {
+	tr        *tracer
+	traceID   [32]byte
+	spanID    [16]byte
+	parentID  [16]byte
+	hasParent bool
+	kind      spanKind
+	name      string
+	start     time.Time
+	end       time.Time
+	status    uint8
+	statusMsg string
+	attrs     [traceMaxAttrs]attr
+	nattrs    int
+	ended     atomic.Bool
+}
+
+func (s *traceSpan) setString(key, value string) {
+	if s != nil && s.nattrs < traceMaxAttrs {
+		s.attrs[s.nattrs] = attr{key: key, str: value, typ: attrString}
+		s.nattrs++
+	}
+}
+
+func (s *traceSpan) setInt(key string, value int64) {
+	if s != nil && s.nattrs < traceMaxAttrs {
+		s.attrs[s.nattrs] = attr{key: key, num: value, typ: attrInt}
+		s.nattrs++
+	}
+}
+
+func (s *traceSpan) setBool(key string, value bool) {
+	if s != nil && s.nattrs < traceMaxAttrs {
+		var n int64
+		if value {
+			n = 1
+		}
+		s.attrs[s.nattrs] = attr{key: key, num: n, typ: attrBool}
+		s.nattrs++
+	}
+}
+
+// fail marks the span as failed. errorType is a short fixed word (never an error's text,
+// which may quote URLs with query strings or values from the database).
+func (s *traceSpan) fail(errorType string) {
+	if s == nil {
+		return
+	}
+	s.status = statusError
+	s.statusMsg = errorType
+	s.setString("error.type", errorType)
+}
+
+// finish ends the span and hands it to the exporter; only the first call counts.
+func (s *traceSpan) finish() {
+	if s == nil || s.ended.Swap(true) {
+		return
+	}
+	s.end = time.Now()
+	s.tr.enqueue(s)
+}
+
+// child starts a span under s; nil when s is nil (not traced).
+func (s *traceSpan) child(name string, kind spanKind) *traceSpan {
+	if s == nil {
+		return nil
+	}
+	c := &traceSpan{tr: s.tr, traceID: s.traceID, parentID: s.spanID, hasParent: true, kind: kind, name: name, start: time.Now()}
+	appendRandomHex(c.spanID[:0], 1)
+	return c
+}
+
+type traceSpanKey struct{}
+
+// spanFrom returns the server span of the request ctx belongs to, or nil when the request
+// is not traced (export off, not sampled, or no request at all). The span travels in a
+// context value of its own rather than in requestInfo, so that with export off the
+// per-request state keeps its size.
+func spanFrom(ctx context.Context) *traceSpan {
+	s, _ := ctx.Value(traceSpanKey{}).(*traceSpan)
+	return s
+}
+
+// startSpan starts a child of the request's server span; nil (and every method a no-op)
+// when the request is not traced.
+func startSpan(ctx context.Context, name string, kind spanKind) *traceSpan {
+	return spanFrom(ctx).child(name, kind)
+}
+
+// finishErr ends the span, marking it failed when err is not nil. A span already ended
+// (and so perhaps being encoded) is left alone.
+func (s *traceSpan) finishErr(err error) {
+	if s == nil || s.ended.Load() {
+		return
+	}
+	if err != nil {
+		s.fail(errorType(err))
+	}
+	s.finish()
+}
+
+// errorType is a bounded description of err for the error.type attribute.
+func errorType(err error) string {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, errHashBusy):
+		return "busy"
+	case errors.As(err, &pgErr):
+		return "sqlstate " + pgErr.Code
+	}
+	return "error"
+}
+
+// startDBSpan starts the span of one store call (pgStore.withConn, which every query goes
+// through). It is named after the store method that called withConn, found on the stack
+// only when the request is traced: that names every query without threading a name through
+// each call site.
+func startDBSpan(ctx context.Context) *traceSpan {
+	parent := spanFrom(ctx)
+	if parent == nil {
+		return nil
+	}
+	op := "query"
+	if pc, _, _, ok := runtime.Caller(2); ok { // 0: here, 1: withConn, 2: the store method
+		if f := runtime.FuncForPC(pc); f != nil {
+			name := f.Name() // "main.(*pgStore).UserByID"
+			op = name[strings.LastIndexByte(name, '.')+1:]
+		}
+	}
+	s := parent.child(op, spanKindClient)
+	s.setString("db.system.name", "postgresql")
+	s.setString("db.operation.name", op)
+	return s
+}
+
+// finishDB ends a store call's span; "no rows" is an answer, not a failure.
+func (s *traceSpan) finishDB(err *error) {
+	if s == nil {
+		return
+	}
+	if *err != nil && !errors.Is(*err, pgx.ErrNoRows) {
+		s.fail(errorType(*err))
+	}
+	s.finish()
+}
+
+// tracer owns the export queue and the goroutine that empties it. A nil *tracer is export
+// off: every method is then a no-op.
+type tracer struct {
+	endpoint  string // {GATEWAY_OTLP_ENDPOINT}/v1/traces
+	headers   http.Header
+	threshold uint64 // a new trace is sampled when a random uint64 is below it
+	sampleAll bool
+	client    *http.Client
+	log       *slog.Logger
+	m         *metrics
+	resource  []byte // the payload up to the first span, encoded once
+
+	queue    chan *traceSpan
+	interval time.Duration
+	stopping chan struct{} // closed by shutdown: flush what is queued, then exit
+	stopOnce sync.Once
+	done     chan struct{} // closed when the export goroutine has exited
+	// exportCtx bounds every export; abort cancels it when the shutdown's time is up.
+	exportCtx context.Context
+	abort     context.CancelFunc
+
+	lastWarn time.Time // export goroutine only
+}
+
+// newTracer returns the exporter configured by cfg, running, or nil when export is off.
+func newTracer(cfg *Config, log *slog.Logger, m *metrics) *tracer {
+	if cfg.OTLPEndpoint == nil {
+		return nil
+	}
+	return startTracer(cfg, log, m, traceFlushInterval, traceQueueSize)
+}
+
+// startTracer starts an exporter sending at least every interval, queueing at most
+// queueSize spans.
+func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Duration, queueSize int) *tracer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	u := *cfg.OTLPEndpoint
+	u.Path += "/v1/traces"
+	if u.RawPath != "" {
+		u.RawPath += "/v1/traces"
+	}
+	headers := http.Header{}
+	for _, h := range cfg.OTLPHeaders {
+		headers.Add(h.Name, h.Value)
+	}
+	headers.Set("Content-Type", "application/json")
+	t := &tracer{
+		endpoint: u.String(),
+		headers:  headers,
+		client: &http.Client{
+			Transport: &http.Transport{
+				// Straight to the configured collector, like the upstreams: proxy variables
+				// from the environment are not honoured.
+				Proxy:                 nil,
+				DialContext:           (&net.Dialer{Timeout: traceExportTimeout, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConnsPerHost:   1, // one exporter goroutine: one connection is all it uses
+				IdleConnTimeout:       90 * time.Second,
+				ResponseHeaderTimeout: traceExportTimeout,
+				TLSHandshakeTimeout:   traceExportTimeout,
+			},
+			// A collector never redirects an export; following one could send the API key
+			// elsewhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		log:      log,
+		m:        m,
+		queue:    make(chan *traceSpan, queueSize),
+		interval: interval,
+		stopping: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	switch r := cfg.TraceSampleRatio; {
+	case r >= 1:
+		t.sampleAll = true
+	case r > 0:
+		t.threshold = uint64(r * (1 << 63) * 2) // r < 1, so this stays below 2^64
+	}
+	t.exportCtx, t.abort = context.WithCancel(context.Background())
+	t.resource = appendResource(nil, serviceVersion())
+	go t.run()
+	return t
+}
+
+// rootFlags returns the trace-flags of a trace this gateway starts: sampled ("01") or not
+// ("00") by GATEWAY_TRACE_SAMPLE_RATIO. A trace that arrives with a valid traceparent keeps
+// its own flags instead: the caller has decided.
+func (t *tracer) rootFlags() string {
+	if t.sampleAll || (t.threshold > 0 && rand.Uint64() < t.threshold) {
+		return "01"
+	}
+	return "00"
+}
+
+// startServer starts the request's server span when the request is sampled and returns ctx
+// carrying it; info's traceparent (already validated or generated by the middleware) carries
+// the trace id and the sampled flag. The parent is the client's span when its traceparent
+// was valid.
+func (t *tracer) startServer(ctx context.Context, r *http.Request, info *requestInfo, start time.Time) context.Context {
+	if t == nil || len(info.TraceParent) != traceParentLen || unhex(info.TraceParent[54])&1 == 0 {
+		return ctx
+	}
+	switch r.URL.Path {
+	case "/health", "/livez", "/readyz":
+		return ctx // probes every few seconds would bury the traces worth reading
+	}
+	s := &traceSpan{tr: t, kind: spanKindServer, start: start}
+	copy(s.traceID[:], info.TraceID)
+	appendRandomHex(s.spanID[:0], 1)
+	if info.KeepTraceState {
+		if tp := r.Header["Traceparent"]; len(tp) == 1 && len(tp[0]) >= traceParentLen {
+			copy(s.parentID[:], tp[0][36:52])
+			s.hasParent = true
+		}
+	}
+	return context.WithValue(ctx, traceSpanKey{}, s)
+}
+
+// endServer finishes the request's server span: named after the route pattern (like the
+// metrics, never the raw path), with the path without its query string, and the caller's
+// user and company ids when known — never a token or an email.
+func (t *tracer) endServer(ctx context.Context, info *requestInfo, route string, r *http.Request, status int, aborted bool) {
+	s := spanFrom(ctx)
+	if t == nil || s == nil {
+		return
+	}
+	s.name = route
+	method := methodLabel(r.Method)
+	if method == "OTHER" {
+		method = "_OTHER" // the semantic conventions' word for a method outside the known set
+	}
+	s.setString("http.request.method", method)
+	s.setString("http.route", route)
+	s.setString("url.path", logPath(r.URL.Path))
+	s.setInt("http.response.status_code", int64(status))
+	if info.UserID != "" {
+		s.setString("user.id", info.UserID)
+	}
+	if info.CompanyID != "" {
+		s.setString("company.id", info.CompanyID)
+	}
+	switch {
+	case aborted:
+		s.fail("aborted")
+	case status >= 500:
+		s.fail(strconv.Itoa(status))
+	}
+	s.finish()
+}
+
+// enqueue hands a finished span to the exporter, or drops and counts it when the queue is
+// full: the request that produced it never waits.
+func (t *tracer) enqueue(s *traceSpan) {
+	if t == nil {
+		return
+	}
+	select {
+	case <-t.stopping: // nothing reads the queue any more
+		t.m.traceSpansDropped("shutdown", 1)
+		return
+	default:
+	}
+	select {
+	case t.queue <- s:
+	default:
+		t.m.traceSpansDropped("queue_full", 1)
+	}
+}
+
+// run is the export goroutine: it batches queued spans and sends a batch when it is full or
+// the flush interval has passed, and on shutdown sends what is left.
+func (t *tracer) run() {
+	defer close(t.done)
+	tick := time.NewTicker(t.interval)
+	defer tick.Stop()
+	batch := make([]*traceSpan, 0, traceBatchSize)
+	var buf []byte
+	send := func() {
+		if len(batch) > 0 {
+			buf = t.export(buf, batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+	}
+	for {
+		select {
+		case s := <-t.queue:
+			batch = append(batch, s)
+			if len(batch) == traceBatchSize {
+				send()
+			}
+		case <-tick.C:
+			send()
+		case <-t.stopping:
+			for {
+				select {
+				case s := <-t.queue:
+					batch = append(batch, s)
+					if len(batch) == traceBatchSize {
+						send()
+					}
+					continue
+				default:
+				}
+				break
+			}
+			send()
+			return
+		}
+	}
+}
+
+// export posts one batch and returns the (reusable) encoding buffer. A batch the collector
+// did not accept is dropped and counted: no retries, so a struggling collector is not
+// hammered and memory stays bounded.
+func (t *tracer) export(buf []byte, batch []*traceSpan) []byte {
+	if t.exportCtx.Err() != nil { // shutdown ran out of time
+		t.m.traceSpansDropped("shutdown", len(batch))
+		return buf
+	}
+	buf = appendExport(buf[:0], t.resource, batch)
+	ctx, cancel := context.WithTimeout(t.exportCtx, traceExportTimeout)
+	defer cancel()
+	rejected, err := t.post(ctx, buf)
+	switch {
+	case err != nil:
+		reason := "export_failed"
+		if t.exportCtx.Err() != nil {
+			reason = "shutdown"
+		}
+		t.m.traceSpansDropped(reason, len(batch))
+		t.warn("trace export failed: spans dropped", slog.Int("spans", len(batch)), slog.String("error", err.Error()))
+	case rejected > 0:
+		t.m.traceSpansDropped("rejected", int(min(rejected, int64(len(batch)))))
+		t.warn("trace collector rejected spans", slog.Int64("spans", rejected))
+	}
+	return buf
+}
+
+// maxExportResponse bounds how much of a collector's answer is read.
+const maxExportResponse = 64 << 10
+
+// post sends one encoded batch and returns how many spans the collector reported rejecting
+// (OTLP partial success).
+func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("build export request: %w", err)
+	}
+	req.Header = t.headers.Clone()
+	resp, err := t.client.Do(req)
+	if err != nil {
+		// The *url.Error names the endpoint, which is configuration, not a secret.
+		return 0, fmt.Errorf("post spans: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxExportResponse))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return 0, fmt.Errorf("post spans to %s: collector answered %s", t.endpoint, resp.Status)
+	}
+	return partialSuccessRejected(answer), nil
+}
+
+// partialSuccessRejected reads partialSuccess.rejectedSpans from an ExportTraceServiceResponse
+// in the JSON mapping (an int64, so a string, though some collectors write a number).
+func partialSuccessRejected(answer []byte) int64 {
+	i := bytes.Index(answer, []byte(`"rejectedSpans"`))
+	if i < 0 {
+		return 0
+	}
+	rest := bytes.TrimLeft(answer[i+len(`"rejectedSpans"`):], " \t\r\n:")
+	rest = bytes.TrimLeft(rest, `"`)
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	n, err := strconv.ParseInt(string(rest[:end]), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// warn logs export trouble at most once per traceWarnInterval: a collector that is down
+// would otherwise add a line per flush.
+func (t *tracer) warn(msg string, attrs ...slog.Attr) {
+	if now := time.Now(); now.Sub(t.lastWarn) >= traceWarnInterval {
+		t.lastWarn = now
+		t.log.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
+	}
+}
+
+// shutdown sends the queued spans and stops the export goroutine, giving up when ctx ends
+// (the rest is then counted as dropped). Spans finished afterwards are dropped. Safe to call
+// more than once and on a nil tracer.
+func (t *tracer) shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
+	t.stopOnce.Do(func() { close(t.stopping) })
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		t.abort()
+		<-t.done
+		return fmt.Errorf("flush spans: %w", ctx.Err())
+	}
+}
+
+// close stops the exporter without waiting for the collector.
+func (t *tracer) close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = t.shutdown(ctx)
+}
+
+// wrapTransport returns rt with a client span around every upstream call of a traced
+// request, or rt itself when export is off.
+func (t *tracer) wrapTransport(rt http.RoundTripper) http.RoundTripper {
+	if t == nil {
+		return rt
+	}
+	return &tracingTransport{next: rt}
+}
+
+// tracingTransport adds the client span of the upstream call. The span's id is the
+// parent-id of the traceparent the proxy put on the outbound request, so the upstream's own
+// spans hang under this one.
+type tracingTransport struct{ next http.RoundTripper }
+
+func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	parent := spanFrom(req.Context())
+	tp := req.Header[hdrTraceParent]
+	if parent == nil || len(tp) != 1 || len(tp[0]) < traceParentLen {
+		return tt.next.RoundTrip(req)
+	}
+	info := requestInfoFrom(req.Context())
+	s := &traceSpan{tr: parent.tr, traceID: parent.traceID, parentID: parent.spanID, hasParent: true,
+		kind: spanKindClient, name: methodLabel(req.Method) + " " + info.Upstream, start: time.Now()}
+	copy(s.spanID[:], tp[0][36:52])
+	s.setString("http.request.method", methodLabel(req.Method))
+	s.setString("server.address", req.URL.Hostname())
+	if p, err := strconv.Atoi(req.URL.Port()); err == nil {
+		s.setInt("server.port", int64(p))
+	}
+	s.setString("url.path", logPath(req.URL.Path)) // never the query: it may carry secrets
+	if info.Upstream != "" {
+		s.setString("peer.service", info.Upstream)
+	}
+
+	// The wait for a pooled (or new) upstream connection is its own span: under load it is
+	// where a request's time goes before the upstream sees it.
+	wait := s.child("upstream connection", spanKindInternal)
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(ci httptrace.GotConnInfo) {
+			wait.setBool("network.connection.reused", ci.Reused)
+			wait.finish()
+		},
+	}))
+	resp, err := tt.next.RoundTrip(req)
+	if err != nil {
+		kind, _, _, _ := classifyUpstreamError(req.Context(), err)
+		wait.finishErr(err)
+		s.fail(kind)
+		s.finish()
+		return nil, err
+	}
+	wait.finish() // no-op unless the transport skipped GotConn
+	s.setInt("http.response.status_code", int64(resp.StatusCode))
+	if resp.StatusCode >= 400 {
+		s.fail(strconv.Itoa(resp.StatusCode)) // for a client span, 4xx is a failure too
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil || resp.Body == http.NoBody {
+		// A switched connection's body must stay an io.ReadWriteCloser for ReverseProxy.
+		s.finish()
+		return resp, nil
+	}
+	resp.Body = &spanBody{ReadCloser: resp.Body, s: s}
+	return resp, nil
+}
+
+// spanBody ends the client span when the proxy closes the upstream's body: the span covers
+// the whole response, a long stream included.
+type spanBody struct {
+	io.ReadCloser
+	s *traceSpan
+}
+
+func (b *spanBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.s.finish()
+	return err
+}
+
+// ---- OTLP/JSON encoding ----------------------------------------------------------------
+//
+// The protobuf JSON mapping as OTLP specifies it: trace and span ids as lower-case hex (not
+// base64), 64-bit integers (times, int attributes) as decimal strings, enums as integers,
+// attribute values wrapped in their type ({"stringValue": …}).
+
+// appendResource writes the start of an ExportTraceServiceRequest up to the spans array.
+func appendResource(b []byte, version string) []byte {
+	b = append(b, `{"resourceSpans":[{"resource":{"attributes":[`...)
+	b = appendStringAttr(b, "service.name", traceServiceName)
+	b = append(b, ',')
+	b = appendStringAttr(b, "service.version", version)
+	b = append(b, `]},"scopeSpans":[{"scope":{"name":`...)
+	b = appendJSONString(b, traceServiceName)
+	b = append(b, `,"version":`...)
+	b = appendJSONString(b, version)
+	return append(b, `},"spans":[`...)
+}
+
+// appendExport writes a whole ExportTraceServiceRequest for batch.
+func appendExport(b, resource []byte, batch []*traceSpan) []byte {
+	b = append(b, resource...)
+	for i, s := range batch {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendSpan(b, s)
+	}
+	return append(b, `]}]}]}`...)
+}
+
+func appendSpan(b []byte, s *traceSpan) []byte {
+	b = append(b, `{"traceId":"`...)
+	b = append(b, s.traceID[:]...)
+	b = append(b, `","spanId":"`...)
+	b = append(b, s.spanID[:]...)
+	b = append(b, '"')
+	if s.hasParent {
+		b = append(b, `,"parentSpanId":"`...)
+		b = append(b, s.parentID[:]...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, s.name)
+	b = append(b, `,"kind":`...)
+	b = strconv.AppendUint(b, uint64(s.kind), 10)
+	b = append(b, `,"startTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.start.UnixNano(), 10)
+	b = append(b, `","endTimeUnixNano":"`...)
+	b = strconv.AppendInt(b, s.end.UnixNano(), 10)
+	b = append(b, `","attributes":[`...)
+	for i := range s.nattrs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		a := &s.attrs[i]
+		switch a.typ {
+		case attrInt:
+			b = append(b, `{"key":`...)
+			b = appendJSONString(b, a.key)
+			b = append(b, `,"value":{"intValue":"`...)
+			b = strconv.AppendInt(b, a.num, 10)
+			b = append(b, `"}}`...)
+		case attrBool:
+			b = append(b, `{"key":`...)
+			b = appendJSONString(b, a.key)
+			b = append(b, `,"value":{"boolValue":`...)
+			b = strconv.AppendBool(b, a.num != 0)
+			b = append(b, `}}`...)
+		default:
+			b = appendStringAttr(b, a.key, a.str)
+		}
+	}
+	b = append(b, ']')
+	if s.status != statusUnset {
+		b = append(b, `,"status":{"code":`...)
+		b = strconv.AppendUint(b, uint64(s.status), 10)
+		if s.statusMsg != "" {
+			b = append(b, `,"message":`...)
+			b = appendJSONString(b, s.statusMsg)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+func appendStringAttr(b []byte, key, value string) []byte {
+	b = append(b, `{"key":`...)
+	b = appendJSONString(b, key)
+	b = append(b, `,"value":{"stringValue":`...)
+	b = appendJSONString(b, value)
+	return append(b, `}}`...)
+}
+
+// ---- Configuration ----------------------------------------------------------------------
+
+// otlpHeader is one GATEWAY_OTLP_HEADERS entry.
+type otlpHeader struct{ Name, Value string }
+
+// exporterHeaders are set by the exporter itself; a configured value would break the export.
+var exporterHeaders = []string{"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding", "Host", "Connection"}
+
+// parseOTLPHeaders reads GATEWAY_OTLP_HEADERS: comma-separated key=value pairs, values
+// optionally percent-encoded, the format of OpenTelemetry's OTEL_EXPORTER_OTLP_HEADERS. The
+// value is a secret, so errors name the item's position, never its text.
+func parseOTLPHeaders(v string) ([]otlpHeader, error) {
+	var out []otlpHeader
+	for i, item := range strings.Split(v, ",") {
+		if strings.TrimSpace(item) == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(item, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if !ok || key == "" {
+			return nil, fmt.Errorf("item %d is not key=value", i+1)
+		}
+		for j := 0; j < len(key); j++ {
+			if !isTokenChar(key[j]) {
+				return nil, fmt.Errorf("item %d has an invalid header name", i+1)
+			}
+		}
+		for _, h := range exporterHeaders {
+			if strings.EqualFold(key, h) {
+				return nil, fmt.Errorf("item %d sets %s, which the exporter sets itself", i+1, h)
+			}
+		}
+		dec, err := url.PathUnescape(value)
+		if err != nil {
+			return nil, fmt.Errorf("item %d has a malformed percent-encoding", i+1)
+		}
+		for j := 0; j < len(dec); j++ {
+			if c := dec[j]; (c < 0x20 && c != '\t') || c == 0x7f {
+				return nil, fmt.Errorf("item %d has a control character in its value", i+1)
+			}
+		}
+		out = append(out, otlpHeader{Name: http.CanonicalHeaderKey(key), Value: dec})
+	}
+	return out, nil
+}
+
+// readTracing fills the export settings: GATEWAY_OTLP_ENDPOINT, GATEWAY_OTLP_HEADERS and
+// GATEWAY_TRACE_SAMPLE_RATIO.
+func (r *envReader) readTracing(cfg *Config) {
+	cfg.OTLPEndpoint, _ = r.serviceURL("GATEWAY_OTLP_ENDPOINT")
+	if v, _ := r.get("GATEWAY_OTLP_HEADERS"); v != "" {
+		h, err := parseOTLPHeaders(v)
+		if err != nil {
+			r.fail("GATEWAY_OTLP_HEADERS", "%v; expected comma-separated key=value pairs, e.g. x-api-key=…", err)
+		}
+		cfg.OTLPHeaders = h
+	}
+	cfg.TraceSampleRatio, _ = r.number("GATEWAY_TRACE_SAMPLE_RATIO", 0, 1,
+		"a fraction from 0 (no new trace exported) to 1 (every one), e.g. 0.1")
+}
+
+// otlpEndpointText is GATEWAY_OTLP_ENDPOINT as the start-up log shows it.
+func (c *Config) otlpEndpointText() string {
+	if c.OTLPEndpoint == nil {
+		return "unset (no export)"
+	}
+	return c.OTLPEndpoint.String()
+}
+
+// otlpHeadersText is GATEWAY_OTLP_HEADERS as the start-up log shows it: names only.
+func (c *Config) otlpHeadersText() string {
+	if len(c.OTLPHeaders) == 0 {
+		return "unset"
+	}
+	names := make([]string, len(c.OTLPHeaders))
+	for i, h := range c.OTLPHeaders {
+		names[i] = h.Name + "=***"
+	}
+	return strings.Join(names, ",")
+}
