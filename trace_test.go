@@ -211,28 +211,6 @@ func spanNames(spans []otlpSpan) []string {
 	return names
 }
 
-// companyAware fills User.CompanyActive from Store.CompanyActive. The tenancy rules refuse
-// a user whose company is not reported active, and the stores do not report it with the
-// user yet; this lets these tests reach the proxy. Remove it once they do.
-type companyAware struct{ Store }
-
-func (s companyAware) withCompany(ctx context.Context, u User, err error) (User, error) {
-	if err == nil && u.CompanyID != "" && !u.CompanyActive {
-		u.CompanyActive, err = s.Store.CompanyActive(ctx, u.CompanyID)
-	}
-	return u, err
-}
-
-func (s companyAware) UserByID(ctx context.Context, id string) (User, error) {
-	u, err := s.Store.UserByID(ctx, id)
-	return s.withCompany(ctx, u, err)
-}
-
-func (s companyAware) UserByEmail(ctx context.Context, email string) (User, error) {
-	u, err := s.Store.UserByEmail(ctx, email)
-	return s.withCompany(ctx, u, err)
-}
-
 // tracedEnv serves a gateway on the in-memory store that exports to collector, with one
 // user of one company. tweak runs before the routes are built.
 func tracedEnv(t *testing.T, collector *fakeCollector, env map[string]string, tweak func(*gateway)) (*testEnv, User) {
@@ -244,7 +222,7 @@ func tracedEnv(t *testing.T, collector *fakeCollector, env map[string]string, tw
 		env["GATEWAY_OTLP_ENDPOINT"] = collector.srv.URL
 	}
 	cfg := testConfig(t, env)
-	e := serveTestEnv(t, cfg, companyAware{newMemoryStore()}, "", tweak)
+	e := serveTestEnv(t, cfg, newMemoryStore(), "", tweak)
 	company := e.createCompany("Acme")
 	return e, e.createUser("ada@example.com", "pw-pw-pw-pw", company, bcrypt.MinCost)
 }
@@ -403,7 +381,7 @@ func TestTraceLoginHasDatabaseAndBcryptSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	e := newTestEnvWithStore(t, map[string]string{"GATEWAY_OTLP_ENDPOINT": collector.srv.URL}, companyAware{store}, dbURL)
+	e := newTestEnvWithStore(t, map[string]string{"GATEWAY_OTLP_ENDPOINT": collector.srv.URL}, store, dbURL)
 	company := e.createCompany("Acme")
 	e.createUser("grace@example.com", "pw-pw-pw-pw", company, bcrypt.MinCost)
 
@@ -803,7 +781,7 @@ func BenchmarkTraceExport(b *testing.B) {
 				b.Fatal(err)
 			}
 			m := newMetrics()
-			gw := newGateway(cfg, slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})), companyAware{store}, m)
+			gw := newGateway(cfg, slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})), store, m)
 			defer gw.close()
 			srv := httptest.NewServer(gw.routes())
 			defer srv.Close()
