@@ -271,8 +271,8 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error
 		if err != nil {
 			return nil, fmt.Errorf("seed demo data: %w", err)
 		}
-		log.Warn("development shortcut: demo user ready (in-memory store; log in with these)",
-			"demo_email", demo.Email, "demo_password", demo.Password, "demo_company_id", demo.CompanyID)
+		log.Warn("development shortcut: demo user ready, an administrator (in-memory store; log in with these)",
+			"demo_email", demo.Email, "demo_password", demo.Password, "demo_role", demo.Role, "demo_company_id", demo.CompanyID)
 		return store, nil
 	}
 	store, err := openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout)
