@@ -59,7 +59,7 @@ var errorCodes = []errorCode{
 	{codeAdminRequired, []int{403}, "the route needs a user whose database role is `admin`"},
 	{codeAlreadyExists, []int{409}, "the email is taken by another user, or the email domain is registered to another company"},
 	{codeSelfLockout, []int{409}, "an administrator cannot deactivate or demote themselves, or deactivate their own company, through the API (the CLI can)"},
-	{codeInvalidCredentials, []int{401}, "wrong email or password (the same answer for unknown emails and inactive users)"},
+	{codeInvalidCredentials, []int{400, 401}, "wrong email or password (the same answer for unknown emails and inactive users); 400 for a wrong current password when changing it"},
 	{codeLoginRateLimited, []int{429}, "too many failed logins from this address or for this email; wait `Retry-After` seconds"},
 	{codeLoginBusy, []int{503}, "every password-hashing slot is busy; retry after `Retry-After`"},
 	{codeRateLimited, []int{429}, "the company's request rate limit is exceeded; wait `Retry-After` seconds"},

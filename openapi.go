@@ -257,7 +257,7 @@ var (
 
 // pathParamDocs describes the path parameters of the route patterns.
 var pathParamDocs = map[string]oaParameter{
-	"id":         {Description: "company or user id", Schema: uuidSchema},
+	"id":         {Schema: uuidSchema}, // described by operationOf: a company's or a user's
 	"company_id": {Description: "company id", Schema: uuidSchema},
 	"inv":        {Description: "invitation id", Schema: uuidSchema},
 	"domain":     {Description: "email domain, e.g. example.com (stored in lower case)", Schema: schema{"type": "string"}},
@@ -429,6 +429,12 @@ func operationOf(rt route, method, path string) *oaOperation {
 	for _, name := range pathParams(path) {
 		p := pathParamDocs[name]
 		p.Name, p.In, p.Required = name, "path", true
+		if name == "id" {
+			p.Description = "company id"
+			if strings.Contains(path, "/users/") {
+				p.Description = "user id"
+			}
+		}
 		op.Parameters = append(op.Parameters, p)
 	}
 	op.Parameters = append(op.Parameters, d.query...)
@@ -523,12 +529,43 @@ func (api *apiDescription) handlePage() http.Handler {
 type pageOperation struct {
 	Anchor, Method, Path, Auth, Summary, Description string
 	Parameters                                       []oaParameter
-	Request                                          string
+	Request                                          *pageSchema
+	RequestOptional                                  bool
 	Responses                                        []pageResponse
 }
 
 type pageResponse struct {
-	Status, Description, Schema string
+	Status, Description string
+	Schema              *pageSchema // nil for none, and for errors: the description lists their codes
+}
+
+// pageSchema is a schema as the page shows it: a link to a named schema (List: an array of
+// it), or inline JSON.
+type pageSchema struct {
+	Name   string
+	List   bool
+	Inline string
+}
+
+// pageSchemaOf shows s as a link when it names a schema of the document.
+func pageSchemaOf(s schema, pretty func(any) string) *pageSchema {
+	refName := func(v any) (string, bool) {
+		m, ok := v.(schema)
+		if !ok || len(m) != 1 {
+			return "", false
+		}
+		r, _ := m["$ref"].(string)
+		return strings.CutPrefix(r, "#/components/schemas/")
+	}
+	if name, ok := refName(s); ok {
+		return &pageSchema{Name: name}
+	}
+	if s["type"] == "array" {
+		if name, ok := refName(s["items"]); ok {
+			return &pageSchema{Name: name, List: true}
+		}
+	}
+	return &pageSchema{Inline: pretty(s)}
 }
 
 var methodOrder = []string{"get", "post", "put", "patch", "delete"}
@@ -561,10 +598,8 @@ func renderAPIPage(doc oaDocument) []byte {
 				po := pageOperation{Anchor: op.OperationID, Method: strings.ToUpper(m), Path: p, Auth: op.Auth,
 					Summary: op.Summary, Description: op.Description, Parameters: op.Parameters}
 				if op.RequestBody != nil {
-					po.Request = pretty(op.RequestBody.Content["application/json"].Schema)
-					if !op.RequestBody.Required {
-						po.Request += "\n(optional)"
-					}
+					po.Request = pageSchemaOf(op.RequestBody.Content["application/json"].Schema, pretty)
+					po.RequestOptional = !op.RequestBody.Required
 				}
 				statuses := make([]string, 0, len(op.Responses))
 				for s := range op.Responses {
@@ -574,8 +609,9 @@ func renderAPIPage(doc oaDocument) []byte {
 				for _, s := range statuses {
 					resp := op.Responses[s]
 					pr := pageResponse{Status: s, Description: resp.Description}
-					for _, media := range resp.Content {
-						pr.Schema = pretty(media.Schema)
+					// Error responses show their codes in the description; the schema is Error.
+					if media, ok := resp.Content["application/json"]; ok && media.Schema["$ref"] != "#/components/schemas/Error" {
+						pr.Schema = pageSchemaOf(media.Schema, pretty)
 					}
 					po.Responses = append(po.Responses, pr)
 				}
@@ -623,10 +659,10 @@ td.s{width:4rem;font-weight:700} .d{white-space:pre-line}
 <h3><span class="m {{.Method}}">{{.Method}}</span> <code>{{.Path}}</code> <span class="auth">{{.Auth}}</span></h3>
 <p>{{.Summary}}</p>{{if .Description}}<p>{{.Description}}</p>{{end}}
 {{if .Parameters}}<table><tr><th>parameter</th><th>in</th><th>description</th></tr>{{range .Parameters}}<tr><td><code>{{.Name}}</code></td><td>{{.In}}</td><td>{{.Description}}</td></tr>{{end}}</table>{{end}}
-{{if .Request}}<details><summary>request body</summary><pre>{{.Request}}</pre></details>{{end}}
-<table>{{range .Responses}}<tr><td class="s">{{.Status}}</td><td><div class="d">{{.Description}}</div>{{if .Schema}}<details><summary>schema</summary><pre>{{.Schema}}</pre></details>{{end}}</td></tr>{{end}}</table>
+{{with .Request}}<p>request body{{if $.RequestOptional}} (optional){{end}}: {{template "schema" .}}</p>{{end}}
+<table>{{range .Responses}}<tr><td class="s">{{.Status}}</td><td><div class="d">{{.Description}}</div>{{with .Schema}}{{template "schema" .}}{{end}}</td></tr>{{end}}</table>
 </section>{{end}}{{end}}{{end}}
 <h2 id="schemas">schemas</h2>
 {{range .Schemas}}<h3 id="schema-{{.Name}}">{{.Name}}</h3><pre>{{.Schema}}</pre>{{end}}
 </body></html>
-`))
+{{define "schema"}}{{if .Name}}{{if .List}}list of {{end}}<a href="#schema-{{.Name}}">{{.Name}}</a>{{else}}<pre>{{.Inline}}</pre>{{end}}{{end}}`))
