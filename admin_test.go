@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -902,5 +903,19 @@ func TestRunDevModeDemoUserIsAnAdmin(t *testing.T) {
 	cancel()
 	if err := g.wait(10 * time.Second); err != nil {
 		t.Fatalf("run: %v", err)
+	}
+}
+
+func TestREADMEDocumentsEveryAdminRoute(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGateway(testConfig(t, nil), slog.New(slog.DiscardHandler), newMemoryStore(), newMetrics())
+	t.Cleanup(g.close)
+	for _, rt := range g.routeTable() {
+		if rt.auth == authAdmin && !strings.Contains(string(readme), "\n| `"+rt.pattern) {
+			t.Errorf("README's administration table lacks %s", rt.pattern)
+		}
 	}
 }
