@@ -80,7 +80,7 @@ func (e *testEnv) mustAuditOnce(t *testing.T, since int, actor, action, target s
 }
 
 // keys returns the sorted member names of a JSON object.
-func keys(m map[string]any) []string {
+func jsonKeys(m map[string]any) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
@@ -92,7 +92,7 @@ func keys(m map[string]any) []string {
 func mustKeys(t *testing.T, m map[string]any, want ...string) {
 	t.Helper()
 	slices.Sort(want)
-	if got := keys(m); !slices.Equal(got, want) {
+	if got := jsonKeys(m); !slices.Equal(got, want) {
 		t.Fatalf("members = %v, want exactly %v", got, want)
 	}
 }

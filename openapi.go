@@ -52,28 +52,28 @@ type (
 		Responses   map[string]oaResponse `json:"responses"`
 	}
 	oaParameter struct {
-		Name        string `json:"name"`
-		In          string `json:"in"`
-		Required    bool   `json:"required"`
-		Description string `json:"description"`
-		Schema      schema `json:"schema"`
+		Name        string     `json:"name"`
+		In          string     `json:"in"`
+		Required    bool       `json:"required"`
+		Description string     `json:"description"`
+		Schema      jsonSchema `json:"schema"`
 	}
 	oaRequestBody struct {
 		Required bool               `json:"required"`
 		Content  map[string]oaMedia `json:"content"`
 	}
 	oaMedia struct {
-		Schema schema `json:"schema"`
+		Schema jsonSchema `json:"schema"`
 	}
 	oaResponse struct {
 		Description string             `json:"description"`
 		Content     map[string]oaMedia `json:"content,omitempty"`
 	}
 	oaComponents struct {
-		Schemas         map[string]schema `json:"schemas"`
-		SecuritySchemes map[string]schema `json:"securitySchemes"`
+		Schemas         map[string]jsonSchema `json:"schemas"`
+		SecuritySchemes map[string]jsonSchema `json:"securitySchemes"`
 	}
-	schema = map[string]any
+	jsonSchema = map[string]any
 )
 
 // routeDoc documents one route of the table (by its pattern).
@@ -82,8 +82,8 @@ type routeDoc struct {
 	request                   string // components schema of the JSON body; "" for none
 	optionalBody              bool
 	query                     []oaParameter
-	status                    int    // the success status
-	response                  schema // its body; nil for none
+	status                    int        // the success status
+	response                  jsonSchema // its body; nil for none
 	responseDoc               string
 	extra                     map[int]string // other non-error statuses → components schema
 	errors                    []errorRef     // besides those of the route's auth and kind
@@ -96,23 +96,23 @@ type errorRef struct {
 	code   string
 }
 
-func ref(name string) schema { return schema{"$ref": "#/components/schemas/" + name} }
-func listOf(name string) schema {
-	return schema{"type": "array", "items": ref(name)}
+func schemaRef(name string) jsonSchema { return jsonSchema{"$ref": "#/components/schemas/" + name} }
+func schemaListOf(name string) jsonSchema {
+	return jsonSchema{"type": "array", "items": schemaRef(name)}
 }
 
 var (
-	uuidSchema         = schema{"type": "string", "format": "uuid"}
-	nullableUUIDSchema = schema{"type": []string{"string", "null"}, "format": "uuid"}
-	nullableString     = schema{"type": []string{"string", "null"}}
-	rolesSchema        = schema{"type": "array", "minItems": 1, "items": schema{"type": "string", "enum": []string{"user", "admin"}},
+	uuidSchema         = jsonSchema{"type": "string", "format": "uuid"}
+	nullableUUIDSchema = jsonSchema{"type": []string{"string", "null"}, "format": "uuid"}
+	nullableString     = jsonSchema{"type": []string{"string", "null"}}
+	rolesSchema        = jsonSchema{"type": "array", "minItems": 1, "items": jsonSchema{"type": "string", "enum": []string{"user", "admin"}},
 		"description": "the database keeps one role per user: admin when the list holds it, else user"}
-	timeSchema         = schema{"type": "string", "format": "date-time"}
-	nullableTimeSchema = schema{"type": []string{"string", "null"}, "format": "date-time"}
+	timeSchema         = jsonSchema{"type": "string", "format": "date-time"}
+	nullableTimeSchema = jsonSchema{"type": []string{"string", "null"}, "format": "date-time"}
 )
 
-func object(required []string, props schema) schema {
-	s := schema{"type": "object", "properties": props}
+func schemaObject(required []string, props jsonSchema) jsonSchema {
+	s := jsonSchema{"type": "object", "properties": props}
 	if len(required) > 0 {
 		s["required"] = required
 	}
@@ -120,116 +120,116 @@ func object(required []string, props schema) schema {
 }
 
 // apiSchemas are the bodies routeDocs refer to.
-func apiSchemas() map[string]schema {
+func apiSchemas() map[string]jsonSchema {
 	codes := make([]string, len(errorCodes))
 	for i, c := range errorCodes {
 		codes[i] = c.Code
 	}
-	health := object([]string{"status", "service", "checks"}, schema{
-		"status": schema{"type": "string"}, "service": schema{"type": "string"},
-		"checks": schema{"type": "object", "additionalProperties": schema{"type": "string"}},
+	health := schemaObject([]string{"status", "service", "checks"}, jsonSchema{
+		"status": jsonSchema{"type": "string"}, "service": jsonSchema{"type": "string"},
+		"checks": jsonSchema{"type": "object", "additionalProperties": jsonSchema{"type": "string"}},
 	})
-	user := object([]string{"id", "email", "name", "company_id", "roles", "is_active", "created_at"}, schema{
-		"id": uuidSchema, "email": schema{"type": "string", "format": "email"}, "name": nullableString,
-		"company_id": nullableUUIDSchema, "roles": rolesSchema, "is_active": schema{"type": "boolean"},
+	user := schemaObject([]string{"id", "email", "name", "company_id", "roles", "is_active", "created_at"}, jsonSchema{
+		"id": uuidSchema, "email": jsonSchema{"type": "string", "format": "email"}, "name": nullableString,
+		"company_id": nullableUUIDSchema, "roles": rolesSchema, "is_active": jsonSchema{"type": "boolean"},
 		"created_at": nullableTimeSchema,
 	})
-	return map[string]schema{
-		"Error": object([]string{"detail", "code"}, schema{
-			"detail":     schema{"type": "string", "description": "for humans; may change"},
-			"code":       schema{"type": "string", "enum": codes, "description": "stable; clients branch on it"},
-			"request_id": schema{"type": "string"},
+	return map[string]jsonSchema{
+		"Error": schemaObject([]string{"detail", "code"}, jsonSchema{
+			"detail":     jsonSchema{"type": "string", "description": "for humans; may change"},
+			"code":       jsonSchema{"type": "string", "enum": codes, "description": "stable; clients branch on it"},
+			"request_id": jsonSchema{"type": "string"},
 		}),
-		"Message": object([]string{"message"}, schema{"message": schema{"type": "string"}}),
+		"Message": schemaObject([]string{"message"}, jsonSchema{"message": jsonSchema{"type": "string"}}),
 		"Health":  health,
-		"Status":  object([]string{"status"}, schema{"status": schema{"type": "string"}}),
-		"LoginRequest": object([]string{"email", "password"}, schema{
-			"email":    schema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
-			"password": schema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
+		"Status":  schemaObject([]string{"status"}, jsonSchema{"status": jsonSchema{"type": "string"}}),
+		"LoginRequest": schemaObject([]string{"email", "password"}, jsonSchema{
+			"email":    jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
+			"password": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
 		}),
-		"LoginResponse": object([]string{"access_token", "token_type", "user_id", "email", "full_name", "role", "company_id"}, schema{
-			"access_token": schema{"type": "string"}, "token_type": schema{"const": "bearer"}, "user_id": uuidSchema,
-			"email": schema{"type": "string"}, "full_name": nullableString, "role": schema{"type": "string"},
+		"LoginResponse": schemaObject([]string{"access_token", "token_type", "user_id", "email", "full_name", "role", "company_id"}, jsonSchema{
+			"access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"}, "user_id": uuidSchema,
+			"email": jsonSchema{"type": "string"}, "full_name": nullableString, "role": jsonSchema{"type": "string"},
 			"company_id": nullableUUIDSchema,
 		}),
-		"EnsureCompanyRequest": object(nil, schema{"company_id": uuidSchema}),
-		"EnsureCompanyResponse": object([]string{"user_id", "company_id", "message", "new_access_token", "token_type"}, schema{
-			"user_id": uuidSchema, "company_id": uuidSchema, "message": schema{"type": "string"},
-			"new_access_token": schema{"type": "string"}, "token_type": schema{"const": "bearer"},
+		"EnsureCompanyRequest": schemaObject(nil, jsonSchema{"company_id": uuidSchema}),
+		"EnsureCompanyResponse": schemaObject([]string{"user_id", "company_id", "message", "new_access_token", "token_type"}, jsonSchema{
+			"user_id": uuidSchema, "company_id": uuidSchema, "message": jsonSchema{"type": "string"},
+			"new_access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"},
 		}),
-		"TokenResponse": object([]string{"access_token", "token_type"}, schema{
-			"access_token": schema{"type": "string"}, "token_type": schema{"const": "bearer"},
+		"TokenResponse": schemaObject([]string{"access_token", "token_type"}, jsonSchema{
+			"access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"},
 		}),
-		"PasswordChange": object([]string{"current_password", "new_password"}, schema{
-			"current_password": schema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
-			"new_password":     schema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
+		"PasswordChange": schemaObject([]string{"current_password", "new_password"}, jsonSchema{
+			"current_password": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
+			"new_password":     jsonSchema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
 		}),
-		"Me": object([]string{"user_id", "email", "full_name", "role", "company_id", "is_active"}, schema{
-			"user_id": uuidSchema, "email": schema{"type": "string"}, "full_name": nullableString,
-			"role": schema{"type": "string"}, "company_id": nullableUUIDSchema, "is_active": schema{"type": "boolean"},
+		"Me": schemaObject([]string{"user_id", "email", "full_name", "role", "company_id", "is_active"}, jsonSchema{
+			"user_id": uuidSchema, "email": jsonSchema{"type": "string"}, "full_name": nullableString,
+			"role": jsonSchema{"type": "string"}, "company_id": nullableUUIDSchema, "is_active": jsonSchema{"type": "boolean"},
 		}),
-		"AdminStats": object([]string{"company_count", "users_per_company"}, schema{
-			"company_count": schema{"type": "integer", "description": "active companies"},
-			"users_per_company": schema{"type": "array", "items": object([]string{"company_id", "name", "user_count"}, schema{
-				"company_id": uuidSchema, "name": schema{"type": "string"},
-				"user_count": schema{"type": "integer", "description": "active users"},
+		"AdminStats": schemaObject([]string{"company_count", "users_per_company"}, jsonSchema{
+			"company_count": jsonSchema{"type": "integer", "description": "active companies"},
+			"users_per_company": jsonSchema{"type": "array", "items": schemaObject([]string{"company_id", "name", "user_count"}, jsonSchema{
+				"company_id": uuidSchema, "name": jsonSchema{"type": "string"},
+				"user_count": jsonSchema{"type": "integer", "description": "active users"},
 			})},
 		}),
-		"CompanyCreate": object([]string{"name"}, schema{"name": schema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}}),
-		"CompanyCreated": object([]string{"id", "name", "created_at"}, schema{
-			"id": uuidSchema, "name": schema{"type": "string"}, "created_at": nullableTimeSchema,
+		"CompanyCreate": schemaObject([]string{"name"}, jsonSchema{"name": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}}),
+		"CompanyCreated": schemaObject([]string{"id", "name", "created_at"}, jsonSchema{
+			"id": uuidSchema, "name": jsonSchema{"type": "string"}, "created_at": nullableTimeSchema,
 		}),
-		"CompanyOption": object([]string{"id", "name"}, schema{"id": uuidSchema, "name": schema{"type": "string"}}),
-		"Company": object([]string{"id", "name", "is_active", "created_at"}, schema{
-			"id": uuidSchema, "name": schema{"type": "string"}, "is_active": schema{"type": "boolean"}, "created_at": nullableTimeSchema,
+		"CompanyOption": schemaObject([]string{"id", "name"}, jsonSchema{"id": uuidSchema, "name": jsonSchema{"type": "string"}}),
+		"Company": schemaObject([]string{"id", "name", "is_active", "created_at"}, jsonSchema{
+			"id": uuidSchema, "name": jsonSchema{"type": "string"}, "is_active": jsonSchema{"type": "boolean"}, "created_at": nullableTimeSchema,
 		}),
-		"CompanyPatch": withNoOther(object(nil, schema{
-			"name": schema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}, "is_active": schema{"type": "boolean"},
+		"CompanyPatch": withNoOther(schemaObject(nil, jsonSchema{
+			"name": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}, "is_active": jsonSchema{"type": "boolean"},
 		})),
-		"UserCreate": object([]string{"email", "password"}, schema{
-			"email":      schema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
-			"password":   schema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
+		"UserCreate": schemaObject([]string{"email", "password"}, jsonSchema{
+			"email":      jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
+			"password":   jsonSchema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
 			"name":       nullableString,
-			"company_id": schema{"type": []string{"string", "null"}, "format": "uuid", "description": "an active company; null or absent: none yet"},
+			"company_id": jsonSchema{"type": []string{"string", "null"}, "format": "uuid", "description": "an active company; null or absent: none yet"},
 			"roles":      rolesSchema,
 		}),
 		"User": user,
-		"UserPatch": withNoOther(object(nil, schema{
-			"name": nullableString, "is_active": schema{"type": "boolean", "description": "false also revokes every token"},
-			"roles": rolesSchema, "company_id": schema{"type": []string{"string", "null"}, "format": "uuid", "description": "null: no company"},
+		"UserPatch": withNoOther(schemaObject(nil, jsonSchema{
+			"name": nullableString, "is_active": jsonSchema{"type": "boolean", "description": "false also revokes every token"},
+			"roles": rolesSchema, "company_id": jsonSchema{"type": []string{"string", "null"}, "format": "uuid", "description": "null: no company"},
 		})),
-		"InvitationCreate": object([]string{"email"}, schema{
-			"email":           schema{"type": "string", "format": "email"},
-			"role":            schema{"type": "string", "enum": []string{"user", "admin"}, "default": "user"},
-			"expires_in_days": schema{"type": "integer", "minimum": 1, "maximum": maxInvitationDays, "default": defaultInvitationDays},
+		"InvitationCreate": schemaObject([]string{"email"}, jsonSchema{
+			"email":           jsonSchema{"type": "string", "format": "email"},
+			"role":            jsonSchema{"type": "string", "enum": []string{"user", "admin"}, "default": "user"},
+			"expires_in_days": jsonSchema{"type": "integer", "minimum": 1, "maximum": maxInvitationDays, "default": defaultInvitationDays},
 		}),
-		"Invitation": object([]string{"id", "company_id", "email", "role", "created_by", "created_at", "expires_at"}, schema{
-			"id": uuidSchema, "company_id": uuidSchema, "email": schema{"type": "string"}, "role": schema{"type": "string"},
+		"Invitation": schemaObject([]string{"id", "company_id", "email", "role", "created_by", "created_at", "expires_at"}, jsonSchema{
+			"id": uuidSchema, "company_id": uuidSchema, "email": jsonSchema{"type": "string"}, "role": jsonSchema{"type": "string"},
 			"created_by": nullableUUIDSchema, "created_at": timeSchema, "expires_at": timeSchema,
 		}),
-		"Domain": object([]string{"domain", "company_id"}, schema{"domain": schema{"type": "string"}, "company_id": uuidSchema}),
+		"Domain": schemaObject([]string{"domain", "company_id"}, jsonSchema{"domain": jsonSchema{"type": "string"}, "company_id": uuidSchema}),
 	}
 }
 
 // withNoOther makes a partial-update body refuse unknown fields and ask for one at least, as
 // the handlers do.
-func withNoOther(s schema) schema {
+func withNoOther(s jsonSchema) jsonSchema {
 	s["additionalProperties"] = false
 	s["minProperties"] = 1
 	return s
 }
 
 // proxyErrors are the answers of a proxied route that the gateway writes itself.
-var proxyErrors = []errorRef{
+var docProxyErrors = []errorRef{
 	{400, codeValidation}, {413, codeBodyTooLarge}, {502, codeUpstreamError}, {503, codeUpstreamUnavailable},
 	{503, codeUpstreamBusy}, {504, codeUpstreamTimeout},
 }
 
 // bodyErrors are the answers of every route that reads a JSON body.
-var bodyErrors = []errorRef{{408, codeRequestTimeout}, {413, codeBodyTooLarge}, {422, codeValidation}}
+var docBodyErrors = []errorRef{{408, codeRequestTimeout}, {413, codeBodyTooLarge}, {422, codeValidation}}
 
 // authErrors are the refusals of each kind of auth.
-func authErrors(auth routeAuth) []errorRef {
+func docAuthErrors(auth routeAuth) []errorRef {
 	if auth == authNone {
 		return nil
 	}
@@ -250,9 +250,9 @@ func (a routeAuth) String() string {
 
 var (
 	limitParam = oaParameter{Name: "limit", In: "query", Description: "page size",
-		Schema: schema{"type": "integer", "minimum": 1, "maximum": maxPageLimit, "default": defaultPageLimit}}
+		Schema: jsonSchema{"type": "integer", "minimum": 1, "maximum": maxPageLimit, "default": defaultPageLimit}}
 	offsetParam = oaParameter{Name: "offset", In: "query", Description: "users to skip",
-		Schema: schema{"type": "integer", "minimum": 0, "default": 0}}
+		Schema: jsonSchema{"type": "integer", "minimum": 0, "default": 0}}
 )
 
 // pathParamDocs describes the path parameters of the route patterns.
@@ -260,31 +260,31 @@ var pathParamDocs = map[string]oaParameter{
 	"id":         {Schema: uuidSchema}, // described by operationOf: a company's or a user's
 	"company_id": {Description: "company id", Schema: uuidSchema},
 	"inv":        {Description: "invitation id", Schema: uuidSchema},
-	"domain":     {Description: "email domain, e.g. example.com (stored in lower case)", Schema: schema{"type": "string"}},
-	"path":       {Description: "the rest of the path, forwarded unchanged (may hold slashes)", Schema: schema{"type": "string"}},
+	"domain":     {Description: "email domain, e.g. example.com (stored in lower case)", Schema: jsonSchema{"type": "string"}},
+	"path":       {Description: "the rest of the path, forwarded unchanged (may hold slashes)", Schema: jsonSchema{"type": "string"}},
 }
 
 // routeDocs documents every route pattern of the route table; a row without one fails
 // TestOpenAPIListsExactlyTheRouteTable.
 var routeDocs = map[string]routeDoc{
-	"GET /{$}": {tag: "system", summary: "Say the gateway is running", status: 200, response: ref("Message")},
+	"GET /{$}": {tag: "system", summary: "Say the gateway is running", status: 200, response: schemaRef("Message")},
 	"GET /health": {tag: "system", summary: "Health for monitors: 503 while the database does not answer or during shutdown",
-		status: 200, response: ref("Health"), extra: map[int]string{503: "Health"}},
-	"GET /livez": {tag: "system", summary: "Liveness: 200 while the process serves", status: 200, response: ref("Status")},
+		status: 200, response: schemaRef("Health"), extra: map[int]string{503: "Health"}},
+	"GET /livez": {tag: "system", summary: "Liveness: 200 while the process serves", status: 200, response: schemaRef("Status")},
 	"GET /readyz": {tag: "system", summary: "Readiness: 503 only while draining; the database state is in the body",
-		status: 200, response: ref("Health"), extra: map[int]string{503: "Health"}},
+		status: 200, response: schemaRef("Health"), extra: map[int]string{503: "Health"}},
 
 	"POST /api/v1/users/login": {tag: "users", summary: "Sign in with email and password",
 		description: "Unknown email, wrong password and inactive user get the same 401 after the same work. A user without a company joins their invited, domain or default company.",
-		request:     "LoginRequest", status: 200, response: ref("LoginResponse"),
+		request:     "LoginRequest", status: 200, response: schemaRef("LoginResponse"),
 		errors: []errorRef{{401, codeInvalidCredentials}, {403, codeCompanyInactive}, {429, codeLoginRateLimited},
 			{503, codeDatabaseUnavailable}, {503, codeLoginBusy}}},
 	"POST /api/v1/users/me/ensure-company": {tag: "users", summary: "Join a company the caller is entitled to and get a token for it",
-		request: "EnsureCompanyRequest", optionalBody: true, status: 200, response: ref("EnsureCompanyResponse"),
+		request: "EnsureCompanyRequest", optionalBody: true, status: 200, response: schemaRef("EnsureCompanyResponse"),
 		errors: []errorRef{{400, codeCompanyNotFound}, {400, codeCompanyRequired}, {403, codeCompanyForbidden}, {401, codeSessionExpired}}},
 	"POST /api/v1/users/refresh": {tag: "users", summary: "A fresh token from the current database row, in the same session",
-		status: 200, response: ref("TokenResponse"), errors: []errorRef{{401, codeSessionExpired}}},
-	"GET /api/v1/users/me":      {tag: "users", summary: "The caller's profile from the database", status: 200, response: ref("Me")},
+		status: 200, response: schemaRef("TokenResponse"), errors: []errorRef{{401, codeSessionExpired}}},
+	"GET /api/v1/users/me":      {tag: "users", summary: "The caller's profile from the database", status: 200, response: schemaRef("Me")},
 	"POST /api/v1/users/logout": {tag: "users", summary: "Sign out everywhere: revokes every token of the caller", status: 204},
 	"POST /api/v1/users/me/password": {tag: "users", summary: "Change the password; older tokens are revoked and no token is returned",
 		request: "PasswordChange", status: 204,
@@ -300,39 +300,39 @@ var routeDocs = map[string]routeDoc{
 		proxied: true},
 
 	"GET /api/v1/admin/stats": {tag: "admin", summary: "Active companies and the active users of each",
-		status: 200, response: ref("AdminStats")},
+		status: 200, response: schemaRef("AdminStats")},
 	"POST /api/v1/admin/companies": {tag: "admin", summary: "Create a company", request: "CompanyCreate",
-		status: 201, response: ref("CompanyCreated")},
+		status: 201, response: schemaRef("CompanyCreated")},
 	"GET /api/v1/admin/companies/select": {tag: "admin", summary: "Active companies by name, for a selector",
-		status: 200, response: listOf("CompanyOption")},
+		status: 200, response: schemaListOf("CompanyOption")},
 	"PATCH /api/v1/admin/companies/{id}": {tag: "admin", summary: "Rename, deactivate or activate a company",
 		description: "A deactivation refuses every user of the company at once (403 company_inactive); activating it again restores their sessions.",
-		request:     "CompanyPatch", status: 200, response: ref("Company"),
+		request:     "CompanyPatch", status: 200, response: schemaRef("Company"),
 		errors: []errorRef{{404, codeCompanyNotFound}, {409, codeSelfLockout}}},
 	"POST /api/v1/admin/companies/{id}/invitations": {tag: "admin", summary: "Invite an email into the company",
-		request: "InvitationCreate", status: 201, response: ref("Invitation"), errors: []errorRef{{404, codeCompanyNotFound}}},
+		request: "InvitationCreate", status: 201, response: schemaRef("Invitation"), errors: []errorRef{{404, codeCompanyNotFound}}},
 	"GET /api/v1/admin/companies/{id}/invitations": {tag: "admin", summary: "The company's open invitations, newest first",
-		status: 200, response: listOf("Invitation"), errors: []errorRef{{422, codeValidation}, {404, codeCompanyNotFound}}},
+		status: 200, response: schemaListOf("Invitation"), errors: []errorRef{{422, codeValidation}, {404, codeCompanyNotFound}}},
 	"DELETE /api/v1/admin/companies/{id}/invitations/{inv}": {tag: "admin", summary: "Revoke an open invitation of the company",
 		status: 204, errors: []errorRef{{422, codeValidation}, {404, codeNotFound}}},
 	"PUT /api/v1/admin/companies/{id}/domains/{domain}": {tag: "admin", summary: "Register an email domain for the company (one company per domain)",
-		status: 200, response: ref("Domain"), errors: []errorRef{{422, codeValidation}, {404, codeCompanyNotFound}, {409, codeAlreadyExists}}},
+		status: 200, response: schemaRef("Domain"), errors: []errorRef{{422, codeValidation}, {404, codeCompanyNotFound}, {409, codeAlreadyExists}}},
 	"DELETE /api/v1/admin/companies/{id}/domains/{domain}": {tag: "admin", summary: "Unregister an email domain of the company",
 		status: 204, errors: []errorRef{{422, codeValidation}, {404, codeNotFound}}},
 	"POST /api/v1/admin/users": {tag: "admin", summary: "Create a user (password hashed with bcrypt)", request: "UserCreate",
-		status: 201, response: ref("User"),
+		status: 201, response: schemaRef("User"),
 		errors: []errorRef{{409, codeAlreadyExists}, {422, codeCompanyNotFound}, {503, codeLoginBusy}}},
 	"GET /api/v1/admin/users/by_company/{company_id}": {tag: "admin", summary: "A page of the company's users, active or not, by email",
-		query: []oaParameter{limitParam, offsetParam}, status: 200, response: listOf("User"),
+		query: []oaParameter{limitParam, offsetParam}, status: 200, response: schemaListOf("User"),
 		errors: []errorRef{{422, codeValidation}, {404, codeCompanyNotFound}}},
 	"PATCH /api/v1/admin/users/{id}": {tag: "admin", summary: "Rename, activate, deactivate, change the roles of or move a user",
 		description: "A deactivation revokes every token issued before it.",
-		request:     "UserPatch", status: 200, response: ref("User"),
+		request:     "UserPatch", status: 200, response: schemaRef("User"),
 		errors: []errorRef{{404, codeNotFound}, {422, codeCompanyNotFound}, {409, codeSelfLockout}}},
 	"POST /api/v1/admin/users/{id}/revoke-sessions": {tag: "admin", summary: "Sign a user out everywhere",
 		status: 204, errors: []errorRef{{422, codeValidation}, {404, codeNotFound}}},
 
-	"GET /openapi.json": {tag: "docs", summary: "This document (OpenAPI 3.1)", status: 200, response: schema{"type": "object"}},
+	"GET /openapi.json": {tag: "docs", summary: "This document (OpenAPI 3.1)", status: 200, response: jsonSchema{"type": "object"}},
 	"GET /docs":         {tag: "docs", summary: "This document as a page", status: 200},
 }
 
@@ -361,7 +361,7 @@ func newAPIDescription(table []route) *apiDescription {
 		Paths: map[string]oaPathItem{},
 		Components: oaComponents{
 			Schemas: apiSchemas(),
-			SecuritySchemes: map[string]schema{"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+			SecuritySchemes: map[string]jsonSchema{"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
 				"description": "Authorization: Bearer <access_token from login>"}},
 		},
 	}
@@ -439,23 +439,23 @@ func operationOf(rt route, method, path string) *oaOperation {
 	}
 	op.Parameters = append(op.Parameters, d.query...)
 
-	errs := append(authErrors(rt.auth), d.errors...)
+	errs := append(docAuthErrors(rt.auth), d.errors...)
 	errs = append(errs, errorRef{400, codeInvalidPath}, errorRef{500, codeInternal})
 	if d.request != "" {
 		op.RequestBody = &oaRequestBody{Required: !d.optionalBody,
-			Content: map[string]oaMedia{"application/json": {Schema: ref(d.request)}}}
-		errs = append(errs, bodyErrors...)
+			Content: map[string]oaMedia{"application/json": {Schema: schemaRef(d.request)}}}
+		errs = append(errs, docBodyErrors...)
 	}
 	switch {
 	case d.proxied:
 		op.Description = "Forwarded with method, query string, headers and body unchanged (streamed both ways); the upstream's status, headers and body come back unchanged. The errors below are the gateway's own."
 		op.Responses["default"] = oaResponse{Description: "the upstream's answer, unchanged"}
-		errs = append(errs, proxyErrors...)
+		errs = append(errs, docProxyErrors...)
 		if rt.auth != authNone {
 			errs = append(errs, errorRef{429, codeRateLimited})
 		}
 	case path == "/docs":
-		op.Responses["200"] = oaResponse{Description: "HTML page", Content: map[string]oaMedia{"text/html": {Schema: schema{"type": "string"}}}}
+		op.Responses["200"] = oaResponse{Description: "HTML page", Content: map[string]oaMedia{"text/html": {Schema: jsonSchema{"type": "string"}}}}
 	default:
 		resp := oaResponse{Description: cmp.Or(d.responseDoc, http.StatusText(d.status))}
 		if d.response != nil {
@@ -465,7 +465,7 @@ func operationOf(rt route, method, path string) *oaOperation {
 	}
 	for status, name := range d.extra {
 		op.Responses[strconv.Itoa(status)] = oaResponse{Description: http.StatusText(status),
-			Content: map[string]oaMedia{"application/json": {Schema: ref(name)}}}
+			Content: map[string]oaMedia{"application/json": {Schema: schemaRef(name)}}}
 	}
 	for status, codes := range groupErrors(errs) {
 		op.Responses[strconv.Itoa(status)] = errorResponse(codes)
@@ -499,8 +499,8 @@ func errorResponse(codes []string) oaResponse {
 	}
 	return oaResponse{
 		Description: strings.Join(lines, "\n\n"),
-		Content: map[string]oaMedia{"application/json": {Schema: schema{
-			"$ref": "#/components/schemas/Error", "properties": schema{"code": schema{"enum": codes}},
+		Content: map[string]oaMedia{"application/json": {Schema: jsonSchema{
+			"$ref": "#/components/schemas/Error", "properties": jsonSchema{"code": jsonSchema{"enum": codes}},
 		}}},
 	}
 }
@@ -548,9 +548,9 @@ type pageSchema struct {
 }
 
 // pageSchemaOf shows s as a link when it names a schema of the document.
-func pageSchemaOf(s schema, pretty func(any) string) *pageSchema {
+func pageSchemaOf(s jsonSchema, pretty func(any) string) *pageSchema {
 	refName := func(v any) (string, bool) {
-		m, ok := v.(schema)
+		m, ok := v.(jsonSchema)
 		if !ok || len(m) != 1 {
 			return "", false
 		}

@@ -65,7 +65,7 @@ func tableOperations(t *testing.T, g *gateway) map[string]route {
 }
 
 // resolve follows a local $ref.
-func resolve(t *testing.T, doc map[string]any, ref string) map[string]any {
+func resolveRef(t *testing.T, doc map[string]any, ref string) map[string]any {
 	t.Helper()
 	name, ok := strings.CutPrefix(ref, "#/components/schemas/")
 	s, found := doc["components"].(map[string]any)["schemas"].(map[string]any)[name].(map[string]any)
@@ -149,7 +149,7 @@ func checkOperation(t *testing.T, doc map[string]any, key string, rt route, op m
 	}
 	path := strings.SplitN(key, " ", 2)[1]
 	params := map[string]bool{}
-	for _, p := range asList(op["parameters"]) {
+	for _, p := range anyList(op["parameters"]) {
 		p := p.(map[string]any)
 		if p["in"] == "path" {
 			params[p["name"].(string)] = true
@@ -160,7 +160,7 @@ func checkOperation(t *testing.T, doc map[string]any, key string, rt route, op m
 			t.Errorf("%s: path parameter %s not described", key, name)
 		}
 	}
-	walkRefs(op, func(ref string) { resolve(t, doc, ref) })
+	walkRefs(op, func(ref string) { resolveRef(t, doc, ref) })
 
 	responses := op["responses"].(map[string]any)
 	success := false
@@ -203,21 +203,21 @@ func checkOperation(t *testing.T, doc map[string]any, key string, rt route, op m
 			}
 		}
 	}
-	for _, e := range authErrors(rt.auth) {
+	for _, e := range docAuthErrors(rt.auth) {
 		if !slices.Contains(codesByStatus[strconv.Itoa(e.status)], e.code) {
 			t.Errorf("%s: %s route lacks %d %s", key, rt.auth, e.status, e.code)
 		}
 	}
 }
 
-func asList(v any) []any {
+func anyList(v any) []any {
 	l, _ := v.([]any)
 	return l
 }
 
 func TestOpenAPIDeclaresEveryErrorCode(t *testing.T) {
 	doc := openAPIOf(t, docsEnv(t, nil))
-	code := resolve(t, doc, "#/components/schemas/Error")["properties"].(map[string]any)["code"].(map[string]any)
+	code := resolveRef(t, doc, "#/components/schemas/Error")["properties"].(map[string]any)["code"].(map[string]any)
 	var got []string
 	for _, c := range code["enum"].([]any) {
 		got = append(got, c.(string))
@@ -237,13 +237,13 @@ func TestOpenAPIAdminSchemasMatchResponses(t *testing.T) {
 	e := newAdminEnv(t)
 	doc := openAPIOf(t, e.testEnv)
 	props := func(name string) []string {
-		s := resolve(t, doc, "#/components/schemas/"+name)
+		s := resolveRef(t, doc, "#/components/schemas/"+name)
 		var req []string
 		for _, r := range s["required"].([]any) {
 			req = append(req, r.(string))
 		}
 		slices.Sort(req)
-		if got := keys(s["properties"].(map[string]any)); !slices.Equal(got, req) {
+		if got := jsonKeys(s["properties"].(map[string]any)); !slices.Equal(got, req) {
 			t.Fatalf("schema %s: properties %v, required %v", name, got, req)
 		}
 		return req
