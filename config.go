@@ -877,6 +877,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("GATEWAY_USER_CACHE_STALE_IF_ERROR", c.UserStaleIfError.String()),
 		slog.String("GATEWAY_SESSION_MAX_AGE", c.SessionMaxAge.String()),
 		slog.Int("GATEWAY_ADMIN_PORT", c.AdminPort),
+		slog.Bool("GATEWAY_DOCS", c.Docs),
 		slog.String("GATEWAY_SHUTDOWN_GRACE", c.ShutdownGrace.String()),
 		slog.String("GATEWAY_DRAIN_DELAY", c.DrainDelay.String()),
 		slog.String("GATEWAY_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout.String()),
