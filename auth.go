@@ -165,6 +165,24 @@ func (g *gateway) requireAuth(next http.Handler, rule authRule) http.Handler {
 // strictAuth is for the proxied routes: the token must carry the user's current company.
 func (g *gateway) strictAuth(next http.Handler) http.Handler { return g.requireAuth(next, strictRule) }
 
+// detailAdminRequired is what the platform's admin dashboard shows a non-administrator.
+const detailAdminRequired = "Insufficient permissions. Administrator role required."
+
+// adminAuth is for the administration API: StrictAuth's rules, and the user's role in the
+// database must be admin. The role comes from the user cache, which the database's change
+// notifications keep within a second of the database; the token's roles claim is never
+// read, so a token issued before a demotion (or a forged claim) grants nothing.
+func (g *gateway) adminAuth(next http.Handler) http.Handler {
+	return g.strictAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, _ := identityFrom(r.Context()); id.Role != "admin" {
+			g.metrics.authFailure("not_admin")
+			writeError(w, r, http.StatusForbidden, codeAdminRequired, detailAdminRequired)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
+}
+
 // initialAuth is for the user routes: a token without a company is enough.
 func (g *gateway) initialAuth(next http.Handler) http.Handler {
 	return g.requireAuth(next, initialRule)

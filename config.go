@@ -54,6 +54,7 @@ type Config struct {
 	UserStaleIfError  time.Duration  // GATEWAY_USER_CACHE_STALE_IF_ERROR: serve a known user this long past the TTL while the database fails
 	SessionMaxAge     time.Duration  // GATEWAY_SESSION_MAX_AGE: refresh never extends a session past sign-in + this
 	AdminPort         int            // GATEWAY_ADMIN_PORT: 0 disables the admin listener
+	Docs              bool           // GATEWAY_DOCS: serve /openapi.json and /docs
 	ShutdownGrace     time.Duration  // GATEWAY_SHUTDOWN_GRACE: bound on draining in-flight requests
 	DrainDelay        time.Duration  // GATEWAY_DRAIN_DELAY: keep accepting while load balancers notice not-ready
 	ReadHeaderTimeout time.Duration  // GATEWAY_READ_HEADER_TIMEOUT
@@ -145,6 +146,8 @@ var settings = []setting{
 		Doc: "refresh never extends a session beyond this time after the original sign-in (auth_time), 1m..8760h; past it the user signs in again"},
 	{Name: "GATEWAY_ADMIN_PORT", Default: "9090",
 		Doc: "port of the admin listener (/metrics, pprof), never the public one; 0 disables it"},
+	{Name: "GATEWAY_DOCS", Default: "true",
+		Doc: "true serves the OpenAPI description at /openapi.json and a page rendering it at /docs on the public port; false makes both answer 404"},
 	{Name: "GATEWAY_SHUTDOWN_GRACE", Default: "25s",
 		Doc: "bound on finishing in-flight requests after SIGTERM, 1s..10m; keep it below the pod's termination grace"},
 	{Name: "GATEWAY_DRAIN_DELAY", Default: "5s",
@@ -740,6 +743,11 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 			r.fail("GATEWAY_ADMIN_PORT", "%d is also PORT; expected a different port (metrics and pprof never share the public listener), or 0 to disable", p)
 		}
 	}
+	docs, _ := r.get("GATEWAY_DOCS")
+	var docsErr error
+	if cfg.Docs, docsErr = strconv.ParseBool(docs); docsErr != nil {
+		r.fail("GATEWAY_DOCS", "%s is not a boolean; expected true or false", show(docs))
+	}
 	grace, graceOK := r.duration("GATEWAY_SHUTDOWN_GRACE", time.Second, 10*time.Minute,
 		`a duration from 1s to 10m, e.g. "25s"`)
 	cfg.ShutdownGrace = grace
@@ -881,6 +889,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("GATEWAY_USER_CACHE_STALE_IF_ERROR", c.UserStaleIfError.String()),
 		slog.String("GATEWAY_SESSION_MAX_AGE", c.SessionMaxAge.String()),
 		slog.Int("GATEWAY_ADMIN_PORT", c.AdminPort),
+		slog.Bool("GATEWAY_DOCS", c.Docs),
 		slog.String("GATEWAY_SHUTDOWN_GRACE", c.ShutdownGrace.String()),
 		slog.String("GATEWAY_DRAIN_DELAY", c.DrainDelay.String()),
 		slog.String("GATEWAY_READ_HEADER_TIMEOUT", c.ReadHeaderTimeout.String()),

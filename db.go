@@ -2,6 +2,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -89,9 +90,10 @@ type WatchHooks struct {
 
 // Company is a row of the companies table.
 type Company struct {
-	ID       string
-	Name     string
-	IsActive bool
+	ID        string
+	Name      string
+	IsActive  bool
+	CreatedAt time.Time // zero when NULL
 }
 
 // NewUser is what an operator gives to create a user.
@@ -148,6 +150,8 @@ type Store interface {
 	RevokeInvitation(ctx context.Context, companyID, invitationID string) error // errNotFound when not open
 	AddDomain(ctx context.Context, domain, companyID string) error              // errDuplicate when another company has it
 	RemoveDomain(ctx context.Context, domain, companyID string) error           // errNotFound
+
+	AdminStore // the administration API's reads and writes, at the end of this file
 
 	Stats() PoolStats
 	Close()
@@ -432,8 +436,7 @@ func (s *pgStore) Ping(ctx context.Context) error {
 func (s *pgStore) CreateCompany(ctx context.Context, name string) (Company, error) {
 	var co Company
 	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
-		return c.QueryRow(ctx, "INSERT INTO companies (name) VALUES ($1) RETURNING id::text, name, coalesce(is_active, false)",
-			name).Scan(&co.ID, &co.Name, &co.IsActive)
+		return scanCompany(c.QueryRow(ctx, "INSERT INTO companies AS c (name) VALUES ($1) RETURNING "+companyColumns, name), &co)
 	})
 	if err != nil {
 		return Company{}, fmt.Errorf("create company %q: %w", name, err)
@@ -1052,8 +1055,8 @@ type memoryStore struct {
 }
 
 type memoryUser struct {
-	User                 // CompanyActive is filled in when read, from companies
-	updatedAt, lastLogin time.Time
+	User                            // CompanyActive is filled in when read, from companies
+	createdAt, updatedAt, lastLogin time.Time
 }
 
 type memoryInvitation struct {
@@ -1180,7 +1183,7 @@ func (m *memoryStore) CreateCompany(ctx context.Context, name string) (Company, 
 	if err := ctx.Err(); err != nil {
 		return Company{}, fmt.Errorf("create company %q: %w", name, err)
 	}
-	c := Company{ID: newUUID(), Name: name, IsActive: true}
+	c := Company{ID: newUUID(), Name: name, IsActive: true, CreatedAt: memoryTime(time.Now())}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.companies[c.ID] = &c
@@ -1215,7 +1218,8 @@ func (m *memoryStore) CreateUser(ctx context.Context, nu NewUser) (User, error) 
 	if _, ok := m.companies[u.CompanyID]; u.CompanyID != "" && !ok {
 		return User{}, fmt.Errorf("create user %s: company %s: %w", nu.Email, nu.CompanyID, errNotFound)
 	}
-	mu := &memoryUser{User: u, updatedAt: time.Now()}
+	now := time.Now()
+	mu := &memoryUser{User: u, createdAt: memoryTime(now), updatedAt: now}
 	m.users[u.ID] = mu
 	m.byEmail[key] = u.ID
 	return m.userLocked(mu), nil
@@ -1601,4 +1605,609 @@ func newUUID() string {
 		j += 2
 	}
 	return string(out[:])
+}
+
+// Administration (SPEC §7): what the administration API reads and writes beyond the rest of
+// Store. Both stores implement it; the contract tests are in store_admin_test.go.
+
+// Account is a user as the administration API shows it: never the password hash.
+type Account struct {
+	ID        string
+	Email     string
+	FullName  string // "" when NULL
+	CompanyID string // "" when NULL
+	Role      string
+	IsActive  bool
+	CreatedAt time.Time // zero when NULL
+}
+
+// AccountChange is a partial update of a user; nil fields are left as they are.
+type AccountChange struct {
+	FullName  *string // "" stores NULL
+	Role      *string // "user" or "admin"
+	CompanyID *string // "" takes the user out of their company; otherwise an active company
+	IsActive  *bool   // false also revokes every token issued before now, as SetActive does
+}
+
+// CompanyChange is a partial update of a company; nil fields are left as they are.
+type CompanyChange struct {
+	Name     *string
+	IsActive *bool
+}
+
+// CompanyUsers is an active company and how many active users it has.
+type CompanyUsers struct {
+	CompanyID string
+	Name      string
+	Users     int
+}
+
+// PlatformStats is the administration dashboard's overview: every active company (also those
+// without users), ordered as ActiveCompanies orders them.
+type PlatformStats struct {
+	Companies []CompanyUsers
+}
+
+// errCompanyUnavailable is returned (wrapped) by CreateAccount and UpdateAccount when the
+// company the user should be in does not exist or is inactive; nothing is written then.
+var errCompanyUnavailable = errors.New("company does not exist or is inactive")
+
+// AdminStore is the part of Store the administration API uses. Every write is one statement
+// or one transaction: a request that fails leaves nothing half-written.
+type AdminStore interface {
+	PlatformStats(ctx context.Context) (PlatformStats, error)
+	// ActiveCompanies returns the active companies by name (case-insensitively, then byte
+	// order, then id, so both stores agree whatever the database's collation).
+	ActiveCompanies(ctx context.Context) ([]Company, error)
+	CompanyByID(ctx context.Context, id string) (Company, error) // errNotFound
+	// UpdateCompany applies ch (errNotFound: no such company; errInvalidInput: empty name).
+	UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error)
+	// CreateAccount inserts an active user with nu's company, which must be active when set:
+	// errDuplicate when the email is taken in any letter case, errCompanyUnavailable.
+	CreateAccount(ctx context.Context, nu NewUser) (Account, error)
+	AccountByID(ctx context.Context, id string) (Account, error) // errNotFound
+	// AccountsByCompany returns the company's users, active or not, ordered by email (lower
+	// case), limit from offset; errNotFound when the company does not exist.
+	AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error)
+	// UpdateAccount applies ch in one transaction: errNotFound (no such user),
+	// errCompanyUnavailable, errInvalidInput (a role other than user or admin, bad text).
+	UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error)
+}
+
+// knownRole reports whether the administration API may hand out role.
+func knownRole(role string) bool { return role == "user" || role == "admin" }
+
+// checkAccountChange refuses values no database row should get.
+func checkAccountChange(ch AccountChange) error {
+	switch {
+	case ch.Role != nil && !knownRole(*ch.Role):
+		return fmt.Errorf("role %q is neither user nor admin: %w", *ch.Role, errInvalidInput)
+	case ch.FullName != nil && !sqlText(*ch.FullName):
+		return fmt.Errorf("full name: %w", errInvalidInput)
+	case ch.CompanyID != nil && *ch.CompanyID != "" && !isUUID(*ch.CompanyID):
+		return fmt.Errorf("company %q: %w", *ch.CompanyID, errCompanyUnavailable)
+	}
+	return nil
+}
+
+// checkNewAccount refuses what CreateAccount must not store.
+func checkNewAccount(nu NewUser) error {
+	switch {
+	case nu.Email == "" || !sqlText(nu.Email) || !sqlText(nu.FullName) || !sqlText(nu.HashedPassword):
+		return fmt.Errorf("email, name or hash: %w", errInvalidInput)
+	case nu.Role != "" && !knownRole(nu.Role):
+		return fmt.Errorf("role %q is neither user nor admin: %w", nu.Role, errInvalidInput)
+	case nu.CompanyID != "" && !isUUID(nu.CompanyID):
+		return fmt.Errorf("company %q: %w", nu.CompanyID, errCompanyUnavailable)
+	}
+	return nil
+}
+
+// companyColumns is every Company field of companies c, read by scanCompany.
+const companyColumns = `c.id::text, c.name, coalesce(c.is_active, false), c.created_at`
+
+// companyOrder is ActiveCompanies' order; COLLATE "C" makes it the same as the memory
+// store's byte order whatever the database's locale.
+const companyOrder = ` ORDER BY lower(c.name) COLLATE "C", c.name COLLATE "C", c.id`
+
+func scanCompany(row pgx.Row, co *Company) error {
+	var created pgtype.Timestamptz
+	if err := row.Scan(&co.ID, &co.Name, &co.IsActive, &created); err != nil {
+		return err
+	}
+	co.CreatedAt = pgTime(created)
+	return nil
+}
+
+// accountColumns is every Account field of users u, NULLs mapped as Account documents them.
+// Every column is coalesced, so that a LEFT JOIN that found no row scans too (ID "").
+const accountColumns = `coalesce(u.id::text, ''), coalesce(u.email, ''), coalesce(u.full_name, ''),
+	coalesce(u.company_id::text, ''), coalesce(u.role, 'user'), coalesce(u.is_active, false), u.created_at`
+
+func scanAccount(row pgx.Row, a *Account) error {
+	var created pgtype.Timestamptz
+	if err := row.Scan(&a.ID, &a.Email, &a.FullName, &a.CompanyID, &a.Role, &a.IsActive, &created); err != nil {
+		return err
+	}
+	a.CreatedAt = pgTime(created)
+	return nil
+}
+
+func collectAccounts(rows pgx.Rows) ([]Account, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Account, error) {
+		var a Account
+		err := scanAccount(row, &a)
+		return a, err
+	})
+}
+
+// PlatformStats counts in one statement, so the numbers are of one moment.
+func (s *pgStore) PlatformStats(ctx context.Context) (PlatformStats, error) {
+	var stats PlatformStats
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT c.id::text, c.name, count(u.id)
+			FROM companies c LEFT JOIN users u ON u.company_id = c.id AND coalesce(u.is_active, false)
+			WHERE coalesce(c.is_active, false)
+			GROUP BY c.id`+companyOrder)
+		if err != nil {
+			return err
+		}
+		stats.Companies, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (CompanyUsers, error) {
+			var cu CompanyUsers
+			err := row.Scan(&cu.CompanyID, &cu.Name, &cu.Users)
+			return cu, err
+		})
+		return err
+	})
+	if err != nil {
+		return PlatformStats{}, fmt.Errorf("platform stats: %w", err)
+	}
+	return stats, nil
+}
+
+func (s *pgStore) ActiveCompanies(ctx context.Context) ([]Company, error) {
+	var companies []Company
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT `+companyColumns+` FROM companies c WHERE coalesce(c.is_active, false)`+companyOrder)
+		if err != nil {
+			return err
+		}
+		companies, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Company, error) {
+			var co Company
+			err := scanCompany(row, &co)
+			return co, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("active companies: %w", err)
+	}
+	return companies, nil
+}
+
+func (s *pgStore) CompanyByID(ctx context.Context, id string) (Company, error) {
+	if !isUUID(id) {
+		return Company{}, errNotFound
+	}
+	var co Company
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		return scanCompany(c.QueryRow(ctx, `SELECT `+companyColumns+` FROM companies c WHERE c.id = $1`, id), &co)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Company{}, errNotFound
+	}
+	if err != nil {
+		return Company{}, fmt.Errorf("company %s: %w", id, err)
+	}
+	return co, nil
+}
+
+// UpdateCompany changes what ch sets in one statement. Deactivating a company revokes
+// nothing: its users are refused while it is inactive (SetCompanyActive).
+func (s *pgStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error) {
+	if !isUUID(id) {
+		return Company{}, errNotFound
+	}
+	var name any // NULL keeps the name
+	if ch.Name != nil {
+		if *ch.Name == "" || !sqlText(*ch.Name) {
+			return Company{}, fmt.Errorf("update company %s: name: %w", id, errInvalidInput)
+		}
+		name = *ch.Name
+	}
+	var co Company
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		return scanCompany(c.QueryRow(ctx, `UPDATE companies c
+			SET name = coalesce($2::text, c.name), is_active = coalesce($3::boolean, c.is_active)
+			WHERE c.id = $1 RETURNING `+companyColumns, id, name, ch.IsActive), &co)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Company{}, errNotFound
+	}
+	if err != nil {
+		return Company{}, fmt.Errorf("update company %s: %w", id, err)
+	}
+	return co, nil
+}
+
+// CreateAccount decides everything in one statement: whether the email is taken, whether
+// the company is active, and the insert, so a refused request writes nothing. The unique
+// index on lower(email) and the foreign key close the races the checks leave open.
+func (s *pgStore) CreateAccount(ctx context.Context, nu NewUser) (Account, error) {
+	if err := checkNewAccount(nu); err != nil {
+		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, err)
+	}
+	role := cmp.Or(nu.Role, "user")
+	var company, fullName any // NULL for ""
+	if nu.CompanyID != "" {
+		company = nu.CompanyID
+	}
+	if nu.FullName != "" {
+		fullName = nu.FullName
+	}
+	var taken, companyOK bool
+	var a Account
+	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
+		row := c.QueryRow(ctx, `WITH taken AS (
+				SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1::text)) AS yes
+			), company AS (
+				SELECT $5::uuid IS NULL OR EXISTS (SELECT 1 FROM companies
+					WHERE id = $5::uuid AND coalesce(is_active, false)) AS ok
+			), u AS (
+				INSERT INTO users (email, hashed_password, full_name, role, company_id)
+				SELECT $1::text, $2::text, $3::text, $4::text, $5::uuid FROM taken, company
+				WHERE NOT taken.yes AND company.ok
+				RETURNING *)
+			SELECT taken.yes, company.ok, `+accountColumns+` FROM taken CROSS JOIN company LEFT JOIN u ON true`,
+			nu.Email, nu.HashedPassword, fullName, role, company)
+		var created pgtype.Timestamptz
+		if err := row.Scan(&taken, &companyOK, &a.ID, &a.Email, &a.FullName, &a.CompanyID, &a.Role, &a.IsActive, &created); err != nil {
+			return err
+		}
+		a.CreatedAt = pgTime(created)
+		return nil
+	})
+	switch {
+	case err == nil && taken, isPgCode(err, "23505"): // unique_violation: created meanwhile
+		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, errDuplicate)
+	case err == nil && !companyOK, isPgCode(err, "23503"): // foreign_key_violation: deleted meanwhile
+		return Account{}, fmt.Errorf("create account %s: company %s: %w", nu.Email, nu.CompanyID, errCompanyUnavailable)
+	case err != nil:
+		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, err)
+	}
+	return a, nil
+}
+
+func (s *pgStore) AccountByID(ctx context.Context, id string) (Account, error) {
+	if !isUUID(id) {
+		return Account{}, errNotFound
+	}
+	var a Account
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		return scanAccount(c.QueryRow(ctx, `SELECT `+accountColumns+` FROM users u WHERE u.id = $1`, id), &a)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Account{}, errNotFound
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("account %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// AccountsByCompany reads one page; only an empty page needs a second query to tell "no such
+// company" from "no users there".
+func (s *pgStore) AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error) {
+	if !isUUID(companyID) {
+		return nil, errNotFound
+	}
+	if limit < 1 || offset < 0 {
+		return nil, fmt.Errorf("accounts of company %s: limit %d, offset %d: %w", companyID, limit, offset, errInvalidInput)
+	}
+	var accounts []Account
+	exists := true
+	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
+		rows, err := c.Query(ctx, `SELECT `+accountColumns+` FROM users u WHERE u.company_id = $1
+			ORDER BY lower(u.email) COLLATE "C", u.id LIMIT $2 OFFSET $3`, companyID, limit, offset)
+		if err != nil {
+			return err
+		}
+		if accounts, err = collectAccounts(rows); err != nil || len(accounts) > 0 {
+			return err
+		}
+		return c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", companyID).Scan(&exists)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accounts of company %s: %w", companyID, err)
+	}
+	if !exists {
+		return nil, errNotFound
+	}
+	return accounts, nil
+}
+
+// UpdateAccount changes the user in one transaction. A new company is locked FOR SHARE, as
+// JoinCompany does, so a concurrent deactivation cannot slip in between the check and the
+// move. Not retried once sent: a commit whose answer was lost is reported as an outage.
+func (s *pgStore) UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error) {
+	if !isUUID(id) {
+		return Account{}, errNotFound
+	}
+	if err := checkAccountChange(ch); err != nil {
+		return Account{}, fmt.Errorf("update account %s: %w", id, err)
+	}
+	var fullName, company any // NULL stores NULL; setName and setCompany say whether to store
+	if ch.FullName != nil && *ch.FullName != "" {
+		fullName = *ch.FullName
+	}
+	if ch.CompanyID != nil && *ch.CompanyID != "" {
+		company = *ch.CompanyID
+	}
+	var a Account
+	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if company != nil {
+				var active bool
+				err := tx.QueryRow(ctx, "SELECT coalesce(is_active, false) FROM companies WHERE id = $1 FOR SHARE", company).Scan(&active)
+				if errors.Is(err, pgx.ErrNoRows) || err == nil && !active {
+					return errCompanyUnavailable
+				}
+				if err != nil {
+					return fmt.Errorf("lock company: %w", err)
+				}
+			}
+			return scanAccount(tx.QueryRow(ctx, `UPDATE users u SET
+					full_name = CASE WHEN $2::boolean THEN $3::text ELSE u.full_name END,
+					role = coalesce($4::text, u.role),
+					company_id = CASE WHEN $5::boolean THEN $6::uuid ELSE u.company_id END,
+					is_active = coalesce($7::boolean, u.is_active),
+					tokens_valid_after = CASE WHEN $7::boolean IS FALSE THEN date_trunc('second', now())
+						ELSE u.tokens_valid_after END,
+					updated_at = now()
+				WHERE u.id = $1 RETURNING `+accountColumns,
+				id, ch.FullName != nil, fullName, ch.Role, ch.CompanyID != nil, company, ch.IsActive), &a)
+		})
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Account{}, errNotFound
+	case errors.Is(err, errCompanyUnavailable), isPgCode(err, "23503"):
+		return Account{}, fmt.Errorf("update account %s: company %v: %w", id, company, errCompanyUnavailable)
+	case err != nil:
+		return Account{}, fmt.Errorf("update account %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// accountLocked is u as the administration API shows it; m.mu must be held.
+func accountLocked(u *memoryUser) Account {
+	return Account{ID: u.ID, Email: u.Email, FullName: u.FullName, CompanyID: u.CompanyID,
+		Role: u.Role, IsActive: u.IsActive, CreatedAt: u.createdAt}
+}
+
+// companyLess is ActiveCompanies' order, as pgStore's companyOrder sorts.
+func companyLess(a, b Company) int {
+	if c := strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+func (m *memoryStore) PlatformStats(ctx context.Context) (PlatformStats, error) {
+	if err := ctx.Err(); err != nil {
+		return PlatformStats{}, fmt.Errorf("platform stats: %w", err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	users := make(map[string]int)
+	for _, u := range m.users {
+		if u.IsActive && u.CompanyID != "" {
+			users[u.CompanyID]++
+		}
+	}
+	var stats PlatformStats
+	for _, co := range m.activeCompaniesLocked() {
+		stats.Companies = append(stats.Companies, CompanyUsers{CompanyID: co.ID, Name: co.Name, Users: users[co.ID]})
+	}
+	return stats, nil
+}
+
+// activeCompaniesLocked returns the active companies in order; m.mu must be held.
+func (m *memoryStore) activeCompaniesLocked() []Company {
+	var companies []Company
+	for _, c := range m.companies {
+		if c.IsActive {
+			companies = append(companies, *c)
+		}
+	}
+	slices.SortFunc(companies, companyLess)
+	return companies
+}
+
+func (m *memoryStore) ActiveCompanies(ctx context.Context) ([]Company, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("active companies: %w", err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.activeCompaniesLocked(), nil
+}
+
+func (m *memoryStore) CompanyByID(ctx context.Context, id string) (Company, error) {
+	if err := ctx.Err(); err != nil {
+		return Company{}, fmt.Errorf("company %s: %w", id, err)
+	}
+	if !isUUID(id) {
+		return Company{}, errNotFound
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c, ok := m.companies[memoryKey(id)]
+	if !ok {
+		return Company{}, errNotFound
+	}
+	return *c, nil
+}
+
+func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error) {
+	if err := ctx.Err(); err != nil {
+		return Company{}, fmt.Errorf("update company %s: %w", id, err)
+	}
+	if !isUUID(id) {
+		return Company{}, errNotFound
+	}
+	if ch.Name != nil && (*ch.Name == "" || !sqlText(*ch.Name)) {
+		return Company{}, fmt.Errorf("update company %s: name: %w", id, errInvalidInput)
+	}
+	id = memoryKey(id)
+	m.mu.Lock()
+	c, ok := m.companies[id]
+	var before, after Company
+	if ok {
+		before = *c
+		if ch.Name != nil {
+			c.Name = *ch.Name
+		}
+		if ch.IsActive != nil {
+			c.IsActive = *ch.IsActive
+		}
+		after = *c
+	}
+	m.mu.Unlock()
+	if !ok {
+		return Company{}, errNotFound
+	}
+	if before.IsActive != after.IsActive { // the only column the database's trigger watches
+		m.notify("companies", id)
+	}
+	return after, nil
+}
+
+func (m *memoryStore) CreateAccount(ctx context.Context, nu NewUser) (Account, error) {
+	if err := ctx.Err(); err != nil {
+		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, err)
+	}
+	if err := checkNewAccount(nu); err != nil {
+		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, err)
+	}
+	now := time.Now()
+	u := &memoryUser{User: User{
+		ID: newUUID(), CompanyID: memoryKey(nu.CompanyID), Email: nu.Email, HashedPassword: nu.HashedPassword,
+		FullName: nu.FullName, Role: cmp.Or(nu.Role, "user"), IsActive: true,
+	}, createdAt: memoryTime(now), updatedAt: now}
+	key := strings.ToLower(nu.Email)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.byEmail[key]; ok {
+		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, errDuplicate)
+	}
+	if c, ok := m.companies[u.CompanyID]; u.CompanyID != "" && (!ok || !c.IsActive) {
+		return Account{}, fmt.Errorf("create account %s: company %s: %w", nu.Email, nu.CompanyID, errCompanyUnavailable)
+	}
+	m.users[u.ID] = u
+	m.byEmail[key] = u.ID
+	return accountLocked(u), nil
+}
+
+func (m *memoryStore) AccountByID(ctx context.Context, id string) (Account, error) {
+	if err := ctx.Err(); err != nil {
+		return Account{}, fmt.Errorf("account %s: %w", id, err)
+	}
+	if !isUUID(id) {
+		return Account{}, errNotFound
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	u, ok := m.users[memoryKey(id)]
+	if !ok {
+		return Account{}, errNotFound
+	}
+	return accountLocked(u), nil
+}
+
+func (m *memoryStore) AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("accounts of company %s: %w", companyID, err)
+	}
+	if !isUUID(companyID) {
+		return nil, errNotFound
+	}
+	if limit < 1 || offset < 0 {
+		return nil, fmt.Errorf("accounts of company %s: limit %d, offset %d: %w", companyID, limit, offset, errInvalidInput)
+	}
+	companyID = memoryKey(companyID)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if _, ok := m.companies[companyID]; !ok {
+		return nil, errNotFound
+	}
+	var accounts []Account
+	for _, u := range m.users {
+		if u.CompanyID == companyID {
+			accounts = append(accounts, accountLocked(u))
+		}
+	}
+	slices.SortFunc(accounts, func(a, b Account) int {
+		if c := strings.Compare(strings.ToLower(a.Email), strings.ToLower(b.Email)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if offset >= len(accounts) {
+		return nil, nil
+	}
+	return accounts[offset:min(offset+limit, len(accounts))], nil
+}
+
+// UpdateAccount checks and changes everything under one write lock: all or nothing, as the
+// database's transaction.
+func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error) {
+	if err := ctx.Err(); err != nil {
+		return Account{}, fmt.Errorf("update account %s: %w", id, err)
+	}
+	if !isUUID(id) {
+		return Account{}, errNotFound
+	}
+	if err := checkAccountChange(ch); err != nil {
+		return Account{}, fmt.Errorf("update account %s: %w", id, err)
+	}
+	id = memoryKey(id)
+	m.mu.Lock()
+	u, ok := m.users[id]
+	if !ok {
+		m.mu.Unlock()
+		return Account{}, errNotFound
+	}
+	if ch.CompanyID != nil && *ch.CompanyID != "" {
+		if c, ok := m.companies[memoryKey(*ch.CompanyID)]; !ok || !c.IsActive {
+			m.mu.Unlock()
+			return Account{}, fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
+		}
+	}
+	before := u.User
+	if ch.FullName != nil {
+		u.FullName = *ch.FullName
+	}
+	if ch.Role != nil {
+		u.Role = *ch.Role
+	}
+	if ch.CompanyID != nil {
+		u.CompanyID = memoryKey(*ch.CompanyID)
+	}
+	if ch.IsActive != nil {
+		u.IsActive = *ch.IsActive
+		if !*ch.IsActive {
+			u.TokensValidAfter = revokeNow()
+		}
+	}
+	u.updatedAt = time.Now()
+	a, changed := accountLocked(u), u.User != before
+	m.mu.Unlock()
+	if changed {
+		m.notify("users", id)
+	}
+	return a, nil
 }

@@ -510,6 +510,7 @@ func runStoreContract(t *testing.T, newStore func(t *testing.T) Store) {
 	})
 
 	runTenancyContract(t, s, mustCreate)
+	runAdminContract(t, s, mustCreate)
 }
 
 func TestPostgresStoreContract(t *testing.T) {

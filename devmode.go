@@ -20,13 +20,16 @@ import (
 const (
 	demoEmail    = "demo@atenex.dev"
 	demoPassword = "atenex-demo-password"
+	// demoRole makes the demo user an administrator, so the administration API can be tried
+	// (the README's examples) with nothing set up.
+	demoRole = "admin"
 )
 
 type demoAccount struct {
-	Email, Password, CompanyID string
+	Email, Password, CompanyID, Role string
 }
 
-// seedDemo creates the demo company and a demo user who belongs to it.
+// seedDemo creates the demo company and a demo user, an administrator, who belongs to it.
 func seedDemo(ctx context.Context, store Store) (demoAccount, error) {
 	company, err := store.CreateCompany(ctx, "Atenex Demo")
 	if err != nil {
@@ -39,11 +42,11 @@ func seedDemo(ctx context.Context, store Store) (demoAccount, error) {
 		return demoAccount{}, fmt.Errorf("hash demo password: %w", err)
 	}
 	if _, err := store.CreateUser(ctx, NewUser{
-		Email: demoEmail, HashedPassword: hash, FullName: "Demo User", Role: "admin", CompanyID: company.ID,
+		Email: demoEmail, HashedPassword: hash, FullName: "Demo User", Role: demoRole, CompanyID: company.ID,
 	}); err != nil {
 		return demoAccount{}, fmt.Errorf("create demo user: %w", err)
 	}
-	return demoAccount{Email: demoEmail, Password: demoPassword, CompanyID: company.ID}, nil
+	return demoAccount{Email: demoEmail, Password: demoPassword, CompanyID: company.ID, Role: demoRole}, nil
 }
 
 // startDevEchoUpstreams serves the built-in echo upstream on loopback for every upstream

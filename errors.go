@@ -15,6 +15,8 @@ const (
 	codeCompanyForbidden    = "company_forbidden"
 	codeCompanyNotFound     = "company_not_found"
 	codeAdminRequired       = "admin_required"
+	codeAlreadyExists       = "already_exists"
+	codeSelfLockout         = "self_lockout"
 	codeInvalidCredentials  = "invalid_credentials"
 	codeLoginRateLimited    = "login_rate_limited"
 	codeLoginBusy           = "login_busy"
@@ -41,7 +43,8 @@ type errorCode struct {
 	Meaning  string
 }
 
-// errorCodes is every code the gateway writes; the README's error table is checked against it.
+// errorCodes is every code the gateway writes; the README's error table and the OpenAPI
+// document are checked against it, and it against the constants above.
 var errorCodes = []errorCode{
 	{codeNotAuthenticated, []int{401}, "no `Authorization: Bearer` token was sent"},
 	{codeInvalidToken, []int{401}, "the token is malformed, badly signed, or its user is unknown or inactive; sign in again"},
@@ -52,9 +55,11 @@ var errorCodes = []errorCode{
 	{codeCompanyRequired, []int{400, 403}, "the route needs a company and the token or user has none"},
 	{codeCompanyInactive, []int{403}, "the user's company is deactivated"},
 	{codeCompanyForbidden, []int{403}, "the caller is not entitled to join that company"},
-	{codeCompanyNotFound, []int{400, 404}, "the company does not exist or is inactive"},
+	{codeCompanyNotFound, []int{400, 404, 422}, "the company does not exist or is inactive"},
 	{codeAdminRequired, []int{403}, "the route needs a user whose database role is `admin`"},
-	{codeInvalidCredentials, []int{401}, "wrong email or password (the same answer for unknown emails and inactive users)"},
+	{codeAlreadyExists, []int{409}, "the email is taken by another user, or the email domain is registered to another company"},
+	{codeSelfLockout, []int{409}, "an administrator cannot deactivate or demote themselves, or deactivate their own company, through the API (the CLI can)"},
+	{codeInvalidCredentials, []int{400, 401}, "wrong email or password (the same answer for unknown emails and inactive users); 400 for a wrong current password when changing it"},
 	{codeLoginRateLimited, []int{429}, "too many failed logins from this address or for this email; wait `Retry-After` seconds"},
 	{codeLoginBusy, []int{503}, "every password-hashing slot is busy; retry after `Retry-After`"},
 	{codeRateLimited, []int{429}, "the company's request rate limit is exceeded; wait `Retry-After` seconds"},

@@ -275,8 +275,8 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error
 		if err != nil {
 			return nil, fmt.Errorf("seed demo data: %w", err)
 		}
-		log.Warn("development shortcut: demo user ready (in-memory store; log in with these)",
-			"demo_email", demo.Email, "demo_password", demo.Password, "demo_company_id", demo.CompanyID)
+		log.Warn("development shortcut: demo user ready, an administrator (in-memory store; log in with these)",
+			"demo_email", demo.Email, "demo_password", demo.Password, "demo_role", demo.Role, "demo_company_id", demo.CompanyID)
 		return store, nil
 	}
 	store, err := openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout)
@@ -380,44 +380,109 @@ func (g *gateway) close() {
 	g.tracer.close() // serve has flushed it already; this only stops it elsewhere
 }
 
-// routes is the one table of every route and the wrapper each one gets.
+// route is one row of the route table: a ServeMux pattern, who may call it, and the handler.
+// routes() serves the rows and /openapi.json describes the same rows, so the document can
+// neither list a route the gateway does not serve nor miss one it does.
+type route struct {
+	pattern string
+	auth    routeAuth
+	handler http.Handler
+}
+
+// routeAuth is the wrapper routes() puts around a route's handler.
+type routeAuth int
+
+const (
+	authNone    routeAuth = iota
+	authInitial           // InitialAuth: a valid token of an active user
+	authStrict            // StrictAuth: and the token's company is the user's current one
+	authAdmin             // AdminAuth: StrictAuth, and the user's database role is admin
+)
+
+// routes serves the route table behind the middleware.
 func (g *gateway) routes() http.Handler {
 	mux := http.NewServeMux()
+	for _, rt := range g.routeTable() {
+		mux.Handle(rt.pattern, g.withAuth(rt.auth, rt.handler))
+	}
+	mux.Handle("/", handleUnmatched(mux))
+	return withTracedMiddleware(rejectUnsafePaths(mux), g.cfg, g.log, g.metrics, g.tracer)
+}
+
+func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
+	switch auth {
+	case authInitial:
+		return g.initialAuth(h)
+	case authStrict:
+		return g.strictAuth(h)
+	case authAdmin:
+		return g.adminAuth(h)
+	}
+	return h
+}
+
+// routeTable is the one table of every route and the wrapper each one gets.
+func (g *gateway) routeTable() []route {
 	upstreams := g.tracer.wrapTransport(g.transport) // a client span per upstream call
-	mux.Handle("GET /{$}", g.handleRoot())
-	mux.Handle("GET /health", g.handleHealth())
-	mux.Handle("GET /livez", handleLivez())
-	mux.Handle("GET /readyz", g.handleReadyz())
-
-	mux.Handle("POST /api/v1/users/login", g.handleLogin())
-	mux.Handle("POST /api/v1/users/me/ensure-company", g.initialAuth(g.handleEnsureCompany()))
-	mux.Handle("POST /api/v1/users/refresh", g.initialAuth(g.handleRefresh()))
-	mux.Handle("GET /api/v1/users/me", g.initialAuth(g.handleMe()))
-	mux.Handle("POST /api/v1/users/logout", g.initialAuth(g.handleLogout()))
-	mux.Handle("POST /api/v1/users/me/password", g.initialAuth(g.handleChangePassword()))
-
-	ingest := g.strictAuth(g.limitCompany(newProxy(upstream{
+	ingest := g.limitCompany(newProxy(upstream{
 		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/",
-	}, upstreams, g.cfg, g.log, g.metrics)))
-	mux.Handle("/api/v1/ingest/{path...}", ingest)
-	mux.Handle("/api/v1/ingest", ingest)
-
-	query := g.strictAuth(g.limitCompany(newProxy(upstream{
+	}, upstreams, g.cfg, g.log, g.metrics))
+	query := g.limitCompany(newProxy(upstream{
 		name: "query", target: g.cfg.QueryURL, gatewayPrefix: "/api/v1/query/", upstreamPrefix: "/api/v1/",
-	}, upstreams, g.cfg, g.log, g.metrics)))
-	mux.Handle("/api/v1/query/{path...}", query)
-	mux.Handle("/api/v1/query", query)
+	}, upstreams, g.cfg, g.log, g.metrics))
+	// The document statistics live on the ingest service; only the one path is routed here.
+	documentStats := g.limitCompany(newProxy(upstream{
+		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/documents/", upstreamPrefix: "/api/v1/ingest/",
+	}, upstreams, g.cfg, g.log, g.metrics))
+
+	table := []route{
+		{"GET /{$}", authNone, g.handleRoot()},
+		{"GET /health", authNone, g.handleHealth()},
+		{"GET /livez", authNone, handleLivez()},
+		{"GET /readyz", authNone, g.handleReadyz()},
+
+		{"POST /api/v1/users/login", authNone, g.handleLogin()},
+		{"POST /api/v1/users/me/ensure-company", authInitial, g.handleEnsureCompany()},
+		{"POST /api/v1/users/refresh", authInitial, g.handleRefresh()},
+		{"GET /api/v1/users/me", authInitial, g.handleMe()},
+		{"POST /api/v1/users/logout", authInitial, g.handleLogout()},
+		{"POST /api/v1/users/me/password", authInitial, g.handleChangePassword()},
+
+		{"/api/v1/ingest/{path...}", authStrict, ingest},
+		{"/api/v1/ingest", authStrict, ingest},
+		{"/api/v1/query/{path...}", authStrict, query},
+		{"/api/v1/query", authStrict, query},
+		{"GET /api/v1/documents/stats", authStrict, documentStats},
+
+		{"GET /api/v1/admin/stats", authAdmin, g.handleAdminStats()},
+		{"POST /api/v1/admin/companies", authAdmin, g.handleAdminCreateCompany()},
+		{"GET /api/v1/admin/companies/select", authAdmin, g.handleAdminCompanySelect()},
+		{"PATCH /api/v1/admin/companies/{id}", authAdmin, g.handleAdminUpdateCompany()},
+		{"POST /api/v1/admin/companies/{id}/invitations", authAdmin, g.handleAdminCreateInvitation()},
+		{"GET /api/v1/admin/companies/{id}/invitations", authAdmin, g.handleAdminListInvitations()},
+		{"DELETE /api/v1/admin/companies/{id}/invitations/{inv}", authAdmin, g.handleAdminRevokeInvitation()},
+		{"PUT /api/v1/admin/companies/{id}/domains/{domain}", authAdmin, g.handleAdminPutDomain()},
+		{"DELETE /api/v1/admin/companies/{id}/domains/{domain}", authAdmin, g.handleAdminDeleteDomain()},
+		{"POST /api/v1/admin/users", authAdmin, g.handleAdminCreateUser()},
+		{"GET /api/v1/admin/users/by_company/{company_id}", authAdmin, g.handleAdminUsersByCompany()},
+		{"PATCH /api/v1/admin/users/{id}", authAdmin, g.handleAdminUpdateUser()},
+		{"POST /api/v1/admin/users/{id}/revoke-sessions", authAdmin, g.handleAdminRevokeSessions()},
+	}
 
 	if g.cfg.AuthURL != nil {
 		auth := newProxy(upstream{
 			name: "auth", target: g.cfg.AuthURL, gatewayPrefix: "/api/v1/auth/", upstreamPrefix: "/api/v1/auth/",
 		}, upstreams, g.cfg, g.log, g.metrics)
-		mux.Handle("/api/v1/auth/{path...}", auth)
-		mux.Handle("/api/v1/auth", auth)
+		table = append(table, route{"/api/v1/auth/{path...}", authNone, auth}, route{"/api/v1/auth", authNone, auth})
 	}
 
-	mux.Handle("/", handleUnmatched(mux))
-	return withTracedMiddleware(rejectUnsafePaths(mux), g.cfg, g.log, g.metrics, g.tracer)
+	if g.cfg.Docs {
+		// Last: the document describes every row, these two included.
+		table = append(table, route{"GET /openapi.json", authNone, nil}, route{"GET /docs", authNone, nil})
+		api := newAPIDescription(table)
+		table[len(table)-2].handler, table[len(table)-1].handler = api.handleJSON(), api.handlePage()
+	}
+	return table
 }
 
 func (g *gateway) handleRoot() http.Handler {
