@@ -68,8 +68,9 @@ type Config struct {
 	CompanyRPS   float64 // GATEWAY_RATE_LIMIT_COMPANY_RPS (0 = off)
 	CompanyBurst int     // GATEWAY_RATE_LIMIT_COMPANY_BURST
 
-	GCPercent   int   // GATEWAY_GC_PERCENT
-	MemoryLimit int64 // GATEWAY_MEMORY_LIMIT bytes (0 = none)
+	GCPercent       int   // GATEWAY_GC_PERCENT
+	MemoryLimit     int64 // GATEWAY_MEMORY_LIMIT bytes (0 = none); unused when MemoryLimitAuto
+	MemoryLimitAuto bool  // GATEWAY_MEMORY_LIMIT auto (the default): derived at start, see memlimit.go
 
 	DevShortcuts []string // each development shortcut taken, to be announced at WARN
 }
@@ -161,10 +162,10 @@ var settings = []setting{
 		Doc: "proxied requests per second allowed per company (decimal allowed); 0 turns the limit off"},
 	{Name: "GATEWAY_RATE_LIMIT_COMPANY_BURST", Default: "0",
 		Doc: "proxied requests allowed at once per company; 0 means ceil(GATEWAY_RATE_LIMIT_COMPANY_RPS)"},
-	{Name: "GATEWAY_GC_PERCENT", Default: "400",
-		Doc: "Go garbage-collector target percentage (like GOGC), -1..10000; -1 or off relies on GATEWAY_MEMORY_LIMIT alone"},
-	{Name: "GATEWAY_MEMORY_LIMIT", Default: "32MiB",
-		Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. With GATEWAY_GC_PERCENT 400 the collector runs rarely while the heap is small, and this bounds the memory that laziness may take"},
+	{Name: "GATEWAY_GC_PERCENT", Default: "100",
+		Doc: "Go garbage-collector target percentage (like GOGC), -1..10000; -1 or off relies on GATEWAY_MEMORY_LIMIT alone. Chosen with the memory limit: at 100 the heap stays near twice the live heap, which meets the limit only at about 1000 concurrent clients"},
+	{Name: "GATEWAY_MEMORY_LIMIT", Default: "auto",
+		Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. auto (or unset) = 75% of the container's cgroup memory limit, or 96MiB when there is none"},
 }
 
 // lookupSetting returns the row of the table named name.
@@ -774,11 +775,16 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	} else {
 		cfg.GCPercent, _ = r.integer("GATEWAY_GC_PERCENT", -1, 10000, "a percentage from -1 (off) to 10000, like GOGC")
 	}
-	limit, limitOK := r.size("GATEWAY_MEMORY_LIMIT", 1<<20, math.MaxInt64, true,
-		"0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)")
-	cfg.MemoryLimit = limit
-	if limitOK && limit == 0 && cfg.GCPercent == -1 {
-		r.fail("GATEWAY_GC_PERCENT", "-1 turns the garbage collector off and GATEWAY_MEMORY_LIMIT is 0, so memory would grow without bound; expected a percentage, or set GATEWAY_MEMORY_LIMIT")
+	// auto is resolved at start (applyRuntimeLimits): it reads the container's cgroup, and
+	// always ends with a limit, so it never leaves a collector that is off unbounded.
+	if v, _ := r.get("GATEWAY_MEMORY_LIMIT"); strings.EqualFold(v, "auto") {
+		cfg.MemoryLimitAuto = true
+	} else if limit, ok := r.size("GATEWAY_MEMORY_LIMIT", 1<<20, math.MaxInt64, true,
+		"auto, 0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)"); ok {
+		cfg.MemoryLimit = limit
+		if limit == 0 && cfg.GCPercent == -1 {
+			r.fail("GATEWAY_GC_PERCENT", "-1 turns the garbage collector off and GATEWAY_MEMORY_LIMIT is 0, so memory would grow without bound; expected a percentage, or set GATEWAY_MEMORY_LIMIT")
+		}
 	}
 
 	if err := r.err(); err != nil {
@@ -871,8 +877,17 @@ func (c *Config) LogValue() slog.Value {
 		slog.Float64("GATEWAY_RATE_LIMIT_COMPANY_RPS", c.CompanyRPS),
 		slog.Int("GATEWAY_RATE_LIMIT_COMPANY_BURST", c.CompanyBurst),
 		slog.Int("GATEWAY_GC_PERCENT", c.GCPercent),
-		slog.Int64("GATEWAY_MEMORY_LIMIT", c.MemoryLimit),
+		slog.String("GATEWAY_MEMORY_LIMIT", memoryLimitText(c)),
 	)
+}
+
+// memoryLimitText renders GATEWAY_MEMORY_LIMIT for the start-up log: "auto" (the value it
+// resolves to is logged beside it, on the "runtime" line) or the configured bytes.
+func memoryLimitText(c *Config) string {
+	if c.MemoryLimitAuto {
+		return "auto"
+	}
+	return strconv.FormatInt(c.MemoryLimit, 10)
 }
 
 // maxDotEnvBytes bounds the .env file: it holds a few dozen settings, never megabytes.
