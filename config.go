@@ -138,8 +138,8 @@ var settings = []setting{
 		Doc: "port of the admin listener (/metrics, pprof), never the public one; 0 disables it"},
 	{Name: "GATEWAY_SHUTDOWN_GRACE", Default: "25s",
 		Doc: "bound on finishing in-flight requests after SIGTERM, 1s..10m; keep it below the pod's termination grace"},
-	{Name: "GATEWAY_DRAIN_DELAY", Default: "5s",
-		Doc: "after SIGTERM, time spent reporting not-ready while still serving, so load balancers stop routing; shorter than GATEWAY_SHUTDOWN_GRACE"},
+	{Name: "GATEWAY_DRAIN_DELAY", Default: "10s",
+		Doc: "after SIGTERM, time spent reporting not-ready on /readyz while still serving, so load balancers stop routing; longer than the readiness probe takes to notice (k8s: 2s period x 2 failures + 2s timeout = 6s) and shorter than GATEWAY_SHUTDOWN_GRACE"},
 	{Name: "GATEWAY_READ_HEADER_TIMEOUT", Default: "10s",
 		Doc: "time a client has to send its request headers, and the body of a login or ensure-company (408 after it), 1ms..5m"},
 	{Name: "GATEWAY_IDLE_TIMEOUT", Default: "120s",
@@ -724,7 +724,7 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	grace, graceOK := r.duration("GATEWAY_SHUTDOWN_GRACE", time.Second, 10*time.Minute,
 		`a duration from 1s to 10m, e.g. "25s"`)
 	cfg.ShutdownGrace = grace
-	if d, ok := r.duration("GATEWAY_DRAIN_DELAY", 0, 10*time.Minute, `a duration shorter than GATEWAY_SHUTDOWN_GRACE, e.g. "5s"`); ok {
+	if d, ok := r.duration("GATEWAY_DRAIN_DELAY", 0, 10*time.Minute, `a duration shorter than GATEWAY_SHUTDOWN_GRACE, e.g. "10s"`); ok {
 		cfg.DrainDelay = d
 		if graceOK && d >= grace {
 			r.fail("GATEWAY_DRAIN_DELAY", "%v is not shorter than GATEWAY_SHUTDOWN_GRACE (%v); expected a shorter delay so in-flight requests still get time to finish", d, grace)

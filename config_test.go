@@ -83,7 +83,7 @@ func TestConfigDefaultsApplied(t *testing.T) {
 		{"UserCacheTTL", cfg.UserCacheTTL, 5 * time.Second},
 		{"AdminPort", cfg.AdminPort, 9090},
 		{"ShutdownGrace", cfg.ShutdownGrace, 25 * time.Second},
-		{"DrainDelay", cfg.DrainDelay, 5 * time.Second},
+		{"DrainDelay", cfg.DrainDelay, 10 * time.Second},
 		{"ReadHeaderTimeout", cfg.ReadHeaderTimeout, 10 * time.Second},
 		{"IdleTimeout", cfg.IdleTimeout, 120 * time.Second},
 		{"MaxBodyBytes", cfg.MaxBodyBytes, int64(16384)},
