@@ -10,7 +10,9 @@
 # Usage: bash bench/rolling.sh
 #   The replicas run with the gateway's defaults. GATEWAY_DRAIN_DELAY (and other GATEWAY_*
 #   settings) in the environment override them, e.g. GATEWAY_DRAIN_DELAY=2s shows what a
-#   drain shorter than the probe's detection loses.
+#   drain shorter than the probe's detection loses. PROBE_PERIOD, PROBE_TIMEOUT and
+#   PROBE_FAILURES (seconds, seconds, count) replace the Deployment's probe, e.g. the former
+#   one: PROBE_PERIOD=5 PROBE_TIMEOUT=3 PROBE_FAILURES=2 GATEWAY_DRAIN_DELAY=5s.
 #   ROLLING_CONNS (64) wrk connections; BENCH_PORT_BASE (18200) and BENCH_DB (atenex_rolling)
 #   keep parallel runs on one machine apart. Needs PostgreSQL on 127.0.0.1:5432 (trust),
 #   wrk and nginx (installed when missing).
@@ -41,10 +43,10 @@ probe_field() {
     p { match($0, /^ */); if (RLENGTH <= indent && $1 !~ /^#/) p = 0 }
     p && $1 == f { print $2; exit }' k8s/gateway-deployment.yaml
 }
-PERIOD=$(probe_field periodSeconds); PERIOD=${PERIOD:-10}
-TIMEOUT=$(probe_field timeoutSeconds); TIMEOUT=${TIMEOUT:-1}
-FAILURES=$(probe_field failureThreshold); FAILURES=${FAILURES:-3}
-echo "== readiness probe from k8s/gateway-deployment.yaml: period ${PERIOD}s, timeout ${TIMEOUT}s, failure threshold $FAILURES"
+PERIOD=${PROBE_PERIOD:-$(probe_field periodSeconds)}; PERIOD=${PERIOD:-10}
+TIMEOUT=${PROBE_TIMEOUT:-$(probe_field timeoutSeconds)}; TIMEOUT=${TIMEOUT:-1}
+FAILURES=${PROBE_FAILURES:-$(probe_field failureThreshold)}; FAILURES=${FAILURES:-3}
+echo "== readiness probe (k8s/gateway-deployment.yaml unless PROBE_* are set): period ${PERIOD}s, timeout ${TIMEOUT}s, failure threshold $FAILURES"
 
 pids=()
 cleanup() {
