@@ -201,12 +201,18 @@ for CONNS in $CONNS_LIST; do
     b=$(wrk_gc "bare-$CONNS-$round" "http://127.0.0.1:$BARE_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "$BARE_PID" "$OUT/bare-gc.log")
     echo "c=$CONNS round $round  nginx: $n   gateway: $g   bare ReverseProxy: $b   (req/s p50 p99 gc/s errors)" | tee -a "$OUT/rounds.txt"
     echo "nginx $n" >>"$SAMPLES"; echo "gateway $g" >>"$SAMPLES"; echo "bare $b" >>"$SAMPLES"
+    # Ratios within the round, whose runs are seconds apart: other load on the machine
+    # shifts both sides of a ratio alike, so its median is steadier than a ratio of medians.
+    echo "$n $g" | awk '{printf "rgateway %s %.4f %.4f %.4f\n", "-", $6 / $1, $7 / $2, $8 / $3}' >>"$SAMPLES"
+    echo "$n $b" | awk '{printf "rbare %s %.4f %.4f %.4f\n", "-", $6 / $1, $7 / $2, $8 / $3}' >>"$SAMPLES"
   done
   col() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$SAMPLES" | median; }
   sum() { awk -v who="$1" -v c="$2" '$1==who {s+=$c} END {print s+0}' "$SAMPLES"; }
   echo "$CONNS nginx $(col nginx 2) $(col nginx 3) $(col nginx 4) - $(( $(nginx_peak_kb) / 1024 )) $(sum nginx 6)" >>"$OUT/levels.txt"
   echo "$CONNS gateway $(col gateway 2) $(col gateway 3) $(col gateway 4) $(col gateway 5) $(( $(peak_kb "$GW_PID") / 1024 )) $(sum gateway 6)" >>"$OUT/levels.txt"
   echo "$CONNS bare $(col bare 2) $(col bare 3) $(col bare 4) $(col bare 5) $(( $(peak_kb "$BARE_PID") / 1024 )) $(sum bare 6)" >>"$OUT/levels.txt"
+  echo "$CONNS rgateway $(col rgateway 3) $(col rgateway 4) $(col rgateway 5) - - -" >>"$OUT/levels.txt"
+  echo "$CONNS rbare $(col rbare 3) $(col rbare 4) $(col rbare 5) - - -" >>"$OUT/levels.txt"
   GW_ERRORS=$((GW_ERRORS + $(sum gateway 6)))
   rm -f "$SAMPLES"
 done
@@ -256,21 +262,21 @@ fi
 {
 cat <<REPORT
 
-Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed "s/^ //")), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | awk '{print $3}'), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk -t2, ${ROUNDS} rounds x ${SECONDS_PER_RUN}s per connection count (medians); gateway GC percent ${GC_PERCENT:-?}, memory limit $(awk -v b="${MEMORY_LIMIT:-0}" 'BEGIN {printf "%.0f MiB", b / 1048576}') (${MEMORY_SOURCE:-?}), the bare ReverseProxy the same
+Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed "s/^ //")), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | awk '{print $3}'), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk -t2, ${ROUNDS} rounds x ${SECONDS_PER_RUN}s per connection count (medians; ratios are medians of each round's ratio); gateway GC percent ${GC_PERCENT:-?}, memory limit $(awk -v b="${MEMORY_LIMIT:-0}" 'BEGIN {printf "%.0f MiB", b / 1048576}') (${MEMORY_SOURCE:-?}), the bare ReverseProxy the same
 
 | connections | proxy (GET /api/v1/query/chats) | req/s | p50 ms | p99 ms | GC cycles/s | peak RSS MiB | errors |
 |---|---|---|---|---|---|---|---|
 REPORT
+# Rows in the order nginx, gateway, its ratio, bare, its ratio; a ratio is the median of the
+# rounds' ratios.
 while read -r c who rps p50 p99 gcs rss errs; do
+  r2() { awk -v v="$1" 'BEGIN {printf "%.2f", v}'; }
   case $who in
-    nginx) label="nginx (plain reverse proxy, no auth)"; N_RPS=$rps N_P50=$p50 N_P99=$p99 ;;
-    gateway) label="**gateway** (JWT + user check + identity headers + access log)" ;;
-    bare) label="bare httputil.ReverseProxy (same transport, no auth, no log)" ;;
-  esac
-  echo "| $c | $label | $rps | $p50 | $p99 | $gcs | $rss | $errs |"
-  case $who in
-    gateway) echo "| $c | ratio gateway / nginx | $(ratio "$rps" "$N_RPS") | $(ratio "$p50" "$N_P50") | $(ratio "$p99" "$N_P99") | | | |" ;;
-    bare) echo "| $c | ratio bare / nginx | $(ratio "$rps" "$N_RPS") | $(ratio "$p50" "$N_P50") | $(ratio "$p99" "$N_P99") | | | |" ;;
+    nginx) echo "| $c | nginx (plain reverse proxy, no auth) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
+    gateway) G_ROW="| $c | **gateway** (JWT + user check + identity headers + access log) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
+    bare) B_ROW="| $c | bare httputil.ReverseProxy (same transport, no auth, no log) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
+    rgateway) echo "$G_ROW"; echo "| $c | ratio gateway / nginx | $(r2 "$rps") | $(r2 "$p50") | $(r2 "$p99") | | | |" ;;
+    rbare) echo "$B_ROW"; echo "| $c | ratio bare / nginx | $(r2 "$rps") | $(r2 "$p50") | $(r2 "$p99") | | | |" ;;
   esac
 done <"$OUT/levels.txt"
 cat <<REPORT
