@@ -71,8 +71,9 @@ type Config struct {
 	CompanyRPS   float64 // GATEWAY_RATE_LIMIT_COMPANY_RPS (0 = off)
 	CompanyBurst int     // GATEWAY_RATE_LIMIT_COMPANY_BURST
 
-	GCPercent   int   // GATEWAY_GC_PERCENT
-	MemoryLimit int64 // GATEWAY_MEMORY_LIMIT bytes (0 = none)
+	GCPercent       int   // GATEWAY_GC_PERCENT
+	MemoryLimit     int64 // GATEWAY_MEMORY_LIMIT bytes (0 = none); unused when MemoryLimitAuto
+	MemoryLimitAuto bool  // GATEWAY_MEMORY_LIMIT auto (the default): derived at start, see memlimit.go
 
 	OTLPEndpoint     *url.URL     // GATEWAY_OTLP_ENDPOINT: nil = no span export
 	OTLPHeaders      []otlpHeader // GATEWAY_OTLP_HEADERS
@@ -150,8 +151,8 @@ var settings = []setting{
 		Doc: "true serves the OpenAPI description at /openapi.json and a page rendering it at /docs on the public port; false makes both answer 404"},
 	{Name: "GATEWAY_SHUTDOWN_GRACE", Default: "25s",
 		Doc: "bound on finishing in-flight requests after SIGTERM, 1s..10m; keep it below the pod's termination grace"},
-	{Name: "GATEWAY_DRAIN_DELAY", Default: "5s",
-		Doc: "after SIGTERM, time spent reporting not-ready while still serving, so load balancers stop routing; shorter than GATEWAY_SHUTDOWN_GRACE"},
+	{Name: "GATEWAY_DRAIN_DELAY", Default: "10s",
+		Doc: "after SIGTERM, time spent reporting not-ready on /readyz while still serving, so load balancers stop routing; longer than the readiness probe takes to notice (k8s: 2s period x 2 failures + 2s timeout = 6s) and shorter than GATEWAY_SHUTDOWN_GRACE"},
 	{Name: "GATEWAY_READ_HEADER_TIMEOUT", Default: "10s",
 		Doc: "time a client has to send its request headers, and the body of a login or ensure-company (408 after it), 1ms..5m"},
 	{Name: "GATEWAY_IDLE_TIMEOUT", Default: "120s",
@@ -174,10 +175,10 @@ var settings = []setting{
 		Doc: "proxied requests per second allowed per company (decimal allowed); 0 turns the limit off"},
 	{Name: "GATEWAY_RATE_LIMIT_COMPANY_BURST", Default: "0",
 		Doc: "proxied requests allowed at once per company; 0 means ceil(GATEWAY_RATE_LIMIT_COMPANY_RPS)"},
-	{Name: "GATEWAY_GC_PERCENT", Default: "400",
-		Doc: "Go garbage-collector target percentage (like GOGC), -1..10000; -1 or off relies on GATEWAY_MEMORY_LIMIT alone"},
-	{Name: "GATEWAY_MEMORY_LIMIT", Default: "32MiB",
-		Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. With GATEWAY_GC_PERCENT 400 the collector runs rarely while the heap is small, and this bounds the memory that laziness may take"},
+	{Name: "GATEWAY_GC_PERCENT", Default: "100",
+		Doc: "Go garbage-collector target percentage (like GOGC), -1..10000; -1 or off relies on GATEWAY_MEMORY_LIMIT alone. Chosen with the memory limit: at 100 the heap stays near twice the live heap, which meets the limit only at about 1000 concurrent clients"},
+	{Name: "GATEWAY_MEMORY_LIMIT", Default: "auto",
+		Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. auto (or unset) = 75% of the container's cgroup memory limit, or 96MiB when there is none"},
 	{Name: "GATEWAY_OTLP_ENDPOINT",
 		Doc: "base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://otel-collector:4318); spans are posted as JSON to {this}/v1/traces. Unset = no export (traceparent is propagated all the same)"},
 	{Name: "GATEWAY_OTLP_HEADERS", Secret: true,
@@ -751,7 +752,7 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	grace, graceOK := r.duration("GATEWAY_SHUTDOWN_GRACE", time.Second, 10*time.Minute,
 		`a duration from 1s to 10m, e.g. "25s"`)
 	cfg.ShutdownGrace = grace
-	if d, ok := r.duration("GATEWAY_DRAIN_DELAY", 0, 10*time.Minute, `a duration shorter than GATEWAY_SHUTDOWN_GRACE, e.g. "5s"`); ok {
+	if d, ok := r.duration("GATEWAY_DRAIN_DELAY", 0, 10*time.Minute, `a duration shorter than GATEWAY_SHUTDOWN_GRACE, e.g. "10s"`); ok {
 		cfg.DrainDelay = d
 		if graceOK && d >= grace {
 			r.fail("GATEWAY_DRAIN_DELAY", "%v is not shorter than GATEWAY_SHUTDOWN_GRACE (%v); expected a shorter delay so in-flight requests still get time to finish", d, grace)
@@ -802,11 +803,16 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	} else {
 		cfg.GCPercent, _ = r.integer("GATEWAY_GC_PERCENT", -1, 10000, "a percentage from -1 (off) to 10000, like GOGC")
 	}
-	limit, limitOK := r.size("GATEWAY_MEMORY_LIMIT", 1<<20, math.MaxInt64, true,
-		"0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)")
-	cfg.MemoryLimit = limit
-	if limitOK && limit == 0 && cfg.GCPercent == -1 {
-		r.fail("GATEWAY_GC_PERCENT", "-1 turns the garbage collector off and GATEWAY_MEMORY_LIMIT is 0, so memory would grow without bound; expected a percentage, or set GATEWAY_MEMORY_LIMIT")
+	// auto is resolved at start (applyRuntimeLimits): it reads the container's cgroup, and
+	// always ends with a limit, so it never leaves a collector that is off unbounded.
+	if v, _ := r.get("GATEWAY_MEMORY_LIMIT"); strings.EqualFold(v, "auto") {
+		cfg.MemoryLimitAuto = true
+	} else if limit, ok := r.size("GATEWAY_MEMORY_LIMIT", 1<<20, math.MaxInt64, true,
+		"auto, 0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)"); ok {
+		cfg.MemoryLimit = limit
+		if limit == 0 && cfg.GCPercent == -1 {
+			r.fail("GATEWAY_GC_PERCENT", "-1 turns the garbage collector off and GATEWAY_MEMORY_LIMIT is 0, so memory would grow without bound; expected a percentage, or set GATEWAY_MEMORY_LIMIT")
+		}
 	}
 
 	r.readTracing(cfg)
@@ -904,11 +910,20 @@ func (c *Config) LogValue() slog.Value {
 		slog.Float64("GATEWAY_RATE_LIMIT_COMPANY_RPS", c.CompanyRPS),
 		slog.Int("GATEWAY_RATE_LIMIT_COMPANY_BURST", c.CompanyBurst),
 		slog.Int("GATEWAY_GC_PERCENT", c.GCPercent),
-		slog.Int64("GATEWAY_MEMORY_LIMIT", c.MemoryLimit),
+		slog.String("GATEWAY_MEMORY_LIMIT", memoryLimitText(c)),
 		slog.String("GATEWAY_OTLP_ENDPOINT", c.otlpEndpointText()),
 		slog.String("GATEWAY_OTLP_HEADERS", c.otlpHeadersText()),
 		slog.Float64("GATEWAY_TRACE_SAMPLE_RATIO", c.TraceSampleRatio),
 	)
+}
+
+// memoryLimitText renders GATEWAY_MEMORY_LIMIT for the start-up log: "auto" (the value it
+// resolves to is logged beside it, on the "runtime" line) or the configured bytes.
+func memoryLimitText(c *Config) string {
+	if c.MemoryLimitAuto {
+		return "auto"
+	}
+	return strconv.FormatInt(c.MemoryLimit, 10)
 }
 
 // maxDotEnvBytes bounds the .env file: it holds a few dozen settings, never megabytes.

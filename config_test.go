@@ -85,7 +85,7 @@ func TestConfigDefaultsApplied(t *testing.T) {
 		{"SessionMaxAge", cfg.SessionMaxAge, 168 * time.Hour},
 		{"AdminPort", cfg.AdminPort, 9090},
 		{"ShutdownGrace", cfg.ShutdownGrace, 25 * time.Second},
-		{"DrainDelay", cfg.DrainDelay, 5 * time.Second},
+		{"DrainDelay", cfg.DrainDelay, 10 * time.Second},
 		{"ReadHeaderTimeout", cfg.ReadHeaderTimeout, 10 * time.Second},
 		{"IdleTimeout", cfg.IdleTimeout, 120 * time.Second},
 		{"MaxBodyBytes", cfg.MaxBodyBytes, int64(16384)},
@@ -97,8 +97,9 @@ func TestConfigDefaultsApplied(t *testing.T) {
 		{"BcryptQueueWait", cfg.BcryptQueueWait, time.Second},
 		{"CompanyRPS", cfg.CompanyRPS, 0.0},
 		{"CompanyBurst", cfg.CompanyBurst, 0},
-		{"GCPercent", cfg.GCPercent, 400},
-		{"MemoryLimit", cfg.MemoryLimit, int64(32 << 20)},
+		{"GCPercent", cfg.GCPercent, 100},
+		{"MemoryLimitAuto", cfg.MemoryLimitAuto, true},
+		{"MemoryLimit", cfg.MemoryLimit, int64(0)},
 		{"DevShortcuts", len(cfg.DevShortcuts), 0},
 	}
 	for _, c := range checks {
@@ -159,6 +160,11 @@ func TestConfigAcceptsEveryDocumentedForm(t *testing.T) {
 		{"GATEWAY_MEMORY_LIMIT", "64MiB", nil, func(c *Config) any { return c.MemoryLimit }, int64(64 << 20)},
 		{"GATEWAY_MEMORY_LIMIT", "1gib", nil, func(c *Config) any { return c.MemoryLimit }, int64(1 << 30)},
 		{"GATEWAY_MEMORY_LIMIT", "2097152", nil, func(c *Config) any { return c.MemoryLimit }, int64(2 << 20)},
+		{"GATEWAY_MEMORY_LIMIT", "AUTO", nil, func(c *Config) any { return c.MemoryLimitAuto }, true},
+		{"GATEWAY_MEMORY_LIMIT", "0", nil, func(c *Config) any { return c.MemoryLimitAuto }, false},
+		{"GATEWAY_MEMORY_LIMIT", "96MiB", nil, func(c *Config) any { return c.MemoryLimitAuto }, false},
+		// auto always ends with a limit (the floor at least), so the collector may be off.
+		{"GATEWAY_GC_PERCENT", "off", map[string]string{"GATEWAY_MEMORY_LIMIT": "auto"}, func(c *Config) any { return c.GCPercent }, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -322,6 +328,7 @@ func TestConfigRefusesInvalidSetting(t *testing.T) {
 		{"GATEWAY_MEMORY_LIMIT", "1XiB", nil},
 		{"GATEWAY_MEMORY_LIMIT", "99999999999TiB", nil},
 		{"GATEWAY_MEMORY_LIMIT", "99999999999999999999", nil},
+		{"GATEWAY_MEMORY_LIMIT", "automatic", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -476,6 +483,7 @@ func TestConfigLogValueMasksSecrets(t *testing.T) {
 		"GATEWAY_DB_TIMEOUT":        "2s",
 		"GATEWAY_AUTH_SERVICE_URL":  "http://auth:80",
 		"GATEWAY_LOG_LEVEL":         "INFO",
+		"GATEWAY_MEMORY_LIMIT":      "auto", // the resolved value is on the "runtime" line
 	}
 	for k, v := range want {
 		if line.Config[k] != v {

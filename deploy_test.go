@@ -891,7 +891,8 @@ func byteSize(s string) (int64, error) {
 }
 
 // The Go runtime's soft limit must sit below the container's hard one, or the kernel kills
-// the pod before the collector reacts.
+// the pod before the collector reacts, and leave the runtime at least the floor the load
+// tests measured for 1000 concurrent clients, or the collector runs back to back first.
 func TestGoMemoryLimitFitsTheContainer(t *testing.T) {
 	ms := loadManifests(t)
 	cm, _ := configMapAndSecret(t, ms)
@@ -900,12 +901,157 @@ func TestGoMemoryLimitFitsTheContainer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resources.limits.memory: %v", err)
 	}
-	soft, err := byteSize(cm["GATEWAY_MEMORY_LIMIT"].Text)
+	v := cm["GATEWAY_MEMORY_LIMIT"].Text
+	if v == "" {
+		s, _ := lookupSetting("GATEWAY_MEMORY_LIMIT")
+		v = s.Default
+	}
+	var soft int64
+	if strings.EqualFold(v, "auto") {
+		// What the gateway derives at start inside this container.
+		soft, _, _, err = autoMemoryLimit(cgroupFS(map[string]string{cgroupV2MemoryMax: strconv.FormatInt(hard, 10) + "\n"}))
+	} else {
+		soft, err = byteSize(v)
+	}
 	if err != nil || soft == 0 {
-		t.Fatalf("GATEWAY_MEMORY_LIMIT %q: want a size below the container limit (%v)", cm["GATEWAY_MEMORY_LIMIT"].Text, err)
+		t.Fatalf("GATEWAY_MEMORY_LIMIT %q: want auto or a size below the container limit (%v)", v, err)
 	}
 	if soft > hard*9/10 {
 		t.Errorf("GATEWAY_MEMORY_LIMIT %d bytes leaves under 10%% of the container limit %d for stacks and buffers", soft, hard)
+	}
+	if soft < memoryLimitFloor {
+		t.Errorf("GATEWAY_MEMORY_LIMIT %d bytes is below the %d the load tests need for 1000 clients: raise resources.limits.memory", soft, memoryLimitFloor)
+	}
+}
+
+// probeTimings are the fields of a Kubernetes probe that decide how soon it notices a failure.
+type probeTimings struct {
+	period, timeout  time.Duration
+	failureThreshold int
+}
+
+// readProbeTimings reads a probe, with Kubernetes' defaults for absent fields (period 10 s,
+// timeout 1 s, failure threshold 3).
+func readProbeTimings(probe any) (probeTimings, error) {
+	if probe == nil {
+		return probeTimings{}, errors.New("no such probe")
+	}
+	field := func(name string, def int) (int, error) {
+		v := str(probe, name)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("%s %q is not a positive whole number", name, v)
+		}
+		return n, nil
+	}
+	period, err := field("periodSeconds", 10)
+	if err != nil {
+		return probeTimings{}, err
+	}
+	timeout, err := field("timeoutSeconds", 1)
+	if err != nil {
+		return probeTimings{}, err
+	}
+	failures, err := field("failureThreshold", 3)
+	if err != nil {
+		return probeTimings{}, err
+	}
+	return probeTimings{period: time.Duration(period) * time.Second, timeout: time.Duration(timeout) * time.Second, failureThreshold: failures}, nil
+}
+
+// worstCaseDetection is how long after draining starts the kubelet may still call the pod
+// ready: draining starts just after a successful probe, then failureThreshold probes must
+// fail, one period apart, the last one taking up to its timeout.
+func (p probeTimings) worstCaseDetection() time.Duration {
+	return p.period*time.Duration(p.failureThreshold) + p.timeout
+}
+
+// endpointPropagation is the time, after the kubelet marks a pod unready, that the endpoints
+// controller, kube-proxy and an ingress controller take to stop sending it new connections;
+// about a second on a healthy cluster, so 2 s of margin.
+const endpointPropagation = 2 * time.Second
+
+// drainProblems lists what makes a rolling restart lose requests: a drain that ends (and
+// the listener closes) while balancers may still route to the pod, and a termination grace
+// period that kills the pod before its drain and shutdown grace are over.
+func drainProblems(readiness probeTimings, drain, grace, termination time.Duration) []string {
+	var bad []string
+	if need := readiness.worstCaseDetection() + endpointPropagation; drain < need {
+		bad = append(bad, fmt.Sprintf("GATEWAY_DRAIN_DELAY %v is shorter than the readiness probe's worst-case detection %v (periodSeconds %v x failureThreshold %d + timeoutSeconds %v) plus %v for the endpoint change to reach the balancers: requests arriving after the drain are refused",
+			drain, readiness.worstCaseDetection(), readiness.period, readiness.failureThreshold, readiness.timeout, endpointPropagation))
+	}
+	if termination <= drain+grace {
+		bad = append(bad, fmt.Sprintf("terminationGracePeriodSeconds %v is not above GATEWAY_DRAIN_DELAY %v + GATEWAY_SHUTDOWN_GRACE %v: in-flight requests would be killed", termination, drain, grace))
+	}
+	return bad
+}
+
+// The drain delay and the readiness probe are chosen together: the gateway keeps serving
+// until every balancer following the probe has stopped sending it requests. Checked for the
+// value the ConfigMap ships and for the gateway's default, which applies if the ConfigMap
+// row is ever removed.
+func TestK8sDrainOutlastsReadinessDetection(t *testing.T) {
+	ms := loadManifests(t)
+	cm, _ := configMapAndSecret(t, ms)
+	pod := at(find(t, ms, "Deployment", "atenex-api-gateway").obj, "spec", "template", "spec")
+	readiness, err := readProbeTimings(at(pod, "containers", "name=atenex-api-gateway", "readinessProbe"))
+	if err != nil {
+		t.Fatalf("readinessProbe: %v", err)
+	}
+	tgps, err := strconv.Atoi(str(pod, "terminationGracePeriodSeconds"))
+	if err != nil {
+		t.Fatalf("terminationGracePeriodSeconds: %v", err)
+	}
+	termination := time.Duration(tgps) * time.Second
+	setting := func(name string, fromConfigMap bool) time.Duration {
+		t.Helper()
+		s, _ := lookupSetting(name)
+		v := s.Default
+		if cmv, ok := cm[name]; ok && fromConfigMap {
+			v = cmv.Text
+		}
+		d, err := durationSetting(v)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return d
+	}
+	for _, shipped := range []struct {
+		what          string
+		fromConfigMap bool
+	}{{"the ConfigMap's values", true}, {"the gateway's defaults", false}} {
+		for _, bad := range drainProblems(readiness, setting("GATEWAY_DRAIN_DELAY", shipped.fromConfigMap), setting("GATEWAY_SHUTDOWN_GRACE", shipped.fromConfigMap), termination) {
+			t.Errorf("with %s: %s", shipped.what, bad)
+		}
+	}
+}
+
+// The check above must fail on the timings that lost 1.4 % of the requests of a rolling
+// restart (a 5 s drain behind a 5 s x 2 + 3 s readiness probe), and on a termination grace
+// period that cuts the shutdown short.
+func TestK8sDrainCheckCatchesMistakes(t *testing.T) {
+	const s = time.Second
+	cases := []struct {
+		name                      string
+		probe                     probeTimings
+		drain, grace, termination time.Duration
+		want                      int
+	}{
+		{"shipped", probeTimings{period: 2 * s, timeout: 2 * s, failureThreshold: 2}, 10 * s, 25 * s, 40 * s, 0},
+		{"old 5 s drain behind the old probe", probeTimings{period: 5 * s, timeout: 3 * s, failureThreshold: 2}, 5 * s, 25 * s, 40 * s, 1},
+		{"drain equal to detection leaves no time for endpoints", probeTimings{period: 2 * s, timeout: 2 * s, failureThreshold: 2}, 6 * s, 25 * s, 40 * s, 1},
+		{"Kubernetes' default probe", probeTimings{period: 10 * s, timeout: 1 * s, failureThreshold: 3}, 10 * s, 25 * s, 40 * s, 1},
+		{"termination grace too short", probeTimings{period: 2 * s, timeout: 2 * s, failureThreshold: 2}, 10 * s, 25 * s, 35 * s, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := drainProblems(c.probe, c.drain, c.grace, c.termination); len(got) != c.want {
+				t.Errorf("got %d problems %q, want %d", len(got), got, c.want)
+			}
+		})
 	}
 }
 

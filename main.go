@@ -9,13 +9,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,7 +100,7 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	logOut := newLogWriter(stdout, logFlushInterval)
 	defer logOut.Close()
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	applyRuntimeLimits(cfg, getenv, log)
+	applyRuntimeLimits(cfg, getenv, os.DirFS("/"), log)
 	log.Info("configuration", "config", cfg)
 	for _, shortcut := range cfg.DevShortcuts {
 		log.Warn("development shortcut: " + shortcut)
@@ -256,16 +259,47 @@ func (lw *logWriter) Close() {
 }
 
 // applyRuntimeLimits sets the garbage collector from the configuration unless the operator
-// set GOGC / GOMEMLIMIT explicitly. A proxy allocates short-lived buffers per request with a
-// small live heap: a less eager collector trades a few MiB for much less CPU.
-func applyRuntimeLimits(cfg *Config, getenv func(string) string, log *slog.Logger) {
+// set GOGC / GOMEMLIMIT explicitly, and logs what the runtime ended up with. A proxy allocates
+// short-lived buffers per request with a small live heap: a less eager collector trades a few
+// MiB for much less CPU, and the memory limit bounds those MiB. The limit must stay well above
+// the live heap at the highest concurrency expected, or the collector runs back to back once
+// the heap nears it; auto derives it from the container (memlimit.go). cgroupFS is the root
+// of the file system the container's limit is read from.
+func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS, log *slog.Logger) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
-	if getenv("GOMEMLIMIT") == "" && cfg.MemoryLimit > 0 {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
+	limit, source := cfg.MemoryLimit, "GATEWAY_MEMORY_LIMIT"
+	if cfg.MemoryLimitAuto {
+		var small bool
+		var err error
+		limit, source, small, err = autoMemoryLimit(cgroupFS)
+		if err != nil {
+			log.Warn("container memory limit unreadable: using the floor", "error", err.Error(), "memory_limit", limit)
+		}
+		if small {
+			log.Warn("container memory limit is small: the Go memory limit it leaves is below the floor measured for 1000 concurrent clients; raise resources.limits.memory",
+				"memory_limit", limit, "floor", memoryLimitFloor, "want_container_limit_at_least", memoryLimitFloor/memoryLimitPercent*100)
+		}
 	}
-	log.Debug("runtime", "gomaxprocs", runtime.GOMAXPROCS(0), "gc_percent", cfg.GCPercent, "memory_limit", cfg.MemoryLimit)
+	switch {
+	case getenv("GOMEMLIMIT") != "":
+		source = "GOMEMLIMIT"
+	case limit > 0:
+		debug.SetMemoryLimit(limit)
+	default:
+		debug.SetMemoryLimit(math.MaxInt64) // the runtime's "no limit"
+	}
+	// Log what the runtime really uses, GOGC and GOMEMLIMIT included.
+	effective := []rtmetrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+	rtmetrics.Read(effective)
+	// An "off" percentage reads as the largest uint64, which is -1 as an int64.
+	gcPercent, limit := int64(effective[0].Value.Uint64()), int64(effective[1].Value.Uint64())
+	if limit == math.MaxInt64 {
+		limit, source = 0, "none"
+	}
+	log.Info("runtime", "gomaxprocs", runtime.GOMAXPROCS(0), "gc_percent", gcPercent,
+		"memory_limit", limit, "memory_limit_source", source)
 }
 
 func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error) {

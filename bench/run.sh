@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
-# Load test: the gateway against nginx as a plain reverse proxy, side by side in one run on
-# this machine. Prints req/s, p50 and p99 of each and the ratio, the same gateway with span
-# export on (to a local OTLP sink) and its CPU time per request, login throughput against the
-# bcrypt bound, p99 of proxied requests during a login flood, peak RSS and RSS growth for a
-# 512 MiB streamed upload. Traffic stays on 127.0.0.1; every run is bounded in time.
+# Load test: the gateway against nginx as a plain reverse proxy and a bare
+# httputil.ReverseProxy, side by side in one run on this machine. Prints, per connection
+# count, req/s, p50 and p99 of each and the ratios, garbage collections per second (from
+# GODEBUG=gctrace=1) and peak RSS; then login throughput against the bcrypt bound, p99 of
+# proxied requests during a login flood and RSS growth for a 512 MiB streamed upload; and
+# the same gateway with span export on (to a local OTLP sink) against export off, in CPU
+# time per request (BENCH_TRACE=0 skips it).
+# Traffic stays on 127.0.0.1; every run is bounded in time.
 #
-# Usage: bash bench/run.sh [rounds] [seconds]     (defaults: 3 rounds of 10 s)
+# Usage: bash bench/run.sh [rounds] [seconds] [connections...]
+#   defaults: 3 rounds of 10 s at 64 connections. Several connection counts are measured in
+#   the same run, each with its own rounds:   bash bench/run.sh 3 10 64 190 400 1000
+#   The connection counts may also come from CONNS (spaces or commas): CONNS=400 bash bench/run.sh
+#   BENCH_EXTRAS=0 skips the login, login-flood and upload measurements.
+#   BENCH_PORT_BASE (18080) and BENCH_DB (atenex_bench) keep parallel runs on one machine apart.
+# The gateway runs with its default memory and GC settings unless GATEWAY_MEMORY_LIMIT /
+# GATEWAY_GC_PERCENT are set in the environment; the bare ReverseProxy gets the same ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-10}
-CONNS=64
-UP_PORT=18081 NGINX_PORT=18082 SINK_PORT=18083 BARE_PORT=18084 GW_PORT=18080 ADMIN_PORT=18090
-OTLP_PORT=18085 GWT_PORT=18086 GWT_ADMIN_PORT=18091
-DB=atenex_bench
+if [ $# -gt 2 ]; then shift 2; CONNS_LIST="$*"; else CONNS_LIST=${CONNS:-64}; fi
+CONNS_LIST=$(echo "$CONNS_LIST" | tr ',' ' ')
+for c in $CONNS_LIST; do
+  case $c in ''|*[!0-9]*) echo "connections must be whole numbers, got \"$c\"" >&2; exit 2;; esac
+done
+EXTRAS=${BENCH_EXTRAS:-1}
+BASE=${BENCH_PORT_BASE:-18080}
+GW_PORT=$BASE UP_PORT=$((BASE + 1)) NGINX_PORT=$((BASE + 2)) SINK_PORT=$((BASE + 3)) BARE_PORT=$((BASE + 4)) ADMIN_PORT=$((BASE + 10))
+OTLP_PORT=$((BASE + 5)) GWT_PORT=$((BASE + 6)) GWT_ADMIN_PORT=$((BASE + 11))
+TRACE=${BENCH_TRACE:-1}
+DB=${BENCH_DB:-atenex_bench}
+ulimit -n 65536 2>/dev/null || true # 1000 connections are 1000 descriptors in wrk and in each proxy
 PGURL="postgres://postgres@127.0.0.1:5432"
 OUT=bench/out
 mkdir -p "$OUT"
@@ -36,7 +54,8 @@ trap cleanup EXIT
 echo "== build"
 go build -trimpath -o "$OUT/gateway" .
 # The ceiling of the design: httputil.ReverseProxy alone, with the gateway's transport
-# settings and no auth, logging or headers. Built from here, outside the module.
+# settings and no auth, logging or headers. Built from here, outside the module. It runs with
+# the gateway's effective GOGC and GOMEMLIMIT (read from the gateway's start-up log).
 mkdir -p "$OUT/bare"
 cat >"$OUT/bare/main.go" <<'GO'
 package main
@@ -46,12 +65,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"runtime/debug"
 )
 
 func main() {
-	debug.SetGCPercent(400)
-	debug.SetMemoryLimit(32 << 20)
 	target, _ := url.Parse(os.Args[2])
 	transport := &http.Transport{MaxConnsPerHost: 200, MaxIdleConnsPerHost: 100, DisableCompression: true}
 	proxy := &httputil.ReverseProxy{Transport: transport, Rewrite: func(pr *httputil.ProxyRequest) {
@@ -125,9 +141,6 @@ NGINX
 "$NGINX" -c "$PWD/$OUT/nginx.conf"
 sleep 0.5
 
-"$OUT/bare-proxy" $BARE_PORT "http://127.0.0.1:$UP_PORT" &
-pids+=("$!")
-
 echo "== upload sink on :$SINK_PORT"
 python3 bench/sink.py "$SINK_PORT" &
 pids+=("$!")
@@ -137,10 +150,24 @@ GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
 PORT=$GW_PORT GATEWAY_ADMIN_PORT=$ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
 GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
 GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
-  "$OUT/gateway" >"$OUT/gateway.log" 2>&1 &
+GODEBUG=gctrace=1 "$OUT/gateway" >"$OUT/gateway.log" 2>"$OUT/gateway-gc.log" &
 GW_PID=$!
 pids+=("$GW_PID")
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+# The garbage collector settings the gateway chose (its "runtime" start-up line).
+GC_PERCENT=$(sed -nE 's/.*"msg":"runtime".*"gc_percent":(-?[0-9]+).*/\1/p' "$OUT/gateway.log" | head -1)
+MEMORY_LIMIT=$(sed -nE 's/.*"msg":"runtime".*"memory_limit":([0-9]+).*/\1/p' "$OUT/gateway.log" | head -1)
+MEMORY_SOURCE=$(sed -nE 's/.*"msg":"runtime".*"memory_limit_source":"([^"]*)".*/\1/p' "$OUT/gateway.log" | head -1)
+echo "   gateway GC: percent ${GC_PERCENT:-?}, memory limit ${MEMORY_LIMIT:-?} bytes (${MEMORY_SOURCE:-?})"
+
+echo "== bare ReverseProxy on :$BARE_PORT"
+BARE_ENV=()
+[ -n "$GC_PERCENT" ] && BARE_ENV+=("GOGC=$([ "$GC_PERCENT" = -1 ] && echo off || echo "$GC_PERCENT")")
+[ -n "$MEMORY_LIMIT" ] && [ "$MEMORY_LIMIT" != 0 ] && BARE_ENV+=("GOMEMLIMIT=$MEMORY_LIMIT")
+env "${BARE_ENV[@]}" GODEBUG=gctrace=1 "$OUT/bare-proxy" $BARE_PORT "http://127.0.0.1:$UP_PORT" 2>"$OUT/bare-gc.log" &
+BARE_PID=$!
+pids+=("$BARE_PID")
+for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$BARE_PORT/" 2>/dev/null && break; sleep 0.2; done
 
 echo "== gateway with span export on :$GWT_PORT, OTLP sink on :$OTLP_PORT"
 "$OUT/otlp-sink" $OTLP_PORT &
@@ -181,34 +208,89 @@ wrk_run() { # name url conns seconds [extra wrk args...]
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-echo "== proxied GET /api/v1/query/chats: $ROUNDS rounds x ${SECONDS_PER_RUN}s, $CONNS connections, alternating"
-rm -f "$OUT"/samples.txt.*
+# Garbage collections so far, from the gctrace lines ("gc 12 @3.4s ...").
+gc_count() { local n; n=$(grep -oE '^gc [0-9]+' "$1" | tail -1 | cut -d' ' -f2); echo "${n:-0}"; }
+# Peak RSS (VmHWM) of a process in KiB; writing 5 to clear_refs starts a new peak.
+peak_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+nginx_peak_kb() { # the largest worker's peak
+  local m=0 k p
+  for p in $(pgrep -P "$(cat "$OUT/nginx.pid")"); do
+    k=$(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); [ "${k:-0}" -gt "$m" ] && m=$k
+  done
+  echo "$m"
+}
+# wrk_gc name url conns seconds pid gclog [extra wrk args...] → "rps p50 p99 gc_per_s errors"
+wrk_gc() {
+  local name=$1 url=$2 conns=$3 secs=$4 pid=$5 gclog=$6; shift 6
+  local before after start end r
+  before=$( [ -n "$gclog" ] && gc_count "$gclog" || echo 0)
+  start=$(date +%s.%N)
+  r=$(wrk_run "$name" "$url" "$conns" "$secs" --timeout 10s "$@")
+  end=$(date +%s.%N)
+  after=$( [ -n "$gclog" ] && gc_count "$gclog" || echo 0)
+  local errs
+  errs=$(awk '/Non-2xx/ {s+=$NF} /Socket errors/ {gsub(",", ""); s+=$4+$6+$8+$10} END {print s+0}' "$OUT/wrk-$name.txt")
+  echo "$r $(awk -v a="$before" -v b="$after" -v s="$start" -v e="$end" 'BEGIN {printf "%.1f", (b - a) / (e - s)}') $errs"
+}
+
 : >"$OUT/rounds.txt"
+: >"$OUT/levels.txt"
+GW_ERRORS=0
+for CONNS in $CONNS_LIST; do
+  echo "== proxied GET /api/v1/query/chats: $ROUNDS rounds x ${SECONDS_PER_RUN}s, $CONNS connections, alternating"
+  SAMPLES="$OUT/samples.txt.$$"
+  : >"$SAMPLES"
+  reset_peak "$GW_PID"; reset_peak "$BARE_PID"
+  for p in $(pgrep -P "$(cat "$OUT/nginx.pid")"); do reset_peak "$p"; done
+  for round in $(seq 1 "$ROUNDS"); do
+    n=$(wrk_gc "nginx-$CONNS-$round" "http://127.0.0.1:$NGINX_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "" "")
+    g=$(wrk_gc "gateway-$CONNS-$round" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "$GW_PID" "$OUT/gateway-gc.log" -H "Authorization: Bearer $TOKEN")
+    b=$(wrk_gc "bare-$CONNS-$round" "http://127.0.0.1:$BARE_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "$BARE_PID" "$OUT/bare-gc.log")
+    echo "c=$CONNS round $round  nginx: $n   gateway: $g   bare ReverseProxy: $b   (req/s p50 p99 gc/s errors)" | tee -a "$OUT/rounds.txt"
+    echo "nginx $n" >>"$SAMPLES"; echo "gateway $g" >>"$SAMPLES"; echo "bare $b" >>"$SAMPLES"
+    # Ratios within the round, whose runs are seconds apart: other load on the machine
+    # shifts both sides of a ratio alike, so its median is steadier than a ratio of medians.
+    echo "$n $g" | awk '{printf "rgateway %s %.4f %.4f %.4f\n", "-", $6 / $1, $7 / $2, $8 / $3}' >>"$SAMPLES"
+    echo "$n $b" | awk '{printf "rbare %s %.4f %.4f %.4f\n", "-", $6 / $1, $7 / $2, $8 / $3}' >>"$SAMPLES"
+  done
+  col() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$SAMPLES" | median; }
+  sum() { awk -v who="$1" -v c="$2" '$1==who {s+=$c} END {print s+0}' "$SAMPLES"; }
+  echo "$CONNS nginx $(col nginx 2) $(col nginx 3) $(col nginx 4) - $(( $(nginx_peak_kb) / 1024 )) $(sum nginx 6)" >>"$OUT/levels.txt"
+  echo "$CONNS gateway $(col gateway 2) $(col gateway 3) $(col gateway 4) $(col gateway 5) $(( $(peak_kb "$GW_PID") / 1024 )) $(sum gateway 6)" >>"$OUT/levels.txt"
+  echo "$CONNS bare $(col bare 2) $(col bare 3) $(col bare 4) $(col bare 5) $(( $(peak_kb "$BARE_PID") / 1024 )) $(sum bare 6)" >>"$OUT/levels.txt"
+  echo "$CONNS rgateway $(col rgateway 3) $(col rgateway 4) $(col rgateway 5) - - -" >>"$OUT/levels.txt"
+  echo "$CONNS rbare $(col rbare 3) $(col rbare 4) $(col rbare 5) - - -" >>"$OUT/levels.txt"
+  GW_ERRORS=$((GW_ERRORS + $(sum gateway 6)))
+  rm -f "$SAMPLES"
+done
+# Over the whole run: the largest of the per-level peaks.
+PEAK_RSS_KB=$(awk '$2=="gateway" && $7>m {m=$7} END {print m*1024}' "$OUT/levels.txt")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+
+if [ "$TRACE" != 0 ]; then
+TCONNS=${CONNS_LIST%% *}
+echo "== span export: off against on (every request sampled, local OTLP sink), $ROUNDS rounds x ${SECONDS_PER_RUN}s, $TCONNS connections"
+: >"$OUT/trace-samples.txt"
 for round in $(seq 1 "$ROUNDS"); do
-  n=$(wrk_run "nginx-$round" "http://127.0.0.1:$NGINX_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN")
   g0=$(cpu_secs "$GW_PID")
-  g=$(wrk_run "gateway-$round" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN")
+  g=$(wrk_run "export-off-$round" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" "$TCONNS" "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN")
   g1=$(cpu_secs "$GW_PID")
-  b=$(wrk_run "bare-$round" "http://127.0.0.1:$BARE_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN")
   t0=$(cpu_secs "$GWT_PID")
-  tr=$(wrk_run "traced-$round" "http://127.0.0.1:$GWT_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN_T")
+  tr=$(wrk_run "export-on-$round" "http://127.0.0.1:$GWT_PORT/api/v1/query/chats" "$TCONNS" "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN_T")
   t1=$(cpu_secs "$GWT_PID")
   g_us=$(cpu_per_req "$g0" "$g1" "${g%% *}") tr_us=$(cpu_per_req "$t0" "$t1" "${tr%% *}")
-  echo "round $round  nginx: $n   gateway: $g ($g_us us CPU/req)   bare ReverseProxy: $b   gateway+export: $tr ($tr_us us CPU/req)" | tee -a "$OUT/rounds.txt"
-  echo "nginx $n" >>"$OUT/samples.txt.$$"; echo "gateway $g $g_us" >>"$OUT/samples.txt.$$"; echo "bare $b" >>"$OUT/samples.txt.$$"
-  echo "traced $tr $tr_us" >>"$OUT/samples.txt.$$"
+  echo "round $round  export off: $g ($g_us us CPU/req)   export on: $tr ($tr_us us CPU/req)" | tee -a "$OUT/rounds.txt"
+  echo "off $g $g_us" >>"$OUT/trace-samples.txt"; echo "on $tr $tr_us" >>"$OUT/trace-samples.txt"
 done
-col() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$OUT/samples.txt.$$" | median; }
-N_RPS=$(col nginx 2) N_P50=$(col nginx 3) N_P99=$(col nginx 4)
-G_RPS=$(col gateway 2) G_P50=$(col gateway 3) G_P99=$(col gateway 4)
-B_RPS=$(col bare 2) B_P50=$(col bare 3) B_P99=$(col bare 4)
-T_RPS=$(col traced 2) T_P50=$(col traced 3) T_P99=$(col traced 4) T_CPU=$(col traced 5) G_CPU=$(col gateway 5)
-rm -f "$OUT/samples.txt.$$"
-GW_ERRORS=$(cat "$OUT"/wrk-gateway-*.txt | awk '/Non-2xx/ {s+=$NF} /Socket errors/ {s+=0} END {print s+0}')
-PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
-T_PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GWT_PID/status")
+tcol() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$OUT/trace-samples.txt" | median; }
+OFF_RPS=$(tcol off 2) OFF_P99=$(tcol off 4) OFF_CPU=$(tcol off 5)
+ON_RPS=$(tcol on 2) ON_P99=$(tcol on 4) ON_CPU=$(tcol on 5)
 T_DROPPED=$(curl -fsS "http://127.0.0.1:$GWT_ADMIN_PORT/metrics" | awk '/^gateway_trace_spans_dropped_total/ {s+=$NF} END {print s+0}')
+fi
 
+if [ "$EXTRAS" != 0 ]; then
 echo "== login throughput against the bcrypt bound"
 BCRYPT_NS=$(go test -run '^$' -bench '^BenchmarkBcryptCompare$' -benchtime 8x . | awk '/^BenchmarkBcryptCompare/ {print $3}')
 CPUS=$(nproc)
@@ -245,31 +327,37 @@ wait $UPLOAD
 UPLOAD_SECS=$(awk -v s="$UPLOAD_START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
 UPLOAD_RECEIVED=$(sed -E 's/.*"received_bytes": ([0-9]+).*/\1/' "$OUT/upload.json")
 UPLOAD_GROWTH_KB=$((MAX_RSS - RSS_BEFORE))
+fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-cat <<REPORT | tee "$OUT/report.md"
+{
+cat <<REPORT
 
-Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed "s/^ //")), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | awk '{print $3}'), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk -t2 -c$CONNS, ${ROUNDS} rounds x ${SECONDS_PER_RUN}s (medians)
+Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed "s/^ //")), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | awk '{print $3}'), nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), wrk -t2, ${ROUNDS} rounds x ${SECONDS_PER_RUN}s per connection count (medians; ratios are medians of each round's ratio); gateway GC percent ${GC_PERCENT:-?}, memory limit $(awk -v b="${MEMORY_LIMIT:-0}" 'BEGIN {printf "%.0f MiB", b / 1048576}') (${MEMORY_SOURCE:-?}), the bare ReverseProxy the same
 
-| proxy (GET /api/v1/query/chats) | req/s | p50 ms | p99 ms |
-|---|---|---|---|
-| nginx (plain reverse proxy, no auth) | $N_RPS | $N_P50 | $N_P99 |
-| gateway (JWT + user check + identity headers) | $G_RPS | $G_P50 | $G_P99 |
-| ratio gateway / nginx | $(ratio "$G_RPS" "$N_RPS") | $(ratio "$G_P50" "$N_P50") | $(ratio "$G_P99" "$N_P99") |
-| bare httputil.ReverseProxy (same transport settings, no auth, no logging) | $B_RPS | $B_P50 | $B_P99 |
-| ratio bare ReverseProxy / nginx | $(ratio "$B_RPS" "$N_RPS") | $(ratio "$B_P50" "$N_P50") | $(ratio "$B_P99" "$N_P99") |
-| gateway with span export on (every request sampled, local OTLP sink) | $T_RPS | $T_P50 | $T_P99 |
-| ratio export on / off | $(ratio "$T_RPS" "$G_RPS") | $(ratio "$T_P50" "$G_P50") | $(ratio "$T_P99" "$G_P99") |
-
-| span export | gateway CPU per request | peak RSS | spans dropped |
-|---|---|---|---|
-| off | $G_CPU us | $((PEAK_RSS_KB / 1024)) MiB | — |
-| on, ratio 1 | $T_CPU us | $((T_PEAK_RSS_KB / 1024)) MiB | $T_DROPPED |
+| connections | proxy (GET /api/v1/query/chats) | req/s | p50 ms | p99 ms | GC cycles/s | peak RSS MiB | errors |
+|---|---|---|---|---|---|---|---|
+REPORT
+# Rows in the order nginx, gateway, its ratio, bare, its ratio; a ratio is the median of the
+# rounds' ratios.
+while read -r c who rps p50 p99 gcs rss errs; do
+  r2() { awk -v v="$1" 'BEGIN {printf "%.2f", v}'; }
+  case $who in
+    nginx) echo "| $c | nginx (plain reverse proxy, no auth) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
+    gateway) G_ROW="| $c | **gateway** (JWT + user check + identity headers + access log) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
+    bare) B_ROW="| $c | bare httputil.ReverseProxy (same transport, no auth, no log) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
+    rgateway) echo "$G_ROW"; echo "| $c | ratio gateway / nginx | $(r2 "$rps") | $(r2 "$p50") | $(r2 "$p99") | | | |" ;;
+    rbare) echo "$B_ROW"; echo "| $c | ratio bare / nginx | $(r2 "$rps") | $(r2 "$p50") | $(r2 "$p99") | | | |" ;;
+  esac
+done <"$OUT/levels.txt"
+cat <<REPORT
 
 | measurement | value |
 |---|---|
-| gateway non-2xx responses during the load test | ${GW_ERRORS:-0} |
-| gateway peak RSS (VmHWM) | $((PEAK_RSS_KB / 1024)) MiB |
+| gateway non-2xx responses and socket errors during the load test | ${GW_ERRORS:-0} |
+| gateway peak RSS (VmHWM, largest of the connection counts) | $((PEAK_RSS_KB / 1024)) MiB |
+REPORT
+if [ "$EXTRAS" != 0 ]; then
+cat <<REPORT
 | bcrypt cost-12 verify | $(awk -v ns="$BCRYPT_NS" 'BEGIN {printf "%.0f ms", ns / 1e6}') |
 | bcrypt bound ($CPUS CPUs / one verify) | $BOUND logins/s |
 | login throughput ($((CPUS * 2)) clients, right password) | $L_RPS logins/s ($LOGIN_RATIO of the bound) |
@@ -277,3 +365,15 @@ Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | s
 | proxied p99, 8 clients, during a 32-client wrong-password flood | $FLOOD_P99 ms ($(ratio "$FLOOD_P99" "$IDLE_P99") x idle) |
 | RSS growth during a 512 MiB streamed upload (upstream received $UPLOAD_RECEIVED bytes in $UPLOAD_SECS s) | $((UPLOAD_GROWTH_KB / 1024)) MiB |
 REPORT
+fi
+if [ "$TRACE" != 0 ]; then
+cat <<REPORT
+
+| span export ($TCONNS connections, medians) | req/s | p99 ms | gateway CPU per request | spans dropped |
+|---|---|---|---|---|
+| off | $OFF_RPS | $OFF_P99 | $OFF_CPU us | — |
+| on, every request sampled, local OTLP sink | $ON_RPS | $ON_P99 | $ON_CPU us | $T_DROPPED |
+| ratio on / off | $(ratio "$ON_RPS" "$OFF_RPS") | $(ratio "$ON_P99" "$OFF_P99") | $(ratio "$ON_CPU" "$OFF_CPU") | |
+REPORT
+fi
+} | tee "$OUT/report.md"
