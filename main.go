@@ -151,19 +151,20 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
 	logOut.Flush() // the start-up lines are out before the first request is served
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(ln) }()
 
 	var admin *http.Server
 	if cfg.AdminPort > 0 {
 		adminLn, err := net.Listen("tcp", net.JoinHostPort(listenHost, strconv.Itoa(cfg.AdminPort)))
 		if err != nil {
-			srv.Close()
+			ln.Close()
 			return fmt.Errorf("listen on admin port %d: %w", cfg.AdminPort, err)
 		}
 		admin = &http.Server{Handler: newAdminHandler(m), ReadHeaderTimeout: cfg.ReadHeaderTimeout}
 		go func() { serveErr <- admin.Serve(adminLn) }()
 		log.Info("admin listening", "addr", adminLn.Addr().String())
 	}
+	// The public listener serves last: once it answers, the admin listener is up too.
+	go func() { serveErr <- srv.Serve(ln) }()
 
 	select {
 	case err := <-serveErr:
