@@ -271,7 +271,7 @@ func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS,
 		debug.SetGCPercent(cfg.GCPercent)
 	}
 	limit, source := cfg.MemoryLimit, "GATEWAY_MEMORY_LIMIT"
-	if cfg.MemoryLimitAuto {
+	if cfg.MemoryLimitAuto && getenv("GOMEMLIMIT") == "" {
 		var small bool
 		var err error
 		limit, source, small, err = autoMemoryLimit(cgroupFS)
@@ -280,7 +280,7 @@ func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS,
 		}
 		if small {
 			log.Warn("container memory limit is small: the Go memory limit it leaves is below the floor measured for 1000 concurrent clients; raise resources.limits.memory",
-				"memory_limit", limit, "floor", memoryLimitFloor, "want_container_limit_at_least", memoryLimitFloor/memoryLimitPercent*100)
+				"memory_limit", limit, "floor", memoryLimitFloor, "want_container_limit_at_least", memoryLimitFloor*100/memoryLimitPercent)
 		}
 	}
 	switch {

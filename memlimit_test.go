@@ -192,7 +192,8 @@ func TestRuntimeLimitsLeaveGOGCAndGOMEMLIMITAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	log, logs := newTestLogger(slog.LevelInfo)
-	applyRuntimeLimits(cfg, envOf(env), cgroupFS(map[string]string{cgroupV2MemoryMax: "134217728\n"}), log)
+	// A container too small for auto: not auto's business once GOMEMLIMIT is set.
+	applyRuntimeLimits(cfg, envOf(env), cgroupFS(map[string]string{cgroupV2MemoryMax: "67108864\n"}), log)
 	if got := debug.SetMemoryLimit(-1); got != 123<<20 {
 		t.Errorf("runtime memory limit %d, want GOMEMLIMIT's %d", got, 123<<20)
 	}
@@ -200,6 +201,11 @@ func TestRuntimeLimitsLeaveGOGCAndGOMEMLIMITAlone(t *testing.T) {
 		t.Errorf("runtime GC percent %d, want GOGC's 321", got)
 	}
 	lines := logs.lines(t)
+	for _, l := range lines {
+		if l["level"] == "WARN" {
+			t.Errorf("WARN about the container although GOMEMLIMIT decides: %v", l)
+		}
+	}
 	if len(lines) == 0 || lines[len(lines)-1]["memory_limit_source"] != "GOMEMLIMIT" || lines[len(lines)-1]["gc_percent"] != 321.0 {
 		t.Errorf("runtime log line %v, want memory_limit_source GOMEMLIMIT and gc_percent 321", lines)
 	}
