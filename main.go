@@ -305,6 +305,7 @@ type gateway struct {
 	loginByEmail *limiter
 	knownClients *knownClients
 	companyRate  *limiter
+	loginGlobal  *limiter // per-replica failed-login budget (one key)
 	transport    *http.Transport
 	draining     atomic.Bool
 	now          func() time.Time
@@ -322,6 +323,7 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		loginByEmail: newLimiter(cfg.LoginEmailPerMinute/60, cfg.LoginEmailBurst, limiterMaxKeys),
 		knownClients: newKnownClients(knownClientTTL, limiterMaxKeys),
 		companyRate:  newLimiter(cfg.CompanyRPS, cfg.CompanyBurst, limiterMaxKeys),
+		loginGlobal:  newLimiter(cfg.LoginGlobalPerMinute/60, cfg.LoginGlobalBurst, 1),
 		transport:    newUpstreamTransport(cfg),
 		now:          time.Now,
 	}
