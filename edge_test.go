@@ -3,15 +3,20 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,6 +175,491 @@ func TestHashPoolServesReturningLoginsFirst(t *testing.T) {
 	wg.Wait()
 	if len(order) != 6 || !strings.HasPrefix(order[0], "returning") || !strings.HasPrefix(order[1], "returning") {
 		t.Fatalf("order %v: returning users must go before every waiting stranger", order)
+	}
+}
+
+// ---- Proxy hygiene -----------------------------------------------------------------------
+
+// upstreamLog records every request an upstream receives.
+type upstreamLog struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []*http.Request
+}
+
+func newUpstreamLog(t *testing.T) *upstreamLog {
+	t.Helper()
+	u := &upstreamLog{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, r.Clone(context.Background()))
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstreamLog) requests() []*http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.seen)
+}
+
+// signedInEnv is a gateway in front of up (query and ingest) with one signed-in user.
+func signedInEnv(t *testing.T, up string, env map[string]string) (*testEnv, string, User) {
+	t.Helper()
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["GATEWAY_QUERY_SERVICE_URL"], env["GATEWAY_INGEST_SERVICE_URL"] = up, up
+	e := newTestEnv(t, env)
+	u := e.createUser("ana@acme.example", "pw-pw-pw-pw", e.createCompany("Acme"), bcrypt.MinCost)
+	return e, e.token(u), u
+}
+
+// Two Authorization headers: the gateway verified the first and forwarded both, and the
+// second was an unsigned token with claims of the attacker's choosing.
+func TestTwoAuthorizationHeadersAreRefused(t *testing.T) {
+	t.Parallel()
+	up := newUpstreamLog(t)
+	e, tok, _ := signedInEnv(t, up.URL, nil)
+	forged := "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiIsImNvbXBhbnlfaWQiOiJvdGhlciJ9."
+	for _, path := range []string{"/api/v1/query/chats", "/api/v1/ingest/upload", "/api/v1/users/me", "/api/v1/users/login"} {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(`{}`))
+		req.Header.Add("Authorization", "Bearer "+tok)
+		req.Header.Add("authorization", "Bearer "+forged) // another spelling is the same header
+		res, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		r := response{res.StatusCode, res.Header, body}
+		mustStatus(t, r, http.StatusBadRequest)
+		if code := r.json(t)["code"]; code != codeValidation {
+			t.Fatalf("%s: code %v", path, code)
+		}
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Fatalf("the upstream saw %d requests", n)
+	}
+	mustStatus(t, e.do("GET", "/api/v1/query/chats", tok, ""), http.StatusOK) // one header is fine
+}
+
+func TestCredentialsAreNotForwardedToBackends(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		forward bool
+	}{
+		{"default", nil, false},
+		{"switched on", map[string]string{"GATEWAY_PROXY_FORWARD_CREDENTIALS": "true"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			up, auth := newUpstreamLog(t), newUpstreamLog(t)
+			env := map[string]string{"GATEWAY_AUTH_SERVICE_URL": auth.URL}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			e, tok, u := signedInEnv(t, up.URL, env)
+			for _, path := range []string{"/api/v1/query/chats", "/api/v1/ingest/upload"} {
+				mustStatus(t, e.do("POST", path, tok, `{}`, "Cookie", "session=s3cret; theme=dark"), http.StatusOK)
+			}
+			for _, r := range up.requests() {
+				gotAuth, gotCookie := r.Header.Get("Authorization") != "", r.Header.Get("Cookie") != ""
+				if gotAuth != tc.forward || gotCookie != tc.forward {
+					t.Errorf("%s: Authorization forwarded %v, Cookie forwarded %v; want %v", r.URL.Path, gotAuth, gotCookie, tc.forward)
+				}
+				if r.Header.Get("X-User-Id") != u.ID || r.Header.Get("X-Company-Id") != u.CompanyID {
+					t.Errorf("%s: identity headers %v", r.URL.Path, r.Header)
+				}
+			}
+			// The auth service authenticates its callers itself: it gets what the client sent.
+			mustStatus(t, e.do("POST", "/api/v1/auth/token", tok, `{}`, "Cookie", "session=s3cret"), http.StatusOK)
+			if r := auth.requests(); len(r) != 1 || r[0].Header.Get("Authorization") != "Bearer "+tok || r[0].Header.Get("Cookie") != "session=s3cret" {
+				t.Errorf("auth service request headers %v", r)
+			}
+		})
+	}
+}
+
+// Upgrade, CONNECT and TRACE were forwarded to backends.
+func TestUpgradeConnectAndTraceNeverReachBackends(t *testing.T) {
+	t.Parallel()
+	up := newUpstreamLog(t)
+	e, tok, _ := signedInEnv(t, up.URL, nil)
+	addr := e.srv.Listener.Addr().String()
+	cases := []struct {
+		name   string
+		req    string
+		status int
+	}{
+		{"CONNECT in path form", "CONNECT /api/v1/query/chats HTTP/1.1\r\nHost: x\r\n", http.StatusMethodNotAllowed},
+		{"CONNECT in authority form", "CONNECT internal-db:5432 HTTP/1.1\r\nHost: internal-db:5432\r\n", http.StatusBadRequest},
+		{"TRACE", "TRACE /api/v1/ingest/upload HTTP/1.1\r\nHost: x\r\n", http.StatusMethodNotAllowed},
+		{"websocket upgrade", "GET /api/v1/query/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", http.StatusBadRequest},
+		{"h2c upgrade", "GET /api/v1/query/chats HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, HTTP2-Settings, upgrade\r\n" +
+			"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n", http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(conn, "%sAuthorization: Bearer %s\r\n\r\n", tc.req, tok)
+			method, _, _ := strings.Cut(tc.req, " ")
+			res, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			r := response{res.StatusCode, res.Header, body}
+			mustStatus(t, r, tc.status)
+			if tc.status == http.StatusMethodNotAllowed && !strings.Contains(res.Header.Get("Allow"), "GET") {
+				t.Errorf("Allow = %q", res.Header.Get("Allow"))
+			}
+		})
+	}
+	if n := len(up.requests()); n != 0 {
+		t.Fatalf("the upstream saw %d of these requests", n)
+	}
+
+	// Upgrade without Connection: upgrade is no upgrade: served, with the header dropped.
+	mustStatus(t, e.do("GET", "/api/v1/query/chats", tok, "", "Upgrade", "websocket"), http.StatusOK)
+	reqs := up.requests()
+	if len(reqs) != 1 || reqs[0].Header.Get("Upgrade") != "" {
+		t.Fatalf("stray Upgrade: upstream saw %v", reqs)
+	}
+}
+
+// ---- Bounded proxying --------------------------------------------------------------------
+
+// holdingUpstream answers paths ending in /hold only once released, counts requests in progress
+// (body not yet fully read, or held), and answers anything else at once.
+type holdingUpstream struct {
+	*httptest.Server
+	inProgress atomic.Int64
+	release    chan struct{}
+	once       sync.Once
+}
+
+func newHoldingUpstream(t *testing.T) *holdingUpstream {
+	t.Helper()
+	u := &holdingUpstream{release: make(chan struct{})}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.inProgress.Add(1)
+		defer u.inProgress.Add(-1)
+		io.Copy(io.Discard, r.Body)
+		if strings.HasSuffix(r.URL.Path, "/hold") {
+			select {
+			case <-u.release:
+			case <-r.Context().Done():
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	t.Cleanup(u.Close)
+	t.Cleanup(u.unblock) // before Close: Close waits for handlers
+	return u
+}
+
+func (u *holdingUpstream) unblock() { u.once.Do(func() { close(u.release) }) }
+
+func (u *holdingUpstream) waitInProgress(t *testing.T, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); u.inProgress.Load() != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests in progress at the upstream, want %d", u.inProgress.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// twoCompanies is a gateway in front of up with a signed-in user in each of two companies.
+func twoCompanies(t *testing.T, up string, env map[string]string) (e *testEnv, acme, globex string) {
+	t.Helper()
+	env["GATEWAY_QUERY_SERVICE_URL"], env["GATEWAY_INGEST_SERVICE_URL"] = up, up
+	e = newTestEnv(t, env)
+	acme = e.token(e.createUser("ana@acme.example", "pw-pw-pw-pw", e.createCompany("Acme"), bcrypt.MinCost))
+	globex = e.token(e.createUser("gus@globex.example", "pw-pw-pw-pw", e.createCompany("Globex"), bcrypt.MinCost))
+	for _, tok := range []string{acme, globex} { // warm the user cache
+		mustStatus(t, e.do("GET", "/api/v1/query/chats", tok, ""), http.StatusOK)
+	}
+	return e, acme, globex
+}
+
+// timedGet is one proxied GET and how long it took, bounded by limit.
+func timedGet(t *testing.T, e *testEnv, path, tok string, limit time.Duration) (response, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	t0 := time.Now()
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: no answer within %v: %v", path, limit, err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return response{res.StatusCode, res.Header, body}, time.Since(t0)
+}
+
+// 205 signed-in uploads trickling one byte at a time held all 200 upstream connections to
+// ingest, and another tenant's request got no answer within 15 s. Scaled down: 50 stalled
+// uploads against a pool of 40.
+func TestOneCompanysStalledUploadsDoNotStarveAnother(t *testing.T) {
+	up := newHoldingUpstream(t)
+	const idle = 1500 * time.Millisecond
+	e, acme, globex := twoCompanies(t, up.URL, map[string]string{
+		"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS":           "40",
+		"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS": "40",
+		"GATEWAY_PROXY_IDLE_TIMEOUT":                    idle.String(),
+	})
+	if e.cfg.CompanyMaxInflight != 20 {
+		t.Fatalf("default per-company cap %d, want half of 40", e.cfg.CompanyMaxInflight)
+	}
+	var baseline []time.Duration
+	for range 5 {
+		r, d := timedGet(t, e, "/api/v1/query/chats", globex, 5*time.Second)
+		mustStatus(t, r, http.StatusOK)
+		baseline = append(baseline, d)
+	}
+
+	type outcome struct {
+		status  int
+		code    string
+		afterMs int64 // from the last byte the client sent
+	}
+	outcomes := make(chan outcome, 50)
+	addr := e.srv.Listener.Addr().String()
+	for range 50 {
+		go func() {
+			conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				outcomes <- outcome{status: -1}
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			fmt.Fprintf(conn, "POST /api/v1/ingest/upload HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n"+
+				"Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n\r\nx", acme)
+			sent := time.Now()
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				outcomes <- outcome{status: 0, afterMs: time.Since(sent).Milliseconds()}
+				return
+			}
+			var body struct{ Code string }
+			json.NewDecoder(res.Body).Decode(&body)
+			outcomes <- outcome{res.StatusCode, body.Code, time.Since(sent).Milliseconds()}
+		}()
+	}
+	// 20 reach the upstream (the company's cap) and stall there; 30 are refused at once.
+	up.waitInProgress(t, 20)
+	var early []outcome
+	for len(early) < 30 {
+		select {
+		case o := <-outcomes:
+			early = append(early, o)
+		case <-time.After(idle / 2):
+			t.Fatalf("only %d stalled uploads answered early: %v", len(early), early)
+		}
+	}
+	for _, o := range early {
+		if o.status != http.StatusTooManyRequests || o.code != codeRateLimited {
+			t.Fatalf("an upload over the company's cap answered %+v, want 429 rate_limited", o)
+		}
+	}
+
+	// Meanwhile another company is served as before.
+	var during []time.Duration
+	for range 5 {
+		r, d := timedGet(t, e, "/api/v1/ingest/status", globex, 5*time.Second)
+		mustStatus(t, r, http.StatusOK)
+		during = append(during, d)
+	}
+	if up.inProgress.Load() != 20 {
+		t.Fatal("the stalled uploads were cut before the other company's requests were measured")
+	}
+	slow, fast := percentile(during, 0.5), percentile(baseline, 0.5)
+	t.Logf("other company's request: %v before the stall, %v during it", fast, slow)
+	if slow-fast > 100*time.Millisecond {
+		t.Fatalf("another company's request took %v during the stall, %v before: delayed by more than 100ms", slow, fast)
+	}
+
+	// The stalled ones are cut after the idle timeout: a 408, never sooner than idle.
+	for range 20 {
+		select {
+		case o := <-outcomes:
+			if o.status != http.StatusRequestTimeout || o.code != codeRequestTimeout {
+				t.Fatalf("a stalled upload ended with %+v, want 408 request_timeout", o)
+			}
+			if o.afterMs < idle.Milliseconds() || o.afterMs > (idle*5/4+2*time.Second).Milliseconds() {
+				t.Fatalf("a stalled upload was cut %d ms after its last byte; idle timeout %v", o.afterMs, idle)
+			}
+		case <-time.After(idle*5/4 + 5*time.Second):
+			t.Fatal("stalled uploads were never cut")
+		}
+	}
+	up.waitInProgress(t, 0)
+	if n := e.gw.metrics.upstreamErrs.get([2]string{"ingest", kindClientStalled}).Load(); n != 20 {
+		t.Fatalf("client_stalled count %d", n)
+	}
+}
+
+// An SSE answer that keeps sending outlives the idle timeout many times over (scaled down
+// from minutes to seconds), with and without a request body.
+func TestSSEStreamThatKeepsSendingIsNeverCut(t *testing.T) {
+	t.Parallel()
+	const idle = 200 * time.Millisecond
+	const events, every = 40, 60 * time.Millisecond // 2.4 s, 12 x the idle timeout
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		for i := range events {
+			fmt.Fprintf(w, "data: token %d\n\n", i)
+			if rc.Flush() != nil {
+				return
+			}
+			time.Sleep(every)
+		}
+	}))
+	t.Cleanup(up.Close)
+	e, tok, _ := signedInEnv(t, up.URL, map[string]string{"GATEWAY_PROXY_IDLE_TIMEOUT": idle.String()})
+	for _, tc := range []struct{ method, body string }{{"POST", `{"question":"why?"}`}, {"GET", ""}} {
+		t.Run(tc.method, func(t *testing.T) {
+			var rd io.Reader
+			if tc.body != "" {
+				rd = strings.NewReader(tc.body)
+			}
+			req, _ := http.NewRequest(tc.method, e.srv.URL+"/api/v1/query/ask", rd)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			t0 := time.Now()
+			res, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			got := 0
+			sc := bufio.NewScanner(res.Body)
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "data: token ") {
+					got++
+				}
+			}
+			if err := sc.Err(); err != nil || got != events {
+				t.Fatalf("received %d of %d events in %v, then %v", got, events, time.Since(t0), err)
+			}
+			if took := time.Since(t0); took < events*every {
+				t.Fatalf("stream took %v", took)
+			}
+		})
+	}
+}
+
+// A client that stops reading a response held its connection and the upstream's forever.
+func TestClientThatStopsReadingIsCut(t *testing.T) {
+	t.Parallel()
+	const idle = 300 * time.Millisecond
+	done := make(chan time.Time, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		chunk := bytes.Repeat([]byte("x"), 32<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+		}
+		done <- time.Now()
+	}))
+	t.Cleanup(func() { up.CloseClientConnections(); up.Close() })
+	e, tok, _ := signedInEnv(t, up.URL, map[string]string{"GATEWAY_PROXY_IDLE_TIMEOUT": idle.String()})
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(conn, "GET /api/v1/ingest/export HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n\r\n", tok)
+	// ... and never reads.
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a client that reads nothing still holds the stream after 20s")
+	}
+	if n := e.gw.metrics.upstreamErrs.get([2]string{"ingest", kindClientGone}).Load(); n != 0 {
+		t.Logf("client_gone count %d", n)
+	}
+}
+
+// Requests waiting for a free upstream connection had no bound.
+func TestWaitForAFreeUpstreamConnectionIsBounded(t *testing.T) {
+	t.Parallel()
+	up := newHoldingUpstream(t)
+	const wait = 300 * time.Millisecond
+	e, acme, globex := twoCompanies(t, up.URL, map[string]string{
+		"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS": "2", "GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS": "2",
+		"GATEWAY_COMPANY_MAX_INFLIGHT": "0", "GATEWAY_UPSTREAM_QUEUE_WAIT": wait.String(),
+	})
+	var held sync.WaitGroup
+	for range 2 {
+		held.Go(func() { timedGet(t, e, "/api/v1/query/hold", acme, 30*time.Second) })
+	}
+	up.waitInProgress(t, 2)
+	r, took := timedGet(t, e, "/api/v1/query/chats", globex, 5*time.Second)
+	mustRetryAfter(t, r, http.StatusServiceUnavailable, 5)
+	if code := r.json(t)["code"]; code != codeUpstreamBusy {
+		t.Fatalf("code %v, want %s", code, codeUpstreamBusy)
+	}
+	if took < wait || took > wait+2*time.Second {
+		t.Fatalf("answered after %v; the wait for a connection is %v", took, wait)
+	}
+	up.unblock()
+	held.Wait()
+	r, _ = timedGet(t, e, "/api/v1/query/chats", globex, 5*time.Second)
+	mustStatus(t, r, http.StatusOK)
+	if n := e.gw.metrics.upstreamErrs.get([2]string{"query", kindBusy}).Load(); n != 1 {
+		t.Fatalf("busy count %d", n)
+	}
+}
+
+func TestOneCompanyCannotHoldEveryUpstreamConnection(t *testing.T) {
+	t.Parallel()
+	up := newHoldingUpstream(t)
+	e, acme, globex := twoCompanies(t, up.URL, map[string]string{
+		"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS": "4", "GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS": "4",
+	})
+	var held sync.WaitGroup
+	for range 2 { // the default cap: half of 4
+		held.Go(func() { timedGet(t, e, "/api/v1/ingest/hold", acme, 30*time.Second) })
+	}
+	up.waitInProgress(t, 2)
+	r, _ := timedGet(t, e, "/api/v1/query/chats", acme, 5*time.Second) // any upstream: the cap is the company's
+	mustRetryAfter(t, r, http.StatusTooManyRequests, 1)
+	if code := r.json(t)["code"]; code != codeRateLimited {
+		t.Fatalf("code %v", code)
+	}
+	r, took := timedGet(t, e, "/api/v1/query/chats", globex, 5*time.Second)
+	mustStatus(t, r, http.StatusOK)
+	t.Logf("another company's request during the cap: %v", took)
+	up.unblock()
+	held.Wait()
+	r, _ = timedGet(t, e, "/api/v1/query/chats", acme, 5*time.Second)
+	mustStatus(t, r, http.StatusOK)
+	if n := e.gw.metrics.rateLimited.get("company_inflight").Load(); n != 1 {
+		t.Fatalf("company_inflight rejections %d", n)
 	}
 }
 

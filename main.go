@@ -305,8 +305,8 @@ type gateway struct {
 	loginByEmail *limiter
 	knownClients *knownClients
 	companyRate  *limiter
-	loginGlobal  *limiter // per-replica failed-login budget (one key)
-	transport    *http.Transport
+	loginGlobal  *limiter      // per-replica failed-login budget (one key)
+	transport    *upstreamGate // the shared upstream pool behind its admission checks
 	draining     atomic.Bool
 	now          func() time.Time
 }
@@ -324,7 +324,7 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		knownClients: newKnownClients(knownClientTTL, limiterMaxKeys),
 		companyRate:  newLimiter(cfg.CompanyRPS, cfg.CompanyBurst, limiterMaxKeys),
 		loginGlobal:  newLimiter(cfg.LoginGlobalPerMinute/60, cfg.LoginGlobalBurst, 1),
-		transport:    newUpstreamTransport(cfg),
+		transport:    newUpstreamGate(cfg),
 		now:          time.Now,
 	}
 }

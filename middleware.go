@@ -275,6 +275,13 @@ func (mw *middleware) serve(tw *trackingWriter, r *http.Request) {
 	if mw.cors.handle(tw, r) {
 		return
 	}
+	if len(r.Header["Authorization"]) > 1 {
+		// Which one counts would be up to each reader: the gateway verifies the first, a
+		// backend or a logger might take the last — an unsigned token with claims of the
+		// sender's choosing. No client has a reason to send two.
+		writeError(tw, r, http.StatusBadRequest, codeValidation, "More than one Authorization header")
+		return
+	}
 	mw.next.ServeHTTP(tw, r)
 	if !tw.wroteHeader && !tw.hijacked {
 		// net/http would send the implicit 200 after we return, without our headers.
