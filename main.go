@@ -138,9 +138,16 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		// No ReadTimeout or WriteTimeout: either would cut a slow upload or a long SSE
-		// stream; the header timeout and idle timeout bound idle clients instead.
+		// stream; the header timeout and idle timeout bound idle clients, and the proxy
+		// cuts a body or a reader that stalls (GATEWAY_PROXY_IDLE_TIMEOUT).
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.MaxConnections > 0 {
+		// Every open connection costs memory whether it does anything or not; the cap keeps
+		// the sum under the pod's limit (see connlimit.go).
+		cl := newConnLimiter(ln, cfg.MaxConnections, m)
+		ln, srv.ConnState = cl, cl.connState
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
 	logOut.Flush() // the start-up lines are out before the first request is served
@@ -154,7 +161,16 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 			srv.Close()
 			return fmt.Errorf("listen on admin port %d: %w", cfg.AdminPort, err)
 		}
-		admin = &http.Server{Handler: newAdminHandler(m), ReadHeaderTimeout: cfg.ReadHeaderTimeout}
+		admin = &http.Server{
+			Handler:           newAdminHandlerFor(m, cfg.PProf),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			// Bounds every answer, so a slow scraper cannot hold a connection open at will.
+			// pprof stretches it by ?seconds=, which its handlers cap (adminMaxProfileSeconds).
+			WriteTimeout:   adminWriteTimeout,
+			IdleTimeout:    cfg.IdleTimeout,
+			MaxHeaderBytes: 64 << 10,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
 		go func() { serveErr <- admin.Serve(adminLn) }()
 		log.Info("admin listening", "addr", adminLn.Addr().String())
 	}
