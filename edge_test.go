@@ -870,6 +870,80 @@ func TestPprofIsOffUnlessEnabledAndProfilesAreBounded(t *testing.T) {
 	}
 }
 
+// ---- CORS in production ------------------------------------------------------------------
+
+func TestCORSLocalhostOnlyWhenAllowed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		dev  bool
+		want bool
+	}{
+		{"production default", nil, false, false},
+		{"-dev default", nil, true, true},
+		{"production, allowed", map[string]string{"GATEWAY_CORS_ALLOW_LOCALHOST": "true"}, false, true},
+		{"-dev, refused", map[string]string{"GATEWAY_CORS_ALLOW_LOCALHOST": "false"}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := productionEnv()
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			cfg, err := loadConfig(envOf(env), tc.dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := newCORSPolicy(cfg)
+			for _, port := range []string{"3000", "3009"} {
+				if got := p.allowed("http://localhost:" + port); got != tc.want {
+					t.Errorf("localhost:%s allowed = %v, want %v", port, got, tc.want)
+				}
+			}
+		})
+	}
+	env := productionEnv()
+	env["GATEWAY_CORS_ALLOW_LOCALHOST"] = "maybe"
+	if lines := problemLines(func() error { _, err := loadConfig(envOf(env), false); return err }()); len(lines) != 1 || !strings.HasPrefix(lines[0], "GATEWAY_CORS_ALLOW_LOCALHOST: ") {
+		t.Errorf("%q", lines)
+	}
+}
+
+func TestCORSVercelPreviewsOfOtherTeamsRefused(t *testing.T) {
+	cfg := Config{VercelFrontendURL: "https://atenex-frontend.vercel.app", CORSVercelTeam: "atenex"}
+	p := newCORSPolicy(&cfg)
+	for _, tc := range []struct {
+		origin string
+		want   bool
+	}{
+		{"https://atenex-frontend.vercel.app", true},
+		{"https://atenex-frontend-a1b2c3d4e-atenex.vercel.app", true},
+		{"https://atenex-frontend-git-main-atenex.vercel.app", true},
+		{"https://atenex-frontend-git-fix-login-atenex.vercel.app", true},
+		{"https://atenex-frontend-a1b2c3d4e-mallory.vercel.app", false}, // another team's preview
+		{"https://atenex-frontend-evil.vercel.app", false},              // another account's project
+		{"https://atenex-frontend--atenex.vercel.app", false},           // nothing between project and team
+		{"https://atenex-frontend-atenex.vercel.app", false},            // prefix and suffix overlap
+		{"https://atenex-frontend-x-atenex.vercel.app.evil.com", false},
+		{"https://atenex-frontend-x-xatenex.vercel.app", false},
+		{"http://localhost:3000", false},
+	} {
+		if got := p.allowed(tc.origin); got != tc.want {
+			t.Errorf("allowed(%q) = %v, want %v", tc.origin, got, tc.want)
+		}
+	}
+	env := productionEnv()
+	env["GATEWAY_CORS_VERCEL_TEAM"] = "Atenex"
+	if c, err := loadConfig(envOf(env), false); err != nil || c.CORSVercelTeam != "atenex" {
+		t.Fatalf("%v %+v", err, c)
+	}
+	for _, bad := range []string{"-atenex", "a.b", "atenex.vercel.app", "a b"} {
+		env["GATEWAY_CORS_VERCEL_TEAM"] = bad
+		if lines := problemLines(func() error { _, err := loadConfig(envOf(env), false); return err }()); len(lines) != 1 || !strings.HasPrefix(lines[0], "GATEWAY_CORS_VERCEL_TEAM: ") {
+			t.Errorf("%q: %q", bad, lines)
+		}
+	}
+}
+
 // ---- Login flood -------------------------------------------------------------------------
 
 // clientFrom is an HTTP client whose connections come from the loopback address ip.
