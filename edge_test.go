@@ -6,12 +6,24 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,8 +32,355 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 )
+
+// ---- Configuration footguns ----------------------------------------------------------------
+
+func TestJWTSecretOfOneRepeatedLetterIsRefused(t *testing.T) {
+	cases := []struct {
+		name   string
+		secret string
+		ok     bool
+	}{
+		{"one letter, 32 times", strings.Repeat("a", 32), false},
+		{"one letter, 64 times", strings.Repeat("Z", 64), false},
+		{"two letters alternating", strings.Repeat("ab", 24), false},
+		{"a short pattern repeated", strings.Repeat("0123456789", 4), false},
+		{"fifteen distinct bytes", strings.Repeat("abcdefghijklmno", 3), false},
+		{"sixteen distinct bytes", strings.Repeat("abcdefghijklmnop", 2), true},
+		{"openssl rand -base64 48", "q8Vb0r3Kx9/8T1mLZk2Yw4cN+gH5uPjR7sDfEaQ6oW1iXnBvM0tC3yUzKlJh2GdF", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := productionEnv()
+			env["GATEWAY_JWT_SECRET"] = tc.secret
+			_, err := loadConfig(envOf(env), false)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused a usable secret: %v", err)
+				}
+				return
+			}
+			lines := problemLines(err)
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "GATEWAY_JWT_SECRET: ") || !strings.Contains(lines[0], "distinct bytes") {
+				t.Fatalf("want one line naming GATEWAY_JWT_SECRET and its variety, got %q", lines)
+			}
+			if strings.Contains(err.Error(), tc.secret) {
+				t.Fatal("the error shows the secret")
+			}
+		})
+	}
+}
+
+func TestCatchAllTrustedProxiesRefuseToStart(t *testing.T) {
+	cases := []struct {
+		value string
+		ok    bool
+	}{
+		{"0.0.0.0/0", false},
+		{"::/0", false},
+		{"10.0.0.0/8, 0.0.0.0/0", false},
+		{"::ffff:0.0.0.0/96", false},      // IPv4-mapped form of 0.0.0.0/0
+		{"0.0.0.0/1, 128.0.0.0/1", false}, // two halves are the whole
+		{"0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/2, 192.0.0.0/3, 224.0.0.0/3", false},
+		{"::/1, 8000::/1", false},
+		{"0.0.0.0/1", true},
+		{"0.0.0.0/1, 128.0.0.0/2", true},
+		{"10.244.0.0/16", true},
+		{"10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fd00::/8", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.value, func(t *testing.T) {
+			env := productionEnv()
+			env["GATEWAY_TRUSTED_PROXIES"] = tc.value
+			_, err := loadConfig(envOf(env), false)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			lines := problemLines(err)
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "GATEWAY_TRUSTED_PROXIES: ") || !strings.Contains(lines[0], "X-Forwarded-For") {
+				t.Fatalf("want one line naming GATEWAY_TRUSTED_PROXIES and why, got %q", lines)
+			}
+		})
+	}
+
+	// And the process itself: exit code 2 and one clear line.
+	var stderr bytes.Buffer
+	err := run(context.Background(), nil, envOf(map[string]string{
+		"GATEWAY_JWT_SECRET": testSecret, "GATEWAY_POSTGRES_PASSWORD": "pw", "GATEWAY_TRUSTED_PROXIES": "0.0.0.0/0",
+	}), strings.NewReader(""), io.Discard, &stderr)
+	if exitCode(err) != 2 {
+		t.Fatalf("run: %v (exit code %d), want exit code 2", err, exitCode(err))
+	}
+	var problems []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if strings.HasPrefix(line, "GATEWAY_") {
+			problems = append(problems, line)
+		}
+	}
+	if len(problems) != 1 || !strings.HasPrefix(problems[0], "GATEWAY_TRUSTED_PROXIES: 0.0.0.0/0 trusts every address") {
+		t.Fatalf("problem lines %q", problems)
+	}
+}
+
+func TestPostgresSSLModeReachesTheConnection(t *testing.T) {
+	base := Config{PostgresUser: "gw", PostgresPassword: "p@ss", PostgresServer: "db.internal", PostgresPort: 5432, PostgresDB: "atenex"}
+	for _, tc := range []struct {
+		mode, rootCert string
+		wantTLS        bool
+	}{
+		{"disable", "", false},
+		{"prefer", "", true},
+		{"require", "", true},
+		{"verify-full", "/etc/atenex/postgres-ca/ca.crt", true},
+	} {
+		cfg := base
+		cfg.PostgresSSLMode, cfg.PostgresSSLRootCert = tc.mode, tc.rootCert
+		s := postgresConnStringTLS(&cfg)
+		checkConnStringRoundTrip(t, &cfg)
+		pc, err := pgx.ParseConfig(s)
+		if err != nil {
+			if tc.mode == "verify-full" && strings.Contains(err.Error(), "ca.crt") {
+				continue // pgx reads the CA file while parsing; it does not exist here
+			}
+			t.Fatalf("%s: %v", tc.mode, err)
+		}
+		if (pc.TLSConfig != nil) != tc.wantTLS {
+			t.Errorf("sslmode %s: TLS config %v", tc.mode, pc.TLSConfig != nil)
+		}
+		if u := mustParseURL(t, s); u.Query().Get("sslmode") != tc.mode || u.Query().Get("sslrootcert") != tc.rootCert {
+			t.Errorf("connection string %q lacks sslmode=%s sslrootcert=%s", u.Redacted(), tc.mode, tc.rootCert)
+		}
+	}
+
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"GATEWAY_POSTGRES_SSLMODE": "verify-everything"}, "GATEWAY_POSTGRES_SSLMODE: "},
+		{map[string]string{"GATEWAY_POSTGRES_SSLROOTCERT": "ca.crt"}, "GATEWAY_POSTGRES_SSLROOTCERT: "},
+		{map[string]string{"GATEWAY_POSTGRES_SSLMODE": "disable", "GATEWAY_POSTGRES_SSLROOTCERT": "/ca.crt"}, "GATEWAY_POSTGRES_SSLROOTCERT: "},
+	} {
+		env := productionEnv()
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		lines := problemLines(func() error { _, err := loadConfig(envOf(env), false); return err }())
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], tc.want) {
+			t.Errorf("%v: %q, want one line starting %q", tc.env, lines, tc.want)
+		}
+	}
+	cfg, err := loadDatabaseConfig(envOf(map[string]string{"GATEWAY_POSTGRES_PASSWORD": "p", "GATEWAY_POSTGRES_SSLMODE": "Verify-Full"}))
+	if err != nil || cfg.PostgresSSLMode != "verify-full" {
+		t.Fatalf("the operator commands read the mode too: %v %+v", err, cfg)
+	}
+
+	// Against the real server (which has TLS on): the mode decides what the connection is.
+	dbURL := testDatabaseURL(t)
+	env := postgresEnv(t, dbURL)
+	for _, tc := range []struct {
+		mode string
+		ssl  bool
+	}{{"disable", false}, {"require", true}} {
+		env["GATEWAY_POSTGRES_SSLMODE"] = tc.mode
+		cfg, err := loadDatabaseConfig(envOf(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(context.Background(), postgresConnStringTLS(cfg))
+		if err != nil {
+			t.Skipf("PostgreSQL refuses sslmode=%s here: %v", tc.mode, err)
+		}
+		var ssl bool
+		err = conn.QueryRow(context.Background(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl)
+		conn.Close(context.Background())
+		if err != nil || ssl != tc.ssl {
+			t.Errorf("sslmode=%s: connection ssl = %v (%v), want %v", tc.mode, ssl, err, tc.ssl)
+		}
+	}
+	// verify-full against a CA that did not sign the server's certificate must fail.
+	ca := filepath.Join(t.TempDir(), "other-ca.crt")
+	if err := os.WriteFile(ca, otherCAPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env["GATEWAY_POSTGRES_SSLMODE"], env["GATEWAY_POSTGRES_SSLROOTCERT"] = "verify-full", ca
+	cfg, err = loadDatabaseConfig(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := pgx.Connect(context.Background(), postgresConnStringTLS(cfg)); err == nil {
+		conn.Close(context.Background())
+		t.Fatal("verify-full accepted a server certificate the configured CA never signed")
+	}
+}
+
+// otherCAPEM is a freshly made self-signed CA certificate that signed no server.
+func otherCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "unrelated test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// ---- Behind an ingress ---------------------------------------------------------------------
+
+// shippedConfigMap returns the data of the ConfigMap in k8s/.
+func shippedConfigMap(t *testing.T) map[string]string {
+	t.Helper()
+	cm, _ := configMapAndSecret(t, loadManifests(t))
+	out := map[string]string{}
+	for k, v := range cm {
+		out[k] = v.Text
+	}
+	return out
+}
+
+// Behind the ingress every client arrived from the ingress's address, so 11 wrong passwords
+// from one person locked every other user out of login. With the shipped configuration the
+// client is the X-Forwarded-For entry the ingress adds, and only that client is limited.
+func TestOneClientBehindTheIngressCannotLockOutOtherUsers(t *testing.T) {
+	t.Parallel()
+	trusted := shippedConfigMap(t)["GATEWAY_TRUSTED_PROXIES"]
+	if trusted == "" {
+		t.Fatal("the shipped ConfigMap does not set GATEWAY_TRUSTED_PROXIES: behind the ingress every client has its address")
+	}
+	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": trusted})
+	if len(e.cfg.TrustedProxies) == 0 {
+		t.Fatal("no trusted proxies")
+	}
+	ingress := e.cfg.TrustedProxies[0].Addr().Next() // a pod of the ingress controller
+	handler := e.gw.routes()
+	login := func(client, email, password string) *httptest.ResponseRecorder {
+		body := fmt.Sprintf(`{"email":%q,"password":%q}`, email, password)
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/users/login", strings.NewReader(body))
+		req.RemoteAddr = netip.AddrPortFrom(ingress, 41234).String()
+		req.Header.Set("Content-Type", "application/json")
+		// What ingress-nginx sends: the chain it received, then the address it saw.
+		req.Header.Set("X-Forwarded-For", "198.18.0.1, "+client)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		return rec
+	}
+	attacker := "203.0.113.66"
+	victims := []User{
+		e.createUser("ana@example.com", "right-password", "", bcrypt.MinCost),
+		e.createUser("bob@example.com", "right-password", "", bcrypt.MinCost),
+	}
+	limited := 0
+	for i := range 30 {
+		switch rec := login(attacker, victims[i%2].Email, "guess-"+strconv.Itoa(i)); rec.Code {
+		case http.StatusUnauthorized:
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("guess %d answered %d: %s", i, rec.Code, rec.Body)
+		}
+	}
+	if limited == 0 {
+		t.Fatal("30 guesses from one client never met a 429")
+	}
+	for i, v := range victims {
+		if rec := login(fmt.Sprintf("198.51.100.%d", 10+i), v.Email, "right-password"); rec.Code != http.StatusOK {
+			t.Fatalf("%s, from another client behind the same ingress, answered %d: %s", v.Email, rec.Code, rec.Body)
+		}
+	}
+	// And a third user, whose email the attacker never tried.
+	carol := e.createUser("carol@example.com", "right-password", "", bcrypt.MinCost)
+	if rec := login("198.51.100.20", carol.Email, "right-password"); rec.Code != http.StatusOK {
+		t.Fatalf("an untouched user answered %d", rec.Code)
+	}
+}
+
+func TestXForwardedForFromUntrustedPrivatePeerWarnsOncePerMinute(t *testing.T) {
+	logger, logs := newTestLogger(slog.LevelInfo)
+	h := withMiddleware(testMux(), &Config{}, logger, nil).(*middleware)
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	h.xffWarning.now = func() time.Time { return now }
+	send := func(peer string, xff bool) {
+		req := httptest.NewRequest(http.MethodGet, "/ok", nil)
+		req.RemoteAddr = peer
+		if xff {
+			req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		}
+		serveDirect(h, req)
+	}
+	warnings := func() []map[string]any {
+		var out []map[string]any
+		for _, l := range logs.lines(t) {
+			if l["level"] == "WARN" {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+
+	send("10.1.2.3:5000", false)     // no header: nothing to say
+	send("203.0.113.200:5000", true) // a public client forging it: ignored silently
+	if n := len(warnings()); n != 0 {
+		t.Fatalf("%d warnings before any private peer sent the header", n)
+	}
+	send("10.1.2.3:5000", true)
+	w := warnings()
+	if len(w) != 1 {
+		t.Fatalf("%d warnings, want 1", len(w))
+	}
+	if msg, _ := w[0]["msg"].(string); !strings.Contains(msg, "X-Forwarded-For") || !strings.Contains(msg, "GATEWAY_TRUSTED_PROXIES") {
+		t.Fatalf("warning %q does not name X-Forwarded-For and GATEWAY_TRUSTED_PROXIES", msg)
+	}
+	if w[0]["peer"] != "10.1.2.3" {
+		t.Fatalf("warning peer = %v", w[0]["peer"])
+	}
+	for _, step := range []struct {
+		advance time.Duration
+		peer    string
+		want    int
+	}{
+		{time.Second, "192.168.7.7:1", 1},
+		{58 * time.Second, "[::1]:1", 1},     // 59 s after the first
+		{time.Second, "127.0.0.1:1", 2},      // a minute after the first
+		{30 * time.Second, "[fd00::5]:1", 2}, // ULA is private too
+		{31 * time.Second, "172.16.0.1:1", 3},
+	} {
+		now = now.Add(step.advance)
+		send(step.peer, true)
+		if n := len(warnings()); n != step.want {
+			t.Fatalf("after %v more, from %s: %d warnings, want %d", step.advance, step.peer, n, step.want)
+		}
+	}
+
+	// A trusted peer sending it is the normal case.
+	logger2, logs2 := newTestLogger(slog.LevelInfo)
+	trusted := withMiddleware(testMux(), &Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, logger2, nil)
+	req := httptest.NewRequest(http.MethodGet, "/ok", nil)
+	req.RemoteAddr = "10.1.2.3:5000"
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	serveDirect(trusted, req)
+	for _, l := range logs2.lines(t) {
+		if l["level"] == "WARN" {
+			t.Fatalf("trusted proxy warned: %v", l)
+		}
+	}
+}
 
 // ---- Login limits that hold against many addresses ----------------------------------------
 
@@ -1073,5 +1432,97 @@ func TestLoginFloodFrom40AddressesLetsReturningUserIn(t *testing.T) {
 				t.Errorf("proxied p99 %v during the flood, want under 250ms", p99)
 			}
 		})
+	}
+}
+
+// ---- Least privilege in the database -----------------------------------------------------
+
+// gatewayRole is the role the shipped ConfigMap connects as.
+const gatewayRole = "atenex_gateway"
+
+// TestGatewayDatabaseRoleHasOnlyTheGrantsItNeeds migrates a database with the role present
+// (roles are cluster-wide: it is created once and left, holding no data and no password),
+// then serves logins and a company change as that role, and checks that it can do no more.
+func TestGatewayDatabaseRoleHasOnlyTheGrantsItNeeds(t *testing.T) {
+	admin, err := pgx.Connect(context.Background(), testDatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), `DO $$ BEGIN
+		CREATE ROLE `+gatewayRole+` LOGIN;
+	EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+	END $$`); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	dbURL := testDatabaseURL(t) // migrated after the role exists: migrate grants it
+	owner, err := openPostgres(context.Background(), dbURL, testDBTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	roleURL := mustParseURL(t, dbURL)
+	roleURL.User = url.User(gatewayRole)
+	store, err := openPostgres(context.Background(), roleURL.String(), testDBTimeout)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", gatewayRole, err)
+	}
+	t.Cleanup(store.Close)
+
+	// The gateway's work, as the role: log in (reads, last_login), change company (update).
+	e := newTestEnvWithStore(t, nil, store, roleURL.String())
+	acme, _ := owner.CreateCompany(context.Background(), "Acme")
+	globex, _ := owner.CreateCompany(context.Background(), "Globex")
+	hash, _ := bcrypt.GenerateFromPassword([]byte("right-password"), bcrypt.MinCost)
+	u, err := owner.CreateUser(context.Background(), NewUser{Email: "ana@acme.example", HashedPassword: string(hash), Role: "admin", CompanyID: acme.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.login(u.Email, "right-password")
+	mustStatus(t, r, http.StatusOK)
+	tok, _ := r.json(t)["access_token"].(string)
+	mustStatus(t, e.do("POST", "/api/v1/users/me/ensure-company", tok, `{"company_id":"`+globex.ID+`"}`), http.StatusOK)
+	mustStatus(t, e.do("GET", "/api/v1/users/me", tok, ""), http.StatusOK)
+
+	// What it may do, table by table, and what it may not.
+	conn, err := pgx.Connect(context.Background(), roleURL.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	privileges := []struct {
+		table, privilege string
+		want             bool
+	}{
+		{"users", "SELECT", true}, {"users", "INSERT", true}, {"users", "UPDATE", true}, {"users", "DELETE", false}, {"users", "TRUNCATE", false},
+		{"companies", "SELECT", true}, {"companies", "INSERT", true}, {"companies", "UPDATE", true}, {"companies", "DELETE", false},
+		{"company_invitations", "SELECT", true}, {"company_invitations", "INSERT", true}, {"company_invitations", "UPDATE", true}, {"company_invitations", "DELETE", false},
+		{"company_domains", "SELECT", true}, {"company_domains", "INSERT", true}, {"company_domains", "UPDATE", true}, {"company_domains", "DELETE", true},
+	}
+	for _, p := range privileges {
+		var has bool
+		// Any column: UPDATE on users is granted column by column.
+		err := conn.QueryRow(context.Background(),
+			`SELECT has_table_privilege($1, $2) OR ($2 IN ('SELECT','INSERT','UPDATE') AND has_any_column_privilege($1, $2))`,
+			p.table, p.privilege).Scan(&has)
+		if err != nil || has != p.want {
+			t.Errorf("%s on %s: %v (%v), want %v", p.privilege, p.table, has, err, p.want)
+		}
+	}
+	for _, column := range []string{"id", "email", "created_at"} {
+		var has bool
+		conn.QueryRow(context.Background(), `SELECT has_column_privilege('users', $1, 'UPDATE')`, column).Scan(&has)
+		if has {
+			t.Errorf("the role may rewrite users.%s", column)
+		}
+	}
+	for _, stmt := range []string{"DROP TABLE users", "CREATE TABLE stolen (x int)", "DELETE FROM users", "ALTER TABLE users ADD COLUMN x int"} {
+		if _, err := conn.Exec(context.Background(), stmt); err == nil {
+			t.Errorf("the role may run %q", stmt)
+		}
+	}
+	// LISTEN needs no grant, and the triggers' notifications fire under the role's updates.
+	if _, err := conn.Exec(context.Background(), "LISTEN atenex_gateway_changes"); err != nil {
+		t.Errorf("LISTEN: %v", err)
 	}
 }
