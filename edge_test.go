@@ -109,9 +109,12 @@ func TestCatchAllTrustedProxiesRefuseToStart(t *testing.T) {
 		})
 	}
 
-	// And the process itself: exit code 2 and one clear line.
+	// And the process itself: exit code 2 and one clear line (bounded: a gateway that
+	// accepted the setting would start serving).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var stderr bytes.Buffer
-	err := run(context.Background(), nil, envOf(map[string]string{
+	err := run(ctx, nil, envOf(map[string]string{
 		"GATEWAY_JWT_SECRET": testSecret, "GATEWAY_POSTGRES_PASSWORD": "pw", "GATEWAY_TRUSTED_PROXIES": "0.0.0.0/0",
 	}), strings.NewReader(""), io.Discard, &stderr)
 	if exitCode(err) != 2 {
@@ -1327,8 +1330,26 @@ func postLogin(c *http.Client, base, email, password string) (int, error) {
 // signs in 10 times and a signed-in user's proxied requests are timed: with the default
 // limits, and with every limit off so that hashing stays saturated and only the queue's
 // order protects the returning user.
+//
+// Time is scaled so the test means the same on any machine, race detector or not: the
+// flood's hashes cost H to check (cheaper than production's cost 12, which takes seconds
+// under the race detector) and the queue wait is 10 H, as production's 1 s is about four
+// cost-12 checks. 40 clients on 2 hashing workers then queue for about 20 H, past the wait,
+// as the flood did; a returning user waits at most for one check to finish.
 func TestLoginFloodFrom40AddressesLetsReturningUserIn(t *testing.T) {
 	// Not parallel: it measures latency under load on this process.
+	floodCost := 7
+	if raceEnabled {
+		floodCost = bcrypt.MinCost
+	}
+	floodHash, _ := bcrypt.GenerateFromPassword([]byte("calibrate"), floodCost)
+	var h time.Duration
+	for range 3 {
+		t0 := time.Now()
+		bcrypt.CompareHashAndPassword(floodHash, []byte("wrong"))
+		h = max(h, time.Since(t0))
+	}
+	queueWait := max(10*h, 50*time.Millisecond)
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -1340,14 +1361,14 @@ func TestLoginFloodFrom40AddressesLetsReturningUserIn(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up, _ := countingUpstream(t)
 			tc.env["GATEWAY_QUERY_SERVICE_URL"] = up.URL
-			e := newTestEnv(t, tc.env)
+			tc.env["GATEWAY_BCRYPT_QUEUE_WAIT"] = queueWait.String()
+			e := newTestEnvTweaked(t, tc.env, func(gw *gateway) {
+				gw.hashes.close()
+				gw.hashes = newHashPool(2, queueWait) // the 2 CPUs of the SPEC's machine, on any machine
+			})
 			company := e.createCompany("Acme")
 			worker := e.token(e.createUser("worker@acme.example", "pw-pw-pw-pw", company, bcrypt.MinCost))
 			returning := e.createUser("returning@acme.example", "right-password", company, bcrypt.MinCost)
-			// The flood guesses at real accounts. Their hashes are cheaper than production's
-			// cost 12 so that one comparison stays well under the 1 s queue wait even under
-			// the race detector (30x slower); the queue's order is what is tested.
-			const floodCost = 7
 			targets := make([]string, 40)
 			for i := range targets {
 				targets[i] = e.createUser(fmt.Sprintf("target%d@acme.example", i), "secret-"+strconv.Itoa(i), company, floodCost).Email
@@ -1422,9 +1443,18 @@ func TestLoginFloodFrom40AddressesLetsReturningUserIn(t *testing.T) {
 			}
 			p99 := percentile(latencies, 0.99)
 			mu.Lock()
-			t.Logf("returning user: %v; proxied p50 %v p99 %v over %d requests; flood answers %v",
-				mine, percentile(latencies, 0.5), p99, len(latencies), flood)
+			t.Logf("flood hash %v, queue wait %v; returning user: %v; proxied p50 %v p99 %v over %d requests; flood answers %v",
+				h, queueWait, mine, percentile(latencies, 0.5), p99, len(latencies), flood)
+			saturated, limited := flood[http.StatusServiceUnavailable], flood[http.StatusTooManyRequests]
 			mu.Unlock()
+			// The flood did what it does: saturate hashing with the limits off, meet 429s with
+			// them on (its busy answers no longer refunded).
+			if tc.env["GATEWAY_LOGIN_IP_BURST"] == "0" && saturated == 0 {
+				t.Errorf("the flood never saturated hashing: %v", flood)
+			}
+			if tc.env["GATEWAY_LOGIN_IP_BURST"] == "" && limited == 0 {
+				t.Errorf("the flood never met the login limits: %v", flood)
+			}
 			if ok < 9 {
 				t.Errorf("the returning user got in %d times of 10 (%v)", ok, mine)
 			}
