@@ -5,6 +5,8 @@
 # 512 MiB streamed upload. Traffic stays on 127.0.0.1; every run is bounded in time.
 #
 # Usage: bash bench/run.sh [rounds] [seconds]     (defaults: 3 rounds of 10 s)
+#        BENCH_BASELINE=<git revision> bash bench/run.sh   also runs that revision's gateway,
+#        built from `git archive`, in the same rounds, to compare a change against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -12,8 +14,11 @@ export PATH="$PATH:/usr/local/go/bin"
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-10}
 CONNS=64
-UP_PORT=18081 NGINX_PORT=18082 SINK_PORT=18083 BARE_PORT=18084 GW_PORT=18080 ADMIN_PORT=18090
-DB=atenex_bench
+# BENCH_PORT_OFFSET and BENCH_DB let two checkouts on one machine run this side by side.
+P=$((18080 + ${BENCH_PORT_OFFSET:-0}))
+GW_PORT=$P UP_PORT=$((P + 1)) NGINX_PORT=$((P + 2)) SINK_PORT=$((P + 3)) BARE_PORT=$((P + 4)) BASE_PORT=$((P + 5)) ADMIN_PORT=$((P + 10))
+BASELINE=${BENCH_BASELINE:-}
+DB=${BENCH_DB:-atenex_bench}
 PGURL="postgres://postgres@127.0.0.1:5432"
 OUT=bench/out
 mkdir -p "$OUT"
@@ -33,6 +38,12 @@ trap cleanup EXIT
 
 echo "== build"
 go build -trimpath -o "$OUT/gateway" .
+if [ -n "$BASELINE" ]; then
+  echo "== build baseline $BASELINE"
+  rm -rf "$OUT/baseline-src" && mkdir -p "$OUT/baseline-src"
+  git archive "$BASELINE" | tar -x -C "$OUT/baseline-src"
+  (cd "$OUT/baseline-src" && go build -trimpath -o ../gateway-baseline .)
+fi
 # The ceiling of the design: httputil.ReverseProxy alone, with the gateway's transport
 # settings and no auth, logging or headers. Built from here, outside the module.
 mkdir -p "$OUT/bare"
@@ -109,14 +120,24 @@ python3 bench/sink.py "$SINK_PORT" &
 pids+=("$!")
 
 echo "== gateway on :$GW_PORT"
-GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
+# Login limits off: the login measurements below want every attempt to reach bcrypt.
+export GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64)
 PORT=$GW_PORT GATEWAY_ADMIN_PORT=$ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
 GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
-GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
   "$OUT/gateway" >"$OUT/gateway.log" 2>&1 &
 GW_PID=$!
 pids+=("$GW_PID")
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+if [ -n "$BASELINE" ]; then
+  echo "== baseline gateway ($BASELINE) on :$BASE_PORT"
+  PORT=$BASE_PORT GATEWAY_ADMIN_PORT=0 GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
+  GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
+  GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+    "$OUT/gateway-baseline" >"$OUT/gateway-baseline.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$BASE_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+fi
 TOKEN=$(curl -fsS -H 'Content-Type: application/json' \
   -d '{"email":"bench@example.com","password":"bench-password-123"}' \
   "http://127.0.0.1:$GW_PORT/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
@@ -144,11 +165,17 @@ for round in $(seq 1 "$ROUNDS"); do
   b=$(wrk_run "bare-$round" "http://127.0.0.1:$BARE_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN")
   echo "round $round  nginx: $n   gateway: $g   bare ReverseProxy: $b" | tee -a "$OUT/rounds.txt"
   echo "nginx $n" >>"$OUT/samples.txt.$$"; echo "gateway $g" >>"$OUT/samples.txt.$$"; echo "bare $b" >>"$OUT/samples.txt.$$"
+  if [ -n "$BASELINE" ]; then
+    p=$(wrk_run "baseline-$round" "http://127.0.0.1:$BASE_PORT/api/v1/query/chats" $CONNS "$SECONDS_PER_RUN" -H "Authorization: Bearer $TOKEN")
+    echo "round $round  baseline gateway ($BASELINE): $p" | tee -a "$OUT/rounds.txt"
+    echo "baseline $p" >>"$OUT/samples.txt.$$"
+  fi
 done
 col() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$OUT/samples.txt.$$" | median; }
 N_RPS=$(col nginx 2) N_P50=$(col nginx 3) N_P99=$(col nginx 4)
 G_RPS=$(col gateway 2) G_P50=$(col gateway 3) G_P99=$(col gateway 4)
 B_RPS=$(col bare 2) B_P50=$(col bare 3) B_P99=$(col bare 4)
+[ -n "$BASELINE" ] && { P_RPS=$(col baseline 2) P_P50=$(col baseline 3) P_P99=$(col baseline 4); }
 rm -f "$OUT/samples.txt.$$"
 GW_ERRORS=$(cat "$OUT"/wrk-gateway-*.txt | awk '/Non-2xx/ {s+=$NF} /Socket errors/ {s+=0} END {print s+0}')
 PEAK_RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")
@@ -202,6 +229,8 @@ Machine: $(nproc) cores ($(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | s
 | ratio gateway / nginx | $(ratio "$G_RPS" "$N_RPS") | $(ratio "$G_P50" "$N_P50") | $(ratio "$G_P99" "$N_P99") |
 | bare httputil.ReverseProxy (same transport settings, no auth, no logging) | $B_RPS | $B_P50 | $B_P99 |
 | ratio bare ReverseProxy / nginx | $(ratio "$B_RPS" "$N_RPS") | $(ratio "$B_P50" "$N_P50") | $(ratio "$B_P99" "$N_P99") |
+$([ -n "$BASELINE" ] && printf '| baseline gateway (%s) | %s | %s | %s |\n| ratio gateway / baseline | %s | %s | %s |' \
+  "$BASELINE" "$P_RPS" "$P_P50" "$P_P99" "$(ratio "$G_RPS" "$P_RPS")" "$(ratio "$G_P50" "$P_P50")" "$(ratio "$G_P99" "$P_P99")")
 
 | measurement | value |
 |---|---|
