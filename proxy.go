@@ -299,8 +299,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// full duplex already and reports ErrNotSupported, which is fine to ignore.
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	if p.idle > 0 {
-		st := newIdleStream(w, r, p.idle)
-		w, r = &st.w, st.req
+		w = newIdleStream(w, r, p.idle)
 	}
 	// With full duplex on, a body the transport never read (an upstream that refused the
 	// connection) is closed by the server while a read of it may still be pending, which
@@ -362,19 +361,18 @@ type idleStream struct {
 	idle time.Duration
 	w    idleWriter
 	body idleBody
-	req  *http.Request
 }
 
-func newIdleStream(w http.ResponseWriter, r *http.Request, idle time.Duration) *idleStream {
-	st := &idleStream{rc: *http.NewResponseController(w), idle: idle, req: r}
+// newIdleStream puts r's body behind the idle timeout (as http.MaxBytesReader is put in
+// place) and returns the response writer to use instead of w.
+func newIdleStream(w http.ResponseWriter, r *http.Request, idle time.Duration) http.ResponseWriter {
+	st := &idleStream{rc: *http.NewResponseController(w), idle: idle}
 	st.w = idleWriter{ResponseWriter: w, st: st}
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = idleBody{ReadCloser: r.Body, st: st}
-		r2 := *r // shallow: ReverseProxy clones the request anyway
-		r2.Body = &st.body
-		st.req = &r2
+		r.Body = &st.body
 	}
-	return st
+	return &st.w
 }
 
 // idleWriter is the response side of an idleStream.
