@@ -314,6 +314,46 @@ func TestOneClientBehindTheIngressCannotLockOutOtherUsers(t *testing.T) {
 	}
 }
 
+// A request whose client is a trusted proxy itself (sent by the ingress, or with every
+// X-Forwarded-For hop trusted) stands for everyone behind that proxy: its failures count
+// against the emails tried, never against the proxy's address.
+func TestFailuresNeverCountAgainstAProxysOwnAddress(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "10.244.0.0/16"})
+	handler := e.gw.routes()
+	login := func(xff, email string) int {
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/users/login",
+			strings.NewReader(fmt.Sprintf(`{"email":%q,"password":"guess"}`, email)))
+		req.RemoteAddr = "10.244.0.7:40000"
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := range 24 {
+		xff := ""
+		if i%2 == 1 {
+			xff = "10.244.3.3" // a trusted hop only
+		}
+		email := fmt.Sprintf("user%d@example.com", i)
+		e.createUser(email, "right-password", "", bcrypt.MinCost)
+		if code := login(xff, email); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d from the proxy's own address answered %d, want 401", i, code)
+		}
+	}
+	// The email limit still holds for each email.
+	for i := range 12 {
+		if code := login("", "user0@example.com"); code == http.StatusTooManyRequests {
+			return
+		} else if code != http.StatusUnauthorized {
+			t.Fatalf("guess %d answered %d", i, code)
+		}
+	}
+	t.Fatal("12 more guesses at one email never met its limit")
+}
+
 func TestXForwardedForFromUntrustedPrivatePeerWarnsOncePerMinute(t *testing.T) {
 	logger, logs := newTestLogger(slog.LevelInfo)
 	h := withMiddleware(testMux(), &Config{}, logger, nil).(*middleware)

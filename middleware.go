@@ -35,6 +35,9 @@ type requestInfo struct {
 	Authenticated bool
 
 	PeerTrusted bool // the TCP peer is in GATEWAY_TRUSTED_PROXIES (its X-Forwarded-* count)
+	// ClientIsProxy: ClientIP is itself a trusted proxy (the request came from the proxy,
+	// or every X-Forwarded-For hop was trusted), so it stands for no one client.
+	ClientIsProxy bool
 
 	// KeepTraceState reports that the client's traceparent was valid, so its tracestate
 	// belongs to the same trace and may be forwarded untouched. When false the traceparent
@@ -258,7 +261,9 @@ func (mw *middleware) fillInfo(info *requestInfo, r *http.Request) {
 		}
 		xff = nil // never believed from an untrusted peer
 	}
-	info.ClientIP = addrText(clientIP(r.RemoteAddr, xff, mw.trusted), r.RemoteAddr)
+	client := clientIP(r.RemoteAddr, xff, mw.trusted)
+	info.ClientIP = addrText(client, r.RemoteAddr)
+	info.ClientIsProxy = info.PeerTrusted && inPrefixes(client, mw.trusted)
 }
 
 // untrustedProxyWarning says, at most once per every, that a peer in a private or loopback

@@ -384,13 +384,19 @@ type loginCharge struct {
 // emailKey), before any bcrypt work, so simultaneous guesses cannot all pass a check made
 // before any of them is charged. When a limit is empty it takes nothing at all and returns
 // the limit's name (a rejection label) and the wait until a token is back.
-func (g *gateway) chargeLogin(ipKey, emailKey string, now time.Time) (c loginCharge, limit string, wait time.Duration) {
+//
+// proxy reports that ipKey is a trusted proxy's own address (requestInfo.ClientIsProxy):
+// everyone behind that proxy shares it, so failures never count against it — one client
+// would otherwise lock out all the others. The email and per-replica limits still apply.
+func (g *gateway) chargeLogin(ipKey, emailKey string, proxy bool, now time.Time) (c loginCharge, limit string, wait time.Duration) {
 	c = loginCharge{ip: ipKey, email: emailKey, known: g.knownClients.has(emailKey, ipKey, now)}
-	ok, wait := g.loginByIP.allow(ipKey, now)
-	if !ok {
-		return loginCharge{}, "login_ip", wait
+	if !proxy {
+		ok, wait := g.loginByIP.allow(ipKey, now)
+		if !ok {
+			return loginCharge{}, "login_ip", wait
+		}
+		c.tookAddress = true
 	}
-	c.tookAddress = true
 	if !c.known {
 		if ok, wait := g.loginByEmail.allow(emailKey, now); !ok {
 			g.refundLogin(c)

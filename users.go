@@ -186,14 +186,15 @@ func (g *gateway) handleLogin() http.Handler {
 		}
 
 		// IPv6 clients count by /64 (loginClientKey): one host holds a whole /64.
-		ipKey, emailKey := loginClientKey(requestInfoFrom(r.Context()).ClientIP), strings.ToLower(email)
+		client := requestInfoFrom(r.Context())
+		ipKey, emailKey := loginClientKey(client.ClientIP), strings.ToLower(email)
 		now := g.now()
 		// Tokens are taken before bcrypt, so simultaneous guesses cannot all pass a check made
 		// before any of them is charged; whatever turns out not to be a failed login gives
 		// them back. An address this email has logged in from before is exempt from the email
 		// and per-replica limits, so others' failures cannot lock the user out of it (see
 		// knownClients), and is served first when hashing is saturated.
-		charge, limit, wait := g.chargeLogin(ipKey, emailKey, now)
+		charge, limit, wait := g.chargeLogin(ipKey, emailKey, client.ClientIsProxy, now)
 		if limit != "" {
 			g.refuseLogin(w, r, limit, wait)
 			return
