@@ -245,6 +245,85 @@ func otherCAPEM(t *testing.T) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
+func TestEdgeSettingsDefaultsAndForms(t *testing.T) {
+	cfg, err := loadConfig(envOf(productionEnv()), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"LoginGlobalBurst", cfg.LoginGlobalBurst, 60},
+		{"LoginGlobalPerMinute", cfg.LoginGlobalPerMinute, 120.0},
+		{"ProxyIdleTimeout", cfg.ProxyIdleTimeout, 30 * time.Second},
+		{"UpstreamQueueWait", cfg.UpstreamQueueWait, 5 * time.Second},
+		{"CompanyMaxInflight", cfg.CompanyMaxInflight, 100}, // half of 200
+		{"MaxConnections", cfg.MaxConnections, 2048},
+		{"IdleTimeout", cfg.IdleTimeout, 30 * time.Second},
+		{"ForwardCredentials", cfg.ForwardCredentials, false},
+		{"PProf", cfg.PProf, false},
+		{"PostgresSSLMode", cfg.PostgresSSLMode, "prefer"},
+		{"PostgresSSLRootCert", cfg.PostgresSSLRootCert, ""},
+		{"CORSAllowLocalhost", cfg.CORSAllowLocalhost, false},
+		{"CORSVercelTeam", cfg.CORSVercelTeam, ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+
+	for _, tc := range []struct {
+		env  map[string]string
+		got  func(*Config) any
+		want any
+	}{
+		{map[string]string{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS": "41", "GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS": "10"}, func(c *Config) any { return c.CompanyMaxInflight }, 20},
+		{map[string]string{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS": "1", "GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS": "1"}, func(c *Config) any { return c.CompanyMaxInflight }, 1},
+		{map[string]string{"GATEWAY_COMPANY_MAX_INFLIGHT": "0"}, func(c *Config) any { return c.CompanyMaxInflight }, 0},
+		{map[string]string{"GATEWAY_COMPANY_MAX_INFLIGHT": "200"}, func(c *Config) any { return c.CompanyMaxInflight }, 200},
+		{map[string]string{"GATEWAY_MAX_CONNECTIONS": "0"}, func(c *Config) any { return c.MaxConnections }, 0},
+		{map[string]string{"GATEWAY_PROXY_IDLE_TIMEOUT": "250ms"}, func(c *Config) any { return c.ProxyIdleTimeout }, 250 * time.Millisecond},
+		{map[string]string{"GATEWAY_UPSTREAM_QUEUE_WAIT": "0"}, func(c *Config) any { return c.UpstreamQueueWait }, time.Duration(0)},
+		{map[string]string{"GATEWAY_PPROF": "TRUE"}, func(c *Config) any { return c.PProf }, true},
+		{map[string]string{"GATEWAY_PROXY_FORWARD_CREDENTIALS": "yes"}, func(c *Config) any { return c.ForwardCredentials }, true},
+		{map[string]string{"GATEWAY_LOGIN_GLOBAL_BURST": "0"}, func(c *Config) any { return c.LoginGlobalBurst }, 0},
+	} {
+		env := productionEnv()
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		cfg, err := loadConfig(envOf(env), false)
+		if err != nil {
+			t.Errorf("%v refused: %v", tc.env, err)
+			continue
+		}
+		if got := tc.got(cfg); got != tc.want {
+			t.Errorf("%v: got %v, want %v", tc.env, got, tc.want)
+		}
+	}
+
+	for _, tc := range []struct{ name, value string }{
+		{"GATEWAY_COMPANY_MAX_INFLIGHT", "201"}, // more than the pool: one company could take it all
+		{"GATEWAY_COMPANY_MAX_INFLIGHT", "-1"},
+		{"GATEWAY_MAX_CONNECTIONS", "8"},
+		{"GATEWAY_MAX_CONNECTIONS", "many"},
+		{"GATEWAY_PROXY_IDLE_TIMEOUT", "0"},
+		{"GATEWAY_PROXY_IDLE_TIMEOUT", "2h"},
+		{"GATEWAY_UPSTREAM_QUEUE_WAIT", "2m"},
+		{"GATEWAY_LOGIN_GLOBAL_PER_MINUTE", "0"},
+		{"GATEWAY_PPROF", "sometimes"},
+		{"GATEWAY_PROXY_FORWARD_CREDENTIALS", "2"},
+	} {
+		env := productionEnv()
+		env[tc.name] = tc.value
+		_, err := loadConfig(envOf(env), false)
+		if lines := problemLines(err); len(lines) != 1 || !strings.HasPrefix(lines[0], tc.name+": ") {
+			t.Errorf("%s=%s: %q, want one line naming it", tc.name, tc.value, lines)
+		}
+	}
+}
+
 // ---- Behind an ingress ---------------------------------------------------------------------
 
 // shippedConfigMap returns the data of the ConfigMap in k8s/.
