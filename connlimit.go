@@ -8,7 +8,8 @@ import (
 	"sync"
 )
 
-// connLimiter is the public listener with at most max connections open at once.
+// connLimiter is the public listener with at most max connections open at once (max 0:
+// no cap, connections are only counted).
 //
 // Every open connection costs memory (a goroutine, its read and write buffers, kernel
 // socket state) whether it does anything or not; the README measures the cost per
@@ -85,7 +86,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 func (l *connLimiter) admit(tc *trackedConn) (victim *trackedConn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.open >= l.max {
+	if l.max > 0 && l.open >= l.max {
 		victim = l.head
 		if victim == nil {
 			return nil, false

@@ -143,12 +143,10 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if cfg.MaxConnections > 0 {
-		// Every open connection costs memory whether it does anything or not; the cap keeps
-		// the sum under the pod's limit (see connlimit.go).
-		cl := newConnLimiter(ln, cfg.MaxConnections, m)
-		ln, srv.ConnState = cl, cl.connState
-	}
+	// Every open connection costs memory whether it does anything or not; the cap keeps the
+	// sum under the pod's limit (see connlimit.go). With no cap they are still counted.
+	cl := newConnLimiter(ln, cfg.MaxConnections, m)
+	ln, srv.ConnState = cl, cl.connState
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
 	logOut.Flush() // the start-up lines are out before the first request is served
 	serveErr := make(chan error, 2)
