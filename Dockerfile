@@ -21,8 +21,8 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/atenex-api-gateway /atenex-api-gateway
 # 65532:65532, the same ids the Kubernetes securityContext enforces.
 USER nonroot:nonroot
-# 8080: public API (PORT). 9090: admin listener with /metrics and pprof (GATEWAY_ADMIN_PORT),
-# never to be published outside the cluster.
+# 8080: public API (PORT). 9090: admin listener with /metrics, and pprof only when
+# GATEWAY_PPROF=true (GATEWAY_ADMIN_PORT), never to be published outside the cluster.
 EXPOSE 8080 9090
 # Exec form: there is no shell in this image, and the process must receive SIGTERM directly
 # to drain in-flight requests.

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,20 @@ type Config struct {
 	OTLPEndpoint     *url.URL     // GATEWAY_OTLP_ENDPOINT: nil = no span export
 	OTLPHeaders      []otlpHeader // GATEWAY_OTLP_HEADERS
 	TraceSampleRatio float64      // GATEWAY_TRACE_SAMPLE_RATIO: share of new traces exported
+
+	// The edge under abuse (SPEC §8).
+	LoginGlobalBurst     int           // GATEWAY_LOGIN_GLOBAL_BURST: failed logins at once per replica, any address (0 = off)
+	LoginGlobalPerMinute float64       // GATEWAY_LOGIN_GLOBAL_PER_MINUTE
+	ProxyIdleTimeout     time.Duration // GATEWAY_PROXY_IDLE_TIMEOUT: a proxied body that moves no byte this long is cut (0 = off, tests only)
+	UpstreamQueueWait    time.Duration // GATEWAY_UPSTREAM_QUEUE_WAIT: wait for a free upstream connection before 503
+	CompanyMaxInflight   int           // GATEWAY_COMPANY_MAX_INFLIGHT: proxied requests in flight per company (0 = off)
+	MaxConnections       int           // GATEWAY_MAX_CONNECTIONS: open client connections (0 = no cap)
+	ForwardCredentials   bool          // GATEWAY_PROXY_FORWARD_CREDENTIALS: pass Authorization and Cookie to authenticated backends
+	PProf                bool          // GATEWAY_PPROF: serve /debug/pprof/ on the admin listener
+	PostgresSSLMode      string        // GATEWAY_POSTGRES_SSLMODE: libpq sslmode ("" = prefer, for configurations built by hand)
+	PostgresSSLRootCert  string        // GATEWAY_POSTGRES_SSLROOTCERT: CA bundle for verify-ca / verify-full
+	CORSAllowLocalhost   bool          // GATEWAY_CORS_ALLOW_LOCALHOST: allow http://localhost:3000…3009
+	CORSVercelTeam       string        // GATEWAY_CORS_VERCEL_TEAM: preview origins must end in -<team>.vercel.app
 
 	DevShortcuts []string // each development shortcut taken, to be announced at WARN
 }
@@ -155,8 +170,8 @@ var settings = []setting{
 		Doc: "after SIGTERM, time spent reporting not-ready on /readyz while still serving, so load balancers stop routing; longer than the readiness probe takes to notice (k8s: 2s period x 2 failures + 2s timeout = 6s) and shorter than GATEWAY_SHUTDOWN_GRACE"},
 	{Name: "GATEWAY_READ_HEADER_TIMEOUT", Default: "10s",
 		Doc: "time a client has to send its request headers, and the body of a login or ensure-company (408 after it), 1ms..5m"},
-	{Name: "GATEWAY_IDLE_TIMEOUT", Default: "120s",
-		Doc: "how long an idle client keep-alive connection stays open, 1ms..1h"},
+	{Name: "GATEWAY_IDLE_TIMEOUT", Default: "30s",
+		Doc: "how long an idle client keep-alive connection stays open, 1ms..1h; keep the ingress's upstream keep-alive timeout below it"},
 	{Name: "GATEWAY_MAX_BODY_BYTES", Default: "16384",
 		Doc: "body limit of the gateway's own JSON endpoints (413 above it), 1KiB..1MiB; proxied bodies are not limited"},
 	{Name: "GATEWAY_TRUSTED_PROXIES",
@@ -185,6 +200,32 @@ var settings = []setting{
 		Doc: "extra headers of the export requests, comma-separated key=value (values may be percent-encoded), e.g. a collector's API key"},
 	{Name: "GATEWAY_TRACE_SAMPLE_RATIO", Default: "1.0",
 		Doc: "share of the traces this gateway starts that are exported, 0..1; a request with a valid traceparent follows its sampled flag instead"},
+
+	// The edge under abuse (SPEC §8).
+	{Name: "GATEWAY_LOGIN_GLOBAL_BURST", Default: "60",
+		Doc: "failed logins allowed at once per replica from addresses that never logged in with that email (a password spray over many addresses meets it); 0 turns this limit off"},
+	{Name: "GATEWAY_LOGIN_GLOBAL_PER_MINUTE", Default: "120",
+		Doc: "failed logins per minute regained by the per-replica budget (decimal allowed)"},
+	{Name: "GATEWAY_PROXY_IDLE_TIMEOUT", Default: "30s",
+		Doc: "a proxied request body that sends no byte, or a client that reads no byte of a proxied response, for this long is cut, 1ms..1h; a stream that keeps moving is never cut"},
+	{Name: "GATEWAY_UPSTREAM_QUEUE_WAIT", Default: "5s",
+		Doc: "how long a proxied request waits for a free upstream connection before 503 upstream_busy, 0..1m"},
+	{Name: "GATEWAY_COMPANY_MAX_INFLIGHT",
+		Doc: "proxied requests in flight at once per company (429 rate_limited above it), at most GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS; unset means half of GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS; 0 turns the cap off"},
+	{Name: "GATEWAY_MAX_CONNECTIONS", Default: "2048",
+		Doc: "open client connections at most; past it the connection idle for longest is closed to make room; 0 = no cap. Sized for the 128Mi pod (see Performance)"},
+	{Name: "GATEWAY_PROXY_FORWARD_CREDENTIALS", Default: "false",
+		Doc: "true forwards the client's Authorization and Cookie headers to the ingest and query backends; by default they get only the identity headers"},
+	{Name: "GATEWAY_PPROF", Default: "false",
+		Doc: "true serves /debug/pprof/ on the admin listener (GATEWAY_ADMIN_PORT)"},
+	{Name: "GATEWAY_POSTGRES_SSLMODE", Default: "prefer",
+		Doc: "PostgreSQL TLS: disable, allow, prefer, require, verify-ca or verify-full (libpq's meanings)"},
+	{Name: "GATEWAY_POSTGRES_SSLROOTCERT",
+		Doc: "path of the CA certificate(s) that sign the PostgreSQL server's certificate, for verify-ca and verify-full"},
+	{Name: "GATEWAY_CORS_ALLOW_LOCALHOST",
+		Doc: "CORS: true allows http://localhost:3000…3009 (a developer's frontend); unset means true with -dev and false otherwise"},
+	{Name: "GATEWAY_CORS_VERCEL_TEAM",
+		Doc: "CORS: the Vercel team slug; when set, preview origins must also end in -<team>.vercel.app"},
 }
 
 // lookupSetting returns the row of the table named name.
@@ -557,7 +598,88 @@ func checkJWTSecret(secret string) error {
 	if len(secret) < minJWTSecretBytes {
 		return fmt.Errorf("is only %d bytes long; %s", len(secret), expect)
 	}
+	// Length alone lets "aaaa…a" through: a key of a few distinct bytes is guessed from a
+	// tiny space whatever its length. Random keys of 32 bytes have about 30 distinct bytes
+	// (base64 text about 25), so the bound only ever refuses hand-typed keys.
+	if n := distinctBytes(secret); n < minJWTSecretDistinct {
+		return fmt.Errorf("has only %d distinct bytes (at least %d are needed: a repeated pattern is guessable whatever its length); %s", n, minJWTSecretDistinct, expect)
+	}
 	return nil
+}
+
+// minJWTSecretDistinct is the fewest distinct bytes a JWT secret may have.
+const minJWTSecretDistinct = 16
+
+func distinctBytes(s string) int {
+	var seen [256]bool
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !seen[s[i]] {
+			seen[s[i]] = true
+			n++
+		}
+	}
+	return n
+}
+
+// checkTrustedProxies refuses a list that trusts every address. With it, any client's
+// X-Forwarded-For is believed, so the login limits key on whatever the client writes there
+// and one attacker can rotate through fresh addresses for free. Single catch-all prefixes
+// (0.0.0.0/0, ::/0, ::ffff:0:0/96) and lists whose union covers a whole address family
+// (0.0.0.0/1 + 128.0.0.0/1) are both caught.
+func checkTrustedProxies(ps []netip.Prefix) error {
+	for _, p := range ps {
+		if p.Bits() == 0 {
+			return fmt.Errorf("%s trusts every address, so any client could forge X-Forwarded-For and choose the address its login failures count against", p)
+		}
+	}
+	for _, v4 := range []bool{true, false} {
+		if coversFamily(ps, v4) {
+			family := "IPv6"
+			if v4 {
+				family = "IPv4"
+			}
+			return fmt.Errorf("together covers every %s address, so any client could forge X-Forwarded-For and choose the address its login failures count against", family)
+		}
+	}
+	return nil
+}
+
+// coversFamily reports whether the union of ps covers every IPv4 (v4) or IPv6 address.
+func coversFamily(ps []netip.Prefix, v4 bool) bool {
+	type span struct{ lo, hi netip.Addr }
+	var spans []span
+	for _, p := range ps {
+		if p.Addr().Is4() != v4 {
+			continue
+		}
+		lo := p.Masked().Addr()
+		hi := lo
+		b := hi.AsSlice()
+		for i := p.Bits(); i < len(b)*8; i++ {
+			b[i/8] |= 0x80 >> (i % 8)
+		}
+		hi, _ = netip.AddrFromSlice(b)
+		spans = append(spans, span{lo, hi})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.lo.Compare(b.lo) })
+	next := netip.IPv6Unspecified()
+	if v4 {
+		next = netip.IPv4Unspecified()
+	}
+	for _, s := range spans {
+		if s.lo.Compare(next) > 0 {
+			return false // a gap before s
+		}
+		if s.hi.Compare(next) >= 0 {
+			if n := s.hi.Next(); n.IsValid() {
+				next = n
+			} else {
+				return true // s reaches the last address of the family
+			}
+		}
+	}
+	return false
 }
 
 // checkPostgresName validates a user or database name: PostgreSQL identifiers are at most
@@ -595,7 +717,44 @@ func (r *envReader) readDatabase(cfg *Config) (passwordSet bool) {
 	}
 	cfg.DBTimeout, _ = r.duration("GATEWAY_DB_TIMEOUT", time.Millisecond, time.Minute,
 		`a duration from 1ms to 1m, e.g. "2s"`)
+
+	const modeExpect = "disable, allow, prefer, require, verify-ca or verify-full"
+	mode, _ := r.get("GATEWAY_POSTGRES_SSLMODE")
+	switch mode = strings.ToLower(mode); mode {
+	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		cfg.PostgresSSLMode = mode
+	default:
+		r.fail("GATEWAY_POSTGRES_SSLMODE", "%s is not an sslmode; expected %s", show(mode), modeExpect)
+	}
+	if path, set := r.get("GATEWAY_POSTGRES_SSLROOTCERT"); set {
+		switch {
+		case !strings.HasPrefix(path, "/"):
+			r.fail("GATEWAY_POSTGRES_SSLROOTCERT", "%s is not an absolute path; expected the path of a PEM file, e.g. /etc/atenex/postgres-ca/ca.crt", show(path))
+		case cfg.PostgresSSLMode == "disable":
+			r.fail("GATEWAY_POSTGRES_SSLROOTCERT", "is set but GATEWAY_POSTGRES_SSLMODE is disable; expected verify-full (or verify-ca) to use it, or leave it unset")
+		default:
+			cfg.PostgresSSLRootCert = path
+		}
+	}
 	return passwordSet
+}
+
+// postgresConnStringTLS is postgresConnString with the configured TLS settings in place of
+// its fixed sslmode=prefer.
+func postgresConnStringTLS(cfg *Config) string {
+	u, err := url.Parse(postgresConnString(cfg))
+	if err != nil {
+		return postgresConnString(cfg) // cannot happen: the string was built from a url.URL
+	}
+	q := u.Query()
+	if cfg.PostgresSSLMode != "" {
+		q.Set("sslmode", cfg.PostgresSSLMode)
+	}
+	if cfg.PostgresSSLRootCert != "" {
+		q.Set("sslrootcert", cfg.PostgresSSLRootCert)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // loadDatabaseConfig validates only what the database needs (GATEWAY_POSTGRES_* and
@@ -778,6 +937,9 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 			}
 			cfg.TrustedProxies = append(cfg.TrustedProxies, p)
 		}
+		if err := checkTrustedProxies(cfg.TrustedProxies); err != nil {
+			r.fail("GATEWAY_TRUSTED_PROXIES", "%v; expected the addresses your ingress or load balancer connects from, e.g. 10.244.0.0/16", err)
+		}
 	}
 
 	const burstExpect = "a whole number from 0 (limit off) to 1000000"
@@ -816,11 +978,77 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	}
 
 	r.readTracing(cfg)
+	r.readEdge(cfg, dev, maxConns, connsOK)
 
 	if err := r.err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// readEdge reads the settings that keep the edge standing under abuse (SPEC §8).
+func (r *envReader) readEdge(cfg *Config, dev bool, maxConnsPerHost int, connsOK bool) {
+	const burstExpect = "a whole number from 0 (limit off) to 1000000"
+	cfg.LoginGlobalBurst, _ = r.integer("GATEWAY_LOGIN_GLOBAL_BURST", 0, 1000000, burstExpect)
+	cfg.LoginGlobalPerMinute, _ = r.number("GATEWAY_LOGIN_GLOBAL_PER_MINUTE", 0.01, 1000000,
+		"failed logins per minute, from 0.01 to 1000000 (set the burst to 0 to turn the limit off)")
+
+	cfg.ProxyIdleTimeout, _ = r.duration("GATEWAY_PROXY_IDLE_TIMEOUT", time.Millisecond, time.Hour,
+		`a duration from 1ms to 1h, e.g. "30s"`)
+	cfg.UpstreamQueueWait, _ = r.duration("GATEWAY_UPSTREAM_QUEUE_WAIT", 0, time.Minute,
+		`a duration from 0 to 1m, e.g. "5s"`)
+
+	const inflightExpect = "a whole number from 0 (cap off) to GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS"
+	if _, set := r.get("GATEWAY_COMPANY_MAX_INFLIGHT"); !set {
+		// Half the pool: one company may use a lot of it, never all of it.
+		cfg.CompanyMaxInflight = max(maxConnsPerHost/2, 1)
+	} else if n, ok := r.integer("GATEWAY_COMPANY_MAX_INFLIGHT", 0, 100000, inflightExpect); ok {
+		cfg.CompanyMaxInflight = n
+		if connsOK && n > maxConnsPerHost {
+			r.fail("GATEWAY_COMPANY_MAX_INFLIGHT", "%d is more than GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS (%d), so one company could hold every upstream connection; expected at most that, or 0 to turn the cap off", n, maxConnsPerHost)
+		}
+	}
+	cfg.MaxConnections, _ = r.integer("GATEWAY_MAX_CONNECTIONS", 0, 1000000,
+		"a whole number from 16 to 1000000, or 0 for no cap")
+	if n := cfg.MaxConnections; n > 0 && n < 16 {
+		r.fail("GATEWAY_MAX_CONNECTIONS", "%d is too few to serve a load balancer's keep-alive pool; expected at least 16, or 0 for no cap", n)
+	}
+
+	cfg.ForwardCredentials, _ = r.boolean("GATEWAY_PROXY_FORWARD_CREDENTIALS")
+	cfg.PProf, _ = r.boolean("GATEWAY_PPROF")
+
+	// The frontend's dev server is on localhost; a production gateway allowing it would let
+	// any page a user's machine serves there call the API with their credentials.
+	if allow, set := r.boolean("GATEWAY_CORS_ALLOW_LOCALHOST"); set {
+		cfg.CORSAllowLocalhost = allow
+	} else {
+		cfg.CORSAllowLocalhost = dev
+	}
+	if team, set := r.get("GATEWAY_CORS_VERCEL_TEAM"); set {
+		team = strings.ToLower(team)
+		if len(team) > 48 || !validDNSLabel(team) {
+			r.fail("GATEWAY_CORS_VERCEL_TEAM", "%s is not a Vercel team slug; expected lower-case letters, digits and '-', as in https://<project>-<hash>-<team>.vercel.app", show(team))
+		} else {
+			cfg.CORSVercelTeam = team
+		}
+	}
+}
+
+// boolean reads a true/false setting (also 1/0, yes/no, on/off, in any letter case); set
+// reports whether it was given.
+func (r *envReader) boolean(name string) (value, set bool) {
+	v, set := r.get(name)
+	if !set && v == "" {
+		return false, false
+	}
+	switch strings.ToLower(v) {
+	case "true", "1", "yes", "on":
+		return true, set
+	case "false", "0", "no", "off":
+		return false, set
+	}
+	r.fail(name, "%s is not a boolean; expected true or false", show(v))
+	return false, set
 }
 
 func containsString(list []string, s string) bool {
@@ -914,6 +1142,18 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("GATEWAY_OTLP_ENDPOINT", c.otlpEndpointText()),
 		slog.String("GATEWAY_OTLP_HEADERS", c.otlpHeadersText()),
 		slog.Float64("GATEWAY_TRACE_SAMPLE_RATIO", c.TraceSampleRatio),
+		slog.Int("GATEWAY_LOGIN_GLOBAL_BURST", c.LoginGlobalBurst),
+		slog.Float64("GATEWAY_LOGIN_GLOBAL_PER_MINUTE", c.LoginGlobalPerMinute),
+		slog.String("GATEWAY_PROXY_IDLE_TIMEOUT", c.ProxyIdleTimeout.String()),
+		slog.String("GATEWAY_UPSTREAM_QUEUE_WAIT", c.UpstreamQueueWait.String()),
+		slog.Int("GATEWAY_COMPANY_MAX_INFLIGHT", c.CompanyMaxInflight),
+		slog.Int("GATEWAY_MAX_CONNECTIONS", c.MaxConnections),
+		slog.Bool("GATEWAY_PROXY_FORWARD_CREDENTIALS", c.ForwardCredentials),
+		slog.Bool("GATEWAY_PPROF", c.PProf),
+		slog.String("GATEWAY_POSTGRES_SSLMODE", c.PostgresSSLMode),
+		slog.String("GATEWAY_POSTGRES_SSLROOTCERT", c.PostgresSSLRootCert),
+		slog.Bool("GATEWAY_CORS_ALLOW_LOCALHOST", c.CORSAllowLocalhost),
+		slog.String("GATEWAY_CORS_VERCEL_TEAM", c.CORSVercelTeam),
 	)
 }
 

@@ -87,7 +87,7 @@ func TestConfigDefaultsApplied(t *testing.T) {
 		{"ShutdownGrace", cfg.ShutdownGrace, 25 * time.Second},
 		{"DrainDelay", cfg.DrainDelay, 10 * time.Second},
 		{"ReadHeaderTimeout", cfg.ReadHeaderTimeout, 10 * time.Second},
-		{"IdleTimeout", cfg.IdleTimeout, 120 * time.Second},
+		{"IdleTimeout", cfg.IdleTimeout, 30 * time.Second},
 		{"MaxBodyBytes", cfg.MaxBodyBytes, int64(16384)},
 		{"TrustedProxies", len(cfg.TrustedProxies), 0},
 		{"LoginIPBurst", cfg.LoginIPBurst, 10},

@@ -1135,7 +1135,8 @@ func TestManifestSelectorsMatchThePods(t *testing.T) {
 	}
 }
 
-// kubectl apply -k applies every manifest except the Secret example.
+// kubectl apply -k applies every manifest except the examples (the Secret's, the backends'
+// NetworkPolicy).
 func TestKustomizationListsEveryManifestButTheSecretExample(t *testing.T) {
 	k := find(t, loadManifests(t), "Kustomization", "")
 	var listed []string
@@ -1146,7 +1147,7 @@ func TestKustomizationListsEveryManifestButTheSecretExample(t *testing.T) {
 	var want []string
 	for _, path := range k8sFiles(t) {
 		base := filepath.Base(path)
-		if base != "kustomization.yaml" && base != secretExampleYML {
+		if base != "kustomization.yaml" && !strings.HasSuffix(base, ".example.yaml") {
 			want = append(want, base)
 		}
 	}
@@ -1400,4 +1401,139 @@ func FuzzManifestReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// ---- The edge under abuse (SPEC §8) ------------------------------------------------------
+
+// shippedEnv is the environment a pod gets: the ConfigMap plus stand-ins for the Secret.
+func shippedEnv(t *testing.T) map[string]string {
+	t.Helper()
+	cm, _ := configMapAndSecret(t, loadManifests(t))
+	env := map[string]string{
+		"GATEWAY_JWT_SECRET":        "k8s-test-secret-Zq8Xv2Lm9Rk4Wp7Ny1Hb-0123456789",
+		"GATEWAY_POSTGRES_PASSWORD": "k8s-test-password",
+	}
+	for k, v := range cm {
+		env[k] = v.Text
+	}
+	return env
+}
+
+// The shipped configuration is one the gateway starts with, and it is the production one:
+// behind the ingress, least privilege in the database, TLS to it, no localhost origins.
+func TestShippedConfigurationHoldsAtTheEdge(t *testing.T) {
+	env := shippedEnv(t)
+	cfg, err := loadConfig(func(k string) string { return env[k] }, false)
+	if err != nil {
+		t.Fatalf("the gateway refuses the shipped ConfigMap:\n%v", err)
+	}
+	if len(cfg.TrustedProxies) == 0 {
+		t.Error("GATEWAY_TRUSTED_PROXIES is not set: behind the ingress every client would have its address")
+	}
+	if cfg.PostgresUser == "postgres" || cfg.PostgresUser == "" {
+		t.Errorf("GATEWAY_POSTGRES_USER = %q, want the gateway's own least-privilege role", cfg.PostgresUser)
+	}
+	if cfg.PostgresSSLMode != "verify-full" || cfg.PostgresSSLRootCert == "" {
+		t.Errorf("PostgreSQL TLS: sslmode %q, root cert %q; want verify-full with a CA", cfg.PostgresSSLMode, cfg.PostgresSSLRootCert)
+	}
+	if cfg.CORSAllowLocalhost || cfg.PProf || cfg.ForwardCredentials {
+		t.Errorf("localhost CORS %v, pprof %v, credential forwarding %v; want all off in production", cfg.CORSAllowLocalhost, cfg.PProf, cfg.ForwardCredentials)
+	}
+	if cfg.IdleTimeout > 30*time.Second || cfg.MaxConnections == 0 || cfg.CompanyMaxInflight == 0 {
+		t.Errorf("idle %v, max connections %d, per-company in-flight %d", cfg.IdleTimeout, cfg.MaxConnections, cfg.CompanyMaxInflight)
+	}
+
+	// The CA file is where the Deployment mounts it, from a Secret.
+	pod := at(find(t, loadManifests(t), "Deployment", "atenex-api-gateway").obj, "spec", "template", "spec")
+	mounts, _ := at(pod, "containers", "name=atenex-api-gateway", "volumeMounts").([]any)
+	mounted := false
+	for _, mnt := range mounts {
+		dir := str(mnt, "mountPath")
+		if dir != "" && strings.HasPrefix(cfg.PostgresSSLRootCert, strings.TrimSuffix(dir, "/")+"/") {
+			vol := at(pod, "volumes", "name="+str(mnt, "name"))
+			mounted = plain(mnt, "true", "readOnly") && str(vol, "secret", "secretName") != ""
+		}
+	}
+	if !mounted {
+		t.Errorf("%s is not on a read-only volume from a Secret in the Deployment", cfg.PostgresSSLRootCert)
+	}
+}
+
+func TestImageIsReferencedByVersionTag(t *testing.T) {
+	dep := find(t, loadManifests(t), "Deployment", "atenex-api-gateway")
+	ctr := at(dep.obj, "spec", "template", "spec", "containers", "name=atenex-api-gateway")
+	image := str(ctr, "image")
+	release := regexp.MustCompile(`^[a-z0-9.-]+(/[a-z0-9._-]+)+(:v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?|@sha256:[0-9a-f]{64})$`)
+	if !release.MatchString(image) {
+		t.Errorf("image %q: want a release tag (name:1.2.3) or a digest, never latest or no tag", image)
+	}
+	if got := str(ctr, "imagePullPolicy"); got == "Always" {
+		t.Errorf("imagePullPolicy %s with a fixed tag only adds a registry round trip per start", got)
+	}
+}
+
+// pprof listened unauthenticated on the admin port and no NetworkPolicy limited who could
+// reach either port.
+func TestNetworkPoliciesAdmitOnlyIngressAndMonitoring(t *testing.T) {
+	ms := loadManifests(t)
+	cm, _ := configMapAndSecret(t, ms)
+	np := find(t, ms, "NetworkPolicy", "atenex-api-gateway")
+	dep := find(t, ms, "Deployment", "atenex-api-gateway")
+	podLabels := at(dep.obj, "spec", "template", "metadata", "labels")
+	sel, _ := at(np.obj, "spec", "podSelector", "matchLabels").(map[string]any)
+	if len(sel) == 0 {
+		t.Fatal("the policy selects no pods")
+	}
+	for k := range sel {
+		if str(sel, k) != str(podLabels, k) {
+			t.Errorf("podSelector %s=%s does not match the gateway's pods", k, str(sel, k))
+		}
+	}
+	if types, _ := at(np.obj, "spec", "policyTypes").([]any); !slices.ContainsFunc(types, func(v any) bool { return str(v) == "Ingress" }) {
+		t.Error("policyTypes lacks Ingress")
+	}
+	wantFrom := map[string]string{cm["PORT"].Text: "ingress-nginx", cm["GATEWAY_ADMIN_PORT"].Text: "monitoring"}
+	if cm["PORT"].Text == "" {
+		wantFrom["8080"] = "ingress-nginx"
+		delete(wantFrom, "")
+	}
+	rules, _ := at(np.obj, "spec", "ingress").([]any)
+	got := map[string]string{}
+	for _, rule := range rules {
+		from, _ := at(rule, "from").([]any)
+		ports, _ := at(rule, "ports").([]any)
+		if len(from) != 1 || len(ports) == 0 {
+			t.Fatalf("rule %v: want exactly one source and explicit ports (an empty list admits everyone)", rule)
+		}
+		ns := str(from[0], "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name")
+		if ns == "" || at(from[0], "podSelector") != nil || at(from[0], "ipBlock") != nil {
+			t.Fatalf("rule source %v: want one namespace by name", from[0])
+		}
+		for _, p := range ports {
+			got[str(p, "port")] = ns
+		}
+	}
+	if !reflect.DeepEqual(got, wantFrom) {
+		t.Errorf("ports admitted from namespaces %v, want %v", got, wantFrom)
+	}
+
+	// The example for the backends admits only the gateway's pods.
+	var backends []manifest
+	for _, m := range ms {
+		if m.kind() == "NetworkPolicy" && m.file == "backends-networkpolicy.example.yaml" {
+			backends = append(backends, m)
+		}
+	}
+	if len(backends) < 2 {
+		t.Fatalf("%d backend policies in the example, want one for ingest and one for query", len(backends))
+	}
+	for _, m := range backends {
+		rules, _ := at(m.obj, "spec", "ingress").([]any)
+		for _, rule := range rules {
+			from, _ := at(rule, "from").([]any)
+			if len(from) != 1 || str(from[0], "podSelector", "matchLabels", "app.kubernetes.io/name") != str(podLabels, "app.kubernetes.io/name") {
+				t.Errorf("%s: source %v, want only the gateway's pods", m.name(), from)
+			}
+		}
+	}
 }

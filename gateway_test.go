@@ -551,7 +551,8 @@ func TestRootLivezAndUnknownRoutes(t *testing.T) {
 }
 
 func TestCORSForLoginFromBrowser(t *testing.T) {
-	e := newTestEnv(t, map[string]string{"VERCEL_FRONTEND_URL": "https://atenex-frontend.vercel.app"})
+	e := newTestEnv(t, map[string]string{"VERCEL_FRONTEND_URL": "https://atenex-frontend.vercel.app",
+		"GATEWAY_CORS_ALLOW_LOCALHOST": "true"}) // a developer's frontend; off by default outside -dev
 	preflight := func(origin string) response {
 		return e.do("OPTIONS", "/api/v1/users/login", "", "", "Origin", origin,
 			"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type, authorization")

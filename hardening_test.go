@@ -437,7 +437,7 @@ func TestProxiedRequestsKeepFlowingDuringLoginFlood(t *testing.T) {
 	up, hits := countingUpstream(t)
 	// Limits off, so every flood request reaches bcrypt instead of meeting a cheap 429.
 	e := newTestEnv(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL,
-		"GATEWAY_LOGIN_IP_BURST": "0", "GATEWAY_LOGIN_EMAIL_BURST": "0"})
+		"GATEWAY_LOGIN_IP_BURST": "0", "GATEWAY_LOGIN_EMAIL_BURST": "0", "GATEWAY_LOGIN_GLOBAL_BURST": "0"})
 	company := e.createCompany("Acme")
 	tok := e.token(e.createUser("worker@example.com", "pw-pw-pw-pw", company, bcrypt.MinCost))
 	victim := e.createUserWithHash("target@example.com", dummyHash, "")

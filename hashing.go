@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,9 +53,13 @@ var dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
 //
 // The pool admits at most one job per worker; a caller waits at most queueWait for one to
 // free up, then gets errHashBusy, so the backlog (and memory) stays bounded whatever the
-// load.
+// load. Waiting callers are served in two classes: a free worker takes a first-class job
+// (a returning user's login) whenever one waits, and an ordinary one only otherwise, so a
+// flood of strangers' logins delays strangers, not the users who signed in before.
 type hashPool struct {
 	jobs      chan func() // unbuffered: a send succeeds only when a worker is free
+	first     chan func() // the same, for first-class jobs, which workers prefer
+	waiting   [2]atomic.Int32
 	queueWait time.Duration
 	quit      chan struct{}
 	wg        sync.WaitGroup
@@ -91,6 +96,7 @@ func newHashPoolWith(workers int, queueWait time.Duration, policy hashPolicy) *h
 	}
 	p := &hashPool{
 		jobs:      make(chan func()),
+		first:     make(chan func()),
 		queueWait: queueWait,
 		quit:      make(chan struct{}),
 	}
@@ -125,7 +131,17 @@ func (p *hashPool) work(niceDelta int, ready *sync.WaitGroup) {
 	}
 	ready.Done()
 	for {
+		// A first-class caller already waiting is taken before any ordinary one: the
+		// blocking select below would choose at random among ready senders.
 		select {
+		case job := <-p.first:
+			job()
+			continue
+		default:
+		}
+		select {
+		case job := <-p.first:
+			job()
 		case job := <-p.jobs:
 			job()
 		case <-p.quit:
@@ -163,15 +179,28 @@ func (p *hashPool) close() {
 	})
 }
 
+// hashClass is a caller's place in the queue for a worker.
+type hashClass int
+
+const (
+	hashOrdinary hashClass = iota
+	hashFirst              // served before any ordinary caller: returning users' logins
+)
+
 // compare reports whether password matches the stored bcrypt hash ($2a$, $2b$ or $2y$).
 // A malformed hash is a mismatch, after burning the same time as a real comparison. The
 // error wraps errHashBusy when no worker freed up within the queue wait, or is ctx's.
 func (p *hashPool) compare(ctx context.Context, hash string, password string) (bool, error) {
+	return p.compareAs(ctx, hashOrdinary, hash, password)
+}
+
+// compareAs is compare for a caller of the given class.
+func (p *hashPool) compareAs(ctx context.Context, class hashClass, hash string, password string) (bool, error) {
 	if !wellFormedBcrypt(hash) {
-		return false, p.compareDummy(ctx, password)
+		return false, p.compareDummyAs(ctx, class, password)
 	}
 	var match bool
-	err := p.run(ctx, func() {
+	err := p.runAs(ctx, class, func() {
 		match = bcrypt.CompareHashAndPassword([]byte(hash), bcryptPassword(password)) == nil
 	})
 	if err != nil {
@@ -184,7 +213,11 @@ func (p *hashPool) compare(ctx context.Context, hash string, password string) (b
 // nothing about the result: for a login whose user is unknown or inactive, so it fails
 // in the same time as a wrong password. Errors are those of compare.
 func (p *hashPool) compareDummy(ctx context.Context, password string) error {
-	return p.run(ctx, func() {
+	return p.compareDummyAs(ctx, hashOrdinary, password)
+}
+
+func (p *hashPool) compareDummyAs(ctx context.Context, class hashClass, password string) error {
+	return p.runAs(ctx, class, func() {
 		_ = bcrypt.CompareHashAndPassword([]byte(dummyHash), bcryptPassword(password))
 	})
 }
@@ -216,6 +249,11 @@ func (p *hashPool) hash(ctx context.Context, password string) (string, error) {
 // finish or ctx to end. fn may still be running (bcrypt cannot be interrupted) when run
 // returns ctx's error; it then writes only to variables nobody reads any more.
 func (p *hashPool) run(ctx context.Context, fn func()) error {
+	return p.runAs(ctx, hashOrdinary, fn)
+}
+
+// runAs is run for a caller of the given class.
+func (p *hashPool) runAs(ctx context.Context, class hashClass, fn func()) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("password hashing: %w", err)
 	}
@@ -224,11 +262,17 @@ func (p *hashPool) run(ctx context.Context, fn func()) error {
 		fn()
 		close(done)
 	}
+	queue := p.jobs
+	if class == hashFirst {
+		queue = p.first
+	}
 	select {
-	case p.jobs <- job: // a worker was idle: no timer needed
+	case queue <- job: // a worker was idle: no timer needed
 	default:
 		wait := startSpan(ctx, "bcrypt wait", spanKindInternal) // nil unless traced
-		err := p.wait(ctx, job)
+		p.waiting[class].Add(1)
+		err := p.wait(ctx, queue, job)
+		p.waiting[class].Add(-1)
 		wait.finishErr(err)
 		if err != nil {
 			return err
@@ -244,14 +288,14 @@ func (p *hashPool) run(ctx context.Context, fn func()) error {
 	}
 }
 
-func (p *hashPool) wait(ctx context.Context, job func()) error {
+func (p *hashPool) wait(ctx context.Context, queue chan func(), job func()) error {
 	if p.queueWait <= 0 {
 		return fmt.Errorf("no hashing worker free: %w", errHashBusy)
 	}
 	t := time.NewTimer(p.queueWait)
 	defer t.Stop()
 	select {
-	case p.jobs <- job:
+	case queue <- job:
 		return nil
 	case <-t.C:
 		return fmt.Errorf("no hashing worker free within %v: %w", p.queueWait, errHashBusy)

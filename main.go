@@ -144,10 +144,15 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		// No ReadTimeout or WriteTimeout: either would cut a slow upload or a long SSE
-		// stream; the header timeout and idle timeout bound idle clients instead.
+		// stream; the header timeout and idle timeout bound idle clients, and the proxy
+		// cuts a body or a reader that stalls (GATEWAY_PROXY_IDLE_TIMEOUT).
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Every open connection costs memory whether it does anything or not; the cap keeps the
+	// sum under the pod's limit (see connlimit.go). With no cap they are still counted.
+	cl := newConnLimiter(ln, cfg.MaxConnections, m)
+	ln, srv.ConnState = cl, cl.connState
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
 	logOut.Flush() // the start-up lines are out before the first request is served
 	serveErr := make(chan error, 2)
@@ -159,7 +164,16 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 			ln.Close()
 			return fmt.Errorf("listen on admin port %d: %w", cfg.AdminPort, err)
 		}
-		admin = &http.Server{Handler: newAdminHandler(m), ReadHeaderTimeout: cfg.ReadHeaderTimeout}
+		admin = &http.Server{
+			Handler:           newAdminHandlerFor(m, cfg.PProf),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			// Bounds every answer, so a slow scraper cannot hold a connection open at will.
+			// pprof stretches it by ?seconds=, which its handlers cap (adminMaxProfileSeconds).
+			WriteTimeout:   adminWriteTimeout,
+			IdleTimeout:    cfg.IdleTimeout,
+			MaxHeaderBytes: 64 << 10,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
 		go func() { serveErr <- admin.Serve(adminLn) }()
 		log.Info("admin listening", "addr", adminLn.Addr().String())
 	}
@@ -314,7 +328,7 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error
 			"demo_email", demo.Email, "demo_password", demo.Password, "demo_role", demo.Role, "demo_company_id", demo.CompanyID)
 		return store, nil
 	}
-	store, err := openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout)
+	store, err := openPostgres(ctx, postgresConnStringTLS(cfg), cfg.DBTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -363,8 +377,9 @@ type gateway struct {
 	loginByEmail *limiter
 	knownClients *knownClients
 	companyRate  *limiter
-	transport    *http.Transport
-	tracer       *tracer // nil: spans are not exported
+	loginGlobal  *limiter      // per-replica failed-login budget (one key)
+	transport    *upstreamGate // the shared upstream pool behind its admission checks
+	tracer       *tracer       // nil: spans are not exported
 	draining     atomic.Bool
 	now          func() time.Time
 
@@ -386,7 +401,8 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		loginByEmail: newLimiter(cfg.LoginEmailPerMinute/60, cfg.LoginEmailBurst, limiterMaxKeys),
 		knownClients: newKnownClients(knownClientTTL, limiterMaxKeys),
 		companyRate:  newLimiter(cfg.CompanyRPS, cfg.CompanyBurst, limiterMaxKeys),
-		transport:    newUpstreamTransport(cfg),
+		loginGlobal:  newLimiter(cfg.LoginGlobalPerMinute/60, cfg.LoginGlobalBurst, 1),
+		transport:    newUpstreamGate(cfg),
 		tracer:       newTracer(cfg, log, m),
 		now:          time.Now,
 	}

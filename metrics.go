@@ -62,6 +62,8 @@ type metrics struct {
 	notifyUp     atomic.Bool
 	inflight     atomic.Int64
 	poolStats    atomic.Pointer[func() PoolStats]
+	clientConns  atomic.Int64                     // open client connections (GATEWAY_MAX_CONNECTIONS)
+	connsShed    seriesMap[string, atomic.Uint64] // client connections closed by the cap, by reason
 }
 
 func newMetrics() *metrics { return &metrics{} }
@@ -261,6 +263,22 @@ func (m *metrics) inflightAdd(delta int64) {
 	m.inflight.Add(delta)
 }
 
+// clientConnsAdd moves gateway_client_connections.
+func (m *metrics) clientConnsAdd(delta int64) {
+	if m == nil {
+		return
+	}
+	m.clientConns.Add(delta)
+}
+
+// connShed counts a client connection the connection cap closed; reason is a fixed word.
+func (m *metrics) connShed(reason string) {
+	if m == nil {
+		return
+	}
+	m.connsShed.get(reason).Add(1)
+}
+
 // setPoolStats installs the callback read at scrape time for gateway_db_pool_connections;
 // nil removes it (no pool, no series).
 func (m *metrics) setPoolStats(f func() PoolStats) {
@@ -303,6 +321,16 @@ func (m *metrics) writeExposition(buf *bytes.Buffer) {
 	b = appendFamily(b, "gateway_auth_failures_total", "counter", "Requests refused for a missing or invalid token, by reason.")
 	for _, e := range m.authFails.sorted(strings.Compare) {
 		b = appendSample(b, "gateway_auth_failures_total", []string{"reason"}, []string{e.k}, e.v.Load())
+	}
+
+	b = appendFamily(b, "gateway_client_connections", "gauge", "Open client connections on the public listener.")
+	b = appendSeriesName(b, "gateway_client_connections", nil, nil)
+	b = strconv.AppendInt(b, m.clientConns.Load(), 10)
+	b = append(b, '\n')
+
+	b = appendFamily(b, "gateway_client_connections_shed_total", "counter", "Client connections closed by GATEWAY_MAX_CONNECTIONS, by reason.")
+	for _, e := range m.connsShed.sorted(strings.Compare) {
+		b = appendSample(b, "gateway_client_connections_shed_total", []string{"reason"}, []string{e.k}, e.v.Load())
 	}
 
 	b = appendFamily(b, "gateway_db_pool_connections", "gauge", "Database pool connections by state.")
@@ -486,19 +514,57 @@ func appendEscaped(b []byte, s string, quote bool) []byte {
 	return b
 }
 
-// newAdminHandler serves the admin listener (GATEWAY_ADMIN_PORT): /metrics and pprof, and
-// a JSON 404 for anything else. It must never be mounted on the public port: pprof exposes
-// the command line, heap contents and CPU profiles.
-func newAdminHandler(m *metrics) http.Handler {
+// adminWriteTimeout bounds every answer of the admin listener. pprof extends it for
+// endpoints that sample for ?seconds=, which adminMaxProfileSeconds bounds in turn.
+const adminWriteTimeout = 60 * time.Second
+
+// adminMaxProfileSeconds is the longest ?seconds= any pprof endpoint accepts: a CPU profile,
+// an execution trace or a delta profile holds a connection (and, for the trace, costs CPU)
+// for that long. pprof's default CPU profile is 30 s.
+const adminMaxProfileSeconds = 60
+
+// newAdminHandler serves /metrics and pprof, and a JSON 404 for anything else.
+func newAdminHandler(m *metrics) http.Handler { return newAdminHandlerFor(m, true) }
+
+// newAdminHandlerFor serves the admin listener (GATEWAY_ADMIN_PORT): /metrics, pprof only
+// when withPprof (GATEWAY_PPROF=true), and a JSON 404 for anything else. It must never be
+// mounted on the public port: pprof exposes the command line, heap contents and CPU
+// profiles, which is also why it is off unless asked for.
+func newAdminHandlerFor(m *metrics, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if withPprof {
+		mux.Handle("/debug/pprof/", boundProfileSeconds(pprof.Index))
+		mux.Handle("/debug/pprof/cmdline", boundProfileSeconds(pprof.Cmdline))
+		mux.Handle("/debug/pprof/profile", boundProfileSeconds(pprof.Profile))
+		mux.Handle("/debug/pprof/symbol", boundProfileSeconds(pprof.Symbol))
+		mux.Handle("/debug/pprof/trace", boundProfileSeconds(pprof.Trace))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, codeNotFound, "Not Found")
 	})
 	return mux
+}
+
+// boundProfileSeconds refuses a pprof request whose ?seconds= exceeds
+// adminMaxProfileSeconds. pprof itself accepts any duration and moves the write deadline
+// out to match, so without this one request could hold a connection for days. Only GET
+// and HEAD are served, so the form pprof reads is the query string checked here (a POST
+// body could carry another "seconds").
+func boundProfileSeconds(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, r, http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method Not Allowed")
+			return
+		}
+		if v := r.URL.Query().Get("seconds"); v != "" {
+			if n, err := strconv.Atoi(v); err != nil || n > adminMaxProfileSeconds {
+				writeError(w, r, http.StatusBadRequest, codeValidation,
+					"seconds must be a whole number of at most "+strconv.Itoa(adminMaxProfileSeconds))
+				return
+			}
+		}
+		next(w, r)
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -34,6 +35,9 @@ type requestInfo struct {
 	Authenticated bool
 
 	PeerTrusted bool // the TCP peer is in GATEWAY_TRUSTED_PROXIES (its X-Forwarded-* count)
+	// ClientIsProxy: ClientIP is itself a trusted proxy (the request came from the proxy,
+	// or every X-Forwarded-For hop was trusted), so it stands for no one client.
+	ClientIsProxy bool
 
 	// KeepTraceState reports that the client's traceparent was valid, so its tracestate
 	// belongs to the same trace and may be forwarded untouched. When false the traceparent
@@ -185,16 +189,18 @@ func withTracedMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *m
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &middleware{next: next, log: log, m: m, cors: newCORSPolicy(cfg), trusted: cfg.TrustedProxies, tracer: tr}
+	return &middleware{next: next, log: log, m: m, cors: newCORSPolicy(cfg), trusted: cfg.TrustedProxies, tracer: tr,
+		xffWarning: &untrustedProxyWarning{log: log, now: time.Now, every: time.Minute}}
 }
 
 type middleware struct {
-	next    http.Handler
-	log     *slog.Logger
-	m       *metrics
-	cors    *corsPolicy
-	trusted []netip.Prefix
-	tracer  *tracer
+	next       http.Handler
+	log        *slog.Logger
+	m          *metrics
+	cors       *corsPolicy
+	trusted    []netip.Prefix
+	tracer     *tracer
+	xffWarning *untrustedProxyWarning
 }
 
 // reqState is everything the middleware keeps per request, in one allocation.
@@ -261,12 +267,50 @@ func (mw *middleware) fillInfo(info *requestInfo, r *http.Request) {
 		info.ID = s[traceParentLen:]
 	}
 
-	var xff []string
-	if len(mw.trusted) > 0 {
-		xff = r.Header["X-Forwarded-For"]
-	}
-	info.ClientIP = addrText(clientIP(r.RemoteAddr, xff, mw.trusted), r.RemoteAddr)
+	xff := r.Header["X-Forwarded-For"]
 	info.PeerTrusted = peerTrusted(r.RemoteAddr, mw.trusted)
+	if !info.PeerTrusted {
+		if len(xff) > 0 {
+			mw.xffWarning.observe(r.RemoteAddr)
+		}
+		xff = nil // never believed from an untrusted peer
+	}
+	client := clientIP(r.RemoteAddr, xff, mw.trusted)
+	info.ClientIP = addrText(client, r.RemoteAddr)
+	info.ClientIsProxy = info.PeerTrusted && inPrefixes(client, mw.trusted)
+}
+
+// untrustedProxyWarning says, at most once per every, that a peer in a private or loopback
+// range sent X-Forwarded-For without being a trusted proxy. That is what a gateway behind an
+// ingress looks like when GATEWAY_TRUSTED_PROXIES is missing: every client then has the
+// ingress's address, so the login limits count everyone's failures against one key and one
+// attacker locks every user out. A public peer sending the header is just a client forging
+// it, which is ignored without comment.
+type untrustedProxyWarning struct {
+	log   *slog.Logger
+	now   func() time.Time
+	every time.Duration
+	next  atomic.Int64 // unix nanoseconds before which nothing more is logged
+}
+
+func (u *untrustedProxyWarning) observe(remoteAddr string) {
+	peer, ok := parseIPEntry(remoteAddr, true)
+	if !ok || !(peer.IsPrivate() || peer.IsLoopback()) {
+		return
+	}
+	now := u.now().UnixNano()
+	next := u.next.Load()
+	if now < next || !u.next.CompareAndSwap(next, now+int64(u.every)) {
+		return
+	}
+	u.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"X-Forwarded-For from a private address that is not in GATEWAY_TRUSTED_PROXIES: "+
+			"the header is ignored and login limits are keyed on that proxy's address, so one client's failures "+
+			"lock out everyone behind it; add the proxy's range to GATEWAY_TRUSTED_PROXIES",
+		slog.String("peer", peer.String()),
+		slog.String("setting", "GATEWAY_TRUSTED_PROXIES"),
+		slog.String("header", "X-Forwarded-For"),
+	)
 }
 
 // appendRandomHex appends n random non-zero 64-bit words as 16 lower-case hex digits each.
@@ -287,6 +331,13 @@ func appendRandomHex(b []byte, n int) []byte {
 func (mw *middleware) serve(tw *trackingWriter, r *http.Request) {
 	defer mw.recoverPanic(tw, r)
 	if mw.cors.handle(tw, r) {
+		return
+	}
+	if len(r.Header["Authorization"]) > 1 {
+		// Which one counts would be up to each reader: the gateway verifies the first, a
+		// backend or a logger might take the last — an unsigned token with claims of the
+		// sender's choosing. No client has a reason to send two.
+		writeError(tw, r, http.StatusBadRequest, codeValidation, "More than one Authorization header")
 		return
 	}
 	mw.next.ServeHTTP(tw, r)
@@ -708,16 +759,27 @@ type corsPolicy struct {
 	// previewPrefix is "https://<project>-" when VercelFrontendURL is https://<project>.vercel.app,
 	// so that project's preview deployments are allowed; "" otherwise.
 	previewPrefix string
+	// previewSuffix is what a preview origin ends with: ".vercel.app", or
+	// "-<team>.vercel.app" when CORSVercelTeam is set. Vercel names previews
+	// <project>-<hash>-<team> and <project>-git-<branch>-<team>; without the team, any
+	// Vercel account can deploy a project whose name starts with ours.
+	previewSuffix string
 }
 
 const vercelAppSuffix = ".vercel.app"
 
-// newCORSPolicy builds the allowed origins of SPEC §4: http://localhost:3000…3009,
-// VercelFrontendURL, its preview deployments, and CORSAllowedOrigins.
+// newCORSPolicy builds the allowed origins of SPEC §4 and §8: http://localhost:3000…3009 when
+// CORSAllowLocalhost, VercelFrontendURL, its preview deployments (of CORSVercelTeam when
+// set), and CORSAllowedOrigins.
 func newCORSPolicy(cfg *Config) *corsPolicy {
-	p := &corsPolicy{origins: make(map[string]struct{})}
-	for port := 3000; port <= 3009; port++ {
-		p.origins["http://localhost:"+strconv.Itoa(port)] = struct{}{}
+	p := &corsPolicy{origins: make(map[string]struct{}), previewSuffix: vercelAppSuffix}
+	if cfg.CORSVercelTeam != "" {
+		p.previewSuffix = "-" + cfg.CORSVercelTeam + vercelAppSuffix
+	}
+	if cfg.CORSAllowLocalhost {
+		for port := 3000; port <= 3009; port++ {
+			p.origins["http://localhost:"+strconv.Itoa(port)] = struct{}{}
+		}
 	}
 	add := func(o string) {
 		o = strings.TrimSuffix(strings.TrimSpace(o), "/") // a browser's Origin never ends in '/'
@@ -758,10 +820,12 @@ func (p *corsPolicy) allowed(origin string) bool {
 		return false
 	}
 	label, ok := strings.CutSuffix(host, vercelAppSuffix)
-	if !ok || !strings.HasPrefix(origin, p.previewPrefix) || len(label) > 63 || !validDNSLabel(label) {
+	if !ok || !strings.HasPrefix(origin, p.previewPrefix) || !strings.HasSuffix(origin, p.previewSuffix) ||
+		len(label) > 63 || !validDNSLabel(label) {
 		return false
 	}
-	return len(origin) > len(p.previewPrefix)+len(vercelAppSuffix) // a non-empty suffix
+	// Something between the project and the suffix, and prefix and suffix not overlapping.
+	return len(origin) > len(p.previewPrefix)+len(p.previewSuffix)
 }
 
 // validDNSLabel: one or more [a-z0-9-], not starting or ending with '-'. Lower case only:

@@ -66,6 +66,7 @@ func newTestLogger(level slog.Level) (*slog.Logger, *lockedBuffer) {
 }
 
 var testCORSConfig = Config{
+	CORSAllowLocalhost: true,
 	VercelFrontendURL:  "https://atenex-frontend.vercel.app",
 	CORSAllowedOrigins: []string{"https://app.atenex.example"},
 }
@@ -446,7 +447,7 @@ func TestServerErrorsLoggedAtErrorAndOthersSkippedWhenDisabled(t *testing.T) {
 func TestCORSAllowedOrigins(t *testing.T) {
 	vercel := Config{VercelFrontendURL: "https://atenex-frontend.vercel.app"}
 	extra := Config{CORSAllowedOrigins: []string{"https://app.atenex.example", "https://admin.atenex.example:8443/"}}
-	bare := Config{}
+	bare := Config{CORSAllowLocalhost: true} // localhost off is TestCORSLocalhostOnlyWhenAllowed
 	nonVercel := Config{VercelFrontendURL: "https://atenex.example"}
 	tests := []struct {
 		name   string

@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,6 +64,130 @@ func newUpstreamTransport(cfg *Config) *http.Transport {
 	}
 }
 
+// Errors of upstreamGate, mapped to statuses by the proxy's error handler.
+var (
+	errUpstreamBusy       = errors.New("no upstream connection free in time")
+	errCompanyInflight    = errors.New("company has too many proxied requests in flight")
+	errUnrequestedUpgrade = errors.New("upstream switched protocols unasked")
+)
+
+// upstreamGate is the RoundTripper every proxy uses: the shared transport behind two
+// admission checks that keep one client or tenant from taking the upstream pool.
+//
+//   - Each upstream host has as many slots as the transport has connections for it
+//     (GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS). A request waits at most queueWait for one,
+//     then fails with errUpstreamBusy (503): http.Transport itself would queue it for as
+//     long as its client stays, so trickling uploads that hold every connection would
+//     stall everyone else without bound.
+//   - Each company may hold at most companyMax slots at once (errCompanyInflight, 429),
+//     so the slots one tenant's slow requests hold are never all of them.
+//
+// A slot is held from the round trip until the response body is closed, which is when
+// ReverseProxy is done streaming it; that is exactly when the connection is free again.
+type upstreamGate struct {
+	*http.Transport // the shared pool; CloseIdleConnections and settings come from it
+
+	queueWait  time.Duration
+	perHost    int
+	companyMax int // 0 = no cap
+
+	hosts     sync.Map // upstream host → chan struct{} of perHost slots
+	companies sync.Map // company id → *atomic.Int32 requests in flight
+}
+
+func newUpstreamGate(cfg *Config) *upstreamGate {
+	return &upstreamGate{
+		Transport:  newUpstreamTransport(cfg),
+		queueWait:  cfg.UpstreamQueueWait,
+		perHost:    max(cfg.MaxConnsPerHost, 1),
+		companyMax: cfg.CompanyMaxInflight,
+	}
+}
+
+func (g *upstreamGate) RoundTrip(req *http.Request) (*http.Response, error) {
+	var company *atomic.Int32
+	if id, ok := identityFrom(req.Context()); ok && id.CompanyID != "" && g.companyMax > 0 {
+		// Entries are never removed: company ids come only from tokens the gateway signed,
+		// so they number the companies in the database.
+		v, ok := g.companies.Load(id.CompanyID)
+		if !ok {
+			v, _ = g.companies.LoadOrStore(id.CompanyID, new(atomic.Int32))
+		}
+		company = v.(*atomic.Int32)
+		if company.Add(1) > int32(g.companyMax) {
+			company.Add(-1)
+			return nil, errCompanyInflight
+		}
+	}
+	slots := g.slots(req.URL.Host)
+	if err := g.acquire(req.Context(), slots); err != nil {
+		if company != nil {
+			company.Add(-1)
+		}
+		return nil, err
+	}
+	res, err := g.Transport.RoundTrip(req)
+	if err != nil {
+		<-slots
+		if company != nil {
+			company.Add(-1)
+		}
+		return nil, err
+	}
+	res.Body = &gatedBody{ReadCloser: res.Body, slots: slots, company: company}
+	return res, nil
+}
+
+func (g *upstreamGate) slots(host string) chan struct{} {
+	if v, ok := g.hosts.Load(host); ok {
+		return v.(chan struct{})
+	}
+	// Hosts come from the configured upstream URLs only, never from a client.
+	v, _ := g.hosts.LoadOrStore(host, make(chan struct{}, g.perHost))
+	return v.(chan struct{})
+}
+
+// acquire takes a slot, waiting at most queueWait (no timer when one is free at once).
+func (g *upstreamGate) acquire(ctx context.Context, slots chan struct{}) error {
+	select {
+	case slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if g.queueWait <= 0 {
+		return errUpstreamBusy
+	}
+	t := time.NewTimer(g.queueWait)
+	defer t.Stop()
+	select {
+	case slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errUpstreamBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// gatedBody gives back the slot (and the company's count) when the response is done.
+type gatedBody struct {
+	io.ReadCloser
+	slots   chan struct{}
+	company *atomic.Int32
+	closed  atomic.Bool
+}
+
+func (b *gatedBody) Close() error {
+	err := b.ReadCloser.Close()
+	if b.closed.CompareAndSwap(false, true) {
+		<-b.slots
+		if b.company != nil {
+			b.company.Add(-1)
+		}
+	}
+	return err
+}
+
 // upstream names one backend route: requests under gatewayPrefix go to target with
 // gatewayPrefix replaced by upstreamPrefix. Both prefixes start and end with '/'.
 type upstream struct {
@@ -79,6 +205,12 @@ type proxy struct {
 	log  *slog.Logger
 	m    *metrics
 	rp   *httputil.ReverseProxy
+
+	// idle cuts a request body or a response that moves no byte for this long (0 = never).
+	idle time.Duration
+	// forwardCredentials passes the client's Authorization and Cookie on to backends that
+	// get identity headers; by default they are removed there (see rewrite).
+	forwardCredentials bool
 }
 
 // bufPool lends the 32 KiB copy buffers of every proxy, so streaming a response costs no
@@ -121,11 +253,13 @@ func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &proxy{
-		up:   up,
-		base: base,
-		cfg:  cfg,
-		log:  log,
-		m:    m,
+		up:                 up,
+		base:               base,
+		cfg:                cfg,
+		log:                log,
+		m:                  m,
+		idle:               cfg.ProxyIdleTimeout,
+		forwardCredentials: cfg.ForwardCredentials,
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -156,16 +290,162 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, codeNotFound, "Not Found")
 		return
 	}
+	if refuseTunnel(w, r) {
+		return
+	}
 	requestInfoFrom(r.Context()).Upstream = p.up.name
 	// Go's HTTP/1 server otherwise drains the unread request body before the first response
 	// write, so a POST answered with SSE while its body is still open would stall. HTTP/2 is
 	// full duplex already and reports ErrNotSupported, which is fine to ignore.
 	_ = http.NewResponseController(w).EnableFullDuplex()
+	if p.idle > 0 {
+		w = newIdleStream(w, r, p.idle)
+	}
 	// With full duplex on, a body the transport never read (an upstream that refused the
 	// connection) is closed by the server while a read of it may still be pending, which
 	// net/http reports as a panic (golang/go#68560); closing it here first avoids that.
 	defer r.Body.Close()
 	p.rp.ServeHTTP(w, r)
+}
+
+// proxyAllowedMethods is the Allow header of a refused CONNECT or TRACE.
+const proxyAllowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// refuseTunnel answers (and reports true for) what a backend must never be asked for:
+// CONNECT, which would turn the gateway into a tunnel to wherever the backend connects;
+// TRACE, which echoes the request, identity headers and credentials included; and protocol
+// upgrades (Connection: upgrade with an Upgrade header, such as websocket or h2c), after
+// which the gateway would see neither requests nor identities on that connection. Nothing
+// the frontend uses needs them. A stray Upgrade header without Connection: upgrade is no
+// upgrade: ReverseProxy drops it as the hop-by-hop header it is.
+func refuseTunnel(w http.ResponseWriter, r *http.Request) bool {
+	switch r.Method {
+	case http.MethodConnect, http.MethodTrace:
+		w.Header().Set("Allow", proxyAllowedMethods)
+		writeError(w, r, http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method Not Allowed")
+		return true
+	}
+	if len(r.Header["Upgrade"]) > 0 && headerHasToken(r.Header["Connection"], "upgrade") {
+		w.Header().Set("Connection", "close")
+		writeError(w, r, http.StatusBadRequest, codeValidation, "Protocol upgrades are not supported")
+		return true
+	}
+	return false
+}
+
+// headerHasToken reports whether the comma-separated values hold token, in any letter case.
+func headerHasToken(values []string, token string) bool {
+	for _, v := range values {
+		for v != "" {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.Trim(item, " \t"), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// idleStream bounds the two ways a client can hold a proxied request without moving it: a
+// request body that stops arriving, and a response the client stops reading. Each read of
+// the body and each write of the response must make progress within idle, enforced by the
+// connection's own read and write deadlines, so nothing runs per byte and a stream that
+// keeps moving (an SSE answer, a long upload) is never cut however long it lasts.
+//
+// Deadlines are moved forward only when fewer than idle remain (to idle+idle/4), so a
+// stall is cut between idle and 1.25 x idle after it starts, at the cost of a timer update
+// every idle/4 of streaming rather than one per write. One allocation holds it all.
+type idleStream struct {
+	rc   http.ResponseController
+	idle time.Duration
+	w    idleWriter
+	body idleBody
+}
+
+// newIdleStream puts r's body behind the idle timeout (as http.MaxBytesReader is put in
+// place) and returns the response writer to use instead of w.
+func newIdleStream(w http.ResponseWriter, r *http.Request, idle time.Duration) http.ResponseWriter {
+	st := &idleStream{rc: *http.NewResponseController(w), idle: idle}
+	st.w = idleWriter{ResponseWriter: w, st: st}
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body = idleBody{ReadCloser: r.Body, st: st}
+		r.Body = &st.body
+	}
+	return &st.w
+}
+
+// idleWriter is the response side of an idleStream.
+type idleWriter struct {
+	http.ResponseWriter
+	st       *idleStream
+	deadline time.Time
+	off      bool // the writer has no deadlines (a test recorder): nothing to enforce
+}
+
+func (w *idleWriter) arm() {
+	if w.off {
+		return
+	}
+	now := time.Now()
+	if w.deadline.Sub(now) >= w.st.idle {
+		return
+	}
+	w.deadline = now.Add(w.st.idle + w.st.idle/4)
+	if w.st.rc.SetWriteDeadline(w.deadline) != nil {
+		w.off = true
+	}
+	// The deadline is left in place when the handler returns: it also bounds net/http's
+	// final flush, and the server clears it before the connection's next request.
+}
+
+func (w *idleWriter) WriteHeader(code int) {
+	w.arm() // a 1xx is written to the connection at once
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *idleWriter) Write(b []byte) (int, error) {
+	w.arm()
+	return w.ResponseWriter.Write(b)
+}
+
+// FlushError is what http.ResponseController (and so ReverseProxy) flushes through.
+func (w *idleWriter) FlushError() error {
+	w.arm()
+	return w.st.rc.Flush()
+}
+
+func (w *idleWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// idleBody is the request-body side of an idleStream.
+type idleBody struct {
+	io.ReadCloser
+	st       *idleStream
+	deadline time.Time
+	off      bool
+	eof      bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	// After EOF net/http reads the connection in the background (to notice a client that
+	// leaves) with no deadline; setting one again would end that read and the request's
+	// context with it, cutting a response that is still streaming.
+	if !b.off && !b.eof {
+		if now := time.Now(); b.deadline.Sub(now) < b.st.idle {
+			b.deadline = now.Add(b.st.idle + b.st.idle/4)
+			if b.st.rc.SetReadDeadline(b.deadline) != nil {
+				b.off = true
+			}
+		}
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	// Any other error leaves the deadline as it is: if it has passed, net/http's attempt to
+	// discard the rest of the body fails at once and the connection is closed, instead of
+	// waiting on a client that sends nothing.
+	return n, err
 }
 
 // mapUpstreamPath maps an escaped gateway path to the escaped upstream path: the gateway
@@ -330,12 +610,27 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 
 	info := requestInfoFrom(in.Context())
 	setUpstreamHeaders(out.Header, in, info)
+	if !p.forwardCredentials && info.Authenticated {
+		// The backend trusts the identity headers the gateway just set. The client's token
+		// and cookies would only give it a second, unverified identity to confuse with the
+		// first (and a token to leak into its logs). Routes without a verified caller (the
+		// auth service) keep them: there the backend is the one that checks them.
+		delete(out.Header, "Authorization")
+		delete(out.Header, "Cookie")
+	}
 }
 
 // clientBody marks failures to read the client's request body, so that a client hanging up
 // mid-upload (or sending a broken chunked body) is not counted as an upstream failure: the
 // transport reports such read errors in preference to any network error they cause.
-type clientBody struct{ io.ReadCloser }
+//
+// The first such failure is also kept: when it is the idle timeout, net/http has cancelled
+// the request's context as well (it does on any failed read of the connection), and the
+// transport then reports the cancellation instead.
+type clientBody struct {
+	io.ReadCloser
+	failed atomic.Pointer[clientBodyError]
+}
 
 type clientBodyError struct{ err error }
 
@@ -345,9 +640,21 @@ func (e *clientBodyError) Unwrap() error { return e.err }
 func (b *clientBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
-		err = &clientBodyError{err}
+		cerr := &clientBodyError{err}
+		b.failed.CompareAndSwap(nil, cerr)
+		err = cerr
 	}
 	return n, err
+}
+
+// bodyStalled returns the error of out's request body when the idle timeout cut it, else nil.
+func bodyStalled(out *http.Request) error {
+	if cb, ok := out.Body.(*clientBody); ok {
+		if err := cb.failed.Load(); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+	return nil
 }
 
 // isReservedHeader reports whether a client-sent header must never reach an upstream: the
@@ -475,6 +782,11 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 // everything else passes through unchanged.
 func (p *proxy) modifyResponse(res *http.Response) error {
 	requestInfoFrom(res.Request.Context()).UpstreamStatus = res.StatusCode
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		// The gateway never asks for an upgrade (refuseTunnel), so a backend switching
+		// protocols anyway is misbehaving; failing here also closes its connection.
+		return errUnrequestedUpgrade
+	}
 	// The gateway owns CORS. A backend answering with its own Access-Control-* headers would
 	// either contradict the gateway's policy or duplicate Access-Control-Allow-Origin, and
 	// browsers reject a response carrying that header twice.
@@ -488,10 +800,12 @@ func (p *proxy) modifyResponse(res *http.Response) error {
 
 // Upstream failure kinds, as counted in gateway_upstream_errors_total{kind}.
 const (
-	kindUnavailable = "unavailable"
-	kindTimeout     = "timeout"
-	kindBadResponse = "bad_response"
-	kindClientGone  = "client_gone"
+	kindUnavailable   = "unavailable"
+	kindTimeout       = "timeout"
+	kindBadResponse   = "bad_response"
+	kindClientGone    = "client_gone"
+	kindBusy          = "busy"           // no upstream connection free within GATEWAY_UPSTREAM_QUEUE_WAIT
+	kindClientStalled = "client_stalled" // the request body stopped for GATEWAY_PROXY_IDLE_TIMEOUT
 )
 
 // statusClientClosedRequest is recorded (never sent) when the client left before the upstream
@@ -502,10 +816,19 @@ const statusClientClosedRequest = 499
 // client: the kind counted in metrics and the status and detail sent (status 0: send nothing).
 // ctx is the request's context, which tells a client that left apart from a failing upstream.
 func classifyUpstreamError(ctx context.Context, err error) (kind string, status int, code, detail string) {
+	var bodyErr *clientBodyError
+	if errors.As(err, &bodyErr) && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The idle timeout cut a body that stopped arriving. net/http cancels the request's
+		// context on any failed read of the connection, this one included, but the client
+		// is still there and gets its answer.
+		return kindClientStalled, http.StatusRequestTimeout, codeRequestTimeout, "Request body stalled"
+	}
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return kindClientGone, 0, "", ""
 	}
-	var bodyErr *clientBodyError
+	if errors.Is(err, errUpstreamBusy) {
+		return kindBusy, http.StatusServiceUnavailable, codeUpstreamBusy, "Upstream service busy; try again shortly"
+	}
 	if errors.As(err, &bodyErr) {
 		// Usually the client is gone and reads nothing; if it is still there, its body was
 		// cut short or malformed.
@@ -535,7 +858,23 @@ func classifyUpstreamError(ctx context.Context, err error) (kind string, status 
 func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	info := requestInfoFrom(ctx)
+	if errors.Is(err, errCompanyInflight) && ctx.Err() == nil {
+		// The company's own cap, not an upstream failure.
+		p.m.rateLimitRejection("company_inflight")
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusTooManyRequests, codeRateLimited, "Too many requests in progress for this company; retry shortly")
+		return
+	}
+	if stalled := bodyStalled(r); stalled != nil {
+		err = stalled
+	}
 	kind, status, code, detail := classifyUpstreamError(ctx, err)
+	switch kind {
+	case kindBusy:
+		w.Header().Set("Retry-After", "1")
+	case kindClientStalled:
+		w.Header().Set("Connection", "close") // the rest of the body is never coming
+	}
 	p.m.upstreamError(p.up.name, kind)
 
 	level := slog.LevelWarn
@@ -544,6 +883,8 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		// The client's doing, not the upstream's: no alert-worthy level.
 		level = slog.LevelDebug
 		info.UpstreamStatus = statusClientClosedRequest
+	case kindClientStalled:
+		level = slog.LevelInfo // the client's doing too, but worth seeing when it is an attack
 	case kindBadResponse:
 		level = slog.LevelError
 	}

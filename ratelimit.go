@@ -5,6 +5,7 @@ package main
 import (
 	"hash/maphash"
 	"math"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,3 +348,103 @@ func (k *knownClients) add(email, ip string, now time.Time) {
 	}
 	k.seen[knownClientKey(email, ip)] = now
 }
+
+// loginClientKey is the key an address's failed logins count against: the address itself
+// for IPv4, its /64 for IPv6. One IPv6 subscriber (a home line, a VM) is routed a whole
+// /64 and can rotate through its 2^64 addresses for free; keyed one by one, each would
+// bring a fresh bucket.
+func loginClientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
+}
+
+// loginCharge is what one login attempt took from the failed-login limits before its
+// password was checked.
+type loginCharge struct {
+	ip, email string
+	// known: this (email, address) pair logged in successfully before. Such a login is
+	// exempt from the email and global limits (failures from elsewhere must not lock the
+	// user out) and goes first in the hashing queue (a flood delays strangers, not
+	// returning users). The per-address limit still applies, so a known pair cannot be
+	// used to guess at will.
+	known       bool
+	tookEmail   bool
+	tookGlobal  bool
+	tookAddress bool
+}
+
+// chargeLogin takes one token from each failed-login limit that applies to (ipKey,
+// emailKey), before any bcrypt work, so simultaneous guesses cannot all pass a check made
+// before any of them is charged. When a limit is empty it takes nothing at all and returns
+// the limit's name (a rejection label) and the wait until a token is back.
+//
+// proxy reports that ipKey is a trusted proxy's own address (requestInfo.ClientIsProxy):
+// everyone behind that proxy shares it, so failures never count against it — one client
+// would otherwise lock out all the others. The email and per-replica limits still apply.
+func (g *gateway) chargeLogin(ipKey, emailKey string, proxy bool, now time.Time) (c loginCharge, limit string, wait time.Duration) {
+	c = loginCharge{ip: ipKey, email: emailKey, known: g.knownClients.has(emailKey, ipKey, now)}
+	if !proxy {
+		ok, wait := g.loginByIP.allow(ipKey, now)
+		if !ok {
+			return loginCharge{}, "login_ip", wait
+		}
+		c.tookAddress = true
+	}
+	if !c.known {
+		if ok, wait := g.loginByEmail.allow(emailKey, now); !ok {
+			g.refundLogin(c)
+			return loginCharge{}, "login_email", wait
+		}
+		c.tookEmail = true
+		// Last, so an attempt another limit refuses costs the shared budget nothing.
+		if ok, wait := g.loginGlobal.allow(loginGlobalKey, now); !ok {
+			g.refundLogin(c)
+			return loginCharge{}, "login_global", wait
+		}
+		c.tookGlobal = true
+	}
+	return c, "", 0
+}
+
+// refundLogin gives back every token c took, for an attempt that turned out not to be a
+// failed login (the database was down, or a returning user could not get a hashing slot).
+func (g *gateway) refundLogin(c loginCharge) {
+	if c.tookAddress {
+		g.loginByIP.refund(c.ip)
+	}
+	if c.tookEmail {
+		g.loginByEmail.refund(c.email)
+	}
+	if c.tookGlobal {
+		g.loginGlobal.refund(loginGlobalKey)
+	}
+}
+
+// loginHashFailed settles c after the password could not be checked (no hashing slot in
+// time, or the client left while waiting). A returning pair gets its tokens back: the
+// gateway, not the user, failed. An unknown pair keeps paying: otherwise a flood that
+// saturates hashing would be refunded for every attempt it makes, and cost nothing.
+func (g *gateway) loginHashFailed(c loginCharge) {
+	if c.known {
+		g.refundLogin(c)
+	}
+}
+
+// loginPasswordChecked settles the per-replica budget once the password was checked: a
+// correct one was no failure and gives its token back. The per-address and per-email
+// buckets are settled by the success path itself.
+func (g *gateway) loginPasswordChecked(c loginCharge, correct bool) {
+	if correct && c.tookGlobal {
+		g.loginGlobal.refund(loginGlobalKey)
+	}
+}
+
+// loginGlobalKey is the one key of the per-replica failed-login budget.
+const loginGlobalKey = "*"

@@ -101,3 +101,27 @@ DROP TRIGGER IF EXISTS atenex_gateway_companies_deleted ON companies;
 CREATE TRIGGER atenex_gateway_companies_deleted
     AFTER DELETE ON companies
     FOR EACH ROW EXECUTE FUNCTION atenex_gateway_notify_change();
+
+-- Least privilege for the gateway's own role. The shipped ConfigMap connects as
+-- atenex_gateway, never as the owner of these tables; create it once as a superuser:
+--   CREATE ROLE atenex_gateway LOGIN PASSWORD '...';
+-- and every `migrate` from then on (run as the owner) grants it exactly what the gateway
+-- does: read the tenancy tables, sign users in and move them between companies, administer
+-- companies, users, invitations and domains. It gets no DELETE on users or companies (they
+-- are deactivated, never deleted), no TRUNCATE, no DDL, and cannot rewrite a user's id,
+-- email or creation time. LISTEN needs no grant, and CONNECT and USAGE on the public schema
+-- are PUBLIC's by default (grant them too where PUBLIC's were revoked).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'atenex_gateway') THEN
+        GRANT SELECT, INSERT ON users TO atenex_gateway;
+        GRANT UPDATE (company_id, updated_at, last_login, tokens_valid_after, hashed_password,
+                      is_active, role, full_name) ON users TO atenex_gateway;
+        GRANT SELECT, INSERT ON companies TO atenex_gateway;
+        GRANT UPDATE (name, is_active) ON companies TO atenex_gateway;
+        GRANT SELECT, INSERT ON company_invitations TO atenex_gateway;
+        GRANT UPDATE (accepted_at, revoked_at) ON company_invitations TO atenex_gateway;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON company_domains TO atenex_gateway;
+    END IF;
+END
+$$;

@@ -192,35 +192,24 @@ func (g *gateway) handleLogin() http.Handler {
 			return
 		}
 
-		ipKey, emailKey := requestInfoFrom(r.Context()).ClientIP, strings.ToLower(email)
+		// IPv6 clients count by /64 (loginClientKey): one host holds a whole /64.
+		client := requestInfoFrom(r.Context())
+		ipKey, emailKey := loginClientKey(client.ClientIP), strings.ToLower(email)
 		now := g.now()
 		// Tokens are taken before bcrypt, so simultaneous guesses cannot all pass a check made
 		// before any of them is charged; whatever turns out not to be a failed login gives
-		// them back.
-		if ok, wait := g.loginByIP.allow(ipKey, now); !ok {
-			g.refuseLogin(w, r, "login_ip", wait)
+		// them back. An address this email has logged in from before is exempt from the email
+		// and per-replica limits, so others' failures cannot lock the user out of it (see
+		// knownClients), and is served first when hashing is saturated.
+		charge, limit, wait := g.chargeLogin(ipKey, emailKey, client.ClientIsProxy, now)
+		if limit != "" {
+			g.refuseLogin(w, r, limit, wait)
 			return
-		}
-		// An address this email has logged in from before is exempt from the email limit, so
-		// others' failures cannot lock the user out of it (see knownClients).
-		emailLimited := !g.knownClients.has(emailKey, ipKey, now)
-		if emailLimited {
-			if ok, wait := g.loginByEmail.allow(emailKey, now); !ok {
-				g.loginByIP.refund(ipKey)
-				g.refuseLogin(w, r, "login_email", wait)
-				return
-			}
-		}
-		giveBack := func() {
-			g.loginByIP.refund(ipKey)
-			if emailLimited {
-				g.loginByEmail.refund(emailKey)
-			}
 		}
 
 		user, err := g.store.UserByEmail(r.Context(), email)
 		if err != nil && !errors.Is(err, errNotFound) {
-			giveBack()
+			g.refundLogin(charge)
 			g.log.Warn("login: database unavailable", "error", err.Error())
 			g.metrics.login("unavailable")
 			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
@@ -230,9 +219,15 @@ func (g *gateway) handleLogin() http.Handler {
 		if err != nil {
 			hash = dummyHash
 		}
-		match, err := g.hashes.compare(r.Context(), hash, password)
+		class := hashOrdinary
+		if charge.known {
+			class = hashFirst
+		}
+		match, err := g.hashes.compareAs(r.Context(), class, hash, password)
 		if err != nil {
-			giveBack()
+			// Only a returning pair is refunded: a flood that keeps hashing saturated must
+			// pay for every attempt it makes, answered or not.
+			g.loginHashFailed(charge)
 			if !errors.Is(err, errHashBusy) {
 				// The only other error is the request's: its client left while the login
 				// waited for a worker. Nobody reads an answer, and it says nothing of the
@@ -245,6 +240,7 @@ func (g *gateway) handleLogin() http.Handler {
 			writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
 			return
 		}
+		g.loginPasswordChecked(charge, match && user.ID != "" && user.IsActive)
 		if !match || user.ID == "" || !user.IsActive {
 			g.metrics.login("failure")
 			w.Header().Set("WWW-Authenticate", challengeBearer)
@@ -577,23 +573,20 @@ func (g *gateway) handleChangePassword() http.Handler {
 			return
 		}
 
-		ipKey, emailKey, now := requestInfoFrom(r.Context()).ClientIP, strings.ToLower(user.Email), g.now()
-		if ok, wait := g.loginByIP.allow(ipKey, now); !ok {
-			g.refuseLogin(w, r, "login_ip", wait)
+		// The same limits as a login: a stolen token must not turn this into a password oracle.
+		client := requestInfoFrom(r.Context())
+		charge, limit, wait := g.chargeLogin(loginClientKey(client.ClientIP), strings.ToLower(user.Email), client.ClientIsProxy, g.now())
+		if limit != "" {
+			g.refuseLogin(w, r, limit, wait)
 			return
 		}
-		if ok, wait := g.loginByEmail.allow(emailKey, now); !ok {
-			g.loginByIP.refund(ipKey)
-			g.refuseLogin(w, r, "login_email", wait)
-			return
+		class := hashOrdinary
+		if charge.known {
+			class = hashFirst
 		}
-		giveBack := func() {
-			g.loginByIP.refund(ipKey)
-			g.loginByEmail.refund(emailKey)
-		}
-		match, err := g.hashes.compare(r.Context(), user.HashedPassword, current)
+		match, err := g.hashes.compareAs(r.Context(), class, user.HashedPassword, current)
 		if err != nil {
-			giveBack()
+			g.loginHashFailed(charge)
 			if errors.Is(err, errHashBusy) {
 				w.Header().Set("Retry-After", "1")
 				writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
@@ -604,7 +597,7 @@ func (g *gateway) handleChangePassword() http.Handler {
 			writeError(w, r, http.StatusBadRequest, codeInvalidCredentials, "Current password is incorrect")
 			return
 		}
-		giveBack()
+		g.refundLogin(charge) // not a failure
 		hash, err := g.hashes.hash(r.Context(), next)
 		if err != nil {
 			if errors.Is(err, errHashBusy) {

@@ -14,6 +14,8 @@
 #   The connection counts may also come from CONNS (spaces or commas): CONNS=400 bash bench/run.sh
 #   BENCH_EXTRAS=0 skips the login, login-flood and upload measurements.
 #   BENCH_PORT_BASE (18080) and BENCH_DB (atenex_bench) keep parallel runs on one machine apart.
+#   BENCH_BASELINE=<git revision> also runs that revision's gateway, built from `git archive`,
+#   in the same rounds, to compare a change against it (before/after in one run).
 # The gateway runs with its default memory and GC settings unless GATEWAY_MEMORY_LIMIT /
 # GATEWAY_GC_PERCENT are set in the environment; the bare ReverseProxy gets the same ones.
 set -euo pipefail
@@ -32,6 +34,7 @@ BASE=${BENCH_PORT_BASE:-18080}
 GW_PORT=$BASE UP_PORT=$((BASE + 1)) NGINX_PORT=$((BASE + 2)) SINK_PORT=$((BASE + 3)) BARE_PORT=$((BASE + 4)) ADMIN_PORT=$((BASE + 10))
 OTLP_PORT=$((BASE + 5)) GWT_PORT=$((BASE + 6)) GWT_ADMIN_PORT=$((BASE + 11))
 TRACE=${BENCH_TRACE:-1}
+BASELINE=${BENCH_BASELINE:-} BASE_GW_PORT=$((BASE + 7))
 DB=${BENCH_DB:-atenex_bench}
 ulimit -n 65536 2>/dev/null || true # 1000 connections are 1000 descriptors in wrk and in each proxy
 PGURL="postgres://postgres@127.0.0.1:5432"
@@ -53,6 +56,12 @@ trap cleanup EXIT
 
 echo "== build"
 go build -trimpath -o "$OUT/gateway" .
+if [ -n "$BASELINE" ]; then
+  echo "== build baseline $BASELINE"
+  rm -rf "$OUT/baseline-src" && mkdir -p "$OUT/baseline-src"
+  git archive "$BASELINE" | tar -x -C "$OUT/baseline-src"
+  (cd "$OUT/baseline-src" && go build -trimpath -o ../gateway-baseline .)
+fi
 # The ceiling of the design: httputil.ReverseProxy alone, with the gateway's transport
 # settings and no auth, logging or headers. Built from here, outside the module. It runs with
 # the gateway's effective GOGC and GOMEMLIMIT (read from the gateway's start-up log).
@@ -149,11 +158,26 @@ echo "== gateway on :$GW_PORT"
 GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
 PORT=$GW_PORT GATEWAY_ADMIN_PORT=$ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
 GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
-GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
 GODEBUG=gctrace=1 "$OUT/gateway" >"$OUT/gateway.log" 2>"$OUT/gateway-gc.log" &
 GW_PID=$!
 pids+=("$GW_PID")
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+if [ -n "$BASELINE" ]; then
+  # The earlier revision with its own defaults, on the same (expand-only migrated) database.
+  echo "== baseline gateway ($BASELINE) on :$BASE_GW_PORT"
+  GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
+  PORT=$BASE_GW_PORT GATEWAY_ADMIN_PORT=0 GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
+  GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
+  GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+    "$OUT/gateway-baseline" >"$OUT/gateway-baseline.log" 2>&1 &
+  BASE_GW_PID=$!
+  pids+=("$BASE_GW_PID")
+  for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$BASE_GW_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+  TOKEN_B=$(curl -fsS -H 'Content-Type: application/json' \
+    -d '{"email":"bench@example.com","password":"bench-password-123"}' \
+    "http://127.0.0.1:$BASE_GW_PORT/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+fi
 # The garbage collector settings the gateway chose (its "runtime" start-up line).
 GC_PERCENT=$(sed -nE 's/.*"msg":"runtime".*"gc_percent":(-?[0-9]+).*/\1/p' "$OUT/gateway.log" | head -1)
 MEMORY_LIMIT=$(sed -nE 's/.*"msg":"runtime".*"memory_limit":([0-9]+).*/\1/p' "$OUT/gateway.log" | head -1)
@@ -175,7 +199,7 @@ pids+=("$!")
 GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
 PORT=$GWT_PORT GATEWAY_ADMIN_PORT=$GWT_ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
 GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
-GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
 GATEWAY_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_PORT GATEWAY_TRACE_SAMPLE_RATIO=1 \
   "$OUT/gateway" >"$OUT/gateway-traced.log" 2>&1 &
 GWT_PID=$!
@@ -241,7 +265,7 @@ for CONNS in $CONNS_LIST; do
   echo "== proxied GET /api/v1/query/chats: $ROUNDS rounds x ${SECONDS_PER_RUN}s, $CONNS connections, alternating"
   SAMPLES="$OUT/samples.txt.$$"
   : >"$SAMPLES"
-  reset_peak "$GW_PID"; reset_peak "$BARE_PID"
+  reset_peak "$GW_PID"; reset_peak "$BARE_PID"; [ -n "$BASELINE" ] && reset_peak "$BASE_GW_PID"
   for p in $(pgrep -P "$(cat "$OUT/nginx.pid")"); do reset_peak "$p"; done
   for round in $(seq 1 "$ROUNDS"); do
     n=$(wrk_gc "nginx-$CONNS-$round" "http://127.0.0.1:$NGINX_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "" "")
@@ -253,6 +277,12 @@ for CONNS in $CONNS_LIST; do
     # shifts both sides of a ratio alike, so its median is steadier than a ratio of medians.
     echo "$n $g" | awk '{printf "rgateway %s %.4f %.4f %.4f\n", "-", $6 / $1, $7 / $2, $8 / $3}' >>"$SAMPLES"
     echo "$n $b" | awk '{printf "rbare %s %.4f %.4f %.4f\n", "-", $6 / $1, $7 / $2, $8 / $3}' >>"$SAMPLES"
+    if [ -n "$BASELINE" ]; then
+      p=$(wrk_gc "baseline-$CONNS-$round" "http://127.0.0.1:$BASE_GW_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "" "" -H "Authorization: Bearer $TOKEN_B")
+      echo "c=$CONNS round $round  baseline gateway ($BASELINE): $p" | tee -a "$OUT/rounds.txt"
+      echo "baseline $p" >>"$SAMPLES"
+      echo "$p $g" | awk '{printf "rbaseline %s %.4f %.4f %.4f\n", "-", $6 / $1, $7 / $2, $8 / $3}' >>"$SAMPLES"
+    fi
   done
   col() { awk -v who="$1" -v c="$2" '$1==who {print $c}' "$SAMPLES" | median; }
   sum() { awk -v who="$1" -v c="$2" '$1==who {s+=$c} END {print s+0}' "$SAMPLES"; }
@@ -261,6 +291,10 @@ for CONNS in $CONNS_LIST; do
   echo "$CONNS bare $(col bare 2) $(col bare 3) $(col bare 4) $(col bare 5) $(( $(peak_kb "$BARE_PID") / 1024 )) $(sum bare 6)" >>"$OUT/levels.txt"
   echo "$CONNS rgateway $(col rgateway 3) $(col rgateway 4) $(col rgateway 5) - - -" >>"$OUT/levels.txt"
   echo "$CONNS rbare $(col rbare 3) $(col rbare 4) $(col rbare 5) - - -" >>"$OUT/levels.txt"
+  if [ -n "$BASELINE" ]; then
+    echo "$CONNS baseline $(col baseline 2) $(col baseline 3) $(col baseline 4) - $(( $(peak_kb "$BASE_GW_PID") / 1024 )) $(sum baseline 6)" >>"$OUT/levels.txt"
+    echo "$CONNS rbaseline $(col rbaseline 3) $(col rbaseline 4) $(col rbaseline 5) - - -" >>"$OUT/levels.txt"
+  fi
   GW_ERRORS=$((GW_ERRORS + $(sum gateway 6)))
   rm -f "$SAMPLES"
 done
@@ -347,6 +381,8 @@ while read -r c who rps p50 p99 gcs rss errs; do
     bare) B_ROW="| $c | bare httputil.ReverseProxy (same transport, no auth, no log) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
     rgateway) echo "$G_ROW"; echo "| $c | ratio gateway / nginx | $(r2 "$rps") | $(r2 "$p50") | $(r2 "$p99") | | | |" ;;
     rbare) echo "$B_ROW"; echo "| $c | ratio bare / nginx | $(r2 "$rps") | $(r2 "$p50") | $(r2 "$p99") | | | |" ;;
+    baseline) P_ROW="| $c | baseline gateway ($BASELINE, its own defaults) | $rps | $p50 | $p99 | $gcs | $rss | $errs |" ;;
+    rbaseline) echo "$P_ROW"; echo "| $c | **ratio gateway / baseline** | $(r2 "$rps") | $(r2 "$p50") | $(r2 "$p99") | | | |" ;;
   esac
 done <"$OUT/levels.txt"
 cat <<REPORT

@@ -1,0 +1,170 @@
+// connlimit.go: the cap on open client connections (GATEWAY_MAX_CONNECTIONS), so a flood of
+// idle or half-open connections cannot grow the process past its memory limit.
+package main
+
+import (
+	"net"
+	"net/http"
+	"sync"
+)
+
+// connLimiter is the public listener with at most max connections open at once (max 0:
+// no cap, connections are only counted).
+//
+// Every open connection costs memory (a goroutine, its read and write buffers, kernel
+// socket state) whether it does anything or not; the README measures the cost per
+// connection and sizes the default from it. When a new connection arrives at the cap, the
+// connection that has been doing nothing for longest — accepted without sending a request
+// yet, or idle between keep-alive requests — is closed to make room, as nginx reuses idle
+// keep-alive connections when it runs out. An attacker holding many connections open thus
+// keeps each of them only until newer ones arrive, while a client that sends its request
+// promptly is never the oldest idle one and gets served. A connection busy with a request
+// is never closed for the cap; when every connection is busy, the newcomer is refused.
+type connLimiter struct {
+	net.Listener
+	max int
+	m   *metrics
+
+	mu   sync.Mutex
+	open int          // connections holding a place under max
+	head *trackedConn // oldest connection doing nothing; evicted first
+	tail *trackedConn // newest connection doing nothing
+}
+
+func newConnLimiter(ln net.Listener, max int, m *metrics) *connLimiter {
+	return &connLimiter{Listener: ln, max: max, m: m}
+}
+
+// trackedConn is an accepted connection with its place in the limiter.
+type trackedConn struct {
+	net.Conn
+	l          *connLimiter
+	prev, next *trackedConn
+	listed     bool // in the list of connections doing nothing
+	idle       bool // listed because it is between requests (not new)
+	counted    bool // holds one of l.open
+	closeOnce  sync.Once
+}
+
+// Shedding reasons, as counted in gateway_client_connections_shed_total{reason}.
+const (
+	shedIdle    = "evicted_idle" // keep-alive connection between requests
+	shedNew     = "evicted_new"  // accepted, no request sent yet
+	shedRefused = "refused"      // every connection was busy with a request
+)
+
+// Accept returns the next connection that may stay open, closing whatever the cap refuses.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc := &trackedConn{Conn: c, l: l}
+		victim, ok := l.admit(tc)
+		if !ok {
+			c.Close()
+			l.m.connShed(shedRefused)
+			continue
+		}
+		if victim != nil {
+			reason := shedNew
+			if victim.idle {
+				reason = shedIdle
+			}
+			victim.Close() // its goroutine in net/http sees the error and ends
+			l.m.connShed(reason)
+		}
+		l.m.clientConnsAdd(1) // after the victim's -1: the gauge never shows more than max
+		return tc, nil
+	}
+}
+
+// admit gives tc a place, taking it from the oldest connection doing nothing when the cap
+// is reached (that victim is returned for the caller to close); ok is false when every
+// connection is busy.
+func (l *connLimiter) admit(tc *trackedConn) (victim *trackedConn, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.max > 0 && l.open >= l.max {
+		victim = l.head
+		if victim == nil {
+			return nil, false
+		}
+		l.unlist(victim)
+		victim.counted = false // its place passes to tc
+		l.open--
+	}
+	l.open++
+	tc.counted = true
+	l.push(tc, false)
+	return victim, true
+}
+
+// connState follows net/http's view of each connection (http.Server.ConnState).
+func (l *connLimiter) connState(c net.Conn, state http.ConnState) {
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch state {
+	case http.StateIdle:
+		l.unlist(tc)
+		if tc.counted { // not already evicted
+			l.push(tc, true)
+		}
+	case http.StateActive, http.StateHijacked, http.StateClosed:
+		// Busy (or gone): not a candidate for eviction. A hijacked connection keeps its
+		// place until it is closed.
+		l.unlist(tc)
+	}
+}
+
+// Close releases the connection's place once, however often it is called.
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		l := c.l
+		l.mu.Lock()
+		l.unlist(c)
+		if c.counted {
+			c.counted = false
+			l.open--
+		}
+		l.mu.Unlock()
+		l.m.clientConnsAdd(-1)
+	})
+	return err
+}
+
+// push appends tc as the newest connection doing nothing. Callers hold l.mu.
+func (l *connLimiter) push(tc *trackedConn, idle bool) {
+	tc.listed, tc.idle = true, idle
+	tc.prev, tc.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = tc
+	} else {
+		l.head = tc
+	}
+	l.tail = tc
+}
+
+// unlist removes tc from the list if it is there. Callers hold l.mu.
+func (l *connLimiter) unlist(tc *trackedConn) {
+	if !tc.listed {
+		return
+	}
+	if tc.prev != nil {
+		tc.prev.next = tc.next
+	} else {
+		l.head = tc.next
+	}
+	if tc.next != nil {
+		tc.next.prev = tc.prev
+	} else {
+		l.tail = tc.prev
+	}
+	tc.prev, tc.next, tc.listed = nil, nil, false
+}
