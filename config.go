@@ -739,24 +739,6 @@ func (r *envReader) readDatabase(cfg *Config) (passwordSet bool) {
 	return passwordSet
 }
 
-// postgresConnStringTLS is postgresConnString with the configured TLS settings in place of
-// its fixed sslmode=prefer.
-func postgresConnStringTLS(cfg *Config) string {
-	u, err := url.Parse(postgresConnString(cfg))
-	if err != nil {
-		return postgresConnString(cfg) // cannot happen: the string was built from a url.URL
-	}
-	q := u.Query()
-	if cfg.PostgresSSLMode != "" {
-		q.Set("sslmode", cfg.PostgresSSLMode)
-	}
-	if cfg.PostgresSSLRootCert != "" {
-		q.Set("sslrootcert", cfg.PostgresSSLRootCert)
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 // loadDatabaseConfig validates only what the database needs (GATEWAY_POSTGRES_* and
 // GATEWAY_DB_TIMEOUT), for the migrate and operator subcommands, which must run without a
 // JWT secret.

@@ -162,16 +162,21 @@ type Store interface {
 //go:embed schema.sql
 var schemaSQL string
 
-// postgresConnString builds the pgx URL for cfg. Every part is escaped, so a password holding
-// '@', ':', '/' or '%' reaches the server unchanged.
+// postgresConnString builds the pgx URL for cfg, TLS settings included (sslmode prefer when
+// unset), for the gateway and the operator subcommands alike. Every part is escaped, so a
+// password holding '@', ':', '/' or '%' reaches the server unchanged.
 func postgresConnString(cfg *Config) string {
+	q := url.Values{"sslmode": {cmp.Or(cfg.PostgresSSLMode, "prefer")}}
+	if cfg.PostgresSSLRootCert != "" {
+		q.Set("sslrootcert", cfg.PostgresSSLRootCert)
+	}
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.UserPassword(cfg.PostgresUser, cfg.PostgresPassword),
 		Host:     net.JoinHostPort(cfg.PostgresServer, strconv.Itoa(cfg.PostgresPort)),
 		Path:     "/" + cfg.PostgresDB,
 		RawPath:  "/" + url.PathEscape(cfg.PostgresDB),
-		RawQuery: "sslmode=prefer",
+		RawQuery: q.Encode(),
 	}
 	return u.String()
 }

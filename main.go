@@ -328,7 +328,7 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error
 			"demo_email", demo.Email, "demo_password", demo.Password, "demo_role", demo.Role, "demo_company_id", demo.CompanyID)
 		return store, nil
 	}
-	store, err := openPostgres(ctx, postgresConnStringTLS(cfg), cfg.DBTimeout)
+	store, err := openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
