@@ -5,11 +5,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -57,34 +54,6 @@ func mustSucceed(t *testing.T, env map[string]string, stdin string, args ...stri
 		t.Fatalf("%s: exit %d: %v\nstderr: %s", strings.Join(args, " "), r.code, r.err, r.stderr)
 	}
 	return strings.TrimSpace(r.stdout)
-}
-
-// emptyTestDatabaseURL creates a database without the gateway's tables, dropped when the
-// test ends.
-func emptyTestDatabaseURL(t *testing.T) string {
-	t.Helper()
-	server := testServerURL()
-	u, err := url.Parse(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	name := "gateway_cli_test_" + hex.EncodeToString(b[:])
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := execOnServer(ctx, server, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create empty database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := execOnServer(ctx, server, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-	})
-	u.Path, u.RawPath = "/"+name, ""
-	return u.String()
 }
 
 func storedUser(t *testing.T, dbURL, email string) User {

@@ -29,10 +29,10 @@ func testServerURL() string {
 	return defaultTestDatabaseURL
 }
 
-// testDatabaseURL creates a fresh, migrated database on the test server and drops it when
+// emptyTestDatabaseURL creates a fresh, empty database on the test server and drops it when
 // the test ends. An unreachable server skips the test with one line saying so, except under
 // CI=true or GATEWAY_TEST_REQUIRE_DB=1, where it fails it: there a skip would prove nothing.
-func testDatabaseURL(t testing.TB) string {
+func emptyTestDatabaseURL(t testing.TB) string {
 	t.Helper()
 	server := testServerURL()
 	u, err := url.Parse(server)
@@ -60,9 +60,17 @@ func testDatabaseURL(t testing.TB) string {
 		}
 	})
 	u.Path, u.RawPath = "/"+name, ""
-	dbURL := u.String()
+	return u.String()
+}
+
+// testDatabaseURL is emptyTestDatabaseURL with the schema migrated.
+func testDatabaseURL(t testing.TB) string {
+	t.Helper()
+	dbURL := emptyTestDatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	if err := migrate(ctx, dbURL, 30*time.Second); err != nil {
-		t.Fatalf("migrate test database %s: %v", name, err)
+		t.Fatalf("migrate test database: %v", err)
 	}
 	return dbURL
 }

@@ -48,7 +48,7 @@ func testConfig(t testing.TB, env map[string]string) *Config {
 
 // testEnv is one gateway on a fresh database, served by httptest.
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *Config
 	store  Store
 	dbURL  string
@@ -80,7 +80,7 @@ func newTestEnvWithStore(t *testing.T, env map[string]string, store Store, dbURL
 
 // serveTestEnv serves a gateway built from cfg and store, with tweak (when not nil) applied
 // to it first, logging at DEBUG into the env's logs.
-func serveTestEnv(t *testing.T, cfg *Config, store Store, dbURL string, tweak func(*gateway)) *testEnv {
+func serveTestEnv(t testing.TB, cfg *Config, store Store, dbURL string, tweak func(*gateway)) *testEnv {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

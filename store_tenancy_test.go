@@ -1155,10 +1155,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON users (lower(email));
 
 func TestCheckSchemaRefusesUnmigratedDatabase(t *testing.T) {
 	ctx := context.Background()
-	migrated := func(t *testing.T) string { return testDatabaseURL(t) }
+	migrated := func(t testing.TB) string { return testDatabaseURL(t) }
 	cases := []struct {
 		name        string
-		dbURL       func(t *testing.T) string
+		dbURL       func(t testing.TB) string
 		setup       string
 		wantMissing []string // nil: migrated
 	}{
