@@ -236,8 +236,7 @@ func (g *gateway) handleLogin() http.Handler {
 				return
 			}
 			g.metrics.login("busy")
-			w.Header().Set("Retry-After", "1")
-			writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
+			writeHashBusy(w, r)
 			return
 		}
 		g.loginPasswordChecked(charge, match && user.ID != "" && user.IsActive)
@@ -526,19 +525,31 @@ func (g *gateway) handleLogout() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := identityFrom(r.Context())
 		if _, err := g.store.RevokeSessions(r.Context(), id.UserID); err != nil {
-			if errors.Is(err, errNotFound) {
-				w.Header().Set("WWW-Authenticate", challengeInvalidToken)
-				writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
-				return
-			}
-			g.log.Warn("logout: database unavailable", "error", err.Error())
-			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+			g.userWriteFailed(w, r, "logout", err)
 			return
 		}
 		g.users.forget(id.UserID)
 		g.log.Info("sessions revoked", "user_id", id.UserID, "by", "logout")
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// userWriteFailed answers a failed change to the caller's own row: gone meanwhile (401), or
+// the database did not answer (503).
+func (g *gateway) userWriteFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if errors.Is(err, errNotFound) {
+		w.Header().Set("WWW-Authenticate", challengeInvalidToken)
+		writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
+		return
+	}
+	g.log.Warn(what+": database unavailable", "error", err.Error())
+	writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+}
+
+// writeHashBusy answers a request that found no free hashing worker in time.
+func writeHashBusy(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
 }
 
 // minUserPasswordBytes is the shortest password a user may choose.
@@ -588,8 +599,7 @@ func (g *gateway) handleChangePassword() http.Handler {
 		if err != nil {
 			g.loginHashFailed(charge)
 			if errors.Is(err, errHashBusy) {
-				w.Header().Set("Retry-After", "1")
-				writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
+				writeHashBusy(w, r)
 			}
 			return
 		}
@@ -601,19 +611,12 @@ func (g *gateway) handleChangePassword() http.Handler {
 		hash, err := g.hashes.hash(r.Context(), next)
 		if err != nil {
 			if errors.Is(err, errHashBusy) {
-				w.Header().Set("Retry-After", "1")
-				writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
+				writeHashBusy(w, r)
 			}
 			return
 		}
 		if err := g.store.SetPassword(r.Context(), user.Email, hash); err != nil {
-			if errors.Is(err, errNotFound) {
-				w.Header().Set("WWW-Authenticate", challengeInvalidToken)
-				writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
-				return
-			}
-			g.log.Warn("change password: database unavailable", "error", err.Error())
-			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+			g.userWriteFailed(w, r, "change password", err)
 			return
 		}
 		g.users.forget(user.ID)

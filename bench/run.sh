@@ -155,10 +155,13 @@ python3 bench/sink.py "$SINK_PORT" &
 pids+=("$!")
 
 echo "== gateway on :$GW_PORT"
+# One bench user stands for every tenant: the per-company in-flight cap (default 100) would
+# answer the rest of 400 connections with 429, so it is off here.
 GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
 PORT=$GW_PORT GATEWAY_ADMIN_PORT=$ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
 GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
 GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+GATEWAY_COMPANY_MAX_INFLIGHT=0 \
 GODEBUG=gctrace=1 "$OUT/gateway" >"$OUT/gateway.log" 2>"$OUT/gateway-gc.log" &
 GW_PID=$!
 pids+=("$GW_PID")
