@@ -271,12 +271,13 @@ func (c *userCache) watchUsers(ctx context.Context, log *slog.Logger) {
 			}
 		},
 		Lost: func(err error) {
-			c.metrics.setNotificationsUp(false)
-			c.metrics.userCacheEvent("notifications_lost")
 			if !lost.Swap(true) {
 				log.Warn("user change notifications lost: changes to users and companies now reach this replica only when GATEWAY_USER_CACHE_TTL expires",
 					"ttl", c.ttl.String(), "error", err.Error())
 			}
+			// After the WARN: whoever sees the gauge at 0 finds the line already written.
+			c.metrics.userCacheEvent("notifications_lost")
+			c.metrics.setNotificationsUp(false)
 		},
 		Listening: func() {
 			c.clear()
