@@ -15,14 +15,7 @@ import (
 // runs it.
 func runAdminContract(t *testing.T, s Store, mustCreate func(*testing.T, NewUser) User) {
 	ctx := context.Background()
-	newCompany := func(t *testing.T, name string) Company {
-		t.Helper()
-		c, err := s.CreateCompany(ctx, name)
-		if err != nil {
-			t.Fatalf("CreateCompany: %v", err)
-		}
-		return c
-	}
+	newCompany := func(t *testing.T, name string) Company { return mustCreateCompany(t, s, name) }
 	setCompanyActive := func(t *testing.T, id string, active bool) {
 		t.Helper()
 		if err := s.SetCompanyActive(ctx, id, active); err != nil {

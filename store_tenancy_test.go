@@ -74,17 +74,20 @@ func checkRevokedNow(t *testing.T, what string, at, before time.Time) {
 	}
 }
 
+// mustCreateCompany creates an active company in s or fails the test.
+func mustCreateCompany(t *testing.T, s Store, name string) Company {
+	t.Helper()
+	c, err := s.CreateCompany(context.Background(), name)
+	if err != nil {
+		t.Fatalf("CreateCompany: %v", err)
+	}
+	return c
+}
+
 // runTenancyContract is the tenancy behaviour both stores must show; runStoreContract runs it.
 func runTenancyContract(t *testing.T, s Store, mustCreate func(*testing.T, NewUser) User) {
 	ctx := context.Background()
-	newCompany := func(t *testing.T, name string) Company {
-		t.Helper()
-		c, err := s.CreateCompany(ctx, name)
-		if err != nil {
-			t.Fatalf("CreateCompany: %v", err)
-		}
-		return c
-	}
+	newCompany := func(t *testing.T, name string) Company { return mustCreateCompany(t, s, name) }
 	invite := func(t *testing.T, companyID, email, role string, expiresIn time.Duration) Invitation {
 		t.Helper()
 		inv, err := s.CreateInvitation(ctx, Invitation{CompanyID: companyID, Email: email, Role: role, ExpiresAt: time.Now().Add(expiresIn)})
