@@ -130,10 +130,6 @@ func (g *gateway) adminUnavailable(w http.ResponseWriter, r *http.Request, actio
 	writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailAdminDBUnavailable)
 }
 
-func (e *requestError) write(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, e.status, e.code, e.detail)
-}
-
 // pathUUID reads the path parameter name, which must be a UUID; lower case, as the store
 // returns ids.
 func pathUUID(r *http.Request, name string) (string, *requestError) {

@@ -32,6 +32,11 @@ type requestError struct {
 
 func (e *requestError) Error() string { return e.detail }
 
+// write answers the request with the error.
+func (e *requestError) write(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, e.status, e.code, e.detail)
+}
+
 func unprocessable(format string, args ...any) *requestError {
 	return &requestError{http.StatusUnprocessableEntity, codeValidation, fmt.Sprintf(format, args...)}
 }
@@ -172,7 +177,7 @@ func (g *gateway) handleLogin() http.Handler {
 		// A body of at most MaxBodyBytes has as long to arrive as the headers had.
 		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
+			reqErr.write(w, r)
 			return
 		}
 		email, _, reqErr := stringField(fields, "email", true)
@@ -180,7 +185,7 @@ func (g *gateway) handleLogin() http.Handler {
 			reqErr = unprocessable("Field email must be a valid email address")
 		}
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
+			reqErr.write(w, r)
 			return
 		}
 		password, _, reqErr := stringField(fields, "password", true)
@@ -188,7 +193,7 @@ func (g *gateway) handleLogin() http.Handler {
 			reqErr = unprocessable("Field password must be 1 to %d bytes", maxPasswordBytes)
 		}
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
+			reqErr.write(w, r)
 			return
 		}
 
@@ -210,9 +215,8 @@ func (g *gateway) handleLogin() http.Handler {
 		user, err := g.store.UserByEmail(r.Context(), email)
 		if err != nil && !errors.Is(err, errNotFound) {
 			g.refundLogin(charge)
-			g.log.Warn("login: database unavailable", "error", err.Error())
 			g.metrics.login("unavailable")
-			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+			g.databaseUnavailable(w, r, "login", err)
 			return
 		}
 		hash := user.HashedPassword
@@ -255,9 +259,8 @@ func (g *gateway) handleLogin() http.Handler {
 			// domain belongs to a company, must land in it straight from the login form.
 			joined, err := g.joinEntitledCompany(r.Context(), user)
 			if err != nil {
-				g.log.Warn("login: database unavailable", "error", err.Error())
 				g.metrics.login("unavailable")
-				writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+				g.databaseUnavailable(w, r, "login", err)
 				return
 			}
 			user = joined
@@ -304,8 +307,7 @@ func (g *gateway) currentUser(w http.ResponseWriter, r *http.Request) (User, boo
 	id, _ := identityFrom(r.Context())
 	user, err := g.store.UserByID(r.Context(), id.UserID)
 	if err != nil && !errors.Is(err, errNotFound) {
-		g.log.Warn("load user: database unavailable", "user_id", id.UserID, "error", err.Error())
-		writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
+		g.databaseUnavailable(w, r, "load user", err)
 		return User{}, false
 	}
 	var state userState
@@ -413,7 +415,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			reqErr = unprocessable("Field company_id must be a UUID")
 		}
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
+			reqErr.write(w, r)
 			return
 		}
 		requested = strings.ToLower(requested)
@@ -423,17 +425,13 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			return
 		}
 		ctx := r.Context()
-		unavailable := func(err error) {
-			g.log.Warn("ensure-company: database unavailable", "error", err.Error())
-			writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
-		}
 
 		message := "User is already associated with this company"
 		switch {
 		case requested != "" && requested != user.CompanyID:
 			active, err := g.store.CompanyActive(ctx, requested)
 			if err != nil {
-				unavailable(err)
+				g.databaseUnavailable(w, r, "ensure-company", err)
 				return
 			}
 			if !active {
@@ -446,7 +444,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			case err == nil:
 				invitationID = inv.ID
 			case !errors.Is(err, errNotFound):
-				unavailable(err)
+				g.databaseUnavailable(w, r, "ensure-company", err)
 				return
 			case user.Role != "admin":
 				g.log.Warn("ensure-company refused: not entitled", "user_id", user.ID, "company_id", requested)
@@ -462,7 +460,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 				writeError(w, r, http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
 				return
 			case err != nil:
-				unavailable(err)
+				g.databaseUnavailable(w, r, "ensure-company", err)
 				return
 			}
 			g.users.forget(user.ID)
@@ -471,7 +469,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 		case user.CompanyID == "":
 			joined, err := g.joinEntitledCompany(ctx, user)
 			if err != nil {
-				unavailable(err)
+				g.databaseUnavailable(w, r, "ensure-company", err)
 				return
 			}
 			if joined.CompanyID == "" {
@@ -542,6 +540,12 @@ func (g *gateway) userWriteFailed(w http.ResponseWriter, r *http.Request, what s
 		writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
 		return
 	}
+	g.databaseUnavailable(w, r, what, err)
+}
+
+// databaseUnavailable answers 503 for a user route whose database call failed, logging why
+// (the client gets only the short detail).
+func (g *gateway) databaseUnavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
 	g.log.Warn(what+": database unavailable", "error", err.Error())
 	writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
 }
@@ -576,7 +580,7 @@ func (g *gateway) handleChangePassword() http.Handler {
 			reqErr = unprocessable("Field new_password must be %d to %d bytes", minUserPasswordBytes, maxPasswordBytes)
 		}
 		if reqErr != nil {
-			writeError(w, r, reqErr.status, reqErr.code, reqErr.detail)
+			reqErr.write(w, r)
 			return
 		}
 		user, ok := g.currentUser(w, r)
