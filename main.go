@@ -554,10 +554,7 @@ func (g *gateway) handleHealth() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp := healthResponse{Status: "healthy", Service: serviceName, Checks: map[string]string{"database": "ok"}}
 		status := http.StatusOK
-		err := g.store.Ping(r.Context())
-		// A probe like any other: its answer opens or closes the user cache's fail-fast breaker.
-		g.users.breaker.record(err == nil, g.now())
-		if err != nil {
+		if err := g.users.probe(r.Context()); err != nil {
 			g.log.Warn("health check: database unavailable", "error", err.Error())
 			resp.Checks["database"] = "unavailable"
 			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
@@ -584,9 +581,7 @@ func (g *gateway) handleReadyz() http.Handler {
 		status := http.StatusOK
 		ctx, cancel := context.WithTimeout(r.Context(), readyzDatabaseWait)
 		defer cancel()
-		err := g.store.Ping(ctx)
-		g.users.breaker.record(err == nil, g.now())
-		if err != nil {
+		if err := g.users.probe(ctx); err != nil {
 			resp.Checks["database"] = "unavailable"
 		}
 		if g.draining.Load() {

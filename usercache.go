@@ -169,6 +169,14 @@ func (c *userCache) fetch(userID string, l *userLoad, gen uint64) {
 	close(l.done)
 }
 
+// probe pings the database for a health check; its answer opens or closes the fail-fast
+// breaker like any lookup's, so the probes close it once the database is back.
+func (c *userCache) probe(ctx context.Context) error {
+	err := c.store.Ping(ctx)
+	c.breaker.record(err == nil, c.now())
+	return err
+}
+
 // forget drops a user's entry, so the next request reads the database.
 func (c *userCache) forget(userID string) {
 	c.mu.Lock()
