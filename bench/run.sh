@@ -154,32 +154,38 @@ echo "== upload sink on :$SINK_PORT"
 python3 bench/sink.py "$SINK_PORT" &
 pids+=("$!")
 
+# start_gateway NAME BINARY PORT ADMIN_PORT [VAR=value...]: one gateway in front of the bench
+# upstreams, logging to $OUT/NAME.log and $OUT/NAME.stderr, with the login limits off (the
+# login measurements want every attempt to reach bcrypt) and the per-company in-flight cap
+# off (one bench user stands for every tenant: the cap, default 100, would answer most of
+# 400 connections with 429). Sets PID once /health answers.
+start_gateway() {
+  local name=$1 bin=$2 port=$3 admin=$4; shift 4
+  env GATEWAY_JWT_SECRET="$(head -c 32 /dev/urandom | base64)" \
+    PORT="$port" GATEWAY_ADMIN_PORT="$admin" GATEWAY_LOG_LEVEL="${BENCH_LOG_LEVEL:-INFO}" \
+    GATEWAY_QUERY_SERVICE_URL="http://127.0.0.1:$UP_PORT" GATEWAY_INGEST_SERVICE_URL="http://127.0.0.1:$SINK_PORT" \
+    GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
+    GATEWAY_COMPANY_MAX_INFLIGHT=0 "$@" "$bin" >"$OUT/$name.log" 2>"$OUT/$name.stderr" &
+  PID=$!
+  pids+=("$PID")
+  for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.2; done
+}
+# login_token PORT: the bench user's access token from the gateway on PORT.
+login_token() {
+  curl -fsS -H 'Content-Type: application/json' \
+    -d '{"email":"bench@example.com","password":"bench-password-123"}' \
+    "http://127.0.0.1:$1/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/'
+}
+
 echo "== gateway on :$GW_PORT"
-# One bench user stands for every tenant: the per-company in-flight cap (default 100) would
-# answer the rest of 400 connections with 429, so it is off here.
-GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
-PORT=$GW_PORT GATEWAY_ADMIN_PORT=$ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
-GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
-GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
-GATEWAY_COMPANY_MAX_INFLIGHT=0 \
-GODEBUG=gctrace=1 "$OUT/gateway" >"$OUT/gateway.log" 2>"$OUT/gateway-gc.log" &
-GW_PID=$!
-pids+=("$GW_PID")
-for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
+start_gateway gateway "$OUT/gateway" "$GW_PORT" "$ADMIN_PORT" GODEBUG=gctrace=1
+GW_PID=$PID
 if [ -n "$BASELINE" ]; then
   # The earlier revision with its own defaults, on the same (expand-only migrated) database.
   echo "== baseline gateway ($BASELINE) on :$BASE_GW_PORT"
-  GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
-  PORT=$BASE_GW_PORT GATEWAY_ADMIN_PORT=0 GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
-  GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
-  GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
-    "$OUT/gateway-baseline" >"$OUT/gateway-baseline.log" 2>&1 &
-  BASE_GW_PID=$!
-  pids+=("$BASE_GW_PID")
-  for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$BASE_GW_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
-  TOKEN_B=$(curl -fsS -H 'Content-Type: application/json' \
-    -d '{"email":"bench@example.com","password":"bench-password-123"}' \
-    "http://127.0.0.1:$BASE_GW_PORT/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  start_gateway gateway-baseline "$OUT/gateway-baseline" "$BASE_GW_PORT" 0
+  BASE_GW_PID=$PID
+  TOKEN_B=$(login_token "$BASE_GW_PORT")
 fi
 # The garbage collector settings the gateway chose (its "runtime" start-up line).
 GC_PERCENT=$(sed -nE 's/.*"msg":"runtime".*"gc_percent":(-?[0-9]+).*/\1/p' "$OUT/gateway.log" | head -1)
@@ -199,22 +205,12 @@ for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://127.0.0.1:$BARE_PORT/" 2
 echo "== gateway with span export on :$GWT_PORT, OTLP sink on :$OTLP_PORT"
 "$OUT/otlp-sink" $OTLP_PORT &
 pids+=("$!")
-GATEWAY_JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
-PORT=$GWT_PORT GATEWAY_ADMIN_PORT=$GWT_ADMIN_PORT GATEWAY_LOG_LEVEL=${BENCH_LOG_LEVEL:-INFO} \
-GATEWAY_QUERY_SERVICE_URL=http://127.0.0.1:$UP_PORT GATEWAY_INGEST_SERVICE_URL=http://127.0.0.1:$SINK_PORT \
-GATEWAY_LOGIN_IP_BURST=0 GATEWAY_LOGIN_EMAIL_BURST=0 GATEWAY_LOGIN_GLOBAL_BURST=0 GATEWAY_DRAIN_DELAY=0s \
-GATEWAY_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_PORT GATEWAY_TRACE_SAMPLE_RATIO=1 \
-  "$OUT/gateway" >"$OUT/gateway-traced.log" 2>&1 &
-GWT_PID=$!
-pids+=("$GWT_PID")
-for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$GWT_PORT/health" >/dev/null 2>&1 && break; sleep 0.2; done
-TOKEN=$(curl -fsS -H 'Content-Type: application/json' \
-  -d '{"email":"bench@example.com","password":"bench-password-123"}' \
-  "http://127.0.0.1:$GW_PORT/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+start_gateway gateway-traced "$OUT/gateway" "$GWT_PORT" "$GWT_ADMIN_PORT" \
+  GATEWAY_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" GATEWAY_TRACE_SAMPLE_RATIO=1
+GWT_PID=$PID
+TOKEN=$(login_token "$GW_PORT")
 curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" >/dev/null
-TOKEN_T=$(curl -fsS -H 'Content-Type: application/json' \
-  -d '{"email":"bench@example.com","password":"bench-password-123"}' \
-  "http://127.0.0.1:$GWT_PORT/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+TOKEN_T=$(login_token "$GWT_PORT")
 curl -fsS -H "Authorization: Bearer $TOKEN_T" "http://127.0.0.1:$GWT_PORT/api/v1/query/chats" >/dev/null
 
 # CPU seconds (user + system) a process has used so far, from /proc/PID/stat, and the CPU
@@ -272,7 +268,7 @@ for CONNS in $CONNS_LIST; do
   for p in $(pgrep -P "$(cat "$OUT/nginx.pid")"); do reset_peak "$p"; done
   for round in $(seq 1 "$ROUNDS"); do
     n=$(wrk_gc "nginx-$CONNS-$round" "http://127.0.0.1:$NGINX_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "" "")
-    g=$(wrk_gc "gateway-$CONNS-$round" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "$GW_PID" "$OUT/gateway-gc.log" -H "Authorization: Bearer $TOKEN")
+    g=$(wrk_gc "gateway-$CONNS-$round" "http://127.0.0.1:$GW_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "$GW_PID" "$OUT/gateway.stderr" -H "Authorization: Bearer $TOKEN")
     b=$(wrk_gc "bare-$CONNS-$round" "http://127.0.0.1:$BARE_PORT/api/v1/query/chats" "$CONNS" "$SECONDS_PER_RUN" "$BARE_PID" "$OUT/bare-gc.log")
     echo "c=$CONNS round $round  nginx: $n   gateway: $g   bare ReverseProxy: $b   (req/s p50 p99 gc/s errors)" | tee -a "$OUT/rounds.txt"
     echo "nginx $n" >>"$SAMPLES"; echo "gateway $g" >>"$SAMPLES"; echo "bare $b" >>"$SAMPLES"
