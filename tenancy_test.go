@@ -50,11 +50,7 @@ func tenancyEnv(t *testing.T, tweak func(*gateway), configure ...func(*Config)) 
 	t.Helper()
 	up, _ := countingUpstream(t)
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	cfg := testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL, "GATEWAY_INGEST_SERVICE_URL": up.URL})
 	for _, f := range configure {
 		f(cfg)
@@ -539,11 +535,7 @@ func TestPlainSQLChangesReachTwoGatewaysWithinOneSecond(t *testing.T) {
 	dbURL := testDatabaseURL(t)
 	var replicas [2]*testEnv
 	for i := range replicas {
-		store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(store.Close)
+		store := openPostgresAt(t, dbURL, testDBTimeout)
 		replicas[i] = serveTestEnv(t, testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL}), store, dbURL, nil)
 		if replicas[i].cfg.UserCacheTTL != time.Minute {
 			t.Fatalf("default cache TTL %v, want 60s", replicas[i].cfg.UserCacheTTL)
@@ -670,11 +662,7 @@ func (s *slowStore) UserByID(ctx context.Context, id string) (User, error) {
 func TestConcurrentRequestsShareOneUserLookup(t *testing.T) {
 	clk := newFakeClock()
 	dbURL := testDatabaseURL(t)
-	pg, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Close)
+	pg := openPostgresAt(t, dbURL, testDBTimeout)
 	store := &slowStore{Store: pg, release: make(chan struct{})}
 	up, hits := countingUpstream(t)
 	e := serveTestEnv(t, testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL}), store, dbURL, useClock(clk))
@@ -722,11 +710,7 @@ func TestDatabaseOutageKeepsSignedInUsersServed(t *testing.T) {
 			}
 			relay := newTCPRelay(t, u.Host)
 			const dbTimeout = 500 * time.Millisecond
-			store, err := openPostgres(context.Background(), withHost(t, dbURL, relay.Addr()), dbTimeout)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(store.Close)
+			store := openPostgresAt(t, withHost(t, dbURL, relay.Addr()), dbTimeout)
 			up, hits := countingUpstream(t)
 			e := serveTestEnv(t, testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL}), store, dbURL, useClock(clk))
 			co := e.createCompany("Acme")
@@ -836,11 +820,7 @@ func TestPreviousGatewayTokensWorkWhileUserUnchanged(t *testing.T) {
 	}
 	up, _ := countingUpstream(t)
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	cfg := testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL, "GATEWAY_JWT_SECRET": string(secret)})
 	e := serveTestEnv(t, cfg, store, dbURL, nil)
 	e.sql("INSERT INTO companies (id, name) VALUES ($1, 'Legacy Co'), ($2, 'Elsewhere')", claims.CompanyID, "3f2b8c8e-1d2f-4a3b-8c9d-0e1f2a3b4c5d")
