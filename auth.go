@@ -95,7 +95,7 @@ func (g *gateway) authenticate(r *http.Request, rule authRule) (Claims, userStat
 	if !ok {
 		return Claims{}, userState{}, &authFailure{http.StatusUnauthorized, codeNotAuthenticated, "Not authenticated", challengeBearer, "missing_token"}
 	}
-	claims, err := verifyToken(g.cfg.JWTSecret, token, g.now())
+	claims, err := g.tokens.verify(token, g.now())
 	if err != nil {
 		code, detail, reason := codeInvalidToken, "Could not validate credentials", "invalid_token"
 		switch {

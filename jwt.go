@@ -1,4 +1,5 @@
-// jwt.go: hand-written HS256 JSON Web Tokens on crypto/hmac (sign and verify; pure functions).
+// jwt.go: HS256 JSON Web Tokens on crypto/hmac: signToken, and the tokenVerifier the gateway
+// builds once from its secret.
 package main
 
 import (
@@ -12,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -158,7 +158,7 @@ func appendClaimString(dst []byte, s string, ok bool) ([]byte, bool) {
 	return appendJSONString(dst, s), ok && utf8.ValidString(s)
 }
 
-// tokenScratch is verifyToken's working memory, so that a verification allocates only the
+// tokenScratch is verify's working memory, so that a verification allocates only the
 // claims it returns.
 type tokenScratch struct {
 	mac     hash.Hash // HMAC-SHA256 keyed with its pool's secret
@@ -169,28 +169,28 @@ type tokenScratch struct {
 	roles   [maxTokenRoles]span
 }
 
-// tokenScratchPool hands out scratch whose HMAC is already keyed: keying crypto/hmac costs
-// seven allocations and about half the time budget of a verification, and the gateway
-// verifies every request with the same secret. The keyed state is as sensitive as the
-// secret and lives in the same process memory.
-type tokenScratchPool struct {
+// tokenVerifier checks tokens against one secret. It keeps scratch whose HMAC is already
+// keyed: keying crypto/hmac costs seven allocations and about half the time of a
+// verification, and the gateway verifies every request with the same secret. The keyed
+// state is as sensitive as the secret and lives in the same process memory.
+type tokenVerifier struct {
 	secret []byte
-	pool   sync.Pool
+	pool   sync.Pool // of *tokenScratch keyed with secret
 }
 
-var lastTokenScratchPool atomic.Pointer[tokenScratchPool]
-
-func tokenScratchPoolFor(secret []byte) *tokenScratchPool {
-	if p := lastTokenScratchPool.Load(); p != nil && hmac.Equal(p.secret, secret) {
-		return p
-	}
-	p := &tokenScratchPool{secret: bytes.Clone(secret)}
-	p.pool.New = func() any { return &tokenScratch{mac: hmac.New(sha256.New, p.secret)} }
-	lastTokenScratchPool.Store(p)
-	return p
+func newTokenVerifier(secret []byte) *tokenVerifier {
+	v := &tokenVerifier{secret: bytes.Clone(secret)}
+	v.pool.New = func() any { return &tokenScratch{mac: hmac.New(sha256.New, v.secret)} }
+	return v
 }
 
-// verifyToken checks token against secret at time now and returns its claims.
+// verifyToken checks one token with a verifier built for the purpose; the gateway keeps
+// its own verifier instead.
+func verifyToken(secret []byte, token string, now time.Time) (Claims, error) {
+	return newTokenVerifier(secret).verify(token, now)
+}
+
+// verify checks token against the secret at time now and returns its claims.
 //
 // The order matters: the size bound comes before any work; the header is read only to
 // refuse anything but HS256 (alg "none" and algorithm confusion) and critical extensions;
@@ -199,7 +199,7 @@ func tokenScratchPoolFor(secret []byte) *tokenScratchPool {
 // secret. The JSON reader is stricter than RFC 8259 requires (no duplicate member names,
 // no invalid UTF-8, no lone surrogates, bounded nesting) and accepts nothing that
 // encoding/json would refuse.
-func verifyToken(secret []byte, token string, now time.Time) (Claims, error) {
+func (v *tokenVerifier) verify(token string, now time.Time) (Claims, error) {
 	if len(token) > maxTokenBytes {
 		return Claims{}, tokenErr(errTokenTooLarge, "longer than 8192 bytes")
 	}
@@ -219,13 +219,12 @@ func verifyToken(secret []byte, token string, now time.Time) (Claims, error) {
 	if headerSeg == "" || payloadSeg == "" {
 		return Claims{}, tokenErr(errTokenMalformed, "empty segment")
 	}
-	if len(secret) == 0 {
+	if len(v.secret) == 0 {
 		return Claims{}, tokenErr(errTokenSignature, "no secret to verify with")
 	}
 
-	sp := tokenScratchPoolFor(secret)
-	s := sp.pool.Get().(*tokenScratch)
-	defer sp.pool.Put(s)
+	s := v.pool.Get().(*tokenScratch)
+	defer v.pool.Put(s)
 
 	header, ok := decodeSegment(s.dec[:], headerSeg)
 	if !ok {

@@ -373,6 +373,7 @@ type gateway struct {
 	metrics      *metrics
 	users        *userCache
 	hashes       *hashPool
+	tokens       *tokenVerifier
 	loginByIP    *limiter
 	loginByEmail *limiter
 	knownClients *knownClients
@@ -397,6 +398,7 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		metrics:      m,
 		users:        newUserCache(store, cfg.UserCacheTTL, cfg.UserStaleIfError, userCacheMaxEntries, m),
 		hashes:       newHashPool(runtime.GOMAXPROCS(0), cfg.BcryptQueueWait),
+		tokens:       newTokenVerifier(cfg.JWTSecret),
 		loginByIP:    newLimiter(cfg.LoginIPPerMinute/60, cfg.LoginIPBurst, limiterMaxKeys),
 		loginByEmail: newLimiter(cfg.LoginEmailPerMinute/60, cfg.LoginEmailBurst, limiterMaxKeys),
 		knownClients: newKnownClients(knownClientTTL, limiterMaxKeys),
