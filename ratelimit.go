@@ -3,7 +3,7 @@
 package main
 
 import (
-	"hash/maphash"
+	"container/list"
 	"math"
 	"net/netip"
 	"strconv"
@@ -23,7 +23,7 @@ import (
 //
 // Memory is bounded: at most maxKeys buckets exist. A bucket that is full again is the
 // same as no bucket, so idle ones are dropped lazily (each call looks at the
-// least-recently-touched bucket of its shard) and, when a shard is full of busy keys, the
+// least-recently-touched buckets) and, when the table is full of busy keys, the
 // least-recently-touched one is dropped rather than the table growing. An attacker who
 // spreads requests over more keys than maxKeys can therefore only make the limiter forget
 // the oldest buckets, never make it allocate without bound.
@@ -31,39 +31,22 @@ type limiter struct {
 	interval int64 // nanoseconds per token
 	maxAhead int64 // allow while tat-now <= maxAhead: (burst-1) intervals
 	epoch    time.Time
-	seed     maphash.Seed
-	mask     uint64
-	shards   []limiterShard
+	maxKeys  int
+
+	mu      sync.Mutex
+	buckets map[string]*list.Element // of *bucket
+	recent  list.List                // front: most recently touched
 }
 
-// limiterShard is one independently locked part of the key space. Buckets live in a
-// slice linked into a most-recently-touched list by index, so an existing key costs no
-// allocation and a bucket is no heap object of its own (only its key string is).
-type limiterShard struct {
-	mu   sync.Mutex
-	idx  map[string]int32
-	ent  []limiterEntry
-	free int32 // first free slot in ent (linked through next), -1 when none
-	head int32 // most recently touched, -1 when empty
-	tail int32 // least recently touched, -1 when empty
-	max  int
-	_    [64]byte // keep neighbouring shards' locks off one cache line
-}
-
-type limiterEntry struct {
-	key        string
-	tat        int64 // nanoseconds since limiter.epoch at which the bucket is full again
-	prev, next int32
+type bucket struct {
+	key string
+	tat int64 // nanoseconds since limiter.epoch at which the bucket is full again
 }
 
 const (
 	// defaultLimiterKeys bounds the table when the caller gives no bound: about 100k
 	// entries is a few MB, enough for every client of a busy gateway at once.
 	defaultLimiterKeys = 100_000
-	// limiterMinPerShard keeps shards big enough that evicting "the oldest of a shard" is
-	// still close to evicting the oldest overall.
-	limiterMinPerShard = 1024
-	limiterMaxShards   = 32
 	// limiterSweep is how many idle buckets one call may drop: bounded work per request,
 	// yet faster than new keys can arrive (one per call at most).
 	limiterSweep = 2
@@ -73,24 +56,11 @@ const (
 // most maxKeys keys (defaultLimiterKeys when maxKeys <= 0). It returns nil — the limit is
 // off — when burst <= 0 or perSecond <= 0.
 func newLimiter(perSecond float64, burst int, maxKeys int) *limiter {
-	if maxKeys <= 0 {
-		maxKeys = defaultLimiterKeys
-	}
-	shards := 1
-	for shards*2 <= limiterMaxShards && shards*2*limiterMinPerShard <= maxKeys {
-		shards *= 2
-	}
-	return newLimiterShards(perSecond, burst, maxKeys, shards)
-}
-
-// newLimiterShards is newLimiter with an explicit shard count (a power of two), so the
-// benchmark can compare one lock against several.
-func newLimiterShards(perSecond float64, burst int, maxKeys int, shards int) *limiter {
 	if burst <= 0 || perSecond <= 0 || math.IsNaN(perSecond) {
 		return nil
 	}
-	if shards < 1 || shards&(shards-1) != 0 || shards > maxKeys {
-		shards = 1
+	if maxKeys <= 0 {
+		maxKeys = defaultLimiterKeys
 	}
 	// Clamp the interval so 2*burst intervals still fit an int64 with room to spare;
 	// only absurd settings (one token per century) reach either bound.
@@ -99,31 +69,18 @@ func newLimiterShards(perSecond float64, burst int, maxKeys int, shards int) *li
 		iv = hi
 	}
 	interval := max(int64(iv), 1)
-	l := &limiter{
+	return &limiter{
 		interval: interval,
 		maxAhead: int64(burst-1) * interval,
 		epoch:    time.Now(),
-		seed:     maphash.MakeSeed(),
-		mask:     uint64(shards - 1),
-		shards:   make([]limiterShard, shards),
+		maxKeys:  maxKeys,
+		buckets:  make(map[string]*list.Element),
 	}
-	per := maxKeys / shards // floor, so the sum over shards never exceeds maxKeys
-	for i := range l.shards {
-		s := &l.shards[i]
-		s.idx = make(map[string]int32)
-		s.free, s.head, s.tail = -1, -1, -1
-		s.max = per
-	}
-	return l
 }
 
 // nanos places now on the limiter's own time line. Sub uses the monotonic clock when both
 // times carry it (real calls) and the wall clock otherwise (tests with a fake now).
 func (l *limiter) nanos(now time.Time) int64 { return int64(now.Sub(l.epoch)) }
-
-func (l *limiter) shard(key string) *limiterShard {
-	return &l.shards[maphash.String(l.seed, key)&l.mask]
-}
 
 // allow takes one token from key's bucket. When none is available it takes nothing and
 // returns false with the time until one will be.
@@ -132,23 +89,30 @@ func (l *limiter) allow(key string, now time.Time) (ok bool, retryAfter time.Dur
 		return true, 0
 	}
 	t := l.nanos(now)
-	s := l.shard(key)
-	s.mu.Lock()
-	i, found := s.idx[key]
-	if !found {
-		i = s.insert(key, t)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, found := l.buckets[key]
+	if found {
+		l.recent.MoveToFront(e)
+	} else {
+		if len(l.buckets) >= l.maxKeys {
+			l.remove(l.recent.Back())
+		}
+		// Clone: the caller's key may be a slice of a much larger string (a request body or
+		// header block) that the table must not keep alive.
+		key = strings.Clone(key)
+		e = l.recent.PushFront(&bucket{key: key, tat: t})
+		l.buckets[key] = e
 	}
-	e := &s.ent[i]
-	tat := max(e.tat, t)
+	b := e.Value.(*bucket)
+	tat := max(b.tat, t)
 	if ahead := tat - t; ahead > l.maxAhead {
 		retryAfter = time.Duration(ahead - l.maxAhead)
 	} else {
-		e.tat = tat + l.interval
+		b.tat = tat + l.interval
 		ok = true
 	}
-	s.touch(i)
-	s.sweep(t, i)
-	s.mu.Unlock()
+	l.sweep(t)
 	return ok, retryAfter
 }
 
@@ -159,19 +123,15 @@ func (l *limiter) check(key string, now time.Time) (ok bool, retryAfter time.Dur
 		return true, 0
 	}
 	t := l.nanos(now)
-	s := l.shard(key)
-	s.mu.Lock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	ok = true
-	i, found := s.idx[key]
-	if found {
-		if ahead := max(s.ent[i].tat, t) - t; ahead > l.maxAhead {
+	if e, found := l.buckets[key]; found {
+		if ahead := max(e.Value.(*bucket).tat, t) - t; ahead > l.maxAhead {
 			ok, retryAfter = false, time.Duration(ahead-l.maxAhead)
 		}
-	} else {
-		i = -1
 	}
-	s.sweep(t, i)
-	s.mu.Unlock()
+	l.sweep(t)
 	return ok, retryAfter
 }
 
@@ -181,12 +141,11 @@ func (l *limiter) refund(key string) {
 	if l == nil {
 		return
 	}
-	s := l.shard(key)
-	s.mu.Lock()
-	if i, found := s.idx[key]; found {
-		s.ent[i].tat -= l.interval
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, found := l.buckets[key]; found {
+		e.Value.(*bucket).tat -= l.interval
 	}
-	s.mu.Unlock()
 }
 
 // reset forgets key, giving it a full bucket again (e.g. after a successful login).
@@ -194,12 +153,11 @@ func (l *limiter) reset(key string) {
 	if l == nil {
 		return
 	}
-	s := l.shard(key)
-	s.mu.Lock()
-	if i, found := s.idx[key]; found {
-		s.remove(i)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, found := l.buckets[key]; found {
+		l.remove(e)
 	}
-	s.mu.Unlock()
 }
 
 // len is the number of buckets held, for tests and metrics.
@@ -207,92 +165,26 @@ func (l *limiter) len() int {
 	if l == nil {
 		return 0
 	}
-	n := 0
-	for i := range l.shards {
-		s := &l.shards[i]
-		s.mu.Lock()
-		n += len(s.idx)
-		s.mu.Unlock()
-	}
-	return n
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
 }
 
-// insert adds key with a full bucket at time t and returns its slot, first dropping the
-// least recently touched bucket when the shard is at its bound.
-func (s *limiterShard) insert(key string, t int64) int32 {
-	if len(s.idx) >= s.max && s.tail >= 0 {
-		s.remove(s.tail)
-	}
-	var i int32
-	if s.free >= 0 {
-		i = s.free
-		s.free = s.ent[i].next
-	} else {
-		s.ent = append(s.ent, limiterEntry{})
-		i = int32(len(s.ent) - 1)
-	}
-	// Clone: the caller's key may be a slice of a much larger string (a request body or
-	// header block) that the table must not keep alive.
-	key = strings.Clone(key)
-	s.ent[i] = limiterEntry{key: key, tat: t, prev: -1, next: s.head}
-	if s.head >= 0 {
-		s.ent[s.head].prev = i
-	}
-	s.head = i
-	if s.tail < 0 {
-		s.tail = i
-	}
-	s.idx[key] = i
-	return i
-}
-
-// touch moves slot i to the front of the recency list.
-func (s *limiterShard) touch(i int32) {
-	if s.head == i {
-		return
-	}
-	s.unlink(i)
-	s.ent[i].prev, s.ent[i].next = -1, s.head
-	if s.head >= 0 {
-		s.ent[s.head].prev = i
-	}
-	s.head = i
-	if s.tail < 0 {
-		s.tail = i
-	}
-}
-
-func (s *limiterShard) unlink(i int32) {
-	e := &s.ent[i]
-	if e.prev >= 0 {
-		s.ent[e.prev].next = e.next
-	} else {
-		s.head = e.next
-	}
-	if e.next >= 0 {
-		s.ent[e.next].prev = e.prev
-	} else {
-		s.tail = e.prev
-	}
-	e.prev, e.next = -1, -1
-}
-
-func (s *limiterShard) remove(i int32) {
-	delete(s.idx, s.ent[i].key)
-	s.unlink(i)
-	s.ent[i] = limiterEntry{prev: -1, next: s.free} // drop the key string for the GC
-	s.free = i
+func (l *limiter) remove(e *list.Element) {
+	delete(l.buckets, e.Value.(*bucket).key)
+	l.recent.Remove(e)
 }
 
 // sweep drops up to limiterSweep idle buckets (full again at t) from the old end of the
-// recency list, never the slot keep the caller is using.
-func (s *limiterShard) sweep(t int64, keep int32) {
-	for n := 0; n < limiterSweep; n++ {
-		i := s.tail
-		if i < 0 || i == keep || s.ent[i].tat > t {
+// recency list. An idle bucket is the same as none, so dropping even the caller's own,
+// after its answer was decided, changes nothing.
+func (l *limiter) sweep(t int64) {
+	for range limiterSweep {
+		e := l.recent.Back()
+		if e == nil || e.Value.(*bucket).tat > t {
 			return
 		}
-		s.remove(i)
+		l.remove(e)
 	}
 }
 

@@ -212,7 +212,7 @@ func TestLimiterStaysWithinMaxKeysUnder100kKeys(t *testing.T) {
 }
 
 func TestLimiterEvictsOldestTouchedWhenFull(t *testing.T) {
-	l := newLimiter(1, 1, 3) // one shard of three
+	l := newLimiter(1, 1, 3)
 	for _, k := range []string{"a", "b", "c"} {
 		l.allow(k, limiterT0)
 	}
@@ -231,9 +231,6 @@ func TestLimiterEvictsOldestTouchedWhenFull(t *testing.T) {
 
 func TestLimiterDropsIdleBuckets(t *testing.T) {
 	l := newLimiter(1, 2, 100_000)
-	if len(l.shards) < 2 {
-		t.Fatalf("expected a sharded limiter, got %d shard", len(l.shards))
-	}
 	for i := 0; i < 5000; i++ {
 		l.allow("ip-"+strconv.Itoa(i), limiterT0)
 	}
@@ -316,65 +313,23 @@ func TestRetryAfterSecondsRoundsUpToWholeSeconds(t *testing.T) {
 	}
 }
 
-// checkLimiterInvariants walks every shard's recency list and free list and checks they
-// agree with the index.
+// checkLimiterInvariants checks that the recency list and the index agree and stay within
+// the bound.
 func checkLimiterInvariants(t *testing.T, l *limiter) {
 	t.Helper()
-	total := 0
-	for si := range l.shards {
-		s := &l.shards[si]
-		s.mu.Lock()
-		n := 0
-		prev := int32(-1)
-		for i := s.head; i >= 0; i = s.ent[i].next {
-			if s.ent[i].prev != prev {
-				t.Fatalf("shard %d: slot %d prev = %d, want %d", si, i, s.ent[i].prev, prev)
-			}
-			if j, ok := s.idx[s.ent[i].key]; !ok || j != i {
-				t.Fatalf("shard %d: slot %d key %q not indexed to it", si, i, s.ent[i].key)
-			}
-			prev = i
-			n++
-			if n > len(s.ent) {
-				t.Fatalf("shard %d: recency list loops", si)
-			}
-		}
-		if s.tail != prev {
-			t.Fatalf("shard %d: tail = %d, want %d", si, s.tail, prev)
-		}
-		if n != len(s.idx) {
-			t.Fatalf("shard %d: list has %d slots, index %d", si, n, len(s.idx))
-		}
-		if n > s.max {
-			t.Fatalf("shard %d: %d keys over bound %d", si, n, s.max)
-		}
-		nfree := 0
-		for i := s.free; i >= 0; i = s.ent[i].next {
-			if s.ent[i].key != "" {
-				t.Fatalf("shard %d: free slot %d keeps key %q", si, i, s.ent[i].key)
-			}
-			nfree++
-			if nfree > len(s.ent) {
-				t.Fatalf("shard %d: free list loops", si)
-			}
-		}
-		if n+nfree != len(s.ent) {
-			t.Fatalf("shard %d: %d used + %d free != %d slots", si, n, nfree, len(s.ent))
-		}
-		total += n
-		s.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.recent.Len(); n != len(l.buckets) {
+		t.Fatalf("recency list has %d buckets, index %d", n, len(l.buckets))
 	}
-	if total > l.shardsMax() {
-		t.Fatalf("%d keys over bound %d", total, l.shardsMax())
+	for e := l.recent.Front(); e != nil; e = e.Next() {
+		if l.buckets[e.Value.(*bucket).key] != e {
+			t.Fatalf("bucket %q not indexed to its list element", e.Value.(*bucket).key)
+		}
 	}
-}
-
-func (l *limiter) shardsMax() int {
-	n := 0
-	for i := range l.shards {
-		n += l.shards[i].max
+	if len(l.buckets) > l.maxKeys {
+		t.Fatalf("%d keys over bound %d", len(l.buckets), l.maxKeys)
 	}
-	return n
 }
 
 // FuzzLimiterOps drives a small limiter with an arbitrary sequence of calls and checks
@@ -384,7 +339,7 @@ func FuzzLimiterOps(f *testing.F) {
 	f.Add([]byte("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), uint8(1), uint8(1))
 	f.Add([]byte{0x80, 0x81, 0x42, 0xff, 0x00, 0x13, 0x37, 0xc0, 0xde}, uint8(4), uint8(7))
 	f.Fuzz(func(t *testing.T, ops []byte, maxKeys uint8, burst uint8) {
-		l := newLimiterShards(2, int(burst%8)+1, int(maxKeys%9)+1, 1)
+		l := newLimiter(2, int(burst%8)+1, int(maxKeys%9)+1)
 		now := limiterT0
 		for _, b := range ops {
 			key := "k" + strconv.Itoa(int(b&0x0f))
@@ -415,38 +370,24 @@ func FuzzLimiterOps(f *testing.F) {
 	})
 }
 
-// BenchmarkLimiterAllow measures allow on existing keys from parallel goroutines, with one
-// lock and with the default sharding.
+// BenchmarkLimiterAllow measures allow on existing keys from parallel goroutines.
 func BenchmarkLimiterAllow(b *testing.B) {
 	keys := make([]string, 4096)
 	for i := range keys {
 		keys[i] = "203.0.113." + strconv.Itoa(i)
 	}
-	for _, shards := range []int{1, 0} {
-		name := "shards=default"
-		if shards == 1 {
-			name = "shards=1"
-		}
-		b.Run(name, func(b *testing.B) {
-			var l *limiter
-			if shards == 0 {
-				l = newLimiter(1, 1<<20, 100_000)
-			} else {
-				l = newLimiterShards(1, 1<<20, 100_000, shards)
-			}
-			for _, k := range keys {
-				l.allow(k, time.Now())
-			}
-			var seq atomic.Uint32
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := int(seq.Add(1)) * 977
-				for pb.Next() {
-					l.allow(keys[i%len(keys)], time.Now())
-					i++
-				}
-			})
-		})
+	l := newLimiter(1, 1<<20, 100_000)
+	for _, k := range keys {
+		l.allow(k, time.Now())
 	}
+	var seq atomic.Uint32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seq.Add(1)) * 977
+		for pb.Next() {
+			l.allow(keys[i%len(keys)], time.Now())
+			i++
+		}
+	})
 }
