@@ -13,6 +13,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,9 +49,6 @@ const (
 	// traceExportTimeout bounds one export request. While it runs the queue keeps filling,
 	// so a collector that never answers costs the spans that overflow, not memory or requests.
 	traceExportTimeout = 5 * time.Second
-	// traceMaxAttrs is the most attributes any span here carries; fixed so a span is one
-	// allocation.
-	traceMaxAttrs = 8
 	// traceWarnInterval rate-limits the warning about failed exports.
 	traceWarnInterval = time.Minute
 )
@@ -95,22 +93,6 @@ const (
 	statusError uint8 = 2
 )
 
-type attrType uint8
-
-const (
-	attrString attrType = iota
-	attrInt
-	attrBool
-)
-
-// attr is one span attribute; typ says which of str and num holds the value.
-type attr struct {
-	key string
-	str string
-	num int64
-	typ attrType
-}
-
 // traceSpan is one finished-or-running span. Its ids are kept as the lower-case hex the OTLP JSON
 // mapping and W3C traceparent both use, so nothing is converted on the request path.
 type traceSpan struct {
@@ -125,33 +107,30 @@ type traceSpan struct {
 	end       time.Time
 	status    uint8
 	statusMsg string
-	attrs     [traceMaxAttrs]attr
-	nattrs    int
+	attrs     []otlpAttr
 	ended     atomic.Bool
 }
 
+// The setters copy the value inside the nil check, so that an untraced request (a nil
+// span) allocates nothing.
 func (s *traceSpan) setString(key, value string) {
-	if s != nil && s.nattrs < traceMaxAttrs {
-		s.attrs[s.nattrs] = attr{key: key, str: value, typ: attrString}
-		s.nattrs++
+	if s != nil {
+		v := value
+		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{String: &v}})
 	}
 }
 
 func (s *traceSpan) setInt(key string, value int64) {
-	if s != nil && s.nattrs < traceMaxAttrs {
-		s.attrs[s.nattrs] = attr{key: key, num: value, typ: attrInt}
-		s.nattrs++
+	if s != nil {
+		v := value
+		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{Int: &v}})
 	}
 }
 
 func (s *traceSpan) setBool(key string, value bool) {
-	if s != nil && s.nattrs < traceMaxAttrs {
-		var n int64
-		if value {
-			n = 1
-		}
-		s.attrs[s.nattrs] = attr{key: key, num: n, typ: attrBool}
-		s.nattrs++
+	if s != nil {
+		v := value
+		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{Bool: &v}})
 	}
 }
 
@@ -273,7 +252,7 @@ type tracer struct {
 	client    *http.Client
 	log       *slog.Logger
 	m         *metrics
-	resource  []byte // the payload up to the first span, encoded once
+	version   string // service.version
 
 	queue    chan *traceSpan
 	interval time.Duration
@@ -343,7 +322,7 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 		t.threshold = uint64(r * (1 << 63) * 2) // r < 1, so this stays below 2^64
 	}
 	t.exportCtx, t.abort = context.WithCancel(context.Background())
-	t.resource = appendResource(nil, serviceVersion())
+	t.version = serviceVersion()
 	go t.run()
 	return t
 }
@@ -440,35 +419,27 @@ func (t *tracer) run() {
 	tick := time.NewTicker(t.interval)
 	defer tick.Stop()
 	batch := make([]*traceSpan, 0, traceBatchSize)
-	var buf []byte
 	send := func() {
 		if len(batch) > 0 {
-			buf = t.export(buf, batch)
+			t.export(batch)
 			clear(batch)
 			batch = batch[:0]
+		}
+	}
+	add := func(s *traceSpan) {
+		if batch = append(batch, s); len(batch) == traceBatchSize {
+			send()
 		}
 	}
 	for {
 		select {
 		case s := <-t.queue:
-			batch = append(batch, s)
-			if len(batch) == traceBatchSize {
-				send()
-			}
+			add(s)
 		case <-tick.C:
 			send()
 		case <-t.stopping:
-			for {
-				select {
-				case s := <-t.queue:
-					batch = append(batch, s)
-					if len(batch) == traceBatchSize {
-						send()
-					}
-					continue
-				default:
-				}
-				break
+			for len(t.queue) > 0 { // this goroutine is the queue's only reader
+				add(<-t.queue)
 			}
 			send()
 			return
@@ -476,18 +447,16 @@ func (t *tracer) run() {
 	}
 }
 
-// export posts one batch and returns the (reusable) encoding buffer. A batch the collector
-// did not accept is dropped and counted: no retries, so a struggling collector is not
-// hammered and memory stays bounded.
-func (t *tracer) export(buf []byte, batch []*traceSpan) []byte {
+// export posts one batch. A batch the collector did not accept is dropped and counted: no
+// retries, so a struggling collector is not hammered and memory stays bounded.
+func (t *tracer) export(batch []*traceSpan) {
 	if t.exportCtx.Err() != nil { // shutdown ran out of time
 		t.m.traceSpansDropped("shutdown", len(batch))
-		return buf
+		return
 	}
-	buf = appendExport(buf[:0], t.resource, batch)
 	ctx, cancel := context.WithTimeout(t.exportCtx, traceExportTimeout)
 	defer cancel()
-	rejected, err := t.post(ctx, buf)
+	rejected, err := t.post(ctx, t.encode(batch))
 	switch {
 	case err != nil:
 		reason := "export_failed"
@@ -500,7 +469,6 @@ func (t *tracer) export(buf []byte, batch []*traceSpan) []byte {
 		t.m.traceSpansDropped("rejected", int(min(rejected, int64(len(batch)))))
 		t.warn("trace collector rejected spans", slog.Int64("spans", rejected))
 	}
-	return buf
 }
 
 // maxExportResponse bounds how much of a collector's answer is read.
@@ -530,20 +498,15 @@ func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err err
 // partialSuccessRejected reads partialSuccess.rejectedSpans from an ExportTraceServiceResponse
 // in the JSON mapping (an int64, so a string, though some collectors write a number).
 func partialSuccessRejected(answer []byte) int64 {
-	i := bytes.Index(answer, []byte(`"rejectedSpans"`))
-	if i < 0 {
+	var r struct {
+		PartialSuccess struct {
+			RejectedSpans json.Number `json:"rejectedSpans"`
+		} `json:"partialSuccess"`
+	}
+	if json.Unmarshal(answer, &r) != nil {
 		return 0
 	}
-	rest := bytes.TrimLeft(answer[i+len(`"rejectedSpans"`):], " \t\r\n:")
-	rest = bytes.TrimLeft(rest, `"`)
-	end := 0
-	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
-		end++
-	}
-	n, err := strconv.ParseInt(string(rest[:end]), 10, 64)
-	if err != nil {
-		return 0
-	}
+	n, _ := r.PartialSuccess.RejectedSpans.Int64()
 	return n
 }
 
@@ -665,92 +628,80 @@ func (b *spanBody) Close() error {
 // base64), 64-bit integers (times, int attributes) as decimal strings, enums as integers,
 // attribute values wrapped in their type ({"stringValue": …}).
 
-// appendResource writes the start of an ExportTraceServiceRequest up to the spans array.
-func appendResource(b []byte, version string) []byte {
-	b = append(b, `{"resourceSpans":[{"resource":{"attributes":[`...)
-	b = appendStringAttr(b, "service.name", traceServiceName)
-	b = append(b, ',')
-	b = appendStringAttr(b, "service.version", version)
-	b = append(b, `]},"scopeSpans":[{"scope":{"name":`...)
-	b = appendJSONString(b, traceServiceName)
-	b = append(b, `,"version":`...)
-	b = appendJSONString(b, version)
-	return append(b, `},"spans":[`...)
+type otlpExport struct {
+	ResourceSpans []otlpResourceSpans `json:"resourceSpans"`
 }
 
-// appendExport writes a whole ExportTraceServiceRequest for batch.
-func appendExport(b, resource []byte, batch []*traceSpan) []byte {
-	b = append(b, resource...)
+type otlpResourceSpans struct {
+	Resource struct {
+		Attributes []otlpAttr `json:"attributes"`
+	} `json:"resource"`
+	ScopeSpans []otlpScopeSpans `json:"scopeSpans"`
+}
+
+type otlpScopeSpans struct {
+	Scope struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"scope"`
+	Spans []otlpSpanJSON `json:"spans"`
+}
+
+type otlpSpanJSON struct {
+	TraceID      string      `json:"traceId"`
+	SpanID       string      `json:"spanId"`
+	ParentSpanID string      `json:"parentSpanId,omitempty"`
+	Name         string      `json:"name"`
+	Kind         spanKind    `json:"kind"`
+	Start        int64       `json:"startTimeUnixNano,string"`
+	End          int64       `json:"endTimeUnixNano,string"`
+	Attributes   []otlpAttr  `json:"attributes"`
+	Status       *otlpStatus `json:"status,omitempty"`
+}
+
+type otlpStatus struct {
+	Code    uint8  `json:"code"`
+	Message string `json:"message,omitempty"`
+}
+
+type otlpAttr struct {
+	Key   string    `json:"key"`
+	Value otlpValue `json:"value"`
+}
+
+// otlpValue is an AnyValue: exactly one field is set.
+type otlpValue struct {
+	String *string `json:"stringValue,omitempty"`
+	Int    *int64  `json:"intValue,omitempty,string"`
+	Bool   *bool   `json:"boolValue,omitempty"`
+}
+
+// encode writes a whole ExportTraceServiceRequest for batch.
+func (t *tracer) encode(batch []*traceSpan) []byte {
+	version := t.version
+	rs := otlpResourceSpans{ScopeSpans: make([]otlpScopeSpans, 1)}
+	for _, a := range [][2]string{{"service.name", traceServiceName}, {"service.version", version}} {
+		rs.Resource.Attributes = append(rs.Resource.Attributes, otlpAttr{a[0], otlpValue{String: &a[1]}})
+	}
+	scope := &rs.ScopeSpans[0]
+	scope.Scope.Name, scope.Scope.Version = traceServiceName, version
+	scope.Spans = make([]otlpSpanJSON, len(batch))
 	for i, s := range batch {
-		if i > 0 {
-			b = append(b, ',')
+		out := otlpSpanJSON{TraceID: string(s.traceID[:]), SpanID: string(s.spanID[:]), Name: s.name, Kind: s.kind,
+			Start: s.start.UnixNano(), End: s.end.UnixNano(), Attributes: s.attrs}
+		if s.hasParent {
+			out.ParentSpanID = string(s.parentID[:])
 		}
-		b = appendSpan(b, s)
-	}
-	return append(b, `]}]}]}`...)
-}
-
-func appendSpan(b []byte, s *traceSpan) []byte {
-	b = append(b, `{"traceId":"`...)
-	b = append(b, s.traceID[:]...)
-	b = append(b, `","spanId":"`...)
-	b = append(b, s.spanID[:]...)
-	b = append(b, '"')
-	if s.hasParent {
-		b = append(b, `,"parentSpanId":"`...)
-		b = append(b, s.parentID[:]...)
-		b = append(b, '"')
-	}
-	b = append(b, `,"name":`...)
-	b = appendJSONString(b, s.name)
-	b = append(b, `,"kind":`...)
-	b = strconv.AppendUint(b, uint64(s.kind), 10)
-	b = append(b, `,"startTimeUnixNano":"`...)
-	b = strconv.AppendInt(b, s.start.UnixNano(), 10)
-	b = append(b, `","endTimeUnixNano":"`...)
-	b = strconv.AppendInt(b, s.end.UnixNano(), 10)
-	b = append(b, `","attributes":[`...)
-	for i := range s.nattrs {
-		if i > 0 {
-			b = append(b, ',')
+		if out.Attributes == nil {
+			out.Attributes = []otlpAttr{}
 		}
-		a := &s.attrs[i]
-		switch a.typ {
-		case attrInt:
-			b = append(b, `{"key":`...)
-			b = appendJSONString(b, a.key)
-			b = append(b, `,"value":{"intValue":"`...)
-			b = strconv.AppendInt(b, a.num, 10)
-			b = append(b, `"}}`...)
-		case attrBool:
-			b = append(b, `{"key":`...)
-			b = appendJSONString(b, a.key)
-			b = append(b, `,"value":{"boolValue":`...)
-			b = strconv.AppendBool(b, a.num != 0)
-			b = append(b, `}}`...)
-		default:
-			b = appendStringAttr(b, a.key, a.str)
+		if s.status != statusUnset {
+			out.Status = &otlpStatus{s.status, s.statusMsg}
 		}
+		scope.Spans[i] = out
 	}
-	b = append(b, ']')
-	if s.status != statusUnset {
-		b = append(b, `,"status":{"code":`...)
-		b = strconv.AppendUint(b, uint64(s.status), 10)
-		if s.statusMsg != "" {
-			b = append(b, `,"message":`...)
-			b = appendJSONString(b, s.statusMsg)
-		}
-		b = append(b, '}')
-	}
-	return append(b, '}')
-}
-
-func appendStringAttr(b []byte, key, value string) []byte {
-	b = append(b, `{"key":`...)
-	b = appendJSONString(b, key)
-	b = append(b, `,"value":{"stringValue":`...)
-	b = appendJSONString(b, value)
-	return append(b, `}}`...)
+	b, _ := json.Marshal(otlpExport{[]otlpResourceSpans{rs}}) // plain structs cannot fail to encode
+	return b
 }
 
 // ---- Configuration ----------------------------------------------------------------------
