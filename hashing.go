@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,11 +78,6 @@ type hashPolicy struct {
 
 var defaultHashPolicy = hashPolicy{niceDelta: hashNiceDelta, ownProcs: true}
 
-// init keeps the main thread for the main goroutine. A hashing worker scheduled there would
-// lower the priority of the process's main thread and, since Go never ends that thread,
-// leave it wedged at that priority when the worker exits.
-func init() { runtime.LockOSThread() }
-
 // procsMu serialises GOMAXPROCS read-modify-write between pools.
 var procsMu sync.Mutex
 
@@ -100,7 +97,7 @@ func newHashPoolWith(workers int, queueWait time.Duration, policy hashPolicy) *h
 		queueWait: queueWait,
 		quit:      make(chan struct{}),
 	}
-	if policy.ownProcs {
+	if policy.ownProcs { // see hashPool: the workers must not take the program's Ps
 		p.procs = workers
 		addProcs(workers)
 	}
@@ -121,11 +118,25 @@ func addProcs(delta int) {
 }
 
 func (p *hashPool) work(niceDelta int, ready *sync.WaitGroup) {
-	defer p.wg.Done()
 	// Never unlocked: when this goroutine returns, the runtime ends the thread with it, so
 	// the lowered priority cannot leak to a thread that later runs ordinary goroutines.
 	// (New threads are never cloned from a locked one, so none inherits it either.)
 	runtime.LockOSThread()
+	if niceDelta > 0 && onMainThread() {
+		// The runtime never ends the main thread (it wedges it instead), so a lowered
+		// priority would outlive the worker there. Start again on another thread: while
+		// this goroutine holds the main thread, the new one cannot be scheduled on it.
+		moved := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(moved)
+			p.work(niceDelta, ready)
+		}()
+		<-moved
+		runtime.UnlockOSThread()
+		return
+	}
+	defer p.wg.Done()
 	if niceDelta > 0 {
 		lowerThreadPriority(niceDelta)
 	}
@@ -165,6 +176,16 @@ func lowerThreadPriority(delta int) {
 		return
 	}
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, min(20-prio+delta, 19))
+}
+
+// onMainThread reports whether the calling goroutine, locked to its thread, runs on the
+// process's main thread (whose thread id is the process id on Linux).
+func onMainThread() bool {
+	if runtime.GOOS != "linux" {
+		return false // lowerThreadPriority does nothing elsewhere
+	}
+	self, err := os.Readlink("/proc/thread-self") // "<pid>/task/<tid>"
+	return err == nil && strings.HasSuffix(self, "/task/"+strconv.Itoa(os.Getpid()))
 }
 
 // close stops the workers (after any bcrypt in progress) and gives back their

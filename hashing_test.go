@@ -475,6 +475,9 @@ func TestHashWorkersRunOnLowPriorityThreads(t *testing.T) {
 		t.Fatalf("jobs ran on %d threads, want one per worker (%d)", len(tids), workers)
 	}
 	for tid, nice := range tids {
+		if tid == os.Getpid() {
+			t.Errorf("a worker runs on the main thread, which outlives it at a lowered priority")
+		}
 		if nice != hashNiceDelta {
 			t.Errorf("worker thread %d at nice %d, want %d", tid, nice, hashNiceDelta)
 		}
