@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -217,8 +218,9 @@ func (p *hashPool) compare(ctx context.Context, hash string, password string) (b
 
 // compareAs is compare for a caller of the given class.
 func (p *hashPool) compareAs(ctx context.Context, class hashClass, hash string, password string) (bool, error) {
-	if !wellFormedBcrypt(hash) {
-		return false, p.compareDummyAs(ctx, class, password)
+	wellFormed := wellFormedBcrypt(hash)
+	if !wellFormed {
+		hash = dummyHash // one real comparison: fails in the time of a wrong password
 	}
 	var match bool
 	err := p.runAs(ctx, class, func() {
@@ -227,20 +229,7 @@ func (p *hashPool) compareAs(ctx context.Context, class hashClass, hash string, 
 	if err != nil {
 		return false, err
 	}
-	return match, nil
-}
-
-// compareDummy spends one bcrypt comparison on password against dummyHash and reveals
-// nothing about the result: for a login whose user is unknown or inactive, so it fails
-// in the same time as a wrong password. Errors are those of compare.
-func (p *hashPool) compareDummy(ctx context.Context, password string) error {
-	return p.compareDummyAs(ctx, hashOrdinary, password)
-}
-
-func (p *hashPool) compareDummyAs(ctx context.Context, class hashClass, password string) error {
-	return p.runAs(ctx, class, func() {
-		_ = bcrypt.CompareHashAndPassword([]byte(dummyHash), bcryptPassword(password))
-	})
+	return match && wellFormed, nil
 }
 
 // hash returns a new cost-12 bcrypt hash of password, in passlib's "$2b$" form, for
@@ -332,30 +321,10 @@ func bcryptPassword(password string) []byte {
 	return []byte(password[:min(len(password), bcryptMaxPassword)])
 }
 
-// wellFormedBcrypt reports whether h is exactly a modular-crypt bcrypt hash:
-// "$2a$" / "$2b$" / "$2y$", a two-digit cost from 4 to maxCompareCost, "$", then 53
-// characters of bcrypt's base64 (22 of salt, 31 of hash). x/crypto/bcrypt alone would
-// accept trailing bytes after a valid hash and any version letter.
-func wellFormedBcrypt(h string) bool {
-	if len(h) != 60 || h[0] != '$' || h[1] != '2' || h[3] != '$' || h[6] != '$' {
-		return false
-	}
-	switch h[2] {
-	case 'a', 'b', 'y':
-	default:
-		return false
-	}
-	if h[4] < '0' || h[4] > '9' || h[5] < '0' || h[5] > '9' {
-		return false
-	}
-	if cost := int(h[4]-'0')*10 + int(h[5]-'0'); cost < bcrypt.MinCost || cost > maxCompareCost {
-		return false
-	}
-	for i := 7; i < len(h); i++ {
-		c := h[i]
-		if !(c == '.' || c == '/' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
+// bcryptHash is exactly a modular-crypt bcrypt hash: "$2a$" / "$2b$" / "$2y$", a two-digit
+// cost from 04 (bcrypt.MinCost) to 16 (maxCompareCost), "$", then 53 characters of
+// bcrypt's base64 (22 of salt, 31 of hash). x/crypto/bcrypt alone would accept trailing
+// bytes after a valid hash and any version letter.
+var bcryptHash = regexp.MustCompile(`^\$2[aby]\$(0[4-9]|1[0-6])\$[./A-Za-z0-9]{53}$`)
+
+func wellFormedBcrypt(h string) bool { return bcryptHash.MatchString(h) }
