@@ -63,17 +63,9 @@ var b64url = base64.RawURLEncoding.Strict()
 // tokenHeaderSegment is the encoded header of every token signToken issues.
 var tokenHeaderSegment = b64url.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
-// tokenError carries a fixed reason next to its sentinel. Reasons never quote the token,
-// so errors are safe to log.
-type tokenError struct {
-	kind   error
-	reason string
-}
-
-func (e *tokenError) Error() string { return e.kind.Error() + ": " + e.reason }
-func (e *tokenError) Unwrap() error { return e.kind }
-
-func tokenErr(kind error, reason string) error { return &tokenError{kind: kind, reason: reason} }
+// tokenErr wraps kind with a fixed reason. Reasons never quote the token, so errors are
+// safe to log.
+func tokenErr(kind error, reason string) error { return fmt.Errorf("%w: %s", kind, reason) }
 
 // signToken returns a compact HS256 JWS of c. UUIDs are written in lower case; company_id,
 // name, roles, nbf and auth_time are written only when set.

@@ -233,13 +233,11 @@ func startDBSpan(ctx context.Context) *traceSpan {
 
 // finishDB ends a store call's span; "no rows" is an answer, not a failure.
 func (s *traceSpan) finishDB(err *error) {
-	if s == nil {
-		return
+	if errors.Is(*err, pgx.ErrNoRows) {
+		s.finish()
+	} else {
+		s.finishErr(*err)
 	}
-	if *err != nil && !errors.Is(*err, pgx.ErrNoRows) {
-		s.fail(errorType(*err))
-	}
-	s.finish()
 }
 
 // tracer owns the export queue and the goroutine that empties it. A nil *tracer is export
