@@ -124,10 +124,7 @@ var operatorCommands = []*operatorCommand{
 			fs.StringVar(&a.role, "role", "user", "the user's `ROLE`")
 			fs.StringVar(&a.company, "company", "", "`UUID` of the company the user belongs to (printed by company create)")
 		},
-		check: func(a *operatorArgs) error {
-			if err := checkEmail(a); err != nil {
-				return err
-			}
+		check: checks(checkEmail, func(a *operatorArgs) error {
 			a.name, a.role = strings.TrimSpace(a.name), strings.TrimSpace(a.role)
 			if a.role == "" {
 				return errors.New("-role must not be empty")
@@ -137,7 +134,7 @@ var operatorCommands = []*operatorCommand{
 			}
 			a.company = strings.ToLower(a.company)
 			return nil
-		},
+		}),
 		run: runUserCreate,
 	},
 	{
@@ -193,21 +190,15 @@ var operatorCommands = []*operatorCommand{
 			fs.StringVar(&a.role, "role", "user", "the `ROLE` the user gets on joining: user or admin")
 			fs.IntVar(&a.days, "days", defaultInvitationDays, fmt.Sprintf("the invitation expires after `N` days (1 to %d)", maxInvitationDays))
 		},
-		check: func(a *operatorArgs) error {
-			if err := checkCompany(a); err != nil {
-				return err
-			}
-			if err := checkEmail(a); err != nil {
-				return err
-			}
-			if a.role != "user" && a.role != "admin" {
+		check: checks(checkCompany, checkEmail, func(a *operatorArgs) error {
+			if !knownRole(a.role) {
 				return fmt.Errorf("-role %q must be user or admin", a.role)
 			}
 			if a.days < 1 || a.days > maxInvitationDays {
 				return fmt.Errorf("-days %d must be between 1 and %d", a.days, maxInvitationDays)
 			}
 			return nil
-		},
+		}),
 		run: runInviteCreate,
 	},
 	{
@@ -227,13 +218,8 @@ var operatorCommands = []*operatorCommand{
 			companyFlag(fs, a)
 			idFlag("the invitation's `UUID` (required; printed by invite create and invite list)")(fs, a)
 		},
-		check: func(a *operatorArgs) error {
-			if err := checkCompany(a); err != nil {
-				return err
-			}
-			return checkID(a)
-		},
-		run: runInviteRevoke,
+		check: checks(checkCompany, checkID),
+		run:   runInviteRevoke,
 	},
 	{
 		name:     "domain add",
@@ -242,7 +228,7 @@ var operatorCommands = []*operatorCommand{
 		details: "A domain belongs to one company at most; adding it again to the same company changes\n" +
 			"nothing. Domains are stored in lower case; a leading '@' is ignored.",
 		flags: domainFlags,
-		check: checkDomain,
+		check: checks(checkCompany, checkDomain),
 		run:   runDomainAdd,
 	},
 	{
@@ -250,7 +236,7 @@ var operatorCommands = []*operatorCommand{
 		synopsis: "-company UUID -domain DOMAIN",
 		summary:  "Unregister an email domain of a company (users who joined through it stay).",
 		flags:    domainFlags,
-		check:    checkDomain,
+		check:    checks(checkCompany, checkDomain),
 		run:      runDomainRemove,
 	},
 }
@@ -289,10 +275,19 @@ func checkCompany(a *operatorArgs) (err error) {
 	return err
 }
 
-func checkDomain(a *operatorArgs) error {
-	if err := checkCompany(a); err != nil {
-		return err
+// checks runs each check in turn, up to the first that fails.
+func checks(each ...func(a *operatorArgs) error) func(a *operatorArgs) error {
+	return func(a *operatorArgs) error {
+		for _, check := range each {
+			if err := check(a); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
+}
+
+func checkDomain(a *operatorArgs) error {
 	if a.domain == "" {
 		return errors.New("-domain is required")
 	}
@@ -614,11 +609,7 @@ func runUserSetActive(active bool) func(ctx context.Context, op *operation) erro
 		if err := op.store.SetActive(ctx, op.args.email, active); err != nil {
 			return op.userFailure(ctx, err)
 		}
-		state := "deactivated"
-		if active {
-			state = "activated"
-		}
-		fmt.Fprintf(op.stdout, "%s %s\n", op.args.email, state)
+		fmt.Fprintf(op.stdout, "%s %s\n", op.args.email, activatedWord(active))
 		return nil
 	}
 }
@@ -641,13 +632,16 @@ func runCompanySetActive(active bool) func(ctx context.Context, op *operation) e
 		if err := op.store.SetCompanyActive(ctx, op.args.id, active); err != nil {
 			return op.companyFailure(ctx, op.args.id, err)
 		}
-		state := "deactivated"
-		if active {
-			state = "activated"
-		}
-		fmt.Fprintf(op.stdout, "company %s %s\n", op.args.id, state)
+		fmt.Fprintf(op.stdout, "company %s %s\n", op.args.id, activatedWord(active))
 		return nil
 	}
+}
+
+func activatedWord(active bool) string {
+	if active {
+		return "activated"
+	}
+	return "deactivated"
 }
 
 func runInviteCreate(ctx context.Context, op *operation) error {
