@@ -149,7 +149,25 @@ type Store interface {
 	AddDomain(ctx context.Context, domain, companyID string) error              // errDuplicate when another company has it
 	RemoveDomain(ctx context.Context, domain, companyID string) error           // errNotFound
 
-	AdminStore // the administration API's reads and writes, at the end of this file
+	// Administration (SPEC §7). Every write is one statement or one transaction: a request
+	// that fails leaves nothing half-written.
+	PlatformStats(ctx context.Context) (PlatformStats, error)
+	// ActiveCompanies returns the active companies by name (case-insensitively, then byte
+	// order, then id, so both stores agree whatever the database's collation).
+	ActiveCompanies(ctx context.Context) ([]Company, error)
+	CompanyByID(ctx context.Context, id string) (Company, error) // errNotFound
+	// UpdateCompany applies ch (errNotFound: no such company; errInvalidInput: empty name).
+	UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error)
+	// CreateAccount inserts an active user with nu's company, which must be active when set:
+	// errDuplicate when the email is taken in any letter case, errCompanyUnavailable.
+	CreateAccount(ctx context.Context, nu NewUser) (Account, error)
+	AccountByID(ctx context.Context, id string) (Account, error) // errNotFound
+	// AccountsByCompany returns the company's users, active or not, ordered by email (lower
+	// case), limit from offset; errNotFound when the company does not exist.
+	AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error)
+	// UpdateAccount applies ch in one transaction: errNotFound (no such user),
+	// errCompanyUnavailable, errInvalidInput (a role other than user or admin, bad text).
+	UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error)
 
 	Stats() PoolStats
 	Close()
@@ -210,9 +228,6 @@ func migrate(ctx context.Context, connString string, timeout time.Duration) erro
 	return nil
 }
 
-// Administration (SPEC §7): what the administration API reads and writes beyond the rest of
-// Store. Both stores implement it; the contract tests are in store_admin_test.go.
-
 // Account is a user as the administration API shows it: never the password hash.
 type Account struct {
 	ID        string
@@ -254,28 +269,6 @@ type PlatformStats struct {
 // errCompanyUnavailable is returned (wrapped) by CreateAccount and UpdateAccount when the
 // company the user should be in does not exist or is inactive; nothing is written then.
 var errCompanyUnavailable = errors.New("company does not exist or is inactive")
-
-// AdminStore is the part of Store the administration API uses. Every write is one statement
-// or one transaction: a request that fails leaves nothing half-written.
-type AdminStore interface {
-	PlatformStats(ctx context.Context) (PlatformStats, error)
-	// ActiveCompanies returns the active companies by name (case-insensitively, then byte
-	// order, then id, so both stores agree whatever the database's collation).
-	ActiveCompanies(ctx context.Context) ([]Company, error)
-	CompanyByID(ctx context.Context, id string) (Company, error) // errNotFound
-	// UpdateCompany applies ch (errNotFound: no such company; errInvalidInput: empty name).
-	UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error)
-	// CreateAccount inserts an active user with nu's company, which must be active when set:
-	// errDuplicate when the email is taken in any letter case, errCompanyUnavailable.
-	CreateAccount(ctx context.Context, nu NewUser) (Account, error)
-	AccountByID(ctx context.Context, id string) (Account, error) // errNotFound
-	// AccountsByCompany returns the company's users, active or not, ordered by email (lower
-	// case), limit from offset; errNotFound when the company does not exist.
-	AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error)
-	// UpdateAccount applies ch in one transaction: errNotFound (no such user),
-	// errCompanyUnavailable, errInvalidInput (a role other than user or admin, bad text).
-	UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error)
-}
 
 // pgStore is the production Store on a pgxpool pool.
 type pgStore struct {
@@ -901,22 +894,11 @@ func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) er
 	return dbErr(err, "remove domain %s of company %s", domain, companyID)
 }
 
-// invitationRole returns the stored role of a new invitation ("" means "user"): only the
-// two roles the gateway knows may be handed out.
-func invitationRole(role string) (string, error) {
-	if role == "" {
-		return "user", nil
-	}
-	if !knownRole(role) {
-		return "", fmt.Errorf("role %q is neither user nor admin: %w", role, errInvalidInput)
-	}
-	return role, nil
-}
-
-// knownRole reports whether the administration API may hand out role.
+// knownRole reports whether role may be handed out: only the two roles the gateway knows.
 func knownRole(role string) bool { return role == "user" || role == "admin" }
 
-// checkNewInvitation validates inv for CreateInvitation and returns its stored role.
+// checkNewInvitation validates inv for CreateInvitation and returns its stored role ("" means
+// "user").
 func checkNewInvitation(inv Invitation) (string, error) {
 	switch {
 	case !isUUID(inv.CompanyID):
@@ -927,8 +909,10 @@ func checkNewInvitation(inv Invitation) (string, error) {
 		return "", fmt.Errorf("email %q: %w", inv.Email, errInvalidInput)
 	case inv.ExpiresAt.IsZero():
 		return "", fmt.Errorf("no expiry: %w", errInvalidInput)
+	case inv.Role != "" && !knownRole(inv.Role):
+		return "", fmt.Errorf("role %q is neither user nor admin: %w", inv.Role, errInvalidInput)
 	}
-	return invitationRole(inv.Role)
+	return cmp.Or(inv.Role, "user"), nil
 }
 
 // checkAccountChange refuses values no database row should get.
