@@ -465,7 +465,10 @@ func (s *pgStore) UserByID(ctx context.Context, id string) (User, error) {
 	}
 	var u User
 	err := s.withConn(ctx, true, queryRow(&u, scanUser, "SELECT "+userColumns+userFrom+" WHERE u.id = $1", id))
-	return dbResult(u, err, "user by id %s", id)
+	if err != nil { // only then: dbErr's arguments would cost an allocation on every call
+		return User{}, dbErr(err, "user by id %s", id)
+	}
+	return u, nil
 }
 
 // UserByEmail matches case-insensitively. Should a legacy database hold two emails differing

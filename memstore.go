@@ -57,10 +57,11 @@ func memoryTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 // revokeNow is tokens_valid_after as the database stores it: now, in whole seconds.
 func revokeNow() time.Time { return time.Now().Truncate(time.Second) }
 
-// read runs f under the read lock. Like a database call, it fails first when ctx has ended.
-func (m *memoryStore) read(ctx context.Context, what string, f func() error) error {
+// read runs f under the read lock. Like a database call, it fails first when ctx has ended;
+// the parts of what name the call in that error (joined only then: no allocation otherwise).
+func (m *memoryStore) read(ctx context.Context, f func() error, what ...string) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", strings.Join(what, ""), err)
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -70,9 +71,9 @@ func (m *memoryStore) read(ctx context.Context, what string, f func() error) err
 // write runs f under the write lock. f returns the row it changed, if a column the
 // database's triggers watch changed; watchers are told after the lock is released, so that
 // a hook may call the store.
-func (m *memoryStore) write(ctx context.Context, what string, f func() (StoreChange, error)) error {
+func (m *memoryStore) write(ctx context.Context, f func() (StoreChange, error), what ...string) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", strings.Join(what, ""), err)
 	}
 	m.mu.Lock()
 	ch, err := f()
@@ -108,33 +109,33 @@ func (m *memoryStore) userByIDLocked(id string) *memoryUser {
 }
 
 func (m *memoryStore) UserByID(ctx context.Context, id string) (u User, err error) {
-	err = m.read(ctx, "user by id "+id, func() error {
+	err = m.read(ctx, func() error {
 		mu := m.userByIDLocked(id)
 		if mu == nil {
 			return errNotFound
 		}
 		u = m.userLocked(mu)
 		return nil
-	})
+	}, "user by id ", id)
 	return u, err
 }
 
 func (m *memoryStore) UserByEmail(ctx context.Context, email string) (u User, err error) {
-	err = m.read(ctx, "user by email "+email, func() error {
+	err = m.read(ctx, func() error {
 		id, ok := m.byEmail[strings.ToLower(email)]
 		if !ok {
 			return errNotFound
 		}
 		u = m.userLocked(m.users[id])
 		return nil
-	})
+	}, "user by email ", email)
 	return u, err
 }
 
 // updateUser applies update to the user with id under the write lock; errNotFound when there
 // is none.
 func (m *memoryStore) updateUser(ctx context.Context, what, id string, update func(*memoryUser) error) error {
-	return m.write(ctx, what+" of user "+id, func() (StoreChange, error) {
+	return m.write(ctx, func() (StoreChange, error) {
 		u := m.userByIDLocked(id)
 		if u == nil {
 			return StoreChange{}, errNotFound
@@ -144,7 +145,7 @@ func (m *memoryStore) updateUser(ctx context.Context, what, id string, update fu
 			return StoreChange{}, err
 		}
 		return userChanged(u, before), nil
-	})
+	}, what, " of user ", id)
 }
 
 func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
@@ -182,11 +183,11 @@ func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (validA
 }
 
 func (m *memoryStore) CompanyActive(ctx context.Context, id string) (active bool, err error) {
-	err = m.read(ctx, "company "+id+" active", func() error {
+	err = m.read(ctx, func() error {
 		c, ok := m.companies[memoryKey(id)]
 		active = isUUID(id) && ok && c.IsActive
 		return nil
-	})
+	}, "company ", id, " active")
 	return active, err
 }
 
@@ -199,18 +200,18 @@ func (m *memoryStore) Stats() PoolStats { return PoolStats{} }
 func (m *memoryStore) Close() {}
 
 func (m *memoryStore) CreateCompany(ctx context.Context, name string) (c Company, err error) {
-	err = m.write(ctx, fmt.Sprintf("create company %q", name), func() (StoreChange, error) {
+	err = m.write(ctx, func() (StoreChange, error) {
 		c = Company{ID: newUUID(), Name: name, IsActive: true, CreatedAt: memoryTime(time.Now())}
 		m.companies[c.ID] = &c
 		return StoreChange{}, nil
-	})
+	}, fmt.Sprintf("create company %q", name))
 	return c, err
 }
 
 // insertUser adds an active user to a company that exists (and is active, when
 // activeCompany); noCompany is the error when it is not.
 func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, activeCompany bool, noCompany error) (out User, created time.Time, err error) {
-	err = m.write(ctx, what+" "+nu.Email, func() (StoreChange, error) {
+	err = m.write(ctx, func() (StoreChange, error) {
 		key, companyID := strings.ToLower(nu.Email), memoryKey(nu.CompanyID)
 		if _, ok := m.byEmail[key]; ok {
 			return StoreChange{}, fmt.Errorf("%s %s: %w", what, nu.Email, errDuplicate)
@@ -224,7 +225,7 @@ func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, a
 		m.byEmail[key] = u.ID
 		out, created = m.userLocked(u), u.createdAt
 		return StoreChange{}, nil
-	})
+	}, what, " ", nu.Email)
 	return out, created, err
 }
 
@@ -249,7 +250,7 @@ func (m *memoryStore) CreateAccount(ctx context.Context, nu NewUser) (Account, e
 
 // updateByEmail applies update to the user with that email (any letter case).
 func (m *memoryStore) updateByEmail(ctx context.Context, what, email string, update func(*memoryUser)) error {
-	return m.write(ctx, what+" of user "+email, func() (StoreChange, error) {
+	return m.write(ctx, func() (StoreChange, error) {
 		id, ok := m.byEmail[strings.ToLower(email)]
 		if !ok {
 			return StoreChange{}, errNotFound
@@ -258,7 +259,7 @@ func (m *memoryStore) updateByEmail(ctx context.Context, what, email string, upd
 		before := u.User
 		update(u)
 		return userChanged(u, before), nil
-	})
+	}, what, " of user ", email)
 }
 
 func (m *memoryStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
@@ -322,7 +323,7 @@ func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID strin
 		return Invitation{}, errNotFound
 	}
 	companyID = memoryKey(companyID)
-	err = m.read(ctx, "open invitation of "+email, func() error {
+	err = m.read(ctx, func() error {
 		invs := m.openInvitationsLocked(func(inv *memoryInvitation) bool {
 			c := m.companies[inv.CompanyID]
 			return strings.ToLower(inv.Email) == strings.ToLower(email) && (companyID == "" || inv.CompanyID == companyID) && c != nil && c.IsActive
@@ -332,19 +333,19 @@ func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID strin
 		}
 		inv = invs[0]
 		return nil
-	})
+	}, "open invitation of ", email)
 	return inv, err
 }
 
 func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (id string, err error) {
-	err = m.read(ctx, "company for domain "+domain, func() error {
+	err = m.read(ctx, func() error {
 		var ok bool
 		id, ok = m.domains[strings.ToLower(domain)]
 		if c := m.companies[id]; !ok || c == nil || !c.IsActive {
 			return errNotFound
 		}
 		return nil
-	})
+	}, "company for domain ", domain)
 	if err != nil {
 		return "", err
 	}
@@ -361,7 +362,7 @@ func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invita
 		return User{}, errInvitationClosed
 	}
 	companyID = memoryKey(companyID)
-	err = m.write(ctx, fmt.Sprintf("user %s join company %s", userID, companyID), func() (StoreChange, error) {
+	err = m.write(ctx, func() (StoreChange, error) {
 		u := m.userByIDLocked(userID)
 		if u == nil {
 			return StoreChange{}, errNotFound
@@ -382,7 +383,7 @@ func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invita
 		u.CompanyID = companyID
 		out = m.userLocked(u)
 		return userChanged(u, before), nil
-	})
+	}, "user ", userID, " join company ", companyID)
 	return out, err
 }
 
@@ -426,7 +427,7 @@ func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (sto
 	if err != nil {
 		return Invitation{}, fmt.Errorf("create invitation of %s: %w", inv.Email, err)
 	}
-	err = m.write(ctx, "create invitation of "+inv.Email, func() (StoreChange, error) {
+	err = m.write(ctx, func() (StoreChange, error) {
 		companyID, createdBy := memoryKey(inv.CompanyID), memoryKey(inv.CreatedBy)
 		if _, ok := m.companies[companyID]; !ok {
 			return StoreChange{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
@@ -439,7 +440,7 @@ func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (sto
 		m.invSeq++
 		m.invitations[stored.ID] = &memoryInvitation{Invitation: stored, seq: m.invSeq}
 		return StoreChange{}, nil
-	})
+	}, "create invitation of ", inv.Email)
 	if err != nil {
 		return Invitation{}, err
 	}
@@ -451,13 +452,13 @@ func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string)
 		return nil, errNotFound
 	}
 	companyID = memoryKey(companyID)
-	err = m.read(ctx, "open invitations of company "+companyID, func() error {
+	err = m.read(ctx, func() error {
 		if _, ok := m.companies[companyID]; !ok {
 			return errNotFound
 		}
 		invs = m.openInvitationsLocked(func(inv *memoryInvitation) bool { return inv.CompanyID == companyID })
 		return nil
-	})
+	}, "open invitations of company ", companyID)
 	return invs, err
 }
 
@@ -465,7 +466,7 @@ func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitatio
 	if !isUUID(companyID) || !isUUID(invitationID) {
 		return errNotFound
 	}
-	return m.write(ctx, fmt.Sprintf("revoke invitation %s of company %s", invitationID, companyID), func() (StoreChange, error) {
+	return m.write(ctx, func() (StoreChange, error) {
 		now := time.Now()
 		inv := m.invitations[memoryKey(invitationID)]
 		if inv == nil || inv.CompanyID != memoryKey(companyID) || !inv.open(now) {
@@ -473,7 +474,7 @@ func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitatio
 		}
 		inv.RevokedAt = memoryTime(now)
 		return StoreChange{}, nil
-	})
+	}, "revoke invitation ", invitationID, " of company ", companyID)
 }
 
 func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) error {
@@ -484,7 +485,7 @@ func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) e
 		return fmt.Errorf("add domain %q: %w", domain, errInvalidInput)
 	}
 	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
-	return m.write(ctx, fmt.Sprintf("add domain %s to company %s", domain, companyID), func() (StoreChange, error) {
+	return m.write(ctx, func() (StoreChange, error) {
 		if _, ok := m.companies[companyID]; !ok {
 			return StoreChange{}, errNotFound
 		}
@@ -493,7 +494,7 @@ func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) e
 		}
 		m.domains[domain] = companyID
 		return StoreChange{}, nil
-	})
+	}, "add domain ", domain, " to company ", companyID)
 }
 
 func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
@@ -501,13 +502,13 @@ func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string
 		return errNotFound
 	}
 	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
-	return m.write(ctx, fmt.Sprintf("remove domain %s of company %s", domain, companyID), func() (StoreChange, error) {
+	return m.write(ctx, func() (StoreChange, error) {
 		if holder, ok := m.domains[domain]; !ok || holder != companyID {
 			return StoreChange{}, errNotFound
 		}
 		delete(m.domains, domain)
 		return StoreChange{}, nil
-	})
+	}, "remove domain ", domain, " of company ", companyID)
 }
 
 // companyLess is ActiveCompanies' order, as pgStore's companyOrder sorts.
@@ -529,7 +530,7 @@ func (m *memoryStore) activeCompaniesLocked() []Company {
 }
 
 func (m *memoryStore) PlatformStats(ctx context.Context) (stats PlatformStats, err error) {
-	err = m.read(ctx, "platform stats", func() error {
+	err = m.read(ctx, func() error {
 		users := make(map[string]int)
 		for _, u := range m.users {
 			if u.IsActive && u.CompanyID != "" {
@@ -540,27 +541,27 @@ func (m *memoryStore) PlatformStats(ctx context.Context) (stats PlatformStats, e
 			stats.Companies = append(stats.Companies, CompanyUsers{CompanyID: co.ID, Name: co.Name, Users: users[co.ID]})
 		}
 		return nil
-	})
+	}, "platform stats")
 	return stats, err
 }
 
 func (m *memoryStore) ActiveCompanies(ctx context.Context) (companies []Company, err error) {
-	err = m.read(ctx, "active companies", func() error {
+	err = m.read(ctx, func() error {
 		companies = m.activeCompaniesLocked()
 		return nil
-	})
+	}, "active companies")
 	return companies, err
 }
 
 func (m *memoryStore) CompanyByID(ctx context.Context, id string) (co Company, err error) {
-	err = m.read(ctx, "company "+id, func() error {
+	err = m.read(ctx, func() error {
 		c, ok := m.companies[memoryKey(id)]
 		if !ok || !isUUID(id) {
 			return errNotFound
 		}
 		co = *c
 		return nil
-	})
+	}, "company ", id)
 	return co, err
 }
 
@@ -572,7 +573,7 @@ func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyCh
 		return Company{}, fmt.Errorf("update company %s: name: %w", id, errInvalidInput)
 	}
 	id = memoryKey(id)
-	err = m.write(ctx, "update company "+id, func() (StoreChange, error) {
+	err = m.write(ctx, func() (StoreChange, error) {
 		c, ok := m.companies[id]
 		if !ok {
 			return StoreChange{}, errNotFound
@@ -589,7 +590,7 @@ func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyCh
 			return StoreChange{}, nil
 		}
 		return StoreChange{Table: "companies", ID: id}, nil
-	})
+	}, "update company ", id)
 	if err != nil {
 		return Company{}, err
 	}
@@ -597,14 +598,14 @@ func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyCh
 }
 
 func (m *memoryStore) AccountByID(ctx context.Context, id string) (a Account, err error) {
-	err = m.read(ctx, "account "+id, func() error {
+	err = m.read(ctx, func() error {
 		u := m.userByIDLocked(id)
 		if u == nil {
 			return errNotFound
 		}
 		a = u.User.account(u.createdAt)
 		return nil
-	})
+	}, "account ", id)
 	return a, err
 }
 
@@ -616,7 +617,7 @@ func (m *memoryStore) AccountsByCompany(ctx context.Context, companyID string, l
 		return nil, fmt.Errorf("accounts of company %s: limit %d, offset %d: %w", companyID, limit, offset, errInvalidInput)
 	}
 	companyID = memoryKey(companyID)
-	err = m.read(ctx, "accounts of company "+companyID, func() error {
+	err = m.read(ctx, func() error {
 		if _, ok := m.companies[companyID]; !ok {
 			return errNotFound
 		}
@@ -633,7 +634,7 @@ func (m *memoryStore) AccountsByCompany(ctx context.Context, companyID string, l
 			page = accounts[offset:min(offset+limit, len(accounts))]
 		}
 		return nil
-	})
+	}, "accounts of company ", companyID)
 	return page, err
 }
 
