@@ -75,7 +75,18 @@ var operatorCommands = []*operatorCommand{
 	{
 		name:    "migrate",
 		summary: "Apply the embedded schema.sql (idempotent: safe to run on every deploy).",
-		run:     runMigrate,
+		run: func(ctx context.Context, op *operation) error {
+			// migrate's own deadline must leave room for a slow schema change, so first make
+			// sure, within GATEWAY_DB_TIMEOUT, that the server answers at all.
+			if err := op.store.Ping(ctx); err != nil {
+				return op.failure(ctx, err)
+			}
+			if err := migrate(ctx, postgresConnString(op.cfg), max(migrateTimeout, op.cfg.DBTimeout)); err != nil {
+				return err // already says "migrate: …"
+			}
+			fmt.Fprintf(op.stdout, "schema applied to database %s\n", op.cfg.PostgresDB)
+			return nil
+		},
 	},
 	{
 		name:     "company create",
@@ -91,7 +102,14 @@ var operatorCommands = []*operatorCommand{
 			}
 			return nil
 		},
-		run: runCompanyCreate,
+		run: func(ctx context.Context, op *operation) error {
+			c, err := op.store.CreateCompany(ctx, op.args.name)
+			if err != nil {
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintln(op.stdout, c.ID)
+			return nil
+		},
 	},
 	{
 		name:     "company activate",
@@ -135,7 +153,31 @@ var operatorCommands = []*operatorCommand{
 			a.company = strings.ToLower(a.company)
 			return nil
 		}),
-		run: runUserCreate,
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			// Checked before the slow hash; CreateUser still refuses a duplicate created meanwhile.
+			if u, err := op.store.UserByEmail(ctx, a.email); err == nil {
+				return op.duplicate(u.Email)
+			} else if !errors.Is(err, errNotFound) {
+				return op.failure(ctx, err)
+			}
+			hash, err := op.hashPassword(ctx)
+			if err != nil {
+				return err
+			}
+			u, err := op.store.CreateUser(ctx, NewUser{Email: a.email, HashedPassword: hash, FullName: a.name, Role: a.role, CompanyID: a.company})
+			switch {
+			case errors.Is(err, errDuplicate):
+				return op.duplicate(a.email)
+			case errors.Is(err, errNotFound): // the only row CreateUser looks up is the company
+				return fmt.Errorf("%s: no company with id %s (create one with `%s company create -name NAME`): %w",
+					op.name, a.company, programName, errNotFound)
+			case err != nil:
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintln(op.stdout, u.ID)
+			return nil
+		},
 	},
 	{
 		name:     "user set-password",
@@ -146,7 +188,21 @@ var operatorCommands = []*operatorCommand{
 		password: true,
 		flags:    emailFlag,
 		check:    checkEmail,
-		run:      runUserSetPassword,
+		run: func(ctx context.Context, op *operation) error {
+			// An unknown email fails before the slow hash.
+			if _, err := op.store.UserByEmail(ctx, op.args.email); err != nil {
+				return op.userFailure(ctx, err)
+			}
+			hash, err := op.hashPassword(ctx)
+			if err != nil {
+				return err
+			}
+			if err := op.store.SetPassword(ctx, op.args.email, hash); err != nil {
+				return op.userFailure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "password of %s updated\n", op.args.email)
+			return nil
+		},
 	},
 	{
 		name:     "user activate",
@@ -175,7 +231,18 @@ var operatorCommands = []*operatorCommand{
 			"issued later, even within the same second, stays valid.",
 		flags: emailFlag,
 		check: checkEmail,
-		run:   runUserRevokeSessions,
+		run: func(ctx context.Context, op *operation) error {
+			u, err := op.store.UserByEmail(ctx, op.args.email)
+			if err != nil {
+				return op.userFailure(ctx, err)
+			}
+			at, err := op.store.RevokeSessions(ctx, u.ID)
+			if err != nil {
+				return op.userFailure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "sessions of %s revoked: tokens issued before %s are refused\n", op.args.email, at.UTC().Format(time.RFC3339))
+			return nil
+		},
 	},
 	{
 		name:     "invite create",
@@ -199,7 +266,16 @@ var operatorCommands = []*operatorCommand{
 			}
 			return nil
 		}),
-		run: runInviteCreate,
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			inv, err := op.store.CreateInvitation(ctx, Invitation{CompanyID: a.company, Email: a.email, Role: a.role,
+				ExpiresAt: time.Now().Add(time.Duration(a.days) * 24 * time.Hour)})
+			if err != nil {
+				return op.companyFailure(ctx, a.company, err)
+			}
+			fmt.Fprintln(op.stdout, inv.ID)
+			return nil
+		},
 	},
 	{
 		name:     "invite list",
@@ -208,7 +284,16 @@ var operatorCommands = []*operatorCommand{
 		details:  "One line per invitation, fields separated by tabs; nothing when there is none.",
 		flags:    companyFlag,
 		check:    checkCompany,
-		run:      runInviteList,
+		run: func(ctx context.Context, op *operation) error {
+			invs, err := op.store.ListOpenInvitations(ctx, op.args.company)
+			if err != nil {
+				return op.companyFailure(ctx, op.args.company, err)
+			}
+			for _, inv := range invs {
+				fmt.Fprintf(op.stdout, "%s\t%s\t%s\t%s\n", inv.ID, inv.Email, inv.Role, inv.ExpiresAt.UTC().Format(time.RFC3339))
+			}
+			return nil
+		},
 	},
 	{
 		name:     "invite revoke",
@@ -219,7 +304,19 @@ var operatorCommands = []*operatorCommand{
 			idFlag("the invitation's `UUID` (required; printed by invite create and invite list)")(fs, a)
 		},
 		check: checks(checkCompany, checkID),
-		run:   runInviteRevoke,
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			err := op.store.RevokeInvitation(ctx, a.company, a.id)
+			if errors.Is(err, errNotFound) {
+				return fmt.Errorf("%s: no open invitation %s in company %s (accepted, revoked and expired ones cannot be revoked; "+
+					"`%s invite list -company %s` shows the open ones): %w", op.name, a.id, a.company, programName, a.company, err)
+			}
+			if err != nil {
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "invitation %s revoked\n", a.id)
+			return nil
+		},
 	},
 	{
 		name:     "domain add",
@@ -229,7 +326,19 @@ var operatorCommands = []*operatorCommand{
 			"nothing. Domains are stored in lower case; a leading '@' is ignored.",
 		flags: domainFlags,
 		check: checks(checkCompany, checkDomain),
-		run:   runDomainAdd,
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			err := op.store.AddDomain(ctx, a.domain, a.company)
+			if errors.Is(err, errDuplicate) {
+				return fmt.Errorf("%s: %s belongs to another company; remove it there first with `%s domain remove`: %w",
+					op.name, a.domain, programName, err)
+			}
+			if err != nil {
+				return op.companyFailure(ctx, a.company, err)
+			}
+			fmt.Fprintf(op.stdout, "domain %s registered for company %s\n", a.domain, a.company)
+			return nil
+		},
 	},
 	{
 		name:     "domain remove",
@@ -237,7 +346,18 @@ var operatorCommands = []*operatorCommand{
 		summary:  "Unregister an email domain of a company (users who joined through it stay).",
 		flags:    domainFlags,
 		check:    checks(checkCompany, checkDomain),
-		run:      runDomainRemove,
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			err := op.store.RemoveDomain(ctx, a.domain, a.company)
+			if errors.Is(err, errNotFound) {
+				return fmt.Errorf("%s: company %s has no domain %s: %w", op.name, a.company, a.domain, err)
+			}
+			if err != nil {
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "domain %s removed from company %s\n", a.domain, a.company)
+			return nil
+		},
 	},
 }
 
@@ -540,70 +660,6 @@ func runSubcommand(ctx context.Context, args []string, getenv func(string) strin
 	return cmd.run(ctx, op)
 }
 
-func runMigrate(ctx context.Context, op *operation) error {
-	// migrate's own deadline must leave room for a slow schema change, so first make
-	// sure, within GATEWAY_DB_TIMEOUT, that the server answers at all.
-	if err := op.store.Ping(ctx); err != nil {
-		return op.failure(ctx, err)
-	}
-	if err := migrate(ctx, postgresConnString(op.cfg), max(migrateTimeout, op.cfg.DBTimeout)); err != nil {
-		return err // already says "migrate: …"
-	}
-	fmt.Fprintf(op.stdout, "schema applied to database %s\n", op.cfg.PostgresDB)
-	return nil
-}
-
-func runCompanyCreate(ctx context.Context, op *operation) error {
-	c, err := op.store.CreateCompany(ctx, op.args.name)
-	if err != nil {
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintln(op.stdout, c.ID)
-	return nil
-}
-
-func runUserCreate(ctx context.Context, op *operation) error {
-	a := op.args
-	// Checked before the slow hash; CreateUser still refuses a duplicate created meanwhile.
-	if u, err := op.store.UserByEmail(ctx, a.email); err == nil {
-		return op.duplicate(u.Email)
-	} else if !errors.Is(err, errNotFound) {
-		return op.failure(ctx, err)
-	}
-	hash, err := op.hashPassword(ctx)
-	if err != nil {
-		return err
-	}
-	u, err := op.store.CreateUser(ctx, NewUser{Email: a.email, HashedPassword: hash, FullName: a.name, Role: a.role, CompanyID: a.company})
-	switch {
-	case errors.Is(err, errDuplicate):
-		return op.duplicate(a.email)
-	case errors.Is(err, errNotFound): // the only row CreateUser looks up is the company
-		return fmt.Errorf("%s: no company with id %s (create one with `%s company create -name NAME`): %w",
-			op.name, a.company, programName, errNotFound)
-	case err != nil:
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintln(op.stdout, u.ID)
-	return nil
-}
-
-func runUserSetPassword(ctx context.Context, op *operation) error {
-	// An unknown email fails before the slow hash.
-	if _, err := op.store.UserByEmail(ctx, op.args.email); err != nil {
-		return op.userFailure(ctx, err)
-	}
-	hash, err := op.hashPassword(ctx)
-	if err != nil {
-		return err
-	}
-	if err := op.store.SetPassword(ctx, op.args.email, hash); err != nil {
-		return op.userFailure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "password of %s updated\n", op.args.email)
-	return nil
-}
-
 func runUserSetActive(active bool) func(ctx context.Context, op *operation) error {
 	return func(ctx context.Context, op *operation) error {
 		if err := op.store.SetActive(ctx, op.args.email, active); err != nil {
@@ -612,19 +668,6 @@ func runUserSetActive(active bool) func(ctx context.Context, op *operation) erro
 		fmt.Fprintf(op.stdout, "%s %s\n", op.args.email, activatedWord(active))
 		return nil
 	}
-}
-
-func runUserRevokeSessions(ctx context.Context, op *operation) error {
-	u, err := op.store.UserByEmail(ctx, op.args.email)
-	if err != nil {
-		return op.userFailure(ctx, err)
-	}
-	at, err := op.store.RevokeSessions(ctx, u.ID)
-	if err != nil {
-		return op.userFailure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "sessions of %s revoked: tokens issued before %s are refused\n", op.args.email, at.UTC().Format(time.RFC3339))
-	return nil
 }
 
 func runCompanySetActive(active bool) func(ctx context.Context, op *operation) error {
@@ -642,69 +685,6 @@ func activatedWord(active bool) string {
 		return "activated"
 	}
 	return "deactivated"
-}
-
-func runInviteCreate(ctx context.Context, op *operation) error {
-	a := op.args
-	inv, err := op.store.CreateInvitation(ctx, Invitation{CompanyID: a.company, Email: a.email, Role: a.role,
-		ExpiresAt: time.Now().Add(time.Duration(a.days) * 24 * time.Hour)})
-	if err != nil {
-		return op.companyFailure(ctx, a.company, err)
-	}
-	fmt.Fprintln(op.stdout, inv.ID)
-	return nil
-}
-
-func runInviteList(ctx context.Context, op *operation) error {
-	invs, err := op.store.ListOpenInvitations(ctx, op.args.company)
-	if err != nil {
-		return op.companyFailure(ctx, op.args.company, err)
-	}
-	for _, inv := range invs {
-		fmt.Fprintf(op.stdout, "%s\t%s\t%s\t%s\n", inv.ID, inv.Email, inv.Role, inv.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-func runInviteRevoke(ctx context.Context, op *operation) error {
-	a := op.args
-	err := op.store.RevokeInvitation(ctx, a.company, a.id)
-	if errors.Is(err, errNotFound) {
-		return fmt.Errorf("%s: no open invitation %s in company %s (accepted, revoked and expired ones cannot be revoked; "+
-			"`%s invite list -company %s` shows the open ones): %w", op.name, a.id, a.company, programName, a.company, err)
-	}
-	if err != nil {
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "invitation %s revoked\n", a.id)
-	return nil
-}
-
-func runDomainAdd(ctx context.Context, op *operation) error {
-	a := op.args
-	err := op.store.AddDomain(ctx, a.domain, a.company)
-	if errors.Is(err, errDuplicate) {
-		return fmt.Errorf("%s: %s belongs to another company; remove it there first with `%s domain remove`: %w",
-			op.name, a.domain, programName, err)
-	}
-	if err != nil {
-		return op.companyFailure(ctx, a.company, err)
-	}
-	fmt.Fprintf(op.stdout, "domain %s registered for company %s\n", a.domain, a.company)
-	return nil
-}
-
-func runDomainRemove(ctx context.Context, op *operation) error {
-	a := op.args
-	err := op.store.RemoveDomain(ctx, a.domain, a.company)
-	if errors.Is(err, errNotFound) {
-		return fmt.Errorf("%s: company %s has no domain %s: %w", op.name, a.company, a.domain, err)
-	}
-	if err != nil {
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "domain %s removed from company %s\n", a.domain, a.company)
-	return nil
 }
 
 func (op *operation) hashPassword(ctx context.Context) (string, error) {
