@@ -122,21 +122,26 @@ func (m *memoryStore) UserByID(ctx context.Context, id string) (u User, err erro
 
 func (m *memoryStore) UserByEmail(ctx context.Context, email string) (u User, err error) {
 	err = m.read(ctx, func() error {
-		id, ok := m.byEmail[strings.ToLower(email)]
-		if !ok {
+		mu := m.userByEmailLocked(email)
+		if mu == nil {
 			return errNotFound
 		}
-		u = m.userLocked(m.users[id])
+		u = m.userLocked(mu)
 		return nil
 	}, "user by email ", email)
 	return u, err
 }
 
-// updateUser applies update to the user with id under the write lock; errNotFound when there
-// is none.
-func (m *memoryStore) updateUser(ctx context.Context, what, id string, update func(*memoryUser) error) error {
+// userByEmailLocked is the user with that email (any letter case), or nil; m.mu must be held.
+func (m *memoryStore) userByEmailLocked(email string) *memoryUser {
+	return m.users[m.byEmail[strings.ToLower(email)]]
+}
+
+// updateUser applies update, under the write lock, to the user find returns for key (an id
+// or an email); errNotFound when there is none.
+func (m *memoryStore) updateUser(ctx context.Context, what, key string, find func(string) *memoryUser, update func(*memoryUser) error) error {
 	return m.write(ctx, func() (StoreChange, error) {
-		u := m.userByIDLocked(id)
+		u := find(key)
 		if u == nil {
 			return StoreChange{}, errNotFound
 		}
@@ -145,7 +150,7 @@ func (m *memoryStore) updateUser(ctx context.Context, what, id string, update fu
 			return StoreChange{}, err
 		}
 		return userChanged(u, before), nil
-	}, what, " of user ", id)
+	}, what, " of user ", key)
 }
 
 func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
@@ -153,7 +158,7 @@ func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID stri
 		return errNotFound
 	}
 	companyID = memoryKey(companyID)
-	return m.updateUser(ctx, "set company "+companyID, userID, func(u *memoryUser) error {
+	return m.updateUser(ctx, "set company "+companyID, userID, m.userByIDLocked, func(u *memoryUser) error {
 		if _, ok := m.companies[companyID]; companyID != "" && !ok {
 			return errNotFound
 		}
@@ -164,14 +169,14 @@ func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID stri
 
 func (m *memoryStore) TouchLastLogin(ctx context.Context, userID string) error {
 	// last_login is no column the users trigger watches: no cache holds it.
-	return m.updateUser(ctx, "touch last login", userID, func(u *memoryUser) error {
+	return m.updateUser(ctx, "touch last login", userID, m.userByIDLocked, func(u *memoryUser) error {
 		u.lastLogin = time.Now()
 		return nil
 	})
 }
 
 func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (validAfter time.Time, err error) {
-	err = m.updateUser(ctx, "revoke sessions", userID, func(u *memoryUser) error {
+	err = m.updateUser(ctx, "revoke sessions", userID, m.userByIDLocked, func(u *memoryUser) error {
 		validAfter = revokeNow()
 		u.TokensValidAfter = validAfter
 		return nil
@@ -248,32 +253,20 @@ func (m *memoryStore) CreateAccount(ctx context.Context, nu NewUser) (Account, e
 	return u.account(created), nil
 }
 
-// updateByEmail applies update to the user with that email (any letter case).
-func (m *memoryStore) updateByEmail(ctx context.Context, what, email string, update func(*memoryUser)) error {
-	return m.write(ctx, func() (StoreChange, error) {
-		id, ok := m.byEmail[strings.ToLower(email)]
-		if !ok {
-			return StoreChange{}, errNotFound
-		}
-		u := m.users[id]
-		before := u.User
-		update(u)
-		return userChanged(u, before), nil
-	}, what, " of user ", email)
-}
-
 func (m *memoryStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
-	return m.updateByEmail(ctx, "set password", email, func(u *memoryUser) {
+	return m.updateUser(ctx, "set password", email, m.userByEmailLocked, func(u *memoryUser) error {
 		u.HashedPassword, u.TokensValidAfter = hashedPassword, revokeNow()
+		return nil
 	})
 }
 
 func (m *memoryStore) SetActive(ctx context.Context, email string, active bool) error {
-	return m.updateByEmail(ctx, "set active", email, func(u *memoryUser) {
+	return m.updateUser(ctx, "set active", email, m.userByEmailLocked, func(u *memoryUser) error {
 		u.IsActive = active
 		if !active {
 			u.TokensValidAfter = revokeNow()
 		}
+		return nil
 	})
 }
 
@@ -647,7 +640,7 @@ func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountCh
 	if err := checkAccountChange(ch); err != nil {
 		return Account{}, fmt.Errorf("update account %s: %w", id, err)
 	}
-	err = m.updateUser(ctx, "update account", id, func(u *memoryUser) error {
+	err = m.updateUser(ctx, "update account", id, m.userByIDLocked, func(u *memoryUser) error {
 		if ch.CompanyID != nil && *ch.CompanyID != "" {
 			if c, ok := m.companies[memoryKey(*ch.CompanyID)]; !ok || !c.IsActive {
 				return fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
