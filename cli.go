@@ -75,7 +75,18 @@ var operatorCommands = []*operatorCommand{
 	{
 		name:    "migrate",
 		summary: "Apply the embedded schema.sql (idempotent: safe to run on every deploy).",
-		run:     runMigrate,
+		run: func(ctx context.Context, op *operation) error {
+			// migrate's own deadline must leave room for a slow schema change, so first make
+			// sure, within GATEWAY_DB_TIMEOUT, that the server answers at all.
+			if err := op.store.Ping(ctx); err != nil {
+				return op.failure(ctx, err)
+			}
+			if err := migrate(ctx, postgresConnString(op.cfg), max(migrateTimeout, op.cfg.DBTimeout)); err != nil {
+				return err // already says "migrate: …"
+			}
+			fmt.Fprintf(op.stdout, "schema applied to database %s\n", op.cfg.PostgresDB)
+			return nil
+		},
 	},
 	{
 		name:     "company create",
@@ -91,7 +102,14 @@ var operatorCommands = []*operatorCommand{
 			}
 			return nil
 		},
-		run: runCompanyCreate,
+		run: func(ctx context.Context, op *operation) error {
+			c, err := op.store.CreateCompany(ctx, op.args.name)
+			if err != nil {
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintln(op.stdout, c.ID)
+			return nil
+		},
 	},
 	{
 		name:     "company activate",
@@ -124,10 +142,7 @@ var operatorCommands = []*operatorCommand{
 			fs.StringVar(&a.role, "role", "user", "the user's `ROLE`")
 			fs.StringVar(&a.company, "company", "", "`UUID` of the company the user belongs to (printed by company create)")
 		},
-		check: func(a *operatorArgs) error {
-			if err := checkEmail(a); err != nil {
-				return err
-			}
+		check: checks(checkEmail, func(a *operatorArgs) error {
 			a.name, a.role = strings.TrimSpace(a.name), strings.TrimSpace(a.role)
 			if a.role == "" {
 				return errors.New("-role must not be empty")
@@ -137,8 +152,32 @@ var operatorCommands = []*operatorCommand{
 			}
 			a.company = strings.ToLower(a.company)
 			return nil
+		}),
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			// Checked before the slow hash; CreateUser still refuses a duplicate created meanwhile.
+			if u, err := op.store.UserByEmail(ctx, a.email); err == nil {
+				return op.duplicate(u.Email)
+			} else if !errors.Is(err, errNotFound) {
+				return op.failure(ctx, err)
+			}
+			hash, err := op.hashPassword(ctx)
+			if err != nil {
+				return err
+			}
+			u, err := op.store.CreateUser(ctx, NewUser{Email: a.email, HashedPassword: hash, FullName: a.name, Role: a.role, CompanyID: a.company})
+			switch {
+			case errors.Is(err, errDuplicate):
+				return op.duplicate(a.email)
+			case errors.Is(err, errNotFound): // the only row CreateUser looks up is the company
+				return fmt.Errorf("%s: no company with id %s (create one with `%s company create -name NAME`): %w",
+					op.name, a.company, programName, errNotFound)
+			case err != nil:
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintln(op.stdout, u.ID)
+			return nil
 		},
-		run: runUserCreate,
 	},
 	{
 		name:     "user set-password",
@@ -149,7 +188,21 @@ var operatorCommands = []*operatorCommand{
 		password: true,
 		flags:    emailFlag,
 		check:    checkEmail,
-		run:      runUserSetPassword,
+		run: func(ctx context.Context, op *operation) error {
+			// An unknown email fails before the slow hash.
+			if _, err := op.store.UserByEmail(ctx, op.args.email); err != nil {
+				return op.userFailure(ctx, err)
+			}
+			hash, err := op.hashPassword(ctx)
+			if err != nil {
+				return err
+			}
+			if err := op.store.SetPassword(ctx, op.args.email, hash); err != nil {
+				return op.userFailure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "password of %s updated\n", op.args.email)
+			return nil
+		},
 	},
 	{
 		name:     "user activate",
@@ -178,7 +231,18 @@ var operatorCommands = []*operatorCommand{
 			"issued later, even within the same second, stays valid.",
 		flags: emailFlag,
 		check: checkEmail,
-		run:   runUserRevokeSessions,
+		run: func(ctx context.Context, op *operation) error {
+			u, err := op.store.UserByEmail(ctx, op.args.email)
+			if err != nil {
+				return op.userFailure(ctx, err)
+			}
+			at, err := op.store.RevokeSessions(ctx, u.ID)
+			if err != nil {
+				return op.userFailure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "sessions of %s revoked: tokens issued before %s are refused\n", op.args.email, at.UTC().Format(time.RFC3339))
+			return nil
+		},
 	},
 	{
 		name:     "invite create",
@@ -193,22 +257,25 @@ var operatorCommands = []*operatorCommand{
 			fs.StringVar(&a.role, "role", "user", "the `ROLE` the user gets on joining: user or admin")
 			fs.IntVar(&a.days, "days", defaultInvitationDays, fmt.Sprintf("the invitation expires after `N` days (1 to %d)", maxInvitationDays))
 		},
-		check: func(a *operatorArgs) error {
-			if err := checkCompany(a); err != nil {
-				return err
-			}
-			if err := checkEmail(a); err != nil {
-				return err
-			}
-			if a.role != "user" && a.role != "admin" {
+		check: checks(checkCompany, checkEmail, func(a *operatorArgs) error {
+			if !knownRole(a.role) {
 				return fmt.Errorf("-role %q must be user or admin", a.role)
 			}
 			if a.days < 1 || a.days > maxInvitationDays {
 				return fmt.Errorf("-days %d must be between 1 and %d", a.days, maxInvitationDays)
 			}
 			return nil
+		}),
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			inv, err := op.store.CreateInvitation(ctx, Invitation{CompanyID: a.company, Email: a.email, Role: a.role,
+				ExpiresAt: time.Now().Add(time.Duration(a.days) * 24 * time.Hour)})
+			if err != nil {
+				return op.companyFailure(ctx, a.company, err)
+			}
+			fmt.Fprintln(op.stdout, inv.ID)
+			return nil
 		},
-		run: runInviteCreate,
 	},
 	{
 		name:     "invite list",
@@ -217,7 +284,16 @@ var operatorCommands = []*operatorCommand{
 		details:  "One line per invitation, fields separated by tabs; nothing when there is none.",
 		flags:    companyFlag,
 		check:    checkCompany,
-		run:      runInviteList,
+		run: func(ctx context.Context, op *operation) error {
+			invs, err := op.store.ListOpenInvitations(ctx, op.args.company)
+			if err != nil {
+				return op.companyFailure(ctx, op.args.company, err)
+			}
+			for _, inv := range invs {
+				fmt.Fprintf(op.stdout, "%s\t%s\t%s\t%s\n", inv.ID, inv.Email, inv.Role, inv.ExpiresAt.UTC().Format(time.RFC3339))
+			}
+			return nil
+		},
 	},
 	{
 		name:     "invite revoke",
@@ -227,13 +303,20 @@ var operatorCommands = []*operatorCommand{
 			companyFlag(fs, a)
 			idFlag("the invitation's `UUID` (required; printed by invite create and invite list)")(fs, a)
 		},
-		check: func(a *operatorArgs) error {
-			if err := checkCompany(a); err != nil {
-				return err
+		check: checks(checkCompany, checkID),
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			err := op.store.RevokeInvitation(ctx, a.company, a.id)
+			if errors.Is(err, errNotFound) {
+				return fmt.Errorf("%s: no open invitation %s in company %s (accepted, revoked and expired ones cannot be revoked; "+
+					"`%s invite list -company %s` shows the open ones): %w", op.name, a.id, a.company, programName, a.company, err)
 			}
-			return checkID(a)
+			if err != nil {
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "invitation %s revoked\n", a.id)
+			return nil
 		},
-		run: runInviteRevoke,
 	},
 	{
 		name:     "domain add",
@@ -242,16 +325,39 @@ var operatorCommands = []*operatorCommand{
 		details: "A domain belongs to one company at most; adding it again to the same company changes\n" +
 			"nothing. Domains are stored in lower case; a leading '@' is ignored.",
 		flags: domainFlags,
-		check: checkDomain,
-		run:   runDomainAdd,
+		check: checks(checkCompany, checkDomain),
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			err := op.store.AddDomain(ctx, a.domain, a.company)
+			if errors.Is(err, errDuplicate) {
+				return fmt.Errorf("%s: %s belongs to another company; remove it there first with `%s domain remove`: %w",
+					op.name, a.domain, programName, err)
+			}
+			if err != nil {
+				return op.companyFailure(ctx, a.company, err)
+			}
+			fmt.Fprintf(op.stdout, "domain %s registered for company %s\n", a.domain, a.company)
+			return nil
+		},
 	},
 	{
 		name:     "domain remove",
 		synopsis: "-company UUID -domain DOMAIN",
 		summary:  "Unregister an email domain of a company (users who joined through it stay).",
 		flags:    domainFlags,
-		check:    checkDomain,
-		run:      runDomainRemove,
+		check:    checks(checkCompany, checkDomain),
+		run: func(ctx context.Context, op *operation) error {
+			a := op.args
+			err := op.store.RemoveDomain(ctx, a.domain, a.company)
+			if errors.Is(err, errNotFound) {
+				return fmt.Errorf("%s: company %s has no domain %s: %w", op.name, a.company, a.domain, err)
+			}
+			if err != nil {
+				return op.failure(ctx, err)
+			}
+			fmt.Fprintf(op.stdout, "domain %s removed from company %s\n", a.domain, a.company)
+			return nil
+		},
 	},
 }
 
@@ -289,10 +395,19 @@ func checkCompany(a *operatorArgs) (err error) {
 	return err
 }
 
-func checkDomain(a *operatorArgs) error {
-	if err := checkCompany(a); err != nil {
-		return err
+// checks runs each check in turn, up to the first that fails.
+func checks(each ...func(a *operatorArgs) error) func(a *operatorArgs) error {
+	return func(a *operatorArgs) error {
+		for _, check := range each {
+			if err := check(a); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
+}
+
+func checkDomain(a *operatorArgs) error {
 	if a.domain == "" {
 		return errors.New("-domain is required")
 	}
@@ -545,95 +660,14 @@ func runSubcommand(ctx context.Context, args []string, getenv func(string) strin
 	return cmd.run(ctx, op)
 }
 
-func runMigrate(ctx context.Context, op *operation) error {
-	// migrate's own deadline must leave room for a slow schema change, so first make
-	// sure, within GATEWAY_DB_TIMEOUT, that the server answers at all.
-	if err := op.store.Ping(ctx); err != nil {
-		return op.failure(ctx, err)
-	}
-	if err := migrate(ctx, postgresConnString(op.cfg), max(migrateTimeout, op.cfg.DBTimeout)); err != nil {
-		return err // already says "migrate: …"
-	}
-	fmt.Fprintf(op.stdout, "schema applied to database %s\n", op.cfg.PostgresDB)
-	return nil
-}
-
-func runCompanyCreate(ctx context.Context, op *operation) error {
-	c, err := op.store.CreateCompany(ctx, op.args.name)
-	if err != nil {
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintln(op.stdout, c.ID)
-	return nil
-}
-
-func runUserCreate(ctx context.Context, op *operation) error {
-	a := op.args
-	// Checked before the slow hash; CreateUser still refuses a duplicate created meanwhile.
-	if u, err := op.store.UserByEmail(ctx, a.email); err == nil {
-		return op.duplicate(u.Email)
-	} else if !errors.Is(err, errNotFound) {
-		return op.failure(ctx, err)
-	}
-	hash, err := op.hashPassword(ctx)
-	if err != nil {
-		return err
-	}
-	u, err := op.store.CreateUser(ctx, NewUser{Email: a.email, HashedPassword: hash, FullName: a.name, Role: a.role, CompanyID: a.company})
-	switch {
-	case errors.Is(err, errDuplicate):
-		return op.duplicate(a.email)
-	case errors.Is(err, errNotFound): // the only row CreateUser looks up is the company
-		return fmt.Errorf("%s: no company with id %s (create one with `%s company create -name NAME`): %w",
-			op.name, a.company, programName, errNotFound)
-	case err != nil:
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintln(op.stdout, u.ID)
-	return nil
-}
-
-func runUserSetPassword(ctx context.Context, op *operation) error {
-	// An unknown email fails before the slow hash.
-	if _, err := op.store.UserByEmail(ctx, op.args.email); err != nil {
-		return op.userFailure(ctx, err)
-	}
-	hash, err := op.hashPassword(ctx)
-	if err != nil {
-		return err
-	}
-	if err := op.store.SetPassword(ctx, op.args.email, hash); err != nil {
-		return op.userFailure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "password of %s updated\n", op.args.email)
-	return nil
-}
-
 func runUserSetActive(active bool) func(ctx context.Context, op *operation) error {
 	return func(ctx context.Context, op *operation) error {
 		if err := op.store.SetActive(ctx, op.args.email, active); err != nil {
 			return op.userFailure(ctx, err)
 		}
-		state := "deactivated"
-		if active {
-			state = "activated"
-		}
-		fmt.Fprintf(op.stdout, "%s %s\n", op.args.email, state)
+		fmt.Fprintf(op.stdout, "%s %s\n", op.args.email, activatedWord(active))
 		return nil
 	}
-}
-
-func runUserRevokeSessions(ctx context.Context, op *operation) error {
-	u, err := op.store.UserByEmail(ctx, op.args.email)
-	if err != nil {
-		return op.userFailure(ctx, err)
-	}
-	at, err := op.store.RevokeSessions(ctx, u.ID)
-	if err != nil {
-		return op.userFailure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "sessions of %s revoked: tokens issued before %s are refused\n", op.args.email, at.UTC().Format(time.RFC3339))
-	return nil
 }
 
 func runCompanySetActive(active bool) func(ctx context.Context, op *operation) error {
@@ -641,76 +675,16 @@ func runCompanySetActive(active bool) func(ctx context.Context, op *operation) e
 		if err := op.store.SetCompanyActive(ctx, op.args.id, active); err != nil {
 			return op.companyFailure(ctx, op.args.id, err)
 		}
-		state := "deactivated"
-		if active {
-			state = "activated"
-		}
-		fmt.Fprintf(op.stdout, "company %s %s\n", op.args.id, state)
+		fmt.Fprintf(op.stdout, "company %s %s\n", op.args.id, activatedWord(active))
 		return nil
 	}
 }
 
-func runInviteCreate(ctx context.Context, op *operation) error {
-	a := op.args
-	inv, err := op.store.CreateInvitation(ctx, Invitation{CompanyID: a.company, Email: a.email, Role: a.role,
-		ExpiresAt: time.Now().Add(time.Duration(a.days) * 24 * time.Hour)})
-	if err != nil {
-		return op.companyFailure(ctx, a.company, err)
+func activatedWord(active bool) string {
+	if active {
+		return "activated"
 	}
-	fmt.Fprintln(op.stdout, inv.ID)
-	return nil
-}
-
-func runInviteList(ctx context.Context, op *operation) error {
-	invs, err := op.store.ListOpenInvitations(ctx, op.args.company)
-	if err != nil {
-		return op.companyFailure(ctx, op.args.company, err)
-	}
-	for _, inv := range invs {
-		fmt.Fprintf(op.stdout, "%s\t%s\t%s\t%s\n", inv.ID, inv.Email, inv.Role, inv.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-func runInviteRevoke(ctx context.Context, op *operation) error {
-	a := op.args
-	err := op.store.RevokeInvitation(ctx, a.company, a.id)
-	if errors.Is(err, errNotFound) {
-		return fmt.Errorf("%s: no open invitation %s in company %s (accepted, revoked and expired ones cannot be revoked; "+
-			"`%s invite list -company %s` shows the open ones): %w", op.name, a.id, a.company, programName, a.company, err)
-	}
-	if err != nil {
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "invitation %s revoked\n", a.id)
-	return nil
-}
-
-func runDomainAdd(ctx context.Context, op *operation) error {
-	a := op.args
-	err := op.store.AddDomain(ctx, a.domain, a.company)
-	if errors.Is(err, errDuplicate) {
-		return fmt.Errorf("%s: %s belongs to another company; remove it there first with `%s domain remove`: %w",
-			op.name, a.domain, programName, err)
-	}
-	if err != nil {
-		return op.companyFailure(ctx, a.company, err)
-	}
-	fmt.Fprintf(op.stdout, "domain %s registered for company %s\n", a.domain, a.company)
-	return nil
-}
-
-func runDomainRemove(ctx context.Context, op *operation) error {
-	a := op.args
-	err := op.store.RemoveDomain(ctx, a.domain, a.company)
-	if errors.Is(err, errNotFound) {
-		return fmt.Errorf("%s: company %s has no domain %s: %w", op.name, a.company, a.domain, err)
-	}
-	if err != nil {
-		return op.failure(ctx, err)
-	}
-	fmt.Fprintf(op.stdout, "domain %s removed from company %s\n", a.domain, a.company)
-	return nil
+	return "deactivated"
 }
 
 func (op *operation) hashPassword(ctx context.Context) (string, error) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,6 +126,8 @@ type tcpRelay struct {
 	stalled bool       // bytes are held, not forwarded: a database that hangs
 	resumed *sync.Cond // broadcast when stalled turns false
 	conns   map[net.Conn]struct{}
+	// accepted counts the connections made to the relay, e.g. reconnection attempts.
+	accepted atomic.Int32
 }
 
 // newTCPRelay listens on 127.0.0.1:0 and relays to target until the test ends.
@@ -220,6 +223,7 @@ func (r *tcpRelay) accept() {
 		if err != nil {
 			return
 		}
+		r.accepted.Add(1)
 		if !r.track(c) {
 			continue
 		}
@@ -788,17 +792,7 @@ func TestPostgresStoreAnswersErrorNotHangWhenDatabaseDown(t *testing.T) {
 func TestPostgresStoreRecoversWhenDatabaseReturns(t *testing.T) {
 	const timeout = 3 * time.Second
 	ctx := context.Background()
-	dbURL := testDatabaseURL(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := newTCPRelay(t, u.Host)
-	s, err := openPostgres(ctx, withHost(t, dbURL, relay.Addr()), timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, relay, _ := relayedTestPostgres(t, timeout)
 	co, err := s.CreateCompany(ctx, "Acme")
 	if err != nil {
 		t.Fatal(err)

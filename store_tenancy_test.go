@@ -8,8 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -790,6 +788,19 @@ func openPostgresAt(t *testing.T, dbURL string, timeout time.Duration) *pgStore 
 	return s
 }
 
+// relayedTestPostgres opens a store on a fresh test database through a tcpRelay, so that the
+// test can cut or stall the database; dbURL reaches the server directly.
+func relayedTestPostgres(t *testing.T, timeout time.Duration) (s *pgStore, relay *tcpRelay, dbURL string) {
+	t.Helper()
+	dbURL = testDatabaseURL(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay = newTCPRelay(t, u.Host)
+	return openPostgresAt(t, withHost(t, dbURL, relay.Addr()), timeout), relay, dbURL
+}
+
 func TestPostgresWatchSeesPlainSQLChangesWithinASecond(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
@@ -901,122 +912,9 @@ func TestPostgresWatchReconnectsByItselfAfterListenerIsKilled(t *testing.T) {
 	}
 }
 
-// freezingRelay forwards TCP connections to target and can stop forwarding while keeping
-// every connection open: a database that hangs rather than goes away.
-type freezingRelay struct {
-	target   string
-	ln       net.Listener
-	accepted atomic.Int32
-	mu       sync.Mutex
-	cond     *sync.Cond
-	frozen   bool
-	closed   bool
-	conns    []net.Conn
-	wg       sync.WaitGroup
-}
-
-func newFreezingRelay(t *testing.T, target string) *freezingRelay {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &freezingRelay{target: target, ln: ln}
-	r.cond = sync.NewCond(&r.mu)
-	r.wg.Add(1)
-	go r.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		r.mu.Lock()
-		r.closed, r.frozen = true, false
-		for _, c := range r.conns {
-			c.Close()
-		}
-		r.cond.Broadcast()
-		r.mu.Unlock()
-		r.wg.Wait()
-	})
-	return r
-}
-
-func (r *freezingRelay) Addr() string { return r.ln.Addr().String() }
-
-func (r *freezingRelay) setFrozen(frozen bool) {
-	r.mu.Lock()
-	r.frozen = frozen
-	r.cond.Broadcast()
-	r.mu.Unlock()
-}
-
-// track registers c to be closed at the end; false when the relay is closed already.
-func (r *freezingRelay) track(c net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		c.Close()
-		return false
-	}
-	r.conns = append(r.conns, c)
-	return true
-}
-
-func (r *freezingRelay) accept() {
-	defer r.wg.Done()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		r.accepted.Add(1)
-		if !r.track(c) {
-			continue
-		}
-		up, err := net.DialTimeout("tcp", r.target, 5*time.Second)
-		if err != nil || !r.track(up) {
-			c.Close()
-			continue
-		}
-		r.wg.Add(2)
-		go r.pipe(up, c)
-		go r.pipe(c, up)
-	}
-}
-
-// pipe copies src to dst, holding every chunk while the relay is frozen.
-func (r *freezingRelay) pipe(dst, src net.Conn) {
-	defer r.wg.Done()
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			r.mu.Lock()
-			for r.frozen && !r.closed {
-				r.cond.Wait()
-			}
-			r.mu.Unlock()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				src.Close()
-			}
-			return
-		}
-	}
-}
-
 func TestPostgresWatchNoticesHangingDatabaseAndRecovers(t *testing.T) {
-	dbURL := testDatabaseURL(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := newFreezingRelay(t, u.Host)
 	const timeout = 500 * time.Millisecond
-	s := openPostgresAt(t, withHost(t, dbURL, relay.Addr()), timeout)
+	s, relay, dbURL := relayedTestPostgres(t, timeout)
 	s.watchIdle = 200 * time.Millisecond
 	psql := sqlConn(t, dbURL) // straight to the server: changes are made while the relay hangs
 	co, err := s.CreateCompany(context.Background(), "Acme")
@@ -1026,7 +924,7 @@ func TestPostgresWatchNoticesHangingDatabaseAndRecovers(t *testing.T) {
 	w := startWatch(t, s)
 	w.waitListening(t, 10*time.Second)
 
-	relay.setFrozen(true)
+	relay.Stall()
 	frozen := time.Now()
 	w.waitLost(t, 10*time.Second)
 	noticed := time.Since(frozen)
@@ -1045,7 +943,7 @@ func TestPostgresWatchNoticesHangingDatabaseAndRecovers(t *testing.T) {
 	}
 	mustExec(t, psql, "UPDATE companies SET is_active = false WHERE id = $1", co.ID) // unseen: the listener is down
 
-	relay.setFrozen(false)
+	relay.Restore()
 	w.waitListening(t, 10*time.Second)
 	if n := w.lostCount.Load(); n != 1 {
 		t.Errorf("Lost reported %d times for one outage, want 1", n)
@@ -1057,14 +955,8 @@ func TestPostgresWatchNoticesHangingDatabaseAndRecovers(t *testing.T) {
 }
 
 func TestPostgresWatchStartsWhileDatabaseIsDown(t *testing.T) {
-	dbURL := testDatabaseURL(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := newTCPRelay(t, u.Host)
+	s, relay, dbURL := relayedTestPostgres(t, 500*time.Millisecond)
 	relay.Sever()
-	s := openPostgresAt(t, withHost(t, dbURL, relay.Addr()), 500*time.Millisecond)
 	w := startWatch(t, s)
 	if err := w.waitLost(t, 5*time.Second); err == nil {
 		t.Error("Lost reported a nil error")

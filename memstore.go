@@ -1,0 +1,692 @@
+// memstore.go: the in-memory Store of -dev and of tests without PostgreSQL, keeping the same
+// contract as pgStore (db.go); the contract tests run against both.
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// memoryStore is the -dev Store: the same contract as pgStore, held in memory.
+type memoryStore struct {
+	mu          sync.RWMutex
+	users       map[string]*memoryUser       // by id
+	byEmail     map[string]string            // lower(email) → id
+	companies   map[string]*Company          // by id
+	invitations map[string]*memoryInvitation // by id
+	invSeq      uint64                       // orders invitations created in the same instant
+	domains     map[string]string            // lower(domain) → company id
+
+	watchMu  sync.Mutex
+	watchers map[*WatchHooks]struct{}
+}
+
+type memoryUser struct {
+	User                 // CompanyActive is filled in when read, from companies
+	createdAt, lastLogin time.Time
+}
+
+type memoryInvitation struct {
+	Invitation
+	seq uint64
+}
+
+func newMemoryStore() *memoryStore {
+	return &memoryStore{
+		users:       make(map[string]*memoryUser),
+		byEmail:     make(map[string]string),
+		companies:   make(map[string]*Company),
+		invitations: make(map[string]*memoryInvitation),
+		domains:     make(map[string]string),
+		watchers:    make(map[*WatchHooks]struct{}),
+	}
+}
+
+// UUIDs arrive in either case, as PostgreSQL accepts them; keys are lower-case.
+func memoryKey(id string) string { return strings.ToLower(id) }
+
+// memoryTime keeps what PostgreSQL's timestamptz keeps: microseconds, no monotonic reading.
+func memoryTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
+// revokeNow is tokens_valid_after as the database stores it: now, in whole seconds.
+func revokeNow() time.Time { return time.Now().Truncate(time.Second) }
+
+// read runs f under the read lock. Like a database call, it fails first when ctx has ended;
+// the parts of what name the call in that error (joined only then: no allocation otherwise).
+func (m *memoryStore) read(ctx context.Context, f func() error, what ...string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(what, ""), err)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return f()
+}
+
+// write runs f under the write lock. f returns the row it changed, if a column the
+// database's triggers watch changed; watchers are told after the lock is released, so that
+// a hook may call the store.
+func (m *memoryStore) write(ctx context.Context, f func() (StoreChange, error), what ...string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(what, ""), err)
+	}
+	m.mu.Lock()
+	ch, err := f()
+	m.mu.Unlock()
+	if err == nil && ch.Table != "" {
+		m.notify(ch)
+	}
+	return err
+}
+
+// userChanged names u when it differs from before, as the users trigger would notify it.
+func userChanged(u *memoryUser, before User) StoreChange {
+	if u.User == before {
+		return StoreChange{}
+	}
+	return StoreChange{Table: "users", ID: u.ID}
+}
+
+// userLocked is u as the store returns it; m.mu must be held.
+func (m *memoryStore) userLocked(u *memoryUser) User {
+	out := u.User
+	c, ok := m.companies[u.CompanyID]
+	out.CompanyActive = ok && u.CompanyID != "" && c.IsActive
+	return out
+}
+
+// userByIDLocked is the user with id, or nil; m.mu must be held.
+func (m *memoryStore) userByIDLocked(id string) *memoryUser {
+	if !isUUID(id) {
+		return nil
+	}
+	return m.users[memoryKey(id)]
+}
+
+func (m *memoryStore) UserByID(ctx context.Context, id string) (u User, err error) {
+	err = m.read(ctx, func() error {
+		mu := m.userByIDLocked(id)
+		if mu == nil {
+			return errNotFound
+		}
+		u = m.userLocked(mu)
+		return nil
+	}, "user by id ", id)
+	return u, err
+}
+
+func (m *memoryStore) UserByEmail(ctx context.Context, email string) (u User, err error) {
+	err = m.read(ctx, func() error {
+		mu := m.userByEmailLocked(email)
+		if mu == nil {
+			return errNotFound
+		}
+		u = m.userLocked(mu)
+		return nil
+	}, "user by email ", email)
+	return u, err
+}
+
+// userByEmailLocked is the user with that email (any letter case), or nil; m.mu must be held.
+func (m *memoryStore) userByEmailLocked(email string) *memoryUser {
+	return m.users[m.byEmail[strings.ToLower(email)]]
+}
+
+// updateUser applies update, under the write lock, to the user find returns for key (an id
+// or an email); errNotFound when there is none.
+func (m *memoryStore) updateUser(ctx context.Context, what, key string, find func(string) *memoryUser, update func(*memoryUser) error) error {
+	return m.write(ctx, func() (StoreChange, error) {
+		u := find(key)
+		if u == nil {
+			return StoreChange{}, errNotFound
+		}
+		before := u.User
+		if err := update(u); err != nil {
+			return StoreChange{}, err
+		}
+		return userChanged(u, before), nil
+	}, what, " of user ", key)
+}
+
+func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
+	if companyID != "" && !isUUID(companyID) {
+		return errNotFound
+	}
+	companyID = memoryKey(companyID)
+	return m.updateUser(ctx, "set company "+companyID, userID, m.userByIDLocked, func(u *memoryUser) error {
+		if _, ok := m.companies[companyID]; companyID != "" && !ok {
+			return errNotFound
+		}
+		u.CompanyID = companyID
+		return nil
+	})
+}
+
+func (m *memoryStore) TouchLastLogin(ctx context.Context, userID string) error {
+	// last_login is no column the users trigger watches: no cache holds it.
+	return m.updateUser(ctx, "touch last login", userID, m.userByIDLocked, func(u *memoryUser) error {
+		u.lastLogin = time.Now()
+		return nil
+	})
+}
+
+func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (validAfter time.Time, err error) {
+	err = m.updateUser(ctx, "revoke sessions", userID, m.userByIDLocked, func(u *memoryUser) error {
+		validAfter = revokeNow()
+		u.TokensValidAfter = validAfter
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return validAfter, nil
+}
+
+func (m *memoryStore) CompanyActive(ctx context.Context, id string) (active bool, err error) {
+	err = m.read(ctx, func() error {
+		c, ok := m.companies[memoryKey(id)]
+		active = isUUID(id) && ok && c.IsActive
+		return nil
+	}, "company ", id, " active")
+	return active, err
+}
+
+func (m *memoryStore) Ping(ctx context.Context) error { return nil }
+
+func (m *memoryStore) CheckSchema(ctx context.Context) error { return nil }
+
+func (m *memoryStore) Stats() PoolStats { return PoolStats{} }
+
+func (m *memoryStore) Close() {}
+
+func (m *memoryStore) CreateCompany(ctx context.Context, name string) (c Company, err error) {
+	err = m.write(ctx, func() (StoreChange, error) {
+		c = Company{ID: newUUID(), Name: name, IsActive: true, CreatedAt: memoryTime(time.Now())}
+		m.companies[c.ID] = &c
+		return StoreChange{}, nil
+	}, fmt.Sprintf("create company %q", name))
+	return c, err
+}
+
+// insertUser adds an active user to a company that exists (and is active, when
+// activeCompany); noCompany is the error when it is not.
+func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, activeCompany bool, noCompany error) (out User, created time.Time, err error) {
+	err = m.write(ctx, func() (StoreChange, error) {
+		key, companyID := strings.ToLower(nu.Email), memoryKey(nu.CompanyID)
+		if _, ok := m.byEmail[key]; ok {
+			return StoreChange{}, fmt.Errorf("%s %s: %w", what, nu.Email, errDuplicate)
+		}
+		if c, ok := m.companies[companyID]; companyID != "" && (!ok || activeCompany && !c.IsActive) {
+			return StoreChange{}, fmt.Errorf("%s %s: company %s: %w", what, nu.Email, nu.CompanyID, noCompany)
+		}
+		u := &memoryUser{User: User{ID: newUUID(), CompanyID: companyID, Email: nu.Email, HashedPassword: nu.HashedPassword,
+			FullName: nu.FullName, Role: cmp.Or(nu.Role, "user"), IsActive: true}, createdAt: memoryTime(time.Now())}
+		m.users[u.ID] = u
+		m.byEmail[key] = u.ID
+		out, created = m.userLocked(u), u.createdAt
+		return StoreChange{}, nil
+	}, what, " ", nu.Email)
+	return out, created, err
+}
+
+func (m *memoryStore) CreateUser(ctx context.Context, nu NewUser) (User, error) {
+	if nu.CompanyID != "" && !isUUID(nu.CompanyID) {
+		return User{}, fmt.Errorf("create user %s: company %q: %w", nu.Email, nu.CompanyID, errNotFound)
+	}
+	u, _, err := m.insertUser(ctx, "create user", nu, false, errNotFound)
+	return u, err
+}
+
+func (m *memoryStore) CreateAccount(ctx context.Context, nu NewUser) (Account, error) {
+	if err := checkNewAccount(nu); err != nil {
+		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, err)
+	}
+	u, created, err := m.insertUser(ctx, "create account", nu, true, errCompanyUnavailable)
+	if err != nil {
+		return Account{}, err
+	}
+	return u.account(created), nil
+}
+
+func (m *memoryStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
+	return m.updateUser(ctx, "set password", email, m.userByEmailLocked, func(u *memoryUser) error {
+		u.HashedPassword, u.TokensValidAfter = hashedPassword, revokeNow()
+		return nil
+	})
+}
+
+func (m *memoryStore) SetActive(ctx context.Context, email string, active bool) error {
+	return m.updateUser(ctx, "set active", email, m.userByEmailLocked, func(u *memoryUser) error {
+		u.IsActive = active
+		if !active {
+			u.TokensValidAfter = revokeNow()
+		}
+		return nil
+	})
+}
+
+func (m *memoryStore) SetCompanyActive(ctx context.Context, id string, active bool) error {
+	_, err := m.UpdateCompany(ctx, id, CompanyChange{IsActive: &active})
+	return err
+}
+
+// open reports whether inv is open at now; m.mu must be held.
+func (inv *memoryInvitation) open(now time.Time) bool {
+	return inv.AcceptedAt.IsZero() && inv.RevokedAt.IsZero() && inv.ExpiresAt.After(now)
+}
+
+// newer orders invitations newest first, as ORDER BY created_at DESC does.
+func (inv *memoryInvitation) newer(than *memoryInvitation) bool {
+	if !inv.CreatedAt.Equal(than.CreatedAt) {
+		return inv.CreatedAt.After(than.CreatedAt)
+	}
+	return inv.seq > than.seq
+}
+
+// openInvitationsLocked returns the open invitations keep accepts, newest first; m.mu must
+// be held.
+func (m *memoryStore) openInvitationsLocked(keep func(*memoryInvitation) bool) []Invitation {
+	now := time.Now()
+	var open []*memoryInvitation
+	for _, inv := range m.invitations {
+		if inv.open(now) && keep(inv) {
+			open = append(open, inv)
+		}
+	}
+	slices.SortFunc(open, func(a, b *memoryInvitation) int {
+		if a.newer(b) {
+			return -1
+		}
+		return 1
+	})
+	invs := make([]Invitation, len(open))
+	for i, inv := range open {
+		invs[i] = inv.Invitation
+	}
+	return invs
+}
+
+func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID string) (inv Invitation, err error) {
+	if companyID != "" && !isUUID(companyID) {
+		return Invitation{}, errNotFound
+	}
+	companyID = memoryKey(companyID)
+	err = m.read(ctx, func() error {
+		invs := m.openInvitationsLocked(func(inv *memoryInvitation) bool {
+			c := m.companies[inv.CompanyID]
+			return strings.ToLower(inv.Email) == strings.ToLower(email) && (companyID == "" || inv.CompanyID == companyID) && c != nil && c.IsActive
+		})
+		if len(invs) == 0 {
+			return errNotFound
+		}
+		inv = invs[0]
+		return nil
+	}, "open invitation of ", email)
+	return inv, err
+}
+
+func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (id string, err error) {
+	err = m.read(ctx, func() error {
+		var ok bool
+		id, ok = m.domains[strings.ToLower(domain)]
+		if c := m.companies[id]; !ok || c == nil || !c.IsActive {
+			return errNotFound
+		}
+		return nil
+	}, "company for domain ", domain)
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// JoinCompany checks and changes everything under one write lock: all or nothing, as the
+// database's transaction, and in the order pgStore checks: user, invitation, company.
+func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (out User, err error) {
+	if !isUUID(userID) || !isUUID(companyID) {
+		return User{}, errNotFound
+	}
+	if invitationID != "" && !isUUID(invitationID) {
+		return User{}, errInvitationClosed
+	}
+	companyID = memoryKey(companyID)
+	err = m.write(ctx, func() (StoreChange, error) {
+		u := m.userByIDLocked(userID)
+		if u == nil {
+			return StoreChange{}, errNotFound
+		}
+		inv := m.invitations[memoryKey(invitationID)]
+		if invitationID != "" && (inv == nil || !inv.open(time.Now()) || inv.CompanyID != companyID ||
+			strings.ToLower(inv.Email) != strings.ToLower(u.Email)) {
+			return StoreChange{}, errInvitationClosed
+		}
+		if c, ok := m.companies[companyID]; !ok || !c.IsActive {
+			return StoreChange{}, errNotFound
+		}
+		before, now := u.User, time.Now()
+		if inv != nil {
+			inv.AcceptedAt = memoryTime(now)
+			u.Role = inv.Role
+		}
+		u.CompanyID = companyID
+		out = m.userLocked(u)
+		return userChanged(u, before), nil
+	}, "user ", userID, " join company ", companyID)
+	return out, err
+}
+
+// Watch reports every change from the goroutine that made it, after the store's lock is
+// released, so a hook may call the store.
+func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
+	h := &hooks
+	m.watchMu.Lock()
+	m.watchers[h] = struct{}{}
+	m.watchMu.Unlock()
+	defer func() {
+		m.watchMu.Lock()
+		delete(m.watchers, h)
+		m.watchMu.Unlock()
+	}()
+	// Registered first: a change made meanwhile is reported, never lost.
+	if hooks.Listening != nil {
+		hooks.Listening()
+	}
+	<-ctx.Done()
+}
+
+// notify tells every watcher that the row changed, as the database's triggers do: only when a
+// value changed. m.mu must not be held.
+func (m *memoryStore) notify(ch StoreChange) {
+	m.watchMu.Lock()
+	changed := make([]func(StoreChange), 0, len(m.watchers))
+	for h := range m.watchers {
+		if h.Changed != nil {
+			changed = append(changed, h.Changed)
+		}
+	}
+	m.watchMu.Unlock()
+	for _, f := range changed {
+		f(ch)
+	}
+}
+
+func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (stored Invitation, err error) {
+	role, err := checkNewInvitation(inv)
+	if err != nil {
+		return Invitation{}, fmt.Errorf("create invitation of %s: %w", inv.Email, err)
+	}
+	err = m.write(ctx, func() (StoreChange, error) {
+		companyID, createdBy := memoryKey(inv.CompanyID), memoryKey(inv.CreatedBy)
+		if _, ok := m.companies[companyID]; !ok {
+			return StoreChange{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
+		}
+		if _, ok := m.users[createdBy]; createdBy != "" && !ok {
+			return StoreChange{}, fmt.Errorf("create invitation of %s: creator %s: %w", inv.Email, inv.CreatedBy, errNotFound)
+		}
+		stored = Invitation{ID: newUUID(), CompanyID: companyID, Email: inv.Email, Role: role, CreatedBy: createdBy,
+			CreatedAt: memoryTime(time.Now()), ExpiresAt: memoryTime(inv.ExpiresAt)}
+		m.invSeq++
+		m.invitations[stored.ID] = &memoryInvitation{Invitation: stored, seq: m.invSeq}
+		return StoreChange{}, nil
+	}, "create invitation of ", inv.Email)
+	if err != nil {
+		return Invitation{}, err
+	}
+	return stored, nil
+}
+
+func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string) (invs []Invitation, err error) {
+	if !isUUID(companyID) {
+		return nil, errNotFound
+	}
+	companyID = memoryKey(companyID)
+	err = m.read(ctx, func() error {
+		if _, ok := m.companies[companyID]; !ok {
+			return errNotFound
+		}
+		invs = m.openInvitationsLocked(func(inv *memoryInvitation) bool { return inv.CompanyID == companyID })
+		return nil
+	}, "open invitations of company ", companyID)
+	return invs, err
+}
+
+func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
+	if !isUUID(companyID) || !isUUID(invitationID) {
+		return errNotFound
+	}
+	return m.write(ctx, func() (StoreChange, error) {
+		now := time.Now()
+		inv := m.invitations[memoryKey(invitationID)]
+		if inv == nil || inv.CompanyID != memoryKey(companyID) || !inv.open(now) {
+			return StoreChange{}, errNotFound
+		}
+		inv.RevokedAt = memoryTime(now)
+		return StoreChange{}, nil
+	}, "revoke invitation ", invitationID, " of company ", companyID)
+}
+
+func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) error {
+	if !isUUID(companyID) {
+		return errNotFound
+	}
+	if domain == "" || !sqlText(domain) {
+		return fmt.Errorf("add domain %q: %w", domain, errInvalidInput)
+	}
+	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
+	return m.write(ctx, func() (StoreChange, error) {
+		if _, ok := m.companies[companyID]; !ok {
+			return StoreChange{}, errNotFound
+		}
+		if holder, ok := m.domains[domain]; ok && holder != companyID {
+			return StoreChange{}, fmt.Errorf("add domain %s to company %s: registered to company %s: %w", domain, companyID, holder, errDuplicate)
+		}
+		m.domains[domain] = companyID
+		return StoreChange{}, nil
+	}, "add domain ", domain, " to company ", companyID)
+}
+
+func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
+	if !isUUID(companyID) {
+		return errNotFound
+	}
+	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
+	return m.write(ctx, func() (StoreChange, error) {
+		if holder, ok := m.domains[domain]; !ok || holder != companyID {
+			return StoreChange{}, errNotFound
+		}
+		delete(m.domains, domain)
+		return StoreChange{}, nil
+	}, "remove domain ", domain, " of company ", companyID)
+}
+
+// companyLess is ActiveCompanies' order, as pgStore's companyOrder sorts.
+func companyLess(a, b Company) int {
+	return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)),
+		strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+}
+
+// activeCompaniesLocked returns the active companies in order; m.mu must be held.
+func (m *memoryStore) activeCompaniesLocked() []Company {
+	var companies []Company
+	for _, c := range m.companies {
+		if c.IsActive {
+			companies = append(companies, *c)
+		}
+	}
+	slices.SortFunc(companies, companyLess)
+	return companies
+}
+
+func (m *memoryStore) PlatformStats(ctx context.Context) (stats PlatformStats, err error) {
+	err = m.read(ctx, func() error {
+		users := make(map[string]int)
+		for _, u := range m.users {
+			if u.IsActive && u.CompanyID != "" {
+				users[u.CompanyID]++
+			}
+		}
+		for _, co := range m.activeCompaniesLocked() {
+			stats.Companies = append(stats.Companies, CompanyUsers{CompanyID: co.ID, Name: co.Name, Users: users[co.ID]})
+		}
+		return nil
+	}, "platform stats")
+	return stats, err
+}
+
+func (m *memoryStore) ActiveCompanies(ctx context.Context) (companies []Company, err error) {
+	err = m.read(ctx, func() error {
+		companies = m.activeCompaniesLocked()
+		return nil
+	}, "active companies")
+	return companies, err
+}
+
+func (m *memoryStore) CompanyByID(ctx context.Context, id string) (co Company, err error) {
+	err = m.read(ctx, func() error {
+		c, ok := m.companies[memoryKey(id)]
+		if !ok || !isUUID(id) {
+			return errNotFound
+		}
+		co = *c
+		return nil
+	}, "company ", id)
+	return co, err
+}
+
+func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (co Company, err error) {
+	if !isUUID(id) {
+		return Company{}, errNotFound
+	}
+	if ch.Name != nil && (*ch.Name == "" || !sqlText(*ch.Name)) {
+		return Company{}, fmt.Errorf("update company %s: name: %w", id, errInvalidInput)
+	}
+	id = memoryKey(id)
+	err = m.write(ctx, func() (StoreChange, error) {
+		c, ok := m.companies[id]
+		if !ok {
+			return StoreChange{}, errNotFound
+		}
+		wasActive := c.IsActive
+		if ch.Name != nil {
+			c.Name = *ch.Name
+		}
+		if ch.IsActive != nil {
+			c.IsActive = *ch.IsActive
+		}
+		co = *c
+		if c.IsActive == wasActive { // the only column the database's trigger watches
+			return StoreChange{}, nil
+		}
+		return StoreChange{Table: "companies", ID: id}, nil
+	}, "update company ", id)
+	if err != nil {
+		return Company{}, err
+	}
+	return co, nil
+}
+
+func (m *memoryStore) AccountByID(ctx context.Context, id string) (a Account, err error) {
+	err = m.read(ctx, func() error {
+		u := m.userByIDLocked(id)
+		if u == nil {
+			return errNotFound
+		}
+		a = u.User.account(u.createdAt)
+		return nil
+	}, "account ", id)
+	return a, err
+}
+
+func (m *memoryStore) AccountsByCompany(ctx context.Context, companyID string, limit, offset int) (page []Account, err error) {
+	if !isUUID(companyID) {
+		return nil, errNotFound
+	}
+	if limit < 1 || offset < 0 {
+		return nil, fmt.Errorf("accounts of company %s: limit %d, offset %d: %w", companyID, limit, offset, errInvalidInput)
+	}
+	companyID = memoryKey(companyID)
+	err = m.read(ctx, func() error {
+		if _, ok := m.companies[companyID]; !ok {
+			return errNotFound
+		}
+		var accounts []Account
+		for _, u := range m.users {
+			if u.CompanyID == companyID {
+				accounts = append(accounts, u.User.account(u.createdAt))
+			}
+		}
+		slices.SortFunc(accounts, func(a, b Account) int {
+			return cmp.Or(strings.Compare(strings.ToLower(a.Email), strings.ToLower(b.Email)), strings.Compare(a.ID, b.ID))
+		})
+		if offset < len(accounts) {
+			page = accounts[offset:min(offset+limit, len(accounts))]
+		}
+		return nil
+	}, "accounts of company ", companyID)
+	return page, err
+}
+
+// UpdateAccount checks and changes everything under one write lock: all or nothing, as the
+// database's transaction.
+func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountChange) (a Account, err error) {
+	if !isUUID(id) {
+		return Account{}, errNotFound
+	}
+	if err := checkAccountChange(ch); err != nil {
+		return Account{}, fmt.Errorf("update account %s: %w", id, err)
+	}
+	err = m.updateUser(ctx, "update account", id, m.userByIDLocked, func(u *memoryUser) error {
+		if ch.CompanyID != nil && *ch.CompanyID != "" {
+			if c, ok := m.companies[memoryKey(*ch.CompanyID)]; !ok || !c.IsActive {
+				return fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
+			}
+		}
+		if ch.FullName != nil {
+			u.FullName = *ch.FullName
+		}
+		if ch.Role != nil {
+			u.Role = *ch.Role
+		}
+		if ch.CompanyID != nil {
+			u.CompanyID = memoryKey(*ch.CompanyID)
+		}
+		if ch.IsActive != nil {
+			u.IsActive = *ch.IsActive
+			if !*ch.IsActive {
+				u.TokensValidAfter = revokeNow()
+			}
+		}
+		a = u.User.account(u.createdAt)
+		return nil
+	})
+	if err != nil {
+		return Account{}, err
+	}
+	return a, nil
+}
+
+// newUUID returns a random (version 4) UUID in canonical lower-case form.
+func newUUID() string {
+	var b [16]byte
+	// Never fails: crypto/rand aborts the program rather than return short.
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	const hexDigits = "0123456789abcdef"
+	var out [36]byte
+	j := 0
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hexDigits[c>>4], hexDigits[c&0x0f]
+		j += 2
+	}
+	return string(out[:])
+}
