@@ -165,18 +165,23 @@ func stringRow(p *string, name, def, doc string, check func(string) (string, err
 
 // urlRow reads an upstream base URL; unset is what the log shows while it is nil.
 func urlRow(p **url.URL, name, def, unset, doc string) setting {
-	return bind(p, name, def, doc, func(v string) (*url.URL, error) {
-		u, err := parseServiceURL(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s %v; expected an absolute http or https URL such as http://query-service:80", showURL(v), err)
-		}
-		return u, nil
-	}, func(u *url.URL) slog.Value {
+	return bind(p, name, def, doc, explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80"), func(u *url.URL) slog.Value {
 		if u == nil {
 			return slog.StringValue(unset)
 		}
 		return slog.StringValue(u.String())
 	})
+}
+
+// explain puts the value (quoted by quote) and what was expected around parse's problem.
+func explain[T any](parse func(string) (T, error), quote func(string) string, expect string) func(string) (T, error) {
+	return func(v string) (T, error) {
+		x, err := parse(v)
+		if err != nil {
+			return x, fmt.Errorf("%s %v; expected %s", quote(v), err, expect)
+		}
+		return x, nil
+	}
 }
 
 // secret marks a row as a secret and replaces its log rendering by a masked one.
@@ -276,13 +281,7 @@ func settingsOf(c *Config) []setting {
 			"idle keep-alive connections per upstream host, 0..GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS"),
 		stringRow(&c.VercelFrontendURL, "VERCEL_FRONTEND_URL", "",
 			"CORS: the frontend origin (scheme://host[:port]); its Vercel preview deployments are allowed too",
-			func(v string) (string, error) {
-				o, err := parseOrigin(v)
-				if err != nil {
-					return "", fmt.Errorf("%s %v; expected %s", showURL(v), err, originExpect)
-				}
-				return o, nil
-			}),
+			explain(parseOrigin, showURL, originExpect)),
 		bind(&c.CORSAllowedOrigins, "GATEWAY_CORS_ALLOWED_ORIGINS", "",
 			"CORS: extra exact origins, comma-separated; \"*\" is refused because credentials are allowed",
 			func(v string) (origins []string, errs error) {
