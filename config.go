@@ -456,15 +456,6 @@ func settingsOf(c *Config) []setting {
 // table and the Kubernetes manifests are checked against it.
 var settings = settingsOf(new(Config))
 
-// lookupSetting returns the row of the table named name.
-func lookupSetting(name string) (setting, bool) {
-	i := slices.IndexFunc(settings, func(s setting) bool { return s.Name == name })
-	if i < 0 {
-		return setting{}, false
-	}
-	return settings[i], true
-}
-
 // Placeholders that have appeared in documentation and examples; a deployment that copied
 // one would sign tokens anybody can forge.
 var jwtSecretPlaceholders = []string{
@@ -808,21 +799,11 @@ func parseSize(v string) (int64, error) {
 	if num == "" {
 		return 0, errors.New("is not a size")
 	}
-	var mult int64
-	switch unit {
-	case "", "b":
-		mult = 1
-	case "kib":
-		mult = 1 << 10
-	case "mib":
-		mult = 1 << 20
-	case "gib":
-		mult = 1 << 30
-	case "tib":
-		mult = 1 << 40
-	default:
+	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[unit]
+	if !ok {
 		return 0, errors.New("has an unknown unit (B, KiB, MiB, GiB or TiB are understood)")
 	}
+	mult := int64(1) << shift
 	n, err := strconv.ParseInt(num, 10, 64)
 	switch {
 	case err != nil && errors.Is(err, strconv.ErrRange):
