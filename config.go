@@ -193,7 +193,9 @@ func (s setting) secret(masked func() slog.Value) setting {
 func (s setting) required() setting { s.Required = true; return s }
 func (s setting) database() setting { s.Database = true; return s }
 
-// settingsOf returns the configuration table bound to the fields of c.
+// settingsOf returns the configuration table bound to the fields of c. A new setting is a
+// Config field, one row here and its README line; a rule relating two settings goes after
+// the row loop in loadConfig.
 func settingsOf(c *Config) []setting {
 	const (
 		originExpect    = "an origin such as https://app.example.com (scheme, host, optional port, nothing else)"
