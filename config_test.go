@@ -1,15 +1,13 @@
-// config_test.go: the settings table, loadConfig's defaults and refusals, -dev shortcuts and .env files.
+// config_test.go: the settings table, loadConfig's defaults and refusals, and -dev shortcuts.
 package main
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -40,6 +38,15 @@ func problemLines(err error) []string {
 		return nil
 	}
 	return strings.Split(err.Error(), "\n")
+}
+
+// lookupSetting returns the row of the table named name.
+func lookupSetting(name string) (setting, bool) {
+	i := slices.IndexFunc(settings, func(s setting) bool { return s.Name == name })
+	if i < 0 {
+		return setting{}, false
+	}
+	return settings[i], true
 }
 
 // recordingEnv wraps getenv and records every name asked for.
@@ -195,169 +202,82 @@ func prefixesString(ps []netip.Prefix) string {
 func TestConfigRefusesInvalidSetting(t *testing.T) {
 	long64 := strings.Repeat("a", 64)
 	tests := []struct {
-		name, value string
-		extra       map[string]string
+		name   string
+		values []string
+		extra  map[string]string
 	}{
-		{"PORT", "abc", nil},
-		{"PORT", "0", nil},
-		{"PORT", "65536", nil},
-		{"PORT", "-1", nil},
-		{"PORT", "80.5", nil},
-		{"GATEWAY_LOG_LEVEL", "TRACE", nil},
-		{"GATEWAY_LOG_LEVEL", "verbose", nil},
-		{"GATEWAY_LOG_LEVEL", "10", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "ftp://ingest", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "ingest:80", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "ingest-service", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "/api", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://user:pass@ingest", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest/?debug=1", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest?", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest/#frag", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest:99999", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://ingest:", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://*.ingest", nil},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://in gest", nil},
-		{"GATEWAY_QUERY_SERVICE_URL", "query-service:80", nil},
-		{"GATEWAY_QUERY_SERVICE_URL", "http://[::1", nil},
-		{"GATEWAY_QUERY_SERVICE_URL", "http://[fe80::1%25eth0]:80", nil},
-		{"GATEWAY_AUTH_SERVICE_URL", "mailto:auth@example.com", nil},
-		{"GATEWAY_JWT_SECRET", "too-short-secret", nil},
-		{"GATEWAY_JWT_SECRET", "TU_CLAVE_SECRETA_JWT_DE_PRODUCCION_MUY_SEGURA", nil},
-		{"GATEWAY_JWT_SECRET", "una-clave-secreta-muy-fuerte-para-desarrollo-local-1234567890", nil},
-		{"GATEWAY_JWT_SECRET", "YOUR_JWT_SECRET_KEY_NEEDS_TO_BE_SET_IN_ENV", nil},
-		{"GATEWAY_JWT_SECRET", "CHANGE_ME_to_a_random_secret_of_at_least_32_bytes", nil},
-		{"GATEWAY_JWT_SECRET", "prefix-0123456789-ChangeMe-0123456789abcdef", nil},
-		{"GATEWAY_JWT_SECRET", "0123456789abcdef0123456789abcdef-change_me", nil},
-		{"GATEWAY_JWT_ALGORITHM", "HS512", nil},
-		{"GATEWAY_JWT_ALGORITHM", "none", nil},
-		{"GATEWAY_JWT_ALGORITHM", "RS256", nil},
-		{"GATEWAY_JWT_EXPIRE_MINUTES", "0", nil},
-		{"GATEWAY_JWT_EXPIRE_MINUTES", "525601", nil},
-		{"GATEWAY_JWT_EXPIRE_MINUTES", "1.5", nil},
-		{"GATEWAY_JWT_EXPIRE_MINUTES", "a day", nil},
-		{"GATEWAY_POSTGRES_PASSWORD", "", nil},
-		{"GATEWAY_POSTGRES_USER", long64, nil},
-		{"GATEWAY_POSTGRES_USER", "a\x01b", nil},
-		{"GATEWAY_POSTGRES_SERVER", "db host", nil},
-		{"GATEWAY_POSTGRES_SERVER", "db/x", nil},
-		{"GATEWAY_POSTGRES_PORT", "0", nil},
-		{"GATEWAY_POSTGRES_PORT", "70000", nil},
-		{"GATEWAY_POSTGRES_PORT", "pg", nil},
-		{"GATEWAY_POSTGRES_DB", long64, nil},
-		{"GATEWAY_DEFAULT_COMPANY_ID", "not-a-uuid", nil},
-		{"GATEWAY_DEFAULT_COMPANY_ID", "0f8fad5bd9cb469fa16570867728950e", nil},
-		{"GATEWAY_DEFAULT_COMPANY_ID", "un-uuid-valido-de-compania-en-tu-db-local", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "0", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "-5", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "-5s", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "NaN", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "Inf", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "1e300", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "sixty", nil},
-		{"GATEWAY_HTTP_CLIENT_TIMEOUT", "2h", nil},
-		{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS", "0", nil},
-		{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS", "many", nil},
-		{"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS", "-1", nil},
-		{"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS", "201", nil},
-		{"VERCEL_FRONTEND_URL", "https://atenex.vercel.app/login", nil},
-		{"VERCEL_FRONTEND_URL", "atenex.vercel.app", nil},
-		{"VERCEL_FRONTEND_URL", "ftp://atenex.vercel.app", nil},
-		{"VERCEL_FRONTEND_URL", "https://atenex.vercel.app?x=1", nil},
-		{"VERCEL_FRONTEND_URL", "https://atenex.vercel.app/#top", nil},
-		{"VERCEL_FRONTEND_URL", "https://user@atenex.vercel.app", nil},
-		{"VERCEL_FRONTEND_URL", "*", nil},
-		{"GATEWAY_CORS_ALLOWED_ORIGINS", "*", nil},
-		{"GATEWAY_CORS_ALLOWED_ORIGINS", "https://ok.example, *", nil},
-		{"GATEWAY_CORS_ALLOWED_ORIGINS", "https://*.example.com", nil},
-		{"GATEWAY_CORS_ALLOWED_ORIGINS", "https://ok.example,https://x.example/path", nil},
-		{"GATEWAY_CORS_ALLOWED_ORIGINS", "ok.example", nil},
-		{"GATEWAY_DB_TIMEOUT", "0", nil},
-		{"GATEWAY_DB_TIMEOUT", "-1s", nil},
-		{"GATEWAY_DB_TIMEOUT", "2m", nil},
-		{"GATEWAY_DB_TIMEOUT", "soon", nil},
-		{"GATEWAY_USER_CACHE_TTL", "61s", nil},
-		{"GATEWAY_USER_CACHE_TTL", "-1", nil},
-		{"GATEWAY_ADMIN_PORT", "8080", nil},
-		{"GATEWAY_ADMIN_PORT", "3000", map[string]string{"PORT": "3000"}},
-		{"GATEWAY_ADMIN_PORT", "-1", nil},
-		{"GATEWAY_ADMIN_PORT", "65536", nil},
-		{"GATEWAY_SHUTDOWN_GRACE", "0", nil},
-		{"GATEWAY_SHUTDOWN_GRACE", "11m", nil},
-		{"GATEWAY_DRAIN_DELAY", "25s", nil},
-		{"GATEWAY_DRAIN_DELAY", "30", nil},
-		{"GATEWAY_DRAIN_DELAY", "-1s", nil},
-		{"GATEWAY_READ_HEADER_TIMEOUT", "0", nil},
-		{"GATEWAY_READ_HEADER_TIMEOUT", "6m", nil},
-		{"GATEWAY_IDLE_TIMEOUT", "0s", nil},
-		{"GATEWAY_IDLE_TIMEOUT", "2h", nil},
-		{"GATEWAY_MAX_BODY_BYTES", "1023", nil},
-		{"GATEWAY_MAX_BODY_BYTES", "1048577", nil},
-		{"GATEWAY_MAX_BODY_BYTES", "2MiB", nil},
-		{"GATEWAY_MAX_BODY_BYTES", "16KB", nil},
-		{"GATEWAY_MAX_BODY_BYTES", "-1", nil},
-		{"GATEWAY_MAX_BODY_BYTES", "0", nil},
-		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33", nil},
-		{"GATEWAY_TRUSTED_PROXIES", "proxy.internal", nil},
-		{"GATEWAY_TRUSTED_PROXIES", "fe80::1%eth0", nil},
-		{"GATEWAY_TRUSTED_PROXIES", "10.0.0.1, bogus", nil},
-		{"GATEWAY_LOGIN_IP_BURST", "-1", nil},
-		{"GATEWAY_LOGIN_IP_BURST", "ten", nil},
-		{"GATEWAY_LOGIN_IP_PER_MINUTE", "0", nil},
-		{"GATEWAY_LOGIN_IP_PER_MINUTE", "-1", nil},
-		{"GATEWAY_LOGIN_IP_PER_MINUTE", "NaN", nil},
-		{"GATEWAY_LOGIN_EMAIL_BURST", "1.5", nil},
-		{"GATEWAY_LOGIN_EMAIL_PER_MINUTE", "+Inf", nil},
-		{"GATEWAY_LOGIN_EMAIL_PER_MINUTE", "0", nil},
-		{"GATEWAY_BCRYPT_QUEUE_WAIT", "31s", nil},
-		{"GATEWAY_BCRYPT_QUEUE_WAIT", "-1", nil},
-		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", "-1", nil},
-		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", "NaN", nil},
-		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", "fast", nil},
-		{"GATEWAY_RATE_LIMIT_COMPANY_BURST", "-1", nil},
-		{"GATEWAY_RATE_LIMIT_COMPANY_BURST", "1.5", nil},
-		{"GATEWAY_GC_PERCENT", "-2", nil},
-		{"GATEWAY_GC_PERCENT", "10001", nil},
-		{"GATEWAY_GC_PERCENT", "half", nil},
-		{"GATEWAY_GC_PERCENT", "-1", map[string]string{"GATEWAY_MEMORY_LIMIT": "0"}}, // off with no memory limit
-		{"GATEWAY_GC_PERCENT", "off", map[string]string{"GATEWAY_MEMORY_LIMIT": "0"}},
-		{"GATEWAY_MEMORY_LIMIT", "100", nil},
-		{"GATEWAY_MEMORY_LIMIT", "64MB", nil},
-		{"GATEWAY_MEMORY_LIMIT", "-1", nil},
-		{"GATEWAY_MEMORY_LIMIT", "1XiB", nil},
-		{"GATEWAY_MEMORY_LIMIT", "99999999999TiB", nil},
-		{"GATEWAY_MEMORY_LIMIT", "99999999999999999999", nil},
-		{"GATEWAY_MEMORY_LIMIT", "automatic", nil},
+		{"PORT", []string{"abc", "0", "65536", "-1", "80.5"}, nil},
+		{"GATEWAY_LOG_LEVEL", []string{"TRACE", "verbose", "10"}, nil},
+		{"GATEWAY_INGEST_SERVICE_URL", []string{"ftp://ingest", "ingest:80", "ingest-service", "/api", "http://", "http://user:pass@ingest", "http://ingest/?debug=1", "http://ingest?", "http://ingest/#frag", "http://ingest:99999", "http://ingest:", "http://*.ingest", "http://in gest"}, nil},
+		{"GATEWAY_QUERY_SERVICE_URL", []string{"query-service:80", "http://[::1", "http://[fe80::1%25eth0]:80"}, nil},
+		{"GATEWAY_AUTH_SERVICE_URL", []string{"mailto:auth@example.com"}, nil},
+		{"GATEWAY_JWT_SECRET", []string{"too-short-secret", "TU_CLAVE_SECRETA_JWT_DE_PRODUCCION_MUY_SEGURA", "una-clave-secreta-muy-fuerte-para-desarrollo-local-1234567890", "YOUR_JWT_SECRET_KEY_NEEDS_TO_BE_SET_IN_ENV", "CHANGE_ME_to_a_random_secret_of_at_least_32_bytes", "prefix-0123456789-ChangeMe-0123456789abcdef", "0123456789abcdef0123456789abcdef-change_me"}, nil},
+		{"GATEWAY_JWT_ALGORITHM", []string{"HS512", "none", "RS256"}, nil},
+		{"GATEWAY_JWT_EXPIRE_MINUTES", []string{"0", "525601", "1.5", "a day"}, nil},
+		{"GATEWAY_POSTGRES_PASSWORD", []string{""}, nil},
+		{"GATEWAY_POSTGRES_USER", []string{long64, "a\x01b"}, nil},
+		{"GATEWAY_POSTGRES_SERVER", []string{"db host", "db/x"}, nil},
+		{"GATEWAY_POSTGRES_PORT", []string{"0", "70000", "pg"}, nil},
+		{"GATEWAY_POSTGRES_DB", []string{long64}, nil},
+		{"GATEWAY_DEFAULT_COMPANY_ID", []string{"not-a-uuid", "0f8fad5bd9cb469fa16570867728950e", "un-uuid-valido-de-compania-en-tu-db-local"}, nil},
+		{"GATEWAY_HTTP_CLIENT_TIMEOUT", []string{"0", "-5", "-5s", "NaN", "Inf", "1e300", "sixty", "2h"}, nil},
+		{"GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS", []string{"0", "many"}, nil},
+		{"GATEWAY_HTTP_CLIENT_MAX_KEEPALIVE_CONNECTIONS", []string{"-1", "201"}, nil},
+		{"VERCEL_FRONTEND_URL", []string{"https://atenex.vercel.app/login", "atenex.vercel.app", "ftp://atenex.vercel.app", "https://atenex.vercel.app?x=1", "https://atenex.vercel.app/#top", "https://user@atenex.vercel.app", "*"}, nil},
+		{"GATEWAY_CORS_ALLOWED_ORIGINS", []string{"*", "https://ok.example, *", "https://*.example.com", "https://ok.example,https://x.example/path", "ok.example"}, nil},
+		{"GATEWAY_DB_TIMEOUT", []string{"0", "-1s", "2m", "soon"}, nil},
+		{"GATEWAY_USER_CACHE_TTL", []string{"61s", "-1"}, nil},
+		{"GATEWAY_ADMIN_PORT", []string{"8080"}, nil},
+		{"GATEWAY_ADMIN_PORT", []string{"3000"}, map[string]string{"PORT": "3000"}},
+		{"GATEWAY_ADMIN_PORT", []string{"-1", "65536"}, nil},
+		{"GATEWAY_SHUTDOWN_GRACE", []string{"0", "11m"}, nil},
+		{"GATEWAY_DRAIN_DELAY", []string{"25s", "30", "-1s"}, nil},
+		{"GATEWAY_READ_HEADER_TIMEOUT", []string{"0", "6m"}, nil},
+		{"GATEWAY_IDLE_TIMEOUT", []string{"0s", "2h"}, nil},
+		{"GATEWAY_MAX_BODY_BYTES", []string{"1023", "1048577", "2MiB", "16KB", "-1", "0"}, nil},
+		{"GATEWAY_TRUSTED_PROXIES", []string{"10.0.0.0/33", "proxy.internal", "fe80::1%eth0", "10.0.0.1, bogus"}, nil},
+		{"GATEWAY_LOGIN_IP_BURST", []string{"-1", "ten"}, nil},
+		{"GATEWAY_LOGIN_IP_PER_MINUTE", []string{"0", "-1", "NaN"}, nil},
+		{"GATEWAY_LOGIN_EMAIL_BURST", []string{"1.5"}, nil},
+		{"GATEWAY_LOGIN_EMAIL_PER_MINUTE", []string{"+Inf", "0"}, nil},
+		{"GATEWAY_BCRYPT_QUEUE_WAIT", []string{"31s", "-1"}, nil},
+		{"GATEWAY_RATE_LIMIT_COMPANY_RPS", []string{"-1", "NaN", "fast"}, nil},
+		{"GATEWAY_RATE_LIMIT_COMPANY_BURST", []string{"-1", "1.5"}, nil},
+		{"GATEWAY_GC_PERCENT", []string{"-2", "10001", "half"}, nil},
+		{"GATEWAY_GC_PERCENT", []string{"-1"}, map[string]string{"GATEWAY_MEMORY_LIMIT": "0"}}, // off with no memory limit
+		{"GATEWAY_GC_PERCENT", []string{"off"}, map[string]string{"GATEWAY_MEMORY_LIMIT": "0"}},
+		{"GATEWAY_MEMORY_LIMIT", []string{"100", "64MB", "-1", "1XiB", "99999999999TiB", "99999999999999999999", "automatic"}, nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
-			env := productionEnv()
-			env[tt.name] = tt.value
-			for k, v := range tt.extra {
-				env[k] = v
-			}
-			cfg, err := loadConfig(envOf(env), false)
-			if err == nil {
-				t.Fatalf("loadConfig accepted %s=%q: %+v", tt.name, tt.value, cfg)
-			}
-			if cfg != nil {
-				t.Errorf("loadConfig returned a config along with an error")
-			}
-			lines := problemLines(err)
-			if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.name+": ") {
-				t.Fatalf("want one line naming %s, got:\n%v", tt.name, err)
-			}
-			if !strings.Contains(lines[0], "expected") {
-				t.Errorf("line does not say what is expected: %s", lines[0])
-			}
-			if strings.Contains(err.Error(), testJWTSecret) || strings.Contains(err.Error(), testDBPassword) {
-				t.Errorf("error shows a secret: %v", err)
-			}
-			if s, _ := lookupSetting(tt.name); s.Secret && tt.value != "" && strings.Contains(err.Error(), tt.value) {
-				t.Errorf("error shows the refused secret: %v", err)
-			}
-		})
+		for _, value := range tt.values {
+			t.Run(tt.name+"="+value, func(t *testing.T) {
+				env := productionEnv()
+				env[tt.name] = value
+				for k, v := range tt.extra {
+					env[k] = v
+				}
+				cfg, err := loadConfig(envOf(env), false)
+				if err == nil {
+					t.Fatalf("loadConfig accepted %s=%q: %+v", tt.name, value, cfg)
+				}
+				if cfg != nil {
+					t.Errorf("loadConfig returned a config along with an error")
+				}
+				lines := problemLines(err)
+				if len(lines) != 1 || !strings.HasPrefix(lines[0], tt.name+": ") {
+					t.Fatalf("want one line naming %s, got:\n%v", tt.name, err)
+				}
+				if !strings.Contains(lines[0], "expected") {
+					t.Errorf("line does not say what is expected: %s", lines[0])
+				}
+				if strings.Contains(err.Error(), testJWTSecret) || strings.Contains(err.Error(), testDBPassword) {
+					t.Errorf("error shows a secret: %v", err)
+				}
+				if s, _ := lookupSetting(tt.name); s.Secret && value != "" && strings.Contains(err.Error(), value) {
+					t.Errorf("error shows the refused secret: %v", err)
+				}
+			})
+		}
 	}
 }
 
@@ -657,204 +577,6 @@ func TestLoadDatabaseConfigNeedsNoJWTSecret(t *testing.T) {
 	}
 }
 
-func TestParseDotEnv(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     map[string]string
-	}{
-		{"empty file", "", map[string]string{}},
-		{"plain", "A=1\nB=two", map[string]string{"A": "1", "B": "two"}},
-		{"export prefix", "export A=1\nexport\tB=2", map[string]string{"A": "1", "B": "2"}},
-		{"variable named export", "export=1", map[string]string{"export": "1"}},
-		{"spaces around", "  A = 1  \n", map[string]string{"A": "1"}},
-		{"comments and blank lines", "# comment\n\n   # indented\nA=1\n\n", map[string]string{"A": "1"}},
-		{"trailing comment", "A=value # comment", map[string]string{"A": "value"}},
-		{"tab before comment", "A=value\t# comment", map[string]string{"A": "value"}},
-		{"hash inside a value", "A=val#ue", map[string]string{"A": "val#ue"}},
-		{"hash starting a value", "A=#abc", map[string]string{"A": "#abc"}},
-		{"only a comment", "A= # comment", map[string]string{"A": ""}},
-		{"empty value", "A=", map[string]string{"A": ""}},
-		{"equals in value", "A=a=b=c", map[string]string{"A": "a=b=c"}},
-		{"url value", "A=postgres://u:p@h:5432/db?sslmode=disable", map[string]string{"A": "postgres://u:p@h:5432/db?sslmode=disable"}},
-		{"double quoted", `A="  spaced  "`, map[string]string{"A": "  spaced  "}},
-		{"double quoted escapes", `A="x\ny \"q\" back\\slash"`, map[string]string{"A": "x\ny \"q\" back\\slash"}},
-		{"other escapes kept", `A="C:\temp\x"`, map[string]string{"A": `C:\temp\x`}},
-		{"double quoted hash", `A="#not a comment" # comment`, map[string]string{"A": "#not a comment"}},
-		{"double quoted then comment", `A="x"#c`, map[string]string{"A": "x"}},
-		{"single quoted literal", `A='lit \n "q" $HOME # x'`, map[string]string{"A": `lit \n "q" $HOME # x`}},
-		{"single quoted then comment", `A='x' # c`, map[string]string{"A": "x"}},
-		{"quote inside bare value", `A=it's`, map[string]string{"A": "it's"}},
-		{"no expansion", "A=${HOME}/x", map[string]string{"A": "${HOME}/x"}},
-		{"CRLF", "A=1\r\nB=\"2\"\r\n", map[string]string{"A": "1", "B": "2"}},
-		{"byte-order mark", "\xef\xbb\xbfA=1", map[string]string{"A": "1"}},
-		{"last wins", "A=1\nA=2", map[string]string{"A": "2"}},
-		{"lower-case names", "a_b=1", map[string]string{"a_b": "1"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseDotEnv([]byte(tt.in))
-			if err != nil {
-				t.Fatalf("parseDotEnv: %v", err)
-			}
-			if !equalMaps(got, tt.want) {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestParseDotEnvNamesTheBadLineWithoutEchoingIt(t *testing.T) {
-	tests := []struct {
-		name, in string
-		line     int
-		problem  string
-	}{
-		{"a pasted secret", "A=1\nsup3rsecretvalue", 2, dotEnvNoEquals},
-		{"digit first", "1A=sup3rsecretvalue", 1, dotEnvBadName},
-		{"space in name", "A B=sup3rsecretvalue", 1, dotEnvBadName},
-		{"no name", "=sup3rsecretvalue", 1, dotEnvBadName},
-		{"dash in name", "MY-VAR=sup3rsecretvalue", 1, dotEnvBadName},
-		{"export without assignment", "export sup3rsecretvalue", 1, dotEnvNoEquals},
-		{"unterminated double", "\n\nA=\"sup3rsecretvalue", 3, dotEnvUnterminated},
-		{"escaped closing quote", `A="sup3rsecretvalue\"`, 1, dotEnvUnterminated},
-		{"unterminated single", "A='sup3rsecretvalue", 1, dotEnvUnterminated},
-		{"text after quote", `A="sup3rsecretvalue"x`, 1, dotEnvAfterQuote},
-		{"text after single quote", `A='sup3rsecretvalue' x`, 1, dotEnvAfterQuote},
-		{"NUL byte", "A=sup3rsecretvalue\x00", 1, dotEnvNUL},
-		{"too large", "A=sup3rsecretvalue\n" + strings.Repeat("#", maxDotEnvBytes), 0, dotEnvFileTooLarge},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseDotEnv([]byte(tt.in))
-			if err == nil {
-				t.Fatalf("parseDotEnv accepted it: %q", got)
-			}
-			var de *dotEnvError
-			if !errors.As(err, &de) || de.Line != tt.line || de.Problem != tt.problem {
-				t.Errorf("got %#v, want line %d %q", err, tt.line, tt.problem)
-			}
-			if strings.Contains(err.Error(), "sup3rsecretvalue") {
-				t.Errorf("error echoes the value: %v", err)
-			}
-		})
-	}
-}
-
-func TestReadDotEnv(t *testing.T) {
-	dir := t.TempDir()
-	env, err := readDotEnv(filepath.Join(dir, "missing.env"))
-	if err != nil || len(env) != 0 {
-		t.Errorf("missing file: %v, %v; want an empty map and no error", env, err)
-	}
-
-	good := filepath.Join(dir, "good.env")
-	if err := os.WriteFile(good, []byte("GATEWAY_LOG_LEVEL=DEBUG\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env, err = readDotEnv(good)
-	if err != nil || env["GATEWAY_LOG_LEVEL"] != "DEBUG" {
-		t.Errorf("good file: %v, %v", env, err)
-	}
-
-	bad := filepath.Join(dir, "bad.env")
-	if err := os.WriteFile(bad, []byte("A=1\nhunter2hunter2\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = readDotEnv(bad)
-	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "line 2") || strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("bad file error %v: want its path and line 2, never its content", err)
-	}
-
-	if _, err := readDotEnv(dir); err == nil {
-		t.Error("reading a directory as .env succeeded")
-	}
-}
-
-func TestRealEnvironmentWinsOverDotEnv(t *testing.T) {
-	real := map[string]string{"A": "real", "B": ""}
-	dotenv := map[string]string{"A": "file", "B": "file", "C": "file"}
-	get := layeredGetenv(envOf(real), dotenv)
-	for name, want := range map[string]string{"A": "real", "B": "file", "C": "file", "D": ""} {
-		if got := get(name); got != want {
-			t.Errorf("%s = %q, want %q", name, got, want)
-		}
-	}
-
-	// The whole chain: a .env file configures the gateway, the deployment overrides it.
-	fileEnv, err := parseDotEnv([]byte("GATEWAY_JWT_SECRET=\"" + testJWTSecret + "\"\nGATEWAY_POSTGRES_PASSWORD='" + testDBPassword + "'\nPORT=3000\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loadConfig(layeredGetenv(envOf(map[string]string{"PORT": "4000"}), fileEnv), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Port != 4000 || string(cfg.JWTSecret) != testJWTSecret || cfg.PostgresPassword != testDBPassword {
-		t.Errorf("port %d secret %q password %q", cfg.Port, cfg.JWTSecret, cfg.PostgresPassword)
-	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
-// formatDotEnv writes env back as double-quoted lines parseDotEnv must read identically.
-func formatDotEnv(env map[string]string) []byte {
-	var b bytes.Buffer
-	for k, v := range env {
-		v = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
-		b.WriteString(k + `="` + v + "\"\n")
-	}
-	return b.Bytes()
-}
-
-func FuzzParseDotEnv(f *testing.F) {
-	for _, seed := range []string{
-		"", "A=1", "export A=1\nB=2", "# c\n\nA = 1 # c", `A="x\ny\"z\\"`, "A='x # y'",
-		"A=\"unterminated", "A='x'y", "1A=x", "=x", "A", "A=\x00", "\xef\xbb\xbfA=1\r\n",
-		"A=#x\nB= # c\nC=a#b", `A="\`, "A=\"\\\"\"", "export", "export =1", "A=\r", "A=\"x\r\"\r",
-	} {
-		f.Add([]byte(seed))
-	}
-	known := map[string]bool{dotEnvNoEquals: true, dotEnvBadName: true, dotEnvUnterminated: true,
-		dotEnvAfterQuote: true, dotEnvNUL: true, dotEnvFileTooLarge: true}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		env, err := parseDotEnv(data)
-		if err != nil {
-			var de *dotEnvError
-			if !errors.As(err, &de) || !known[de.Problem] {
-				t.Fatalf("unexpected error form %#v", err)
-			}
-			if de.Line < 0 || de.Line > bytes.Count(data, []byte("\n"))+1 {
-				t.Fatalf("line %d out of range", de.Line)
-			}
-			return
-		}
-		for k := range env {
-			if !validEnvName(k) {
-				t.Fatalf("invalid name %q accepted", k)
-			}
-		}
-		again, err := parseDotEnv(formatDotEnv(env))
-		if err != nil {
-			t.Fatalf("re-parse of formatted values: %v", err)
-		}
-		if !equalMaps(env, again) {
-			t.Fatalf("round trip changed values: %q -> %q", env, again)
-		}
-	})
-}
-
-// FuzzLoadConfigValue puts one value into each setting in turn: loadConfig must never panic,
-// every problem line must name a setting, and a refused secret must never be echoed.
 func FuzzLoadConfigValue(f *testing.F) {
 	for _, seed := range []string{
 		"", "0", "-1", "1e300", "NaN", "0x10", "5s", "-5s", "0.5", "16KiB", "9999999999999TiB", "off",

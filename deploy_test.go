@@ -4,7 +4,7 @@ package main
 
 import (
 	"debug/elf"
-	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,434 +25,142 @@ const (
 	configMapName    = "atenex-api-gateway-config"
 	secretName       = "atenex-api-gateway-secrets"
 	secretExampleYML = "gateway-secret.example.yaml"
+	podSpec          = "spec.template.spec."
+	gatewayCtr       = podSpec + "containers[atenex-api-gateway]."
 )
 
-// ---- A reader for the YAML subset the manifests use -------------------------------------
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// ---- The manifests as "path: value" facts -------------------------------------------------
 //
-// Block mappings and sequences, plain and quoted scalars, comments, and "---" between
-// documents. Everything else (flow collections, block scalars, anchors, tags) is refused
-// with an error rather than misread, so a manifest edited beyond the subset fails the tests
-// loudly instead of passing them by accident.
+// The manifests use block mappings and sequences of scalars only, so each scalar is one line
+// and its path follows from the indentation. testdata/k8s.golden pins the whole rendering:
+// a manifest change, or a manifest the flattening misreads, shows up there as a diff.
 
-// yamlScalar keeps whether the value was quoted: Kubernetes reads a plain 9090 as a number
-// and a quoted "9090" as a string, and some fields accept only one of the two.
-type yamlScalar struct {
-	Text   string
-	Quoted bool
+// k8sDoc is one YAML document of k8s/: each scalar keyed by its path, such as
+// spec.template.spec.containers[atenex-api-gateway].ports[http].containerPort. A sequence
+// item is named by its name: field when that comes first, else by its index.
+type k8sDoc struct {
+	file  string
+	facts map[string]string // scalars as written, quotes kept
+	order []string
 }
 
-type yamlLine struct {
-	num    int // 1-based, for error messages
-	indent int
-	text   string // without indentation and comment
-}
-
-// parseYAML returns one value per document: map[string]any, []any, yamlScalar or nil.
-func parseYAML(src string) ([]any, error) {
-	var docs []any
-	var lines []yamlLine
-	flush := func() error {
-		if len(lines) == 0 {
-			return nil
-		}
-		p := &yamlParser{lines: lines}
-		v, err := p.block(lines[0].indent)
-		if err != nil {
-			return err
-		}
-		if p.i < len(p.lines) {
-			return p.errorf("unexpected indentation")
-		}
-		docs = append(docs, v)
-		lines = nil
-		return nil
+// flattenYAML splits src into documents of facts.
+func flattenYAML(file, src string) []k8sDoc {
+	type frame struct {
+		indent int
+		path   string
 	}
-	for n, raw := range strings.Split(src, "\n") {
-		raw = strings.TrimRight(raw, " \t\r")
-		body := strings.TrimLeft(raw, " ")
-		indent := len(raw) - len(body)
-		if strings.HasPrefix(body, "\t") {
-			return nil, fmt.Errorf("line %d: tab in indentation", n+1)
-		}
-		text, err := stripComment(body)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n+1, err)
-		}
-		if text == "" {
+	var docs []k8sDoc
+	var stack []frame
+	count := map[string]int{}
+	doc := k8sDoc{file: file, facts: map[string]string{}}
+	emit := func(path, v string) {
+		doc.facts[path] = v
+		doc.order = append(doc.order, path)
+	}
+	for _, line := range strings.Split(src, "\n") {
+		text := strings.TrimSpace(line)
+		if text == "---" {
+			docs, doc, stack, count = append(docs, doc), k8sDoc{file: file, facts: map[string]string{}}, nil, map[string]int{}
 			continue
 		}
-		if indent == 0 && (text == "---" || strings.HasPrefix(text, "--- ")) {
-			if strings.TrimSpace(text[3:]) != "" {
-				return nil, fmt.Errorf("line %d: content after document marker", n+1)
-			}
-			if err := flush(); err != nil {
-				return nil, err
-			}
+		if i := strings.Index(text, " #"); i >= 0 && !strings.ContainsAny(text[:i], `"'`) {
+			text = strings.TrimSpace(text[:i])
+		}
+		if text == "" || text[0] == '#' {
 			continue
 		}
-		if indent == 0 && (text == "..." || strings.HasPrefix(text, "%")) {
-			return nil, fmt.Errorf("line %d: directives and document end markers are not supported", n+1)
+		indent := len(line) - len(strings.TrimLeft(line, " "))
+		for len(stack) > 0 && stack[len(stack)-1].indent >= indent {
+			stack = stack[:len(stack)-1]
 		}
-		lines = append(lines, yamlLine{num: n + 1, indent: indent, text: text})
-	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return docs, nil
-}
-
-// stripComment removes a trailing comment (a # at the start or after a blank, outside quotes)
-// and trailing blanks.
-func stripComment(s string) (string, error) {
-	var quote byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote == '"' && c == '\\':
-			i++ // the escaped byte cannot end the string
-		case quote != 0 && c == quote:
-			if quote == '\'' && i+1 < len(s) && s[i+1] == '\'' {
-				i++ // '' is an escaped quote inside single quotes
+		parent := ""
+		if len(stack) > 0 {
+			parent = stack[len(stack)-1].path + "."
+		}
+		if item, ok := strings.CutPrefix(text, "- "); ok {
+			key := strconv.Itoa(count[parent])
+			count[parent]++
+			if name, ok := strings.CutPrefix(item, "name: "); ok {
+				key = name
+			}
+			parent = strings.TrimSuffix(parent, ".") + "[" + key + "]"
+			stack = append(stack, frame{indent, parent})
+			parent, indent, text = parent+".", indent+2, item
+			if !strings.Contains(item, ":") {
+				emit(strings.TrimSuffix(parent, "."), item)
 				continue
 			}
-			quote = 0
-		case quote != 0:
-		case (c == '"' || c == '\'') && (i == 0 || s[i-1] == ' ' || s[i-1] == '\t' || s[i-1] == '-'):
-			// Only a quote that starts a value or key opens a quoted scalar; an apostrophe
-			// inside a plain scalar is just a character.
-			quote = c
-		case c == '#' && (i == 0 || s[i-1] == ' ' || s[i-1] == '\t'):
-			return strings.TrimRight(s[:i], " \t\r"), nil
 		}
-	}
-	if quote != 0 {
-		return "", errors.New("unterminated quoted scalar")
-	}
-	return strings.TrimRight(s, " \t\r"), nil
-}
-
-type yamlParser struct {
-	lines []yamlLine
-	i     int
-}
-
-func (p *yamlParser) errorf(format string, args ...any) error {
-	num := 0
-	if p.i < len(p.lines) {
-		num = p.lines[p.i].num
-	} else if len(p.lines) > 0 {
-		num = p.lines[len(p.lines)-1].num
-	}
-	return fmt.Errorf("line %d: %s", num, fmt.Sprintf(format, args...))
-}
-
-func isSeqItem(text string) bool { return text == "-" || strings.HasPrefix(text, "- ") }
-
-// block parses the mapping or sequence whose entries start at column indent.
-func (p *yamlParser) block(indent int) (any, error) {
-	if isSeqItem(p.lines[p.i].text) {
-		return p.sequence(indent)
-	}
-	return p.mapping(indent)
-}
-
-func (p *yamlParser) mapping(indent int) (any, error) {
-	m := map[string]any{}
-	for p.i < len(p.lines) {
-		ln := p.lines[p.i]
-		if ln.indent < indent {
-			break
-		}
-		if ln.indent > indent {
-			return nil, p.errorf("unexpected indentation")
-		}
-		if isSeqItem(ln.text) {
-			return nil, p.errorf("sequence item where a mapping key was expected")
-		}
-		key, rest, ok, err := splitKey(ln.text)
-		if err != nil {
-			return nil, p.errorf("%v", err)
-		}
-		if !ok {
-			return nil, p.errorf("expected \"key: value\", got %q", ln.text)
-		}
-		if _, dup := m[key]; dup {
-			return nil, p.errorf("duplicate key %q", key)
-		}
-		if rest != "" {
-			v, err := parseScalar(rest)
-			if err != nil {
-				return nil, p.errorf("%s: %v", key, err)
-			}
-			m[key] = v
-			p.i++
-			continue
-		}
-		p.i++
-		switch {
-		case p.i < len(p.lines) && p.lines[p.i].indent > indent:
-			v, err := p.block(p.lines[p.i].indent)
-			if err != nil {
-				return nil, err
-			}
-			m[key] = v
-		case p.i < len(p.lines) && p.lines[p.i].indent == indent && isSeqItem(p.lines[p.i].text):
-			// "key:" followed by "- item" at the same column is a valid, common style.
-			v, err := p.sequence(indent)
-			if err != nil {
-				return nil, err
-			}
-			m[key] = v
-		default:
-			m[key] = nil
-		}
-	}
-	return m, nil
-}
-
-func (p *yamlParser) sequence(indent int) (any, error) {
-	s := []any{}
-	for p.i < len(p.lines) {
-		ln := p.lines[p.i]
-		if ln.indent < indent || (ln.indent == indent && !isSeqItem(ln.text)) {
-			break
-		}
-		if ln.indent > indent {
-			return nil, p.errorf("unexpected indentation")
-		}
-		body := strings.TrimLeft(ln.text[1:], " ")
-		if body == "" {
-			p.i++
-			if p.i < len(p.lines) && p.lines[p.i].indent > indent {
-				v, err := p.block(p.lines[p.i].indent)
-				if err != nil {
-					return nil, err
-				}
-				s = append(s, v)
-			} else {
-				s = append(s, nil)
-			}
-			continue
-		}
-		_, _, isKey, err := splitKey(body)
-		if err != nil {
-			return nil, p.errorf("%v", err)
-		}
-		if isKey || isSeqItem(body) {
-			// "- key: v" opens a mapping (or "- - v" a sequence) whose column is where
-			// its first entry starts; the following lines continue it at that column.
-			p.lines[p.i] = yamlLine{num: ln.num, indent: ln.indent + len(ln.text) - len(body), text: body}
-			v, err := p.block(p.lines[p.i].indent)
-			if err != nil {
-				return nil, err
-			}
-			s = append(s, v)
-			continue
-		}
-		v, err := parseScalar(body)
-		if err != nil {
-			return nil, p.errorf("%v", err)
-		}
-		s = append(s, v)
-		p.i++
-	}
-	return s, nil
-}
-
-// splitKey splits "key: rest" at the first ": " (or a final ":") outside quotes.
-// ok is false when the text is not a mapping entry.
-func splitKey(text string) (key, rest string, ok bool, err error) {
-	if text[0] == '"' || text[0] == '\'' {
-		end, err := quotedEnd(text)
-		if err != nil {
-			return "", "", false, err
-		}
-		after := text[end:]
-		if after != ":" && !strings.HasPrefix(after, ": ") {
-			return "", "", false, nil // a quoted scalar, not a key
-		}
-		k, err := parseScalar(text[:end])
-		if err != nil {
-			return "", "", false, err
-		}
-		return k.(yamlScalar).Text, strings.TrimLeft(after[1:], " "), true, nil
-	}
-	for i := 0; i < len(text); i++ {
-		if text[i] == ':' && (i+1 == len(text) || text[i+1] == ' ') {
-			key = text[:i]
-			if key == "" || strings.ContainsAny(key[:1], "[{&*!|>%@`#") || strings.HasSuffix(key, " ") {
-				return "", "", false, fmt.Errorf("unsupported key %q", key)
-			}
-			return key, strings.TrimLeft(text[i+1:], " "), true, nil
-		}
-	}
-	return "", "", false, nil
-}
-
-// quotedEnd returns the index just past the closing quote of the scalar text starts with.
-func quotedEnd(text string) (int, error) {
-	q := text[0]
-	for i := 1; i < len(text); i++ {
-		switch {
-		case q == '"' && text[i] == '\\':
-			i++
-		case text[i] == q && q == '\'' && i+1 < len(text) && text[i+1] == '\'':
-			i++
-		case text[i] == q:
-			return i + 1, nil
-		}
-	}
-	return 0, errors.New("unterminated quoted scalar")
-}
-
-func parseScalar(text string) (any, error) {
-	switch text[0] {
-	case '"':
-		end, err := quotedEnd(text)
-		if err != nil {
-			return nil, err
-		}
-		if end != len(text) {
-			return nil, fmt.Errorf("text after quoted scalar %q", text)
-		}
-		// Go's escapes are the subset of YAML's double-quoted escapes the manifests need.
-		s, err := strconv.Unquote(text)
-		if err != nil {
-			return nil, fmt.Errorf("unsupported double-quoted scalar %s: %w", text, err)
-		}
-		return yamlScalar{Text: s, Quoted: true}, nil
-	case '\'':
-		end, err := quotedEnd(text)
-		if err != nil {
-			return nil, err
-		}
-		if end != len(text) {
-			return nil, fmt.Errorf("text after quoted scalar %q", text)
-		}
-		return yamlScalar{Text: strings.ReplaceAll(text[1:len(text)-1], "''", "'"), Quoted: true}, nil
-	case '[', '{', '&', '*', '!', '|', '>', '%', '@', '`':
-		return nil, fmt.Errorf("unsupported YAML syntax %q", text)
-	}
-	if isSeqItem(text) || strings.Contains(text, ": ") || strings.HasSuffix(text, ":") || strings.Contains(text, " #") {
-		return nil, fmt.Errorf("ambiguous plain scalar %q: quote it", text)
-	}
-	return yamlScalar{Text: text}, nil
-}
-
-// emitYAML writes v back in the same subset; parseYAML(emitYAML(v)) must give v again.
-func emitYAML(v any) string {
-	var b strings.Builder
-	emitValue(&b, v, 0)
-	return b.String()
-}
-
-var plainKey = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
-
-func emitValue(b *strings.Builder, v any, indent int) {
-	pad := strings.Repeat(" ", indent)
-	switch v := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(v))
-		for k := range v {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			name := k
-			if !plainKey.MatchString(k) {
-				name = strconv.Quote(k)
-			}
-			b.WriteString(pad + name + ":")
-			emitChild(b, v[k], indent)
-		}
-	case []any:
-		for _, item := range v {
-			b.WriteString(pad + "-")
-			emitChild(b, item, indent)
-		}
-	}
-}
-
-func emitChild(b *strings.Builder, v any, indent int) {
-	switch v := v.(type) {
-	case nil:
-		b.WriteString("\n")
-	case yamlScalar:
-		if v.Quoted {
-			b.WriteString(" " + strconv.Quote(v.Text) + "\n")
+		k, v, _ := strings.Cut(text, ":")
+		if v = strings.TrimSpace(v); v == "" {
+			stack = append(stack, frame{indent, parent + k})
 		} else {
-			b.WriteString(" " + v.Text + "\n")
+			emit(parent+k, v)
 		}
-	case map[string]any, []any:
-		b.WriteString("\n")
-		emitValue(b, v, indent+2)
 	}
+	if len(doc.order) > 0 {
+		docs = append(docs, doc)
+	}
+	return slices.DeleteFunc(docs, func(d k8sDoc) bool { return len(d.order) == 0 })
 }
 
-// ---- Walking parsed manifests ---------------------------------------------------------
-
-type manifest struct {
-	file string // base name in k8s/
-	obj  map[string]any
-}
-
-func (m manifest) kind() string { return str(m.obj, "kind") }
-func (m manifest) name() string { return str(m.obj, "metadata", "name") }
-
-// at follows a path of mapping keys; a key "name=x" selects the item of a sequence whose
-// "name" is x.
-func at(v any, path ...string) any {
-	for _, key := range path {
-		switch node := v.(type) {
-		case map[string]any:
-			v = node[key]
-		case []any:
-			field, want, ok := strings.Cut(key, "=")
-			if !ok {
-				return nil
-			}
-			v = nil
-			for _, item := range node {
-				if str(item, field) == want {
-					v = item
-					break
-				}
-			}
-		default:
-			return nil
-		}
+// raw is the scalar at path as written; get is its text, without quotes.
+func (d k8sDoc) raw(path string) string { return d.facts[path] }
+func (d k8sDoc) get(path string) string {
+	v := d.facts[path]
+	if s, err := strconv.Unquote(v); err == nil && strings.HasPrefix(v, `"`) {
+		return s
+	}
+	if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+		return strings.ReplaceAll(v[1:len(v)-1], "''", "'")
 	}
 	return v
 }
 
-// str is the text of the scalar at path, "" when there is none.
-func str(v any, path ...string) string {
-	s, _ := at(v, path...).(yamlScalar)
-	return s.Text
+func (d k8sDoc) kind() string { return d.get("kind") }
+func (d k8sDoc) name() string { return d.get("metadata.name") }
+
+// has reports whether anything is written at or below path.
+func (d k8sDoc) has(path string) bool {
+	return slices.ContainsFunc(d.order, func(p string) bool {
+		return p == path || strings.HasPrefix(p, path+".") || strings.HasPrefix(p, path+"[")
+	})
 }
 
-// plain reports whether the scalar at path is the unquoted literal want (a bool or number
-// to Kubernetes, not a string).
-func plain(v any, want string, path ...string) bool {
-	s, ok := at(v, path...).(yamlScalar)
-	return ok && !s.Quoted && s.Text == want
-}
-
-// stringMap reads ConfigMap data or Secret stringData.
-func stringMap(v any) (map[string]yamlScalar, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, errors.New("not a mapping")
-	}
-	out := make(map[string]yamlScalar, len(m))
-	for k, v := range m {
-		s, ok := v.(yamlScalar)
-		if !ok {
-			return nil, fmt.Errorf("%s: not a scalar", k)
+// items lists the paths of the items of the sequence at path, in order.
+func (d k8sDoc) items(path string) []string {
+	var out []string
+	for _, p := range d.order {
+		if rest, ok := strings.CutPrefix(p, path+"["); ok {
+			if item := path + "[" + rest[:strings.IndexByte(rest, ']')+1]; !slices.Contains(out, item) {
+				out = append(out, item)
+			}
 		}
-		out[k] = s
 	}
-	return out, nil
+	return out
+}
+
+// values is the scalars of the items of the sequence at path.
+func (d k8sDoc) values(path string) []string {
+	var out []string
+	for _, item := range d.items(path) {
+		out = append(out, d.get(item))
+	}
+	return out
+}
+
+// mapping is the scalars right below path, such as labels, by key.
+func (d k8sDoc) mapping(path string) map[string]string {
+	out := map[string]string{}
+	for _, p := range d.order {
+		if k, ok := strings.CutPrefix(p, path+"."); ok {
+			out[k] = d.get(p)
+		}
+	}
+	return out
 }
 
 func k8sFiles(t *testing.T) []string {
@@ -467,41 +175,83 @@ func k8sFiles(t *testing.T) []string {
 	return files
 }
 
-func loadManifests(t *testing.T) []manifest {
+func loadManifests(t *testing.T) []k8sDoc {
 	t.Helper()
-	var out []manifest
+	var out []k8sDoc
 	for _, path := range k8sFiles(t) {
 		src, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		docs, err := parseYAML(string(src))
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		for _, d := range docs {
-			obj, ok := d.(map[string]any)
-			if !ok {
-				t.Fatalf("%s: a document is not a mapping", path)
-			}
-			out = append(out, manifest{file: filepath.Base(path), obj: obj})
-		}
+		out = append(out, flattenYAML(filepath.Base(path), string(src))...)
 	}
 	return out
 }
 
-func find(t *testing.T, ms []manifest, kind, name string) manifest {
+func find(t *testing.T, ds []k8sDoc, kind, name string) k8sDoc {
 	t.Helper()
-	var found []manifest
-	for _, m := range ms {
-		if m.kind() == kind && (name == "" || m.name() == name) {
-			found = append(found, m)
+	var found []k8sDoc
+	for _, d := range ds {
+		if d.kind() == kind && (name == "" || d.name() == name) {
+			found = append(found, d)
 		}
 	}
 	if len(found) != 1 {
 		t.Fatalf("want exactly one %s %q in k8s/, found %d", kind, name, len(found))
 	}
 	return found[0]
+}
+
+func deployment(t *testing.T, ds []k8sDoc) k8sDoc {
+	t.Helper()
+	return find(t, ds, "Deployment", "atenex-api-gateway")
+}
+
+// The rendering of every manifest is pinned; run `go test -run K8sGolden -update` after
+// changing one, and review the diff of testdata/k8s.golden.
+func TestK8sGolden(t *testing.T) {
+	var b strings.Builder
+	for _, d := range loadManifests(t) {
+		fmt.Fprintf(&b, "--- %s %s %s\n", d.file, d.kind(), d.name())
+		for _, p := range d.order {
+			fmt.Fprintf(&b, "%s: %s\n", p, d.raw(p))
+		}
+	}
+	golden := filepath.Join("testdata", "k8s.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("k8s/ renders differently from %s (run go test -run K8sGolden -update and review the diff):\n%s", golden, b.String())
+	}
+}
+
+func TestFlattenYAMLNamesEveryScalarByItsPath(t *testing.T) {
+	src := "# top\na:\n  b: x # trailing\n  c: \"p # q\"\nl:\n  - name: n1\n    v: 1\n  - k:\n      - s\n---\nl:\n  - y\n"
+	var got []string
+	for _, d := range flattenYAML("f", src) {
+		for _, p := range d.order {
+			got = append(got, p+"="+d.get(p))
+		}
+		got = append(got, "---")
+	}
+	want := []string{"a.b=x", "a.c=p # q", "l[n1].name=n1", "l[n1].v=1", "l[1].k[0]=s", "---", "l[0]=y", "---"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// yamlScalar keeps whether a value was quoted: Kubernetes reads a plain 9090 as a number
+// and a quoted "9090" as a string, and a ConfigMap accepts only strings.
+type yamlScalar struct {
+	Text   string
+	Quoted bool
 }
 
 // ---- Checks against the settings table ---------------------------------------------------
@@ -606,25 +356,30 @@ func TestManifestsUseOnlyKnownSettings(t *testing.T) {
 	}
 }
 
-func configMapAndSecret(t *testing.T, ms []manifest) (cm, secret map[string]yamlScalar) {
+// configMapAndSecret reads the ConfigMap's data and the Secret example's stringData.
+func configMapAndSecret(t *testing.T, ds []k8sDoc) (cm, secret map[string]yamlScalar) {
 	t.Helper()
-	cmObj := find(t, ms, "ConfigMap", configMapName)
-	secretObj := find(t, ms, "Secret", secretName)
-	if secretObj.file != secretExampleYML {
-		t.Errorf("Secret %s is in %s, want only in %s", secretName, secretObj.file, secretExampleYML)
+	block := func(d k8sDoc, name string) map[string]yamlScalar {
+		out := map[string]yamlScalar{}
+		for _, p := range d.order {
+			if k, ok := strings.CutPrefix(p, name+"."); ok {
+				if !validEnvName(k) {
+					t.Fatalf("%s %s: %s is not a flat KEY: value line", d.kind(), name, p)
+				}
+				out[k] = yamlScalar{Text: d.get(p), Quoted: strings.ContainsAny(d.raw(p)[:1], `"'`)}
+			}
+		}
+		return out
 	}
-	cm, err := stringMap(at(cmObj.obj, "data"))
-	if err != nil {
-		t.Fatalf("ConfigMap data: %v", err)
+	cmDoc := find(t, ds, "ConfigMap", configMapName)
+	secretDoc := find(t, ds, "Secret", secretName)
+	if secretDoc.file != secretExampleYML {
+		t.Errorf("Secret %s is in %s, want only in %s", secretName, secretDoc.file, secretExampleYML)
 	}
-	if at(secretObj.obj, "data") != nil {
+	if secretDoc.has("data") {
 		t.Error("the Secret example must use stringData, not base64 data")
 	}
-	secret, err = stringMap(at(secretObj.obj, "stringData"))
-	if err != nil {
-		t.Fatalf("Secret stringData: %v", err)
-	}
-	return cm, secret
+	return block(cmDoc, "data"), block(secretDoc, "stringData")
 }
 
 func TestManifestsProvideEveryRequiredSetting(t *testing.T) {
@@ -725,8 +480,6 @@ func TestManifestChecksCatchMistakes(t *testing.T) {
 	})
 }
 
-// ---- The Deployment and its companions ---------------------------------------------------
-
 // durationSetting reads a duration the way an operator writes it: "25s", or bare seconds.
 func durationSetting(v string) (time.Duration, error) {
 	if d, err := time.ParseDuration(v); err == nil {
@@ -740,78 +493,73 @@ func durationSetting(v string) (time.Duration, error) {
 }
 
 func TestDeploymentIsHardened(t *testing.T) {
-	ms := loadManifests(t)
-	dep := find(t, ms, "Deployment", "atenex-api-gateway")
-	pod := at(dep.obj, "spec", "template", "spec")
-	const ctr = "name=atenex-api-gateway"
-	if at(pod, "containers", ctr) == nil {
+	ds := loadManifests(t)
+	dep := deployment(t, ds)
+	if !dep.has(gatewayCtr + "name") {
 		t.Fatal("no container named atenex-api-gateway")
 	}
-	if n := len(at(pod, "containers").([]any)); n != 1 {
+	if n := len(dep.items(podSpec + "containers")); n != 1 {
 		t.Errorf("%d containers, want 1", n)
 	}
 
-	bools := []struct {
-		path []string
-		want string
-	}{
-		{[]string{"securityContext", "runAsNonRoot"}, "true"},
-		{[]string{"securityContext", "runAsUser"}, "65532"},
-		{[]string{"securityContext", "runAsGroup"}, "65532"},
-		{[]string{"automountServiceAccountToken"}, "false"},
-		{[]string{"containers", ctr, "securityContext", "readOnlyRootFilesystem"}, "true"},
-		{[]string{"containers", ctr, "securityContext", "allowPrivilegeEscalation"}, "false"},
+	literals := map[string]string{ // booleans and numbers to Kubernetes, not strings
+		podSpec + "securityContext.runAsNonRoot":                "true",
+		podSpec + "securityContext.runAsUser":                   "65532",
+		podSpec + "securityContext.runAsGroup":                  "65532",
+		podSpec + "automountServiceAccountToken":                "false",
+		gatewayCtr + "securityContext.readOnlyRootFilesystem":   "true",
+		gatewayCtr + "securityContext.allowPrivilegeEscalation": "false",
 	}
-	for _, b := range bools {
-		if !plain(pod, b.want, b.path...) {
-			t.Errorf("%s = %v, want plain %s", strings.Join(b.path, "."), at(pod, b.path...), b.want)
+	for path, want := range literals {
+		if got := dep.raw(path); got != want {
+			t.Errorf("%s = %q, want plain %s", path, got, want)
 		}
 	}
-	if got := str(pod, "securityContext", "seccompProfile", "type"); got != "RuntimeDefault" {
-		t.Errorf("seccompProfile.type = %q, want RuntimeDefault", got)
+	texts := map[string]string{
+		podSpec + "securityContext.seccompProfile.type": "RuntimeDefault",
+		gatewayCtr + "readinessProbe.httpGet.path":      "/readyz",
+		gatewayCtr + "readinessProbe.httpGet.port":      "http",
+		gatewayCtr + "livenessProbe.httpGet.path":       "/livez",
+		gatewayCtr + "livenessProbe.httpGet.port":       "http",
+		"spec.strategy.rollingUpdate.maxUnavailable":    "0", // no capacity lost during a rollout
 	}
-	drop, _ := at(pod, "containers", ctr, "securityContext", "capabilities", "drop").([]any)
-	if !slices.ContainsFunc(drop, func(v any) bool { return str(v) == "ALL" }) {
+	for path, want := range texts {
+		if got := dep.get(path); got != want {
+			t.Errorf("%s = %q, want %s", path, got, want)
+		}
+	}
+	if drop := dep.values(gatewayCtr + "securityContext.capabilities.drop"); !slices.Contains(drop, "ALL") {
 		t.Errorf("capabilities.drop = %v, want ALL", drop)
 	}
+	for _, want := range []string{"configMapRef.name=" + configMapName, "secretRef.name=" + secretName} {
+		ref, name, _ := strings.Cut(want, "=")
+		if !slices.ContainsFunc(dep.items(gatewayCtr+"envFrom"), func(item string) bool { return dep.get(item+"."+ref) == name }) {
+			t.Errorf("envFrom lacks %s %s", ref, name)
+		}
+	}
 	// Nothing may give back what the settings above take away.
-	unset := [][]string{
-		{"containers", ctr, "securityContext", "capabilities", "add"},
-		{"containers", ctr, "securityContext", "privileged"},
-		{"containers", ctr, "securityContext", "runAsUser"}, // 0 here would override the pod's 65532
-		{"hostNetwork"}, {"hostPID"}, {"hostIPC"},
-	}
-	for _, path := range unset {
-		if v := at(pod, path...); v != nil && !plain(pod, "false", path...) {
-			t.Errorf("%s is set to %v", strings.Join(path, "."), v)
-		}
-	}
-
-	probes := []struct{ probe, path string }{
-		{"readinessProbe", "/readyz"},
-		{"livenessProbe", "/livez"},
-	}
-	for _, p := range probes {
-		if got := str(pod, "containers", ctr, p.probe, "httpGet", "path"); got != p.path {
-			t.Errorf("%s path = %q, want %s", p.probe, got, p.path)
-		}
-		if got := str(pod, "containers", ctr, p.probe, "httpGet", "port"); got != "http" {
-			t.Errorf("%s port = %q, want the http port", p.probe, got)
+	for _, path := range []string{
+		gatewayCtr + "securityContext.capabilities.add",
+		gatewayCtr + "securityContext.privileged",
+		gatewayCtr + "securityContext.runAsUser", // 0 here would override the pod's 65532
+		podSpec + "hostNetwork", podSpec + "hostPID", podSpec + "hostIPC",
+	} {
+		if dep.has(path) && dep.raw(path) != "false" {
+			t.Errorf("%s is set to %q", path, dep.raw(path))
 		}
 	}
 	// The liveness probe must not depend on the database: a database outage would
 	// otherwise restart every pod at once.
-	if str(pod, "containers", ctr, "startupProbe", "httpGet", "path") == "/health" {
+	if dep.get(gatewayCtr+"startupProbe.httpGet.path") == "/health" {
 		t.Error("startupProbe on /health: a database outage would keep pods from ever starting")
 	}
-
-	for _, r := range [][]string{{"requests", "cpu"}, {"requests", "memory"}, {"limits", "memory"}} {
-		if str(pod, append([]string{"containers", ctr, "resources"}, r...)...) == "" {
-			t.Errorf("resources.%s is not set", strings.Join(r, "."))
+	for _, r := range []string{"requests.cpu", "requests.memory", "limits.memory"} {
+		if dep.get(gatewayCtr+"resources."+r) == "" {
+			t.Errorf("resources.%s is not set", r)
 		}
 	}
 
-	cm, _ := configMapAndSecret(t, ms)
+	cm, _ := configMapAndSecret(t, ds)
 	grace, err := durationSetting(cm["GATEWAY_SHUTDOWN_GRACE"].Text)
 	if err != nil {
 		t.Fatalf("GATEWAY_SHUTDOWN_GRACE: %v", err)
@@ -820,7 +568,7 @@ func TestDeploymentIsHardened(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GATEWAY_DRAIN_DELAY: %v", err)
 	}
-	tgps, err := strconv.Atoi(str(pod, "terminationGracePeriodSeconds"))
+	tgps, err := strconv.Atoi(dep.get(podSpec + "terminationGracePeriodSeconds"))
 	if err != nil {
 		t.Fatalf("terminationGracePeriodSeconds: %v", err)
 	}
@@ -828,40 +576,16 @@ func TestDeploymentIsHardened(t *testing.T) {
 		t.Errorf("terminationGracePeriodSeconds %d is not above GATEWAY_DRAIN_DELAY %v + GATEWAY_SHUTDOWN_GRACE %v: in-flight requests would be killed", tgps, drain, grace)
 	}
 
-	if got := str(dep.obj, "spec", "strategy", "rollingUpdate", "maxUnavailable"); got != "0" {
-		t.Errorf("rollingUpdate.maxUnavailable = %q, want 0 (no capacity lost during a rollout)", got)
-	}
-
-	envFrom := map[string]bool{}
-	for _, ref := range []string{"configMapRef", "secretRef"} {
-		items, _ := at(pod, "containers", ctr, "envFrom").([]any)
-		for _, item := range items {
-			if n := str(item, ref, "name"); n != "" {
-				envFrom[ref+"/"+n] = true
-			}
+	for _, d := range ds {
+		path := "metadata.namespace"
+		switch d.kind() {
+		case "Namespace":
+			path = "metadata.name"
+		case "Kustomization":
+			path = "namespace"
 		}
-	}
-	for _, want := range []string{"configMapRef/" + configMapName, "secretRef/" + secretName} {
-		if !envFrom[want] {
-			t.Errorf("envFrom lacks %s", want)
-		}
-	}
-
-	for _, m := range ms {
-		kind := m.kind()
-		switch {
-		case kind == "Namespace":
-			if m.name() != k8sNamespace {
-				t.Errorf("%s: Namespace %q, want %s", m.file, m.name(), k8sNamespace)
-			}
-		case kind == "Kustomization":
-			if got := str(m.obj, "namespace"); got != k8sNamespace {
-				t.Errorf("%s: namespace %q, want %s", m.file, got, k8sNamespace)
-			}
-		default:
-			if got := str(m.obj, "metadata", "namespace"); got != k8sNamespace {
-				t.Errorf("%s: %s %s namespace %q, want %s", m.file, kind, m.name(), got, k8sNamespace)
-			}
+		if got := d.get(path); got != k8sNamespace {
+			t.Errorf("%s: %s %s %s %q, want %s", d.file, d.kind(), d.name(), path, got, k8sNamespace)
 		}
 	}
 }
@@ -894,10 +618,9 @@ func byteSize(s string) (int64, error) {
 // the pod before the collector reacts, and leave the runtime at least the floor the load
 // tests measured for 1000 concurrent clients, or the collector runs back to back first.
 func TestGoMemoryLimitFitsTheContainer(t *testing.T) {
-	ms := loadManifests(t)
-	cm, _ := configMapAndSecret(t, ms)
-	pod := at(find(t, ms, "Deployment", "atenex-api-gateway").obj, "spec", "template", "spec")
-	hard, err := byteSize(str(pod, "containers", "name=atenex-api-gateway", "resources", "limits", "memory"))
+	ds := loadManifests(t)
+	cm, _ := configMapAndSecret(t, ds)
+	hard, err := byteSize(deployment(t, ds).get(gatewayCtr + "resources.limits.memory"))
 	if err != nil {
 		t.Fatalf("resources.limits.memory: %v", err)
 	}
@@ -930,36 +653,28 @@ type probeTimings struct {
 	failureThreshold int
 }
 
-// readProbeTimings reads a probe, with Kubernetes' defaults for absent fields (period 10 s,
-// timeout 1 s, failure threshold 3).
-func readProbeTimings(probe any) (probeTimings, error) {
-	if probe == nil {
-		return probeTimings{}, errors.New("no such probe")
+// readProbeTimings reads the probe at path, with Kubernetes' defaults for absent fields
+// (period 10 s, timeout 1 s, failure threshold 3).
+func readProbeTimings(d k8sDoc, path string) (probeTimings, error) {
+	if !d.has(path) {
+		return probeTimings{}, fmt.Errorf("no probe at %s", path)
 	}
-	field := func(name string, def int) (int, error) {
-		v := str(probe, name)
+	var n [3]int
+	for i, f := range []struct {
+		name string
+		def  int
+	}{{"periodSeconds", 10}, {"timeoutSeconds", 1}, {"failureThreshold", 3}} {
+		v := d.get(path + "." + f.name)
 		if v == "" {
-			return def, nil
+			n[i] = f.def
+			continue
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return 0, fmt.Errorf("%s %q is not a positive whole number", name, v)
+		var err error
+		if n[i], err = strconv.Atoi(v); err != nil || n[i] < 1 {
+			return probeTimings{}, fmt.Errorf("%s %q is not a positive whole number", f.name, v)
 		}
-		return n, nil
 	}
-	period, err := field("periodSeconds", 10)
-	if err != nil {
-		return probeTimings{}, err
-	}
-	timeout, err := field("timeoutSeconds", 1)
-	if err != nil {
-		return probeTimings{}, err
-	}
-	failures, err := field("failureThreshold", 3)
-	if err != nil {
-		return probeTimings{}, err
-	}
-	return probeTimings{period: time.Duration(period) * time.Second, timeout: time.Duration(timeout) * time.Second, failureThreshold: failures}, nil
+	return probeTimings{period: time.Duration(n[0]) * time.Second, timeout: time.Duration(n[1]) * time.Second, failureThreshold: n[2]}, nil
 }
 
 // worstCaseDetection is how long after draining starts the kubelet may still call the pod
@@ -994,14 +709,14 @@ func drainProblems(readiness probeTimings, drain, grace, termination time.Durati
 // value the ConfigMap ships and for the gateway's default, which applies if the ConfigMap
 // row is ever removed.
 func TestK8sDrainOutlastsReadinessDetection(t *testing.T) {
-	ms := loadManifests(t)
-	cm, _ := configMapAndSecret(t, ms)
-	pod := at(find(t, ms, "Deployment", "atenex-api-gateway").obj, "spec", "template", "spec")
-	readiness, err := readProbeTimings(at(pod, "containers", "name=atenex-api-gateway", "readinessProbe"))
+	ds := loadManifests(t)
+	cm, _ := configMapAndSecret(t, ds)
+	dep := deployment(t, ds)
+	readiness, err := readProbeTimings(dep, gatewayCtr+"readinessProbe")
 	if err != nil {
 		t.Fatalf("readinessProbe: %v", err)
 	}
-	tgps, err := strconv.Atoi(str(pod, "terminationGracePeriodSeconds"))
+	tgps, err := strconv.Atoi(dep.get(podSpec + "terminationGracePeriodSeconds"))
 	if err != nil {
 		t.Fatalf("terminationGracePeriodSeconds: %v", err)
 	}
@@ -1058,78 +773,74 @@ func TestK8sDrainCheckCatchesMistakes(t *testing.T) {
 // The public and admin ports agree everywhere they are written, and only the public one
 // leaves the pod through the Service.
 func TestManifestPortsAgree(t *testing.T) {
-	ms := loadManifests(t)
-	cm, _ := configMapAndSecret(t, ms)
-	pod := at(find(t, ms, "Deployment", "atenex-api-gateway").obj, "spec", "template", "spec")
-	ports := at(pod, "containers", "name=atenex-api-gateway", "ports")
+	ds := loadManifests(t)
+	cm, _ := configMapAndSecret(t, ds)
+	dep := deployment(t, ds)
 
 	port := cm["PORT"].Text
 	if port == "" {
 		port = "8080" // the gateway's default
 	}
-	if got := str(ports, "name=http", "containerPort"); got != port {
+	if got := dep.get(gatewayCtr + "ports[http].containerPort"); got != port {
 		t.Errorf("containerPort http = %q, want PORT %s", got, port)
 	}
 	admin := cm["GATEWAY_ADMIN_PORT"].Text
 	if admin == "" || admin == "0" {
 		t.Fatal("GATEWAY_ADMIN_PORT is not set in the ConfigMap, but the pods are scraped for metrics")
 	}
-	if got := str(ports, "name=admin", "containerPort"); got != admin {
+	if got := dep.get(gatewayCtr + "ports[admin].containerPort"); got != admin {
 		t.Errorf("containerPort admin = %q, want GATEWAY_ADMIN_PORT %s", got, admin)
 	}
-	annotations := at(find(t, ms, "Deployment", "atenex-api-gateway").obj, "spec", "template", "metadata", "annotations")
-	if got := str(annotations, "prometheus.io/port"); got != admin {
+	if got := dep.get("spec.template.metadata.annotations.prometheus.io/port"); got != admin {
 		t.Errorf("prometheus.io/port = %q, want GATEWAY_ADMIN_PORT %s", got, admin)
 	}
 
-	svc := find(t, ms, "Service", "atenex-api-gateway")
-	if got := str(svc.obj, "spec", "type"); got != "ClusterIP" && got != "" {
+	svc := find(t, ds, "Service", "atenex-api-gateway")
+	if got := svc.get("spec.type"); got != "ClusterIP" && got != "" {
 		t.Errorf("Service type %q, want ClusterIP", got)
 	}
-	svcPorts, _ := at(svc.obj, "spec", "ports").([]any)
-	if len(svcPorts) != 1 || str(svcPorts[0], "targetPort") != "http" || str(svcPorts[0], "port") != "80" {
+	svcPorts := svc.items("spec.ports")
+	if len(svcPorts) != 1 || svc.get(svcPorts[0]+".targetPort") != "http" || svc.get(svcPorts[0]+".port") != "80" {
 		t.Errorf("Service ports = %v, want only 80 → http", svcPorts)
 	}
 	for _, p := range svcPorts {
-		if tp := str(p, "targetPort"); tp == "admin" || tp == admin {
+		if tp := svc.get(p + ".targetPort"); tp == "admin" || tp == admin {
 			t.Errorf("the Service exposes the admin port (%s)", tp)
 		}
 	}
 }
 
-// The Service, the budget and the autoscaler all find the Deployment's pods.
-func TestManifestSelectorsMatchThePods(t *testing.T) {
-	ms := loadManifests(t)
-	dep := find(t, ms, "Deployment", "atenex-api-gateway")
-	podLabels, _ := at(dep.obj, "spec", "template", "metadata", "labels").(map[string]any)
-	matches := func(sel any) bool {
-		m, ok := sel.(map[string]any)
-		if !ok || len(m) == 0 {
+// selects reports whether the label selector sel is non-empty and matches labels.
+func selects(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if v == "" || labels[k] != v {
 			return false
 		}
-		for k := range m {
-			if str(m, k) == "" || str(m, k) != str(podLabels, k) {
-				return false
-			}
-		}
-		return true
 	}
-	selectors := map[string]any{
-		"Deployment":          at(dep.obj, "spec", "selector", "matchLabels"),
-		"Service":             at(find(t, ms, "Service", "atenex-api-gateway").obj, "spec", "selector"),
-		"PodDisruptionBudget": at(find(t, ms, "PodDisruptionBudget", "").obj, "spec", "selector", "matchLabels"),
+	return len(sel) > 0
+}
+
+// The Service, the budget and the autoscaler all find the Deployment's pods.
+func TestManifestSelectorsMatchThePods(t *testing.T) {
+	ds := loadManifests(t)
+	dep := deployment(t, ds)
+	podLabels := dep.mapping("spec.template.metadata.labels")
+	selectors := map[string]map[string]string{
+		"Deployment":          dep.mapping("spec.selector.matchLabels"),
+		"Service":             find(t, ds, "Service", "atenex-api-gateway").mapping("spec.selector"),
+		"PodDisruptionBudget": find(t, ds, "PodDisruptionBudget", "").mapping("spec.selector.matchLabels"),
 	}
 	for kind, sel := range selectors {
-		if !matches(sel) {
+		if !selects(sel, podLabels) {
 			t.Errorf("%s selector %v does not match the pod labels %v", kind, sel, podLabels)
 		}
 	}
-	hpa := find(t, ms, "HorizontalPodAutoscaler", "")
-	if str(hpa.obj, "spec", "scaleTargetRef", "kind") != "Deployment" || str(hpa.obj, "spec", "scaleTargetRef", "name") != dep.name() {
-		t.Errorf("HPA scaleTargetRef = %v, want Deployment %s", at(hpa.obj, "spec", "scaleTargetRef"), dep.name())
+	hpa := find(t, ds, "HorizontalPodAutoscaler", "")
+	if hpa.get("spec.scaleTargetRef.kind") != "Deployment" || hpa.get("spec.scaleTargetRef.name") != dep.name() {
+		t.Errorf("HPA scaleTargetRef = %v, want Deployment %s", hpa.mapping("spec.scaleTargetRef"), dep.name())
 	}
-	minR, _ := strconv.Atoi(str(hpa.obj, "spec", "minReplicas"))
-	pdbMin, _ := strconv.Atoi(str(find(t, ms, "PodDisruptionBudget", "").obj, "spec", "minAvailable"))
+	minR, _ := strconv.Atoi(hpa.get("spec.minReplicas"))
+	pdbMin, _ := strconv.Atoi(find(t, ds, "PodDisruptionBudget", "").get("spec.minAvailable"))
 	if minR <= pdbMin {
 		t.Errorf("HPA minReplicas %d is not above the PDB minAvailable %d: node drains would block", minR, pdbMin)
 	}
@@ -1138,12 +849,7 @@ func TestManifestSelectorsMatchThePods(t *testing.T) {
 // kubectl apply -k applies every manifest except the examples (the Secret's, the backends'
 // NetworkPolicy).
 func TestKustomizationListsEveryManifestButTheSecretExample(t *testing.T) {
-	k := find(t, loadManifests(t), "Kustomization", "")
-	var listed []string
-	items, _ := at(k.obj, "resources").([]any)
-	for _, it := range items {
-		listed = append(listed, it.(yamlScalar).Text)
-	}
+	listed := find(t, loadManifests(t), "Kustomization", "").values("resources")
 	var want []string
 	for _, path := range k8sFiles(t) {
 		base := filepath.Base(path)
@@ -1313,96 +1019,6 @@ func TestBinaryBuildsStatically(t *testing.T) {
 	}
 }
 
-// ---- The reader itself -------------------------------------------------------------------
-
-func TestManifestReaderReadsTheSubsetItClaims(t *testing.T) {
-	p := func(s string) yamlScalar { return yamlScalar{Text: s} }
-	q := func(s string) yamlScalar { return yamlScalar{Text: s, Quoted: true} }
-	cases := []struct {
-		name, src string
-		want      []any // nil with wantErr
-		wantErr   bool
-	}{
-		{"mapping", "a: 1\nb: \"2\"\n", []any{map[string]any{"a": p("1"), "b": q("2")}}, false},
-		{"nested and comments", "# top\na:\n  b: x # trailing\n  c: 'it''s'\n", []any{map[string]any{"a": map[string]any{"b": p("x"), "c": q("it's")}}}, false},
-		{"hash inside a value", "a: x#y\nb: \"p # q\"\n", []any{map[string]any{"a": p("x#y"), "b": q("p # q")}}, false},
-		{"sequence of mappings", "l:\n  - name: x\n    v: 1\n  - name: y\n", []any{map[string]any{"l": []any{map[string]any{"name": p("x"), "v": p("1")}, map[string]any{"name": p("y")}}}}, false},
-		{"sequence at key column", "l:\n- a\n- b\nk: v\n", []any{map[string]any{"l": []any{p("a"), p("b")}, "k": p("v")}}, false},
-		{"nested sequence item", "l:\n  -\n    a: b\n  - - c\n", []any{map[string]any{"l": []any{map[string]any{"a": p("b")}, []any{p("c")}}}}, false},
-		{"null value", "a:\nb: c\n", []any{map[string]any{"a": nil, "b": p("c")}}, false},
-		{"documents", "---\na: 1\n---\n# only a comment\n---\nb: 2\n", []any{map[string]any{"a": p("1")}, map[string]any{"b": p("2")}}, false},
-		{"quoted key", "\"a b\": c\n", []any{map[string]any{"a b": p("c")}}, false},
-		{"url value", "u: http://h:80/p\n", []any{map[string]any{"u": p("http://h:80/p")}}, false},
-		{"apostrophe in plain", "a: it's\n", []any{map[string]any{"a": p("it's")}}, false},
-
-		{"flow sequence", "a: [x, y]\n", nil, true},
-		{"flow mapping", "a: {}\n", nil, true},
-		{"block scalar", "a: |\n  x\n", nil, true},
-		{"anchor", "a: &x 1\n", nil, true},
-		{"duplicate key", "a: 1\na: 2\n", nil, true},
-		{"bad indentation", "a:\n    b: 1\n  c: 2\n", nil, true},
-		{"value then child", "a: 1\n  b: 2\n", nil, true},
-		{"tab indentation", "a:\n\tb: 1\n", nil, true},
-		{"unterminated quote", "a: \"x\n", nil, true},
-		{"text after quote", "a: \"x\" y\n", nil, true},
-		{"nested colon", "a: b: c\n", nil, true},
-		{"mixed mapping and sequence", "a: 1\n- b\n", nil, true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := parseYAML(c.src)
-			if c.wantErr {
-				if err == nil {
-					t.Fatalf("no error, got %#v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, c.want) {
-				t.Errorf("got  %#v\nwant %#v", got, c.want)
-			}
-		})
-	}
-}
-
-// FuzzManifestReader: never panics, and whatever it reads it reads the same after writing
-// it back out.
-func FuzzManifestReader(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("k8s", "*.yaml"))
-	for _, path := range files {
-		if src, err := os.ReadFile(path); err == nil {
-			f.Add(string(src))
-		}
-	}
-	for _, s := range []string{
-		"a: 1\n", "l:\n- a\n- b: c\n  d: e\n", "- - - x\n", "a: 'x''y'\n", "\"k\\n\": \"v\\t\"\n",
-		"a:\n  -\n  - b\n", "---\n---\n", "a: x #c\n#d\n", "a: \"\\u00e9\"\n", "? x\n", "a:b\n",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, src string) {
-		docs, err := parseYAML(src)
-		if err != nil {
-			return
-		}
-		for _, d := range docs {
-			if _, isScalar := d.(yamlScalar); isScalar || d == nil {
-				continue // emitYAML writes collections; a bare scalar document has no round trip to check
-			}
-			out := emitYAML(d)
-			again, err := parseYAML(out)
-			if err != nil {
-				t.Fatalf("re-reading %q (from %q): %v", out, src, err)
-			}
-			if len(again) != 1 || !reflect.DeepEqual(again[0], d) {
-				t.Fatalf("round trip changed the value:\nsource %q\nfirst  %#v\nwrote  %q\nsecond %#v", src, d, out, again)
-			}
-		}
-	})
-}
-
 // ---- The edge under abuse (SPEC §8) ------------------------------------------------------
 
 // shippedEnv is the environment a pod gets: the ConfigMap plus stand-ins for the Secret.
@@ -1444,14 +1060,13 @@ func TestShippedConfigurationHoldsAtTheEdge(t *testing.T) {
 	}
 
 	// The CA file is where the Deployment mounts it, from a Secret.
-	pod := at(find(t, loadManifests(t), "Deployment", "atenex-api-gateway").obj, "spec", "template", "spec")
-	mounts, _ := at(pod, "containers", "name=atenex-api-gateway", "volumeMounts").([]any)
+	dep := deployment(t, loadManifests(t))
 	mounted := false
-	for _, mnt := range mounts {
-		dir := str(mnt, "mountPath")
+	for _, mnt := range dep.items(gatewayCtr + "volumeMounts") {
+		dir := dep.get(mnt + ".mountPath")
 		if dir != "" && strings.HasPrefix(cfg.PostgresSSLRootCert, strings.TrimSuffix(dir, "/")+"/") {
-			vol := at(pod, "volumes", "name="+str(mnt, "name"))
-			mounted = plain(mnt, "true", "readOnly") && str(vol, "secret", "secretName") != ""
+			vol := podSpec + "volumes[" + dep.get(mnt+".name") + "]"
+			mounted = dep.raw(mnt+".readOnly") == "true" && dep.get(vol+".secret.secretName") != ""
 		}
 	}
 	if !mounted {
@@ -1460,14 +1075,13 @@ func TestShippedConfigurationHoldsAtTheEdge(t *testing.T) {
 }
 
 func TestImageIsReferencedByVersionTag(t *testing.T) {
-	dep := find(t, loadManifests(t), "Deployment", "atenex-api-gateway")
-	ctr := at(dep.obj, "spec", "template", "spec", "containers", "name=atenex-api-gateway")
-	image := str(ctr, "image")
+	dep := deployment(t, loadManifests(t))
+	image := dep.get(gatewayCtr + "image")
 	release := regexp.MustCompile(`^[a-z0-9.-]+(/[a-z0-9._-]+)+(:v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?|@sha256:[0-9a-f]{64})$`)
 	if !release.MatchString(image) {
 		t.Errorf("image %q: want a release tag (name:1.2.3) or a digest, never latest or no tag", image)
 	}
-	if got := str(ctr, "imagePullPolicy"); got == "Always" {
+	if got := dep.get(gatewayCtr + "imagePullPolicy"); got == "Always" {
 		t.Errorf("imagePullPolicy %s with a fixed tag only adds a registry round trip per start", got)
 	}
 }
@@ -1475,21 +1089,14 @@ func TestImageIsReferencedByVersionTag(t *testing.T) {
 // pprof listened unauthenticated on the admin port and no NetworkPolicy limited who could
 // reach either port.
 func TestNetworkPoliciesAdmitOnlyIngressAndMonitoring(t *testing.T) {
-	ms := loadManifests(t)
-	cm, _ := configMapAndSecret(t, ms)
-	np := find(t, ms, "NetworkPolicy", "atenex-api-gateway")
-	dep := find(t, ms, "Deployment", "atenex-api-gateway")
-	podLabels := at(dep.obj, "spec", "template", "metadata", "labels")
-	sel, _ := at(np.obj, "spec", "podSelector", "matchLabels").(map[string]any)
-	if len(sel) == 0 {
-		t.Fatal("the policy selects no pods")
+	ds := loadManifests(t)
+	cm, _ := configMapAndSecret(t, ds)
+	np := find(t, ds, "NetworkPolicy", "atenex-api-gateway")
+	podLabels := deployment(t, ds).mapping("spec.template.metadata.labels")
+	if sel := np.mapping("spec.podSelector.matchLabels"); !selects(sel, podLabels) {
+		t.Errorf("podSelector %v does not match the gateway's pods", sel)
 	}
-	for k := range sel {
-		if str(sel, k) != str(podLabels, k) {
-			t.Errorf("podSelector %s=%s does not match the gateway's pods", k, str(sel, k))
-		}
-	}
-	if types, _ := at(np.obj, "spec", "policyTypes").([]any); !slices.ContainsFunc(types, func(v any) bool { return str(v) == "Ingress" }) {
+	if !slices.Contains(np.values("spec.policyTypes"), "Ingress") {
 		t.Error("policyTypes lacks Ingress")
 	}
 	wantFrom := map[string]string{cm["PORT"].Text: "ingress-nginx", cm["GATEWAY_ADMIN_PORT"].Text: "monitoring"}
@@ -1497,20 +1104,18 @@ func TestNetworkPoliciesAdmitOnlyIngressAndMonitoring(t *testing.T) {
 		wantFrom["8080"] = "ingress-nginx"
 		delete(wantFrom, "")
 	}
-	rules, _ := at(np.obj, "spec", "ingress").([]any)
 	got := map[string]string{}
-	for _, rule := range rules {
-		from, _ := at(rule, "from").([]any)
-		ports, _ := at(rule, "ports").([]any)
+	for _, rule := range np.items("spec.ingress") {
+		from, ports := np.items(rule+".from"), np.items(rule+".ports")
 		if len(from) != 1 || len(ports) == 0 {
-			t.Fatalf("rule %v: want exactly one source and explicit ports (an empty list admits everyone)", rule)
+			t.Fatalf("rule %s: want exactly one source and explicit ports (an empty list admits everyone)", rule)
 		}
-		ns := str(from[0], "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name")
-		if ns == "" || at(from[0], "podSelector") != nil || at(from[0], "ipBlock") != nil {
-			t.Fatalf("rule source %v: want one namespace by name", from[0])
+		ns := np.get(from[0] + ".namespaceSelector.matchLabels.kubernetes.io/metadata.name")
+		if ns == "" || np.has(from[0]+".podSelector") || np.has(from[0]+".ipBlock") {
+			t.Fatalf("rule source %s: want one namespace by name", from[0])
 		}
 		for _, p := range ports {
-			got[str(p, "port")] = ns
+			got[np.get(p+".port")] = ns
 		}
 	}
 	if !reflect.DeepEqual(got, wantFrom) {
@@ -1518,21 +1123,20 @@ func TestNetworkPoliciesAdmitOnlyIngressAndMonitoring(t *testing.T) {
 	}
 
 	// The example for the backends admits only the gateway's pods.
-	var backends []manifest
-	for _, m := range ms {
-		if m.kind() == "NetworkPolicy" && m.file == "backends-networkpolicy.example.yaml" {
-			backends = append(backends, m)
+	var backends []k8sDoc
+	for _, d := range ds {
+		if d.kind() == "NetworkPolicy" && d.file == "backends-networkpolicy.example.yaml" {
+			backends = append(backends, d)
 		}
 	}
 	if len(backends) < 2 {
 		t.Fatalf("%d backend policies in the example, want one for ingest and one for query", len(backends))
 	}
-	for _, m := range backends {
-		rules, _ := at(m.obj, "spec", "ingress").([]any)
-		for _, rule := range rules {
-			from, _ := at(rule, "from").([]any)
-			if len(from) != 1 || str(from[0], "podSelector", "matchLabels", "app.kubernetes.io/name") != str(podLabels, "app.kubernetes.io/name") {
-				t.Errorf("%s: source %v, want only the gateway's pods", m.name(), from)
+	for _, d := range backends {
+		for _, rule := range d.items("spec.ingress") {
+			from := d.items(rule + ".from")
+			if len(from) != 1 || d.get(from[0]+".podSelector.matchLabels.app.kubernetes.io/name") != podLabels["app.kubernetes.io/name"] {
+				t.Errorf("%s: source %v, want only the gateway's pods", d.name(), from)
 			}
 		}
 	}

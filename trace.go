@@ -748,21 +748,6 @@ func parseOTLPHeaders(v string) ([]otlpHeader, error) {
 	return out, nil
 }
 
-// readTracing fills the export settings: GATEWAY_OTLP_ENDPOINT, GATEWAY_OTLP_HEADERS and
-// GATEWAY_TRACE_SAMPLE_RATIO.
-func (r *envReader) readTracing(cfg *Config) {
-	cfg.OTLPEndpoint, _ = r.serviceURL("GATEWAY_OTLP_ENDPOINT")
-	if v, _ := r.get("GATEWAY_OTLP_HEADERS"); v != "" {
-		h, err := parseOTLPHeaders(v)
-		if err != nil {
-			r.fail("GATEWAY_OTLP_HEADERS", "%v; expected comma-separated key=value pairs, e.g. x-api-key=…", err)
-		}
-		cfg.OTLPHeaders = h
-	}
-	cfg.TraceSampleRatio, _ = r.number("GATEWAY_TRACE_SAMPLE_RATIO", 0, 1,
-		"a fraction from 0 (no new trace exported) to 1 (every one), e.g. 0.1")
-}
-
 // otlpEndpointText is GATEWAY_OTLP_ENDPOINT as the start-up log shows it.
 func (c *Config) otlpEndpointText() string {
 	if c.OTLPEndpoint == nil {

@@ -1,0 +1,185 @@
+// dotenv.go: reading a developer's .env file, beneath the real environment.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// maxDotEnvBytes bounds the .env file: it holds a few dozen settings, never megabytes.
+const maxDotEnvBytes = 1 << 20
+
+// Problems parseDotEnv reports. They are fixed strings on purpose: a malformed line may be a
+// secret pasted in the wrong place, so no part of it is ever echoed.
+const (
+	dotEnvNoEquals       = "expected KEY=VALUE"
+	dotEnvBadName        = "invalid variable name (letters, digits and '_', not starting with a digit)"
+	dotEnvUnterminated   = "unterminated quoted value"
+	dotEnvAfterQuote     = "unexpected text after the closing quote"
+	dotEnvNUL            = "contains a NUL byte"
+	dotEnvFileTooLarge   = "file larger than 1 MiB"
+	dotEnvFileLineNumber = 0 // Line of a problem that concerns the whole file
+)
+
+// dotEnvError is a malformed .env line: its number and a fixed description.
+type dotEnvError struct {
+	Line    int
+	Problem string
+}
+
+func (e *dotEnvError) Error() string {
+	if e.Line == dotEnvFileLineNumber {
+		return e.Problem
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Problem)
+}
+
+// parseDotEnv reads a .env file: KEY=VALUE lines, an optional "export " prefix, blank lines
+// and '#' comments. A value is either double-quoted (escapes \n, \" and \\; any other
+// backslash is kept), single-quoted (taken literally), or bare (a " #" starts a comment;
+// surrounding spaces are trimmed). Nothing is expanded. A later KEY wins over an earlier one.
+func parseDotEnv(data []byte) (map[string]string, error) {
+	if len(data) > maxDotEnvBytes {
+		return nil, &dotEnvError{Line: dotEnvFileLineNumber, Problem: dotEnvFileTooLarge}
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 byte-order mark from Windows editors
+	env := map[string]string{}
+	for n := 1; len(data) > 0; n++ {
+		var line []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			line, data = data, nil
+		}
+		key, value, problem := parseDotEnvLine(string(line))
+		if problem != "" {
+			return nil, &dotEnvError{Line: n, Problem: problem}
+		}
+		if key != "" {
+			env[key] = value
+		}
+	}
+	return env, nil
+}
+
+// parseDotEnvLine parses one line; an empty key means a blank or comment line.
+func parseDotEnvLine(line string) (key, value, problem string) {
+	if strings.IndexByte(line, 0) >= 0 {
+		return "", "", dotEnvNUL
+	}
+	line = strings.TrimSuffix(line, "\r")
+	line = strings.TrimLeft(line, " \t")
+	if line == "" || line[0] == '#' {
+		return "", "", ""
+	}
+	if rest, ok := strings.CutPrefix(line, "export"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
+		line = strings.TrimLeft(rest, " \t")
+	}
+	key, raw, ok := strings.Cut(line, "=")
+	if !ok {
+		return "", "", dotEnvNoEquals
+	}
+	key = strings.TrimRight(key, " \t")
+	if !validEnvName(key) {
+		return "", "", dotEnvBadName
+	}
+	spaced := raw != "" && (raw[0] == ' ' || raw[0] == '\t')
+	raw = strings.TrimLeft(raw, " \t")
+	switch {
+	case strings.HasPrefix(raw, `"`):
+		var b strings.Builder
+		i := 1
+		for ; i < len(raw) && raw[i] != '"'; i++ {
+			if raw[i] == '\\' && i+1 < len(raw) {
+				switch raw[i+1] {
+				case 'n':
+					b.WriteByte('\n')
+					i++
+					continue
+				case '"', '\\':
+					b.WriteByte(raw[i+1])
+					i++
+					continue
+				}
+			}
+			b.WriteByte(raw[i])
+		}
+		if i >= len(raw) {
+			return "", "", dotEnvUnterminated
+		}
+		if !onlyComment(raw[i+1:]) {
+			return "", "", dotEnvAfterQuote
+		}
+		return key, b.String(), ""
+	case strings.HasPrefix(raw, "'"):
+		end := strings.IndexByte(raw[1:], '\'')
+		if end < 0 {
+			return "", "", dotEnvUnterminated
+		}
+		if !onlyComment(raw[1+end+1:]) {
+			return "", "", dotEnvAfterQuote
+		}
+		return key, raw[1 : 1+end], ""
+	}
+	if spaced && strings.HasPrefix(raw, "#") { // KEY= # comment
+		return key, "", ""
+	}
+	for i := 1; i < len(raw); i++ {
+		if raw[i] == '#' && (raw[i-1] == ' ' || raw[i-1] == '\t') {
+			raw = raw[:i]
+			break
+		}
+	}
+	return key, strings.TrimSpace(raw), ""
+}
+
+// onlyComment reports whether what follows a closing quote is blank or a comment.
+func onlyComment(s string) bool {
+	s = strings.TrimLeft(s, " \t")
+	return s == "" || s[0] == '#'
+}
+
+// validEnvName reports whether s is a portable environment variable name.
+func validEnvName(s string) bool {
+	if s == "" || '0' <= s[0] && s[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// readDotEnv reads and parses the .env file at path; a missing file is an empty map.
+func readDotEnv(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	env, err := parseDotEnv(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return env, nil
+}
+
+// layeredGetenv looks a name up in the real environment first and in the .env values
+// second: a deployment overrides a developer's file, never the reverse.
+func layeredGetenv(getenv func(string) string, dotenv map[string]string) func(string) string {
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return dotenv[name]
+	}
+}
