@@ -1,0 +1,144 @@
+// responsewriter.go: the response writer every request is served through, which records
+// status and size and stamps the gateway's own headers just before the status goes out.
+package main
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// trackingWriter records status and size, and sets the headers every response carries just
+// before they are written. Unwrap lets http.ResponseController reach the real writer.
+type trackingWriter struct {
+	w           http.ResponseWriter
+	start       time.Time
+	requestID   string
+	corsOrigin  string // allowed Origin of an actual CORS request; "" = send no CORS headers
+	corsDone    bool   // the CORS layer answered a preflight with its own headers
+	status      int
+	bytes       int64
+	wroteHeader bool
+	hijacked    bool
+	aborted     bool
+
+	// Backing arrays for the header values set on every response: a map entry needs a
+	// []string, and these save allocating one per header.
+	hdr [6]string
+}
+
+func (t *trackingWriter) Header() http.Header { return t.w.Header() }
+
+func (t *trackingWriter) WriteHeader(code int) {
+	if t.wroteHeader || t.hijacked {
+		return // superfluous: the first status stands
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		t.w.WriteHeader(code) // informational; the final header is still to come
+		return
+	}
+	t.beforeHeaders()
+	t.w.WriteHeader(code) // panics on an invalid code: recovery then still sees headers unsent
+	t.wroteHeader = true
+	t.status = code
+}
+
+func (t *trackingWriter) Write(p []byte) (int, error) {
+	if !t.wroteHeader && !t.hijacked {
+		t.WriteHeader(http.StatusOK)
+	}
+	n, err := t.w.Write(p)
+	t.bytes += int64(n)
+	return n, err
+}
+
+// FlushError is what http.ResponseController.Flush looks for first; it keeps the real
+// writer's error, which a plain Flush would drop.
+func (t *trackingWriter) FlushError() error {
+	if !t.wroteHeader && !t.hijacked {
+		t.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(t.w).Flush()
+}
+
+func (t *trackingWriter) Flush() { _ = t.FlushError() }
+
+// Hijack is implemented (rather than left to Unwrap) so the log knows the connection left
+// net/http and no headers must be written after the handler returns.
+func (t *trackingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(t.w).Hijack()
+	if err == nil {
+		t.hijacked = true
+	}
+	return conn, rw, err
+}
+
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.w }
+
+// Canonical header keys, used to index the header map directly.
+const (
+	hdrRequestID     = "X-Request-Id"
+	hdrProcessTime   = "X-Process-Time"
+	hdrVary          = "Vary"
+	hdrAllowOrigin   = "Access-Control-Allow-Origin"
+	hdrAllowCreds    = "Access-Control-Allow-Credentials"
+	hdrExposeHeaders = "Access-Control-Expose-Headers"
+	hdrAllowMethods  = "Access-Control-Allow-Methods"
+	hdrAllowHeaders  = "Access-Control-Allow-Headers"
+	hdrMaxAge        = "Access-Control-Max-Age"
+)
+
+// beforeHeaders sets X-Request-ID, X-Process-Time, the CORS headers and Vary. It overwrites
+// whatever a handler or an upstream set for these: the gateway's answer is the one that
+// counts, and an upstream's own CORS headers would otherwise duplicate or contradict ours.
+func (t *trackingWriter) beforeHeaders() {
+	h := t.w.Header()
+	t.hdr[0] = t.requestID
+	h[hdrRequestID] = t.hdr[0:1:1]
+
+	var buf [24]byte
+	ms := float64(time.Since(t.start).Microseconds()) / 1000
+	t.hdr[1] = string(append(strconv.AppendFloat(buf[:0], ms, 'f', 2, 64), "ms"...))
+	h[hdrProcessTime] = t.hdr[1:2:2]
+
+	if !t.corsDone {
+		delete(h, hdrAllowOrigin)
+		delete(h, hdrAllowCreds)
+		delete(h, hdrExposeHeaders)
+		delete(h, hdrAllowMethods)
+		delete(h, hdrAllowHeaders)
+		delete(h, hdrMaxAge)
+		if t.corsOrigin != "" {
+			t.hdr[2], t.hdr[3], t.hdr[4] = t.corsOrigin, "true", "X-Request-ID, X-Process-Time"
+			h[hdrAllowOrigin] = t.hdr[2:3:3]
+			h[hdrAllowCreds] = t.hdr[3:4:4]
+			h[hdrExposeHeaders] = t.hdr[4:5:5]
+		}
+	}
+
+	// Every response varies by Origin: a cache must not serve one origin's answer to another.
+	if v := h[hdrVary]; len(v) == 0 {
+		t.hdr[5] = "Origin"
+		h[hdrVary] = t.hdr[5:6:6]
+	} else if !varyHasOrigin(v) {
+		h[hdrVary] = append(v, "Origin")
+	}
+}
+
+// varyHasOrigin reports whether the Vary values already cover Origin.
+func varyHasOrigin(values []string) bool {
+	for _, v := range values {
+		for v != "" {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			item = strings.Trim(item, " \t")
+			if item == "*" || strings.EqualFold(item, "Origin") {
+				return true
+			}
+		}
+	}
+	return false
+}
