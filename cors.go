@@ -122,7 +122,7 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 
 	tw.corsDone = true
 	h := tw.Header()
-	h.Set(hdrVary, "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+	h.Set("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
 	if origin == "" || !p.allowed(origin) {
 		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS origin")
 		return true
@@ -136,13 +136,13 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS headers")
 		return true
 	}
-	h.Set(hdrAllowOrigin, origin)
-	h.Set(hdrAllowCreds, "true")
-	h.Set(hdrAllowMethods, corsAllowedMethods)
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Allow-Methods", corsAllowedMethods)
 	if allowHeaders := strings.Join(reqHeaders, ", "); strings.Trim(allowHeaders, " \t,") != "" {
-		h.Set(hdrAllowHeaders, allowHeaders)
+		h.Set("Access-Control-Allow-Headers", allowHeaders)
 	}
-	h.Set(hdrMaxAge, "600")
+	h.Set("Access-Control-Max-Age", "600")
 	tw.WriteHeader(http.StatusNoContent)
 	return true
 }

@@ -6,6 +6,9 @@ import (
 	"net/http"
 )
 
+// hdrRequestID is the request id header in canonical form, as the header map keys it.
+const hdrRequestID = "X-Request-Id"
+
 // setRequestIDs sets info's request id and trace context from r: the client's X-Request-ID
 // when valid, else a generated one; the client's trace id when its traceparent is valid, else
 // a new trace (sampled by tr's ratio when tracing); and a new span id for this hop.

@@ -4,9 +4,9 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -24,10 +24,6 @@ type trackingWriter struct {
 	wroteHeader bool
 	hijacked    bool
 	aborted     bool
-
-	// Backing arrays for the header values set on every response: a map entry needs a
-	// []string, and these save allocating one per header.
-	hdr [6]string
 }
 
 func (t *trackingWriter) Header() http.Header { return t.w.Header() }
@@ -78,53 +74,28 @@ func (t *trackingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.w }
 
-// Canonical header keys, used to index the header map directly.
-const (
-	hdrRequestID     = "X-Request-Id"
-	hdrProcessTime   = "X-Process-Time"
-	hdrVary          = "Vary"
-	hdrAllowOrigin   = "Access-Control-Allow-Origin"
-	hdrAllowCreds    = "Access-Control-Allow-Credentials"
-	hdrExposeHeaders = "Access-Control-Expose-Headers"
-	hdrAllowMethods  = "Access-Control-Allow-Methods"
-	hdrAllowHeaders  = "Access-Control-Allow-Headers"
-	hdrMaxAge        = "Access-Control-Max-Age"
-)
-
 // beforeHeaders sets X-Request-ID, X-Process-Time, the CORS headers and Vary. It overwrites
 // whatever a handler or an upstream set for these: the gateway's answer is the one that
 // counts, and an upstream's own CORS headers would otherwise duplicate or contradict ours.
 func (t *trackingWriter) beforeHeaders() {
 	h := t.w.Header()
-	t.hdr[0] = t.requestID
-	h[hdrRequestID] = t.hdr[0:1:1]
-
-	var buf [24]byte
-	ms := float64(time.Since(t.start).Microseconds()) / 1000
-	t.hdr[1] = string(append(strconv.AppendFloat(buf[:0], ms, 'f', 2, 64), "ms"...))
-	h[hdrProcessTime] = t.hdr[1:2:2]
-
+	h.Set("X-Request-ID", t.requestID)
+	h.Set("X-Process-Time", fmt.Sprintf("%.2fms", float64(time.Since(t.start).Microseconds())/1000))
 	if !t.corsDone {
-		delete(h, hdrAllowOrigin)
-		delete(h, hdrAllowCreds)
-		delete(h, hdrExposeHeaders)
-		delete(h, hdrAllowMethods)
-		delete(h, hdrAllowHeaders)
-		delete(h, hdrMaxAge)
+		for _, k := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+			"Access-Control-Expose-Headers", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+			"Access-Control-Max-Age"} {
+			h.Del(k)
+		}
 		if t.corsOrigin != "" {
-			t.hdr[2], t.hdr[3], t.hdr[4] = t.corsOrigin, "true", "X-Request-ID, X-Process-Time"
-			h[hdrAllowOrigin] = t.hdr[2:3:3]
-			h[hdrAllowCreds] = t.hdr[3:4:4]
-			h[hdrExposeHeaders] = t.hdr[4:5:5]
+			h.Set("Access-Control-Allow-Origin", t.corsOrigin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Set("Access-Control-Expose-Headers", "X-Request-ID, X-Process-Time")
 		}
 	}
-
 	// Every response varies by Origin: a cache must not serve one origin's answer to another.
-	if v := h[hdrVary]; len(v) == 0 {
-		t.hdr[5] = "Origin"
-		h[hdrVary] = t.hdr[5:6:6]
-	} else if !varyHasOrigin(v) {
-		h[hdrVary] = append(v, "Origin")
+	if !varyHasOrigin(h.Values("Vary")) {
+		h.Add("Vary", "Origin")
 	}
 }
 
