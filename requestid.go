@@ -2,6 +2,7 @@
 package main
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 )
@@ -13,9 +14,6 @@ const hdrRequestID = "X-Request-Id"
 // when valid, else a generated one; the client's trace id when its traceparent is valid, else
 // a new trace (sampled by tr's ratio when tracing); and a new span id for this hop.
 func setRequestIDs(info *requestInfo, r *http.Request, tr *tracer) {
-	// The new traceparent and, when needed, a generated request ID share one string.
-	var buf [traceParentLen + 32]byte
-	b := append(buf[:0], "00-"...)
 	traceID, flags := "", "01"
 	if tp := r.Header["Traceparent"]; len(tp) == 1 { // several traceparent lines are invalid
 		if id, _, fl, ok := parseTraceParent(tp[0]); ok {
@@ -23,45 +21,31 @@ func setRequestIDs(info *requestInfo, r *http.Request, tr *tracer) {
 			info.KeepTraceState = true
 		}
 	}
-	if traceID == "" && tr != nil {
-		flags = tr.rootFlags() // a trace this gateway starts is sampled by its ratio
+	if traceID == "" {
+		traceID = randomHex(2)
+		if tr != nil {
+			flags = tr.rootFlags() // a trace this gateway starts is sampled by its ratio
+		}
 	}
-	if traceID != "" {
-		b = append(b, traceID...)
-	} else {
-		b = appendRandomHex(b, 2)
-	}
-	b = append(b, '-')
-	b = appendRandomHex(b, 1) // this hop's span id
-	b = append(b, '-')
-	b = append(b, flags...)
+	info.TraceID = traceID
+	info.TraceParent = "00-" + traceID + "-" + randomHex(1) + "-" + flags // this hop's span id
 
-	clientID := ""
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
-		clientID = v[0]
+		info.ID = v[0]
 	} else {
-		b = appendRandomHex(b, 2)
-	}
-	s := string(b)
-	info.TraceParent = s[:traceParentLen]
-	info.TraceID = s[3:35]
-	if clientID != "" {
-		info.ID = clientID
-	} else {
-		info.ID = s[traceParentLen:]
+		info.ID = randomHex(2)
 	}
 }
+
+// randomHex returns n random non-zero 64-bit words as 16 lower-case hex digits each.
+func randomHex(n int) string { return string(appendRandomHex(nil, n)) }
 
 // appendRandomHex appends n random non-zero 64-bit words as 16 lower-case hex digits each.
 // math/rand/v2's global source is ChaCha8 seeded by the runtime: unpredictable enough for
 // request and trace IDs, and it needs no system call or lock.
 func appendRandomHex(b []byte, n int) []byte {
-	const hexDigits = "0123456789abcdef"
 	for range n {
-		v := rand.Uint64() | 1 // never all zeros, which W3C forbids for trace and span ids
-		for shift := 60; shift >= 0; shift -= 4 {
-			b = append(b, hexDigits[(v>>shift)&0xf])
-		}
+		b = fmt.Appendf(b, "%016x", rand.Uint64()|1) // never all zeros, which W3C forbids for ids
 	}
 	return b
 }
