@@ -4,7 +4,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -24,7 +23,9 @@ func setClientAddr(info *requestInfo, r *http.Request, trusted []netip.Prefix, w
 		xff = nil // never believed from an untrusted peer
 	}
 	client := clientIP(r.RemoteAddr, xff, trusted)
-	info.ClientIP = addrText(client, r.RemoteAddr)
+	if client.IsValid() {
+		info.ClientIP = client.String()
+	}
 	info.ClientIsProxy = info.PeerTrusted && inPrefixes(client, trusted)
 }
 
@@ -144,18 +145,4 @@ func inPrefixes(a netip.Addr, prefixes []netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-// addrText is a.String(), reusing the host text of remoteAddr when it is already canonical
-// (the usual case) instead of allocating a new string.
-func addrText(a netip.Addr, remoteAddr string) string {
-	if !a.IsValid() {
-		return ""
-	}
-	var buf [64]byte
-	b := a.AppendTo(buf[:0])
-	if host, _, err := net.SplitHostPort(remoteAddr); err == nil && string(b) == host {
-		return host
-	}
-	return string(b)
 }
