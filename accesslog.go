@@ -41,8 +41,7 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 		return
 	}
 	info := &st.info
-	attrs := make([]slog.Attr, 0, 16)
-	attrs = append(attrs,
+	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("method", r.Method),
 		// The path only: the query string may carry secrets (tokens in links, signed URLs).
@@ -55,7 +54,7 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 		slog.String("company_id", info.CompanyID),
 		slog.String("trace_id", info.TraceID),
 		slog.Int64("bytes", st.tw.bytes),
-	)
+	}
 	if info.Upstream != "" {
 		attrs = append(attrs, slog.String("upstream", info.Upstream))
 	}
@@ -65,11 +64,7 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 	if st.tw.aborted {
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
-	// A record without a caller PC: slog's usual runtime.Callers is measurable per request
-	// and the access log has no use for the source line.
-	rec := slog.NewRecord(time.Now(), level, "request", 0)
-	rec.AddAttrs(attrs...)
-	mw.log.Handler().Handle(ctx, rec)
+	mw.log.LogAttrs(ctx, level, "request", attrs...)
 }
 
 // logPath bounds what one request can put in a log line.
