@@ -102,7 +102,7 @@ const corsAllowedMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
 // handle is the CORS layer. It answers a preflight itself (reporting true): preflights never
 // reach a backend and never need a token. For any other request it notes an allowed Origin
-// so beforeHeaders adds the CORS headers to whatever response follows.
+// so setCORSHeaders adds the CORS headers to whatever response follows.
 func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	originValues := r.Header["Origin"]
 	if len(originValues) == 0 {
@@ -145,6 +145,25 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	h.Set("Access-Control-Max-Age", "600")
 	tw.WriteHeader(http.StatusNoContent)
 	return true
+}
+
+// setCORSHeaders puts the gateway's CORS headers on a response that is not a preflight
+// answer: those of an allowed origin ("" for none). The gateway owns CORS, and this is the one
+// place any other Access-Control-* header is removed: a backend's own would contradict the
+// policy or duplicate Access-Control-Allow-Origin, and browsers reject a response carrying
+// that header twice.
+func setCORSHeaders(h http.Header, origin string) {
+	const prefix = "Access-Control-"
+	for k := range h {
+		if len(k) > len(prefix) && strings.EqualFold(k[:len(prefix)], prefix) {
+			delete(h, k)
+		}
+	}
+	if origin != "" {
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		h.Set("Access-Control-Expose-Headers", "X-Request-ID, X-Process-Time")
+	}
 }
 
 // corsMethodAllowed matches exactly: browsers upper-case the standard methods themselves,

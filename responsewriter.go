@@ -74,24 +74,15 @@ func (t *trackingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.w }
 
-// beforeHeaders sets X-Request-ID, X-Process-Time, the CORS headers and Vary. It overwrites
-// whatever a handler or an upstream set for these: the gateway's answer is the one that
-// counts, and an upstream's own CORS headers would otherwise duplicate or contradict ours.
+// beforeHeaders sets X-Request-ID, X-Process-Time, the CORS headers (unless a preflight
+// answer set its own) and Vary, over whatever a handler or an upstream set for these: the
+// gateway's answer is the one that counts.
 func (t *trackingWriter) beforeHeaders() {
 	h := t.w.Header()
 	h.Set("X-Request-ID", t.requestID)
 	h.Set("X-Process-Time", fmt.Sprintf("%.2fms", float64(time.Since(t.start).Microseconds())/1000))
 	if !t.corsDone {
-		for _, k := range []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
-			"Access-Control-Expose-Headers", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
-			"Access-Control-Max-Age"} {
-			h.Del(k)
-		}
-		if t.corsOrigin != "" {
-			h.Set("Access-Control-Allow-Origin", t.corsOrigin)
-			h.Set("Access-Control-Allow-Credentials", "true")
-			h.Set("Access-Control-Expose-Headers", "X-Request-ID, X-Process-Time")
-		}
+		setCORSHeaders(h, t.corsOrigin)
 	}
 	// Every response varies by Origin: a cache must not serve one origin's answer to another.
 	if !varyHasOrigin(h.Values("Vary")) {
