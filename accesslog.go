@@ -75,13 +75,3 @@ func logPath(p string) string {
 	}
 	return p
 }
-
-// methodLabel keeps the metrics' method label bounded: clients may send any token.
-func methodLabel(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return m
-	}
-	return "OTHER"
-}

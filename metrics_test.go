@@ -294,8 +294,8 @@ func TestMetricsFoldUnknownMethodsIntoOther(t *testing.T) {
 		{"GET ", "OTHER"}, {strings.Repeat("X", 10000), "OTHER"}, {"OTHER", "OTHER"},
 	}
 	for _, tt := range tests {
-		if got := normMethod(tt.in); got != tt.want {
-			t.Errorf("normMethod(%.20q) = %q, want %q", tt.in, got, tt.want)
+		if got := methodLabel(tt.in); got != tt.want {
+			t.Errorf("methodLabel(%.20q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 
@@ -511,7 +511,7 @@ func FuzzMetricsLabelValuesRoundTrip(f *testing.F) {
 		gotRoute, _ := rs[0].label("route")
 		gotMethod, _ := rs[0].label("method")
 		gotCode, _ := rs[0].label("code")
-		if gotRoute != valid(route) || gotMethod != normMethod(method) || len(gotCode) != 3 {
+		if gotRoute != valid(route) || gotMethod != methodLabel(method) || len(gotCode) != 3 {
 			t.Errorf("labels route=%q method=%q code=%q from route=%q method=%q code=%d", gotRoute, gotMethod, gotCode, route, method, code)
 		}
 		if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "OTHER"}, gotMethod) {
