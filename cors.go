@@ -180,19 +180,34 @@ func corsMethodAllowed(m string) bool {
 // validTokenList reports whether values form a comma-separated list of RFC 9110 tokens
 // (header names), with optional spaces and tabs around items; empty items are allowed.
 func validTokenList(values []string) bool {
+	return !anyListItem(values, func(item string) bool {
+		for i := 0; i < len(item); i++ {
+			if !isTokenChar(item[i]) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// varyHasOrigin reports whether the Vary values already cover Origin.
+func varyHasOrigin(values []string) bool {
+	return anyListItem(values, func(item string) bool { return item == "*" || strings.EqualFold(item, "Origin") })
+}
+
+// anyListItem reports whether f holds for an item of comma-separated header values, each
+// trimmed of spaces and tabs.
+func anyListItem(values []string, f func(item string) bool) bool {
 	for _, v := range values {
 		for v != "" {
 			var item string
 			item, v, _ = strings.Cut(v, ",")
-			item = strings.Trim(item, " \t")
-			for i := 0; i < len(item); i++ {
-				if !isTokenChar(item[i]) {
-					return false
-				}
+			if f(strings.Trim(item, " \t")) {
+				return true
 			}
 		}
 	}
-	return true
+	return false
 }
 
 func isTokenChar(c byte) bool {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -88,19 +87,4 @@ func (t *trackingWriter) beforeHeaders() {
 	if !varyHasOrigin(h.Values("Vary")) {
 		h.Add("Vary", "Origin")
 	}
-}
-
-// varyHasOrigin reports whether the Vary values already cover Origin.
-func varyHasOrigin(values []string) bool {
-	for _, v := range values {
-		for v != "" {
-			var item string
-			item, v, _ = strings.Cut(v, ",")
-			item = strings.Trim(item, " \t")
-			if item == "*" || strings.EqualFold(item, "Origin") {
-				return true
-			}
-		}
-	}
-	return false
 }
