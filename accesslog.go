@@ -10,23 +10,23 @@ import (
 
 // finish records the request in metrics and the access log once the response is done (or
 // aborted).
-func (mw *middleware) finish(st *reqState, r *http.Request) {
-	d := time.Since(st.tw.start)
+func (mw *middleware) finish(info *requestInfo, tw *trackingWriter, r *http.Request) {
+	d := time.Since(tw.start)
 	mw.m.inflightAdd(-1)
-	status := st.tw.status
-	if st.tw.hijacked && !st.tw.wroteHeader {
+	status := tw.status
+	if tw.hijacked && !tw.wroteHeader {
 		status = http.StatusSwitchingProtocols
 	}
 	route := r.Pattern
 	if route == "" {
 		route = "unmatched"
-		if st.tw.corsDone {
+		if tw.corsDone {
 			route = "preflight" // answered here; the mux never saw it
 		}
 	}
 	mw.m.observeRequest(route, methodLabel(r.Method), status, d)
 	if mw.tracer != nil {
-		mw.tracer.endServer(r.Context(), &st.info, route, r, status, st.tw.aborted)
+		mw.tracer.endServer(r.Context(), info, route, r, status, tw.aborted)
 	}
 
 	level := slog.LevelInfo
@@ -40,7 +40,6 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 	if !mw.log.Enabled(ctx, level) {
 		return
 	}
-	info := &st.info
 	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("method", r.Method),
@@ -53,7 +52,7 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 		slog.String("user_id", info.UserID),
 		slog.String("company_id", info.CompanyID),
 		slog.String("trace_id", info.TraceID),
-		slog.Int64("bytes", st.tw.bytes),
+		slog.Int64("bytes", tw.bytes),
 	}
 	if info.Upstream != "" {
 		attrs = append(attrs, slog.String("upstream", info.Upstream))
@@ -61,7 +60,7 @@ func (mw *middleware) finish(st *reqState, r *http.Request) {
 	if info.UpstreamStatus != 0 {
 		attrs = append(attrs, slog.Int("upstream_status", info.UpstreamStatus))
 	}
-	if st.tw.aborted {
+	if tw.aborted {
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
 	mw.log.LogAttrs(ctx, level, "request", attrs...)

@@ -212,20 +212,13 @@ type middleware struct {
 	xffWarning *untrustedProxyWarning
 }
 
-// reqState is everything the middleware keeps per request, in one allocation.
-type reqState struct {
-	info requestInfo
-	tw   trackingWriter
-}
-
 // ServeHTTP is the whole chain, outermost layer first; each layer lives in the file named
 // in its comment.
 func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := &reqState{}
-	info, tw := &st.info, &st.tw
-	setRequestIDs(info, r, mw.tracer)                                 // requestid.go
-	setClientAddr(info, r, mw.trusted, mw.xffWarning)                 // clientip.go
-	*tw = trackingWriter{w: w, start: time.Now(), requestID: info.ID} // responsewriter.go
+	info := &requestInfo{}
+	setRequestIDs(info, r, mw.tracer)                                  // requestid.go
+	setClientAddr(info, r, mw.trusted, mw.xffWarning)                  // clientip.go
+	tw := &trackingWriter{w: w, start: time.Now(), requestID: info.ID} // responsewriter.go
 	ctx := withRequestInfo(r.Context(), info)
 	if mw.tracer != nil {
 		ctx = mw.tracer.startServer(ctx, r, info, tw.start) // trace.go
@@ -233,7 +226,7 @@ func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 
 	mw.m.inflightAdd(1)
-	defer mw.finish(st, r)       // accesslog.go: metrics, span and access line, even after a panic
+	defer mw.finish(info, tw, r) // accesslog.go: metrics, span and access line, even after a panic
 	defer mw.recoverPanic(tw, r) // below: a panic becomes a 500
 	if mw.cors.handle(tw, r) {   // cors.go: a preflight is answered here
 		return
