@@ -43,7 +43,7 @@ type untrustedProxyWarning struct {
 }
 
 func (u *untrustedProxyWarning) observe(remoteAddr string) {
-	peer, ok := parseIPEntry(remoteAddr, true)
+	peer, ok := parseIPEntry(remoteAddr)
 	if !ok || !(peer.IsPrivate() || peer.IsLoopback()) {
 		return
 	}
@@ -71,7 +71,7 @@ func (u *untrustedProxyWarning) observe(remoteAddr string) {
 // ignored. IPv4-mapped IPv6 addresses are unmapped and zones dropped so one client has one
 // key. The zero Addr means the peer address itself is unparseable.
 func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Addr {
-	peer, ok := parseIPEntry(remoteAddr, true)
+	peer, ok := parseIPEntry(remoteAddr)
 	if !ok || !inPrefixes(peer, trusted) {
 		return peer
 	}
@@ -81,7 +81,7 @@ func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 		for {
 			j := strings.LastIndexByte(rest, ',')
 			if entry := strings.Trim(rest[j+1:], " \t"); entry != "" { // empty list items are legal
-				a, ok := parseIPEntry(entry, false)
+				a, ok := parseIPEntry(entry)
 				if !ok {
 					return last
 				}
@@ -100,30 +100,19 @@ func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 }
 
 // parseIPEntry parses an address with or without a port ("1.2.3.4", "1.2.3.4:80", "::1",
-// "[::1]", "[::1]:80"). portFirst tries the host:port form first, which is what RemoteAddr
-// holds; a failed netip parse allocates its error, so the likely form goes first.
-func parseIPEntry(s string, portFirst bool) (netip.Addr, bool) {
-	var a netip.Addr
-	if portFirst {
-		if ap, err := netip.ParseAddrPort(s); err == nil {
-			a = ap.Addr()
-		} else if a, err = netip.ParseAddr(s); err != nil {
+// "[::1]", "[::1]:80"), unmapping IPv4-mapped IPv6 and dropping any zone.
+func parseIPEntry(s string) (netip.Addr, bool) {
+	host := s
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		host = s[1 : len(s)-1]
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
 			return netip.Addr{}, false
 		}
-	} else {
-		var err error
-		if a, err = netip.ParseAddr(s); err != nil {
-			if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
-				a, err = netip.ParseAddr(s[1 : len(s)-1])
-			} else if strings.IndexByte(s, ':') >= 0 {
-				var ap netip.AddrPort
-				ap, err = netip.ParseAddrPort(s)
-				a = ap.Addr()
-			}
-			if err != nil {
-				return netip.Addr{}, false
-			}
-		}
+		a = ap.Addr()
 	}
 	return a.Unmap().WithZone(""), true
 }
@@ -134,7 +123,7 @@ func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {
 	if len(trusted) == 0 {
 		return false
 	}
-	peer, ok := parseIPEntry(remoteAddr, true)
+	peer, ok := parseIPEntry(remoteAddr)
 	return ok && inPrefixes(peer, trusted)
 }
 
