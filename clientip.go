@@ -75,26 +75,24 @@ func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 	if !ok || !inPrefixes(peer, trusted) {
 		return peer
 	}
+	var entries []string
+	for _, line := range xff {
+		entries = append(entries, strings.Split(line, ",")...)
+	}
 	last := peer
-	for i := len(xff) - 1; i >= 0; i-- {
-		rest := xff[i]
-		for {
-			j := strings.LastIndexByte(rest, ',')
-			if entry := strings.Trim(rest[j+1:], " \t"); entry != "" { // empty list items are legal
-				a, ok := parseIPEntry(entry)
-				if !ok {
-					return last
-				}
-				if !inPrefixes(a, trusted) {
-					return a
-				}
-				last = a
-			}
-			if j < 0 {
-				break
-			}
-			rest = rest[:j]
+	for i := len(entries) - 1; i >= 0; i-- {
+		entry := strings.Trim(entries[i], " \t")
+		if entry == "" {
+			continue // empty list items are legal
 		}
+		a, ok := parseIPEntry(entry)
+		if !ok {
+			return last
+		}
+		if !inPrefixes(a, trusted) {
+			return a
+		}
+		last = a
 	}
 	return last
 }
