@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"cmp"
 	"fmt"
+	"maps"
 	"net/http"
 	// Importing net/http/pprof also registers its handlers on http.DefaultServeMux as a side
 	// effect. That is acceptable only because the public listener never uses
@@ -35,15 +36,6 @@ var durationBounds = [...]time.Duration{
 	1 * time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
 	30 * time.Second,
 }
-
-// durationLE holds the le label of each bucket, +Inf last; formatted once.
-var durationLE = func() (le [len(durationBounds) + 1]string) {
-	for i, b := range durationBounds {
-		le[i] = strconv.FormatFloat(b.Seconds(), 'g', -1, 64)
-	}
-	le[len(durationBounds)] = "+Inf"
-	return le
-}()
 
 // processStart approximates process_start_time_seconds: package initialisation runs a few
 // milliseconds after exec, which is well inside what a scraper can resolve.
@@ -116,29 +108,17 @@ func (s *seriesMap[K, V]) get(k K) *V {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.cur.Load()
-	if old != nil {
+	next := map[K]*V{}
+	if old := s.cur.Load(); old != nil {
 		if v, ok := (*old)[k]; ok {
 			return v
 		}
-	}
-	next := make(map[K]*V, 1+lenOf(old))
-	if old != nil {
-		for k2, v2 := range *old {
-			next[k2] = v2
-		}
+		next = maps.Clone(*old)
 	}
 	v := new(V)
 	next[k] = v
 	s.cur.Store(&next)
 	return v
-}
-
-func lenOf[K comparable, V any](p *map[K]*V) int {
-	if p == nil {
-		return 0
-	}
-	return len(*p)
 }
 
 // sorted returns a snapshot of the series ordered by cmpKey, for a stable exposition.
@@ -396,7 +376,11 @@ func durationSamples(m *metrics) []sample {
 		var cum uint64
 		for i := range e.v.buckets {
 			cum += e.v.buckets[i].Load()
-			out = append(out, sample{"_bucket", []string{e.k, durationLE[i]}, strconv.FormatUint(cum, 10)})
+			le := "+Inf"
+			if i < len(durationBounds) {
+				le = strconv.FormatFloat(durationBounds[i].Seconds(), 'g', -1, 64)
+			}
+			out = append(out, sample{"_bucket", []string{e.k, le}, strconv.FormatUint(cum, 10)})
 		}
 		sum := strconv.FormatFloat(float64(e.v.sumNanos.Load())/1e9, 'g', -1, 64)
 		out = append(out, sample{"_sum", []string{e.k}, sum}, sample{"_count", []string{e.k}, strconv.FormatUint(cum, 10)})
