@@ -418,15 +418,16 @@ func TestAccessLogLevels(t *testing.T) {
 		level     slog.Level // the logger's
 		path      string
 		wantLevel string // "" = no line
+		status    float64
 	}{
-		{"probe hidden at INFO", slog.LevelInfo, "/health", ""},
-		{"liveness probe hidden at INFO", slog.LevelInfo, "/livez", ""},
-		{"request at INFO", slog.LevelInfo, "/ok", "INFO"},
-		{"probe shown at DEBUG", slog.LevelDebug, "/health", "DEBUG"},
-		{"liveness probe shown at DEBUG", slog.LevelDebug, "/livez", "DEBUG"},
-		{"200 hidden at ERROR", slog.LevelError, "/ok", ""},
-		{"404 hidden at ERROR", slog.LevelError, "/nowhere", ""},
-		{"502 shown at ERROR", slog.LevelError, "/fail", "ERROR"},
+		{"probe hidden at INFO", slog.LevelInfo, "/health", "", 200},
+		{"liveness probe hidden at INFO", slog.LevelInfo, "/livez", "", 200},
+		{"request at INFO", slog.LevelInfo, "/ok", "INFO", 200},
+		{"probe shown at DEBUG", slog.LevelDebug, "/health", "DEBUG", 200},
+		{"liveness probe shown at DEBUG", slog.LevelDebug, "/livez", "DEBUG", 200},
+		{"200 hidden at ERROR", slog.LevelError, "/ok", "", 200},
+		{"404 hidden at ERROR", slog.LevelError, "/nowhere", "", 404},
+		{"502 shown at ERROR", slog.LevelError, "/fail", "ERROR", 502},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -439,7 +440,8 @@ func TestAccessLogLevels(t *testing.T) {
 				}
 				return
 			}
-			if len(lines) != 1 || lines[0]["path"] != tt.path || lines[0]["level"] != tt.wantLevel {
+			if len(lines) != 1 || lines[0]["path"] != tt.path || lines[0]["level"] != tt.wantLevel ||
+				lines[0]["status"] != tt.status {
 				t.Fatalf("want one %s line for %s, got %v", tt.wantLevel, tt.path, lines)
 			}
 		})
