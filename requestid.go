@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 )
 
 // hdrRequestID is the request id header in canonical form, as the header map keys it.
@@ -83,8 +84,8 @@ func parseTraceParent(s string) (traceID, parentID, flags string, ok bool) {
 		return "", "", "", false
 	}
 	traceID, parentID, flags = s[3:35], s[36:52], s[53:55]
-	if !isLowerHex(traceID) || allZeros(traceID) || !isLowerHex(parentID) || allZeros(parentID) ||
-		!isLowerHex(flags) {
+	if !isLowerHex(traceID) || strings.Trim(traceID, "0") == "" || !isLowerHex(parentID) ||
+		strings.Trim(parentID, "0") == "" || !isLowerHex(flags) {
 		return "", "", "", false
 	}
 	return traceID, parentID, flags, true
@@ -93,15 +94,6 @@ func parseTraceParent(s string) (traceID, parentID, flags string, ok bool) {
 func isLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func allZeros(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] != '0' {
 			return false
 		}
 	}
