@@ -5,6 +5,8 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"fmt"
+	"maps"
 	"net/http"
 	// Importing net/http/pprof also registers its handlers on http.DefaultServeMux as a side
 	// effect. That is acceptable only because the public listener never uses
@@ -35,15 +37,6 @@ var durationBounds = [...]time.Duration{
 	30 * time.Second,
 }
 
-// durationLE holds the le label of each bucket, +Inf last; formatted once.
-var durationLE = func() (le [len(durationBounds) + 1]string) {
-	for i, b := range durationBounds {
-		le[i] = strconv.FormatFloat(b.Seconds(), 'g', -1, 64)
-	}
-	le[len(durationBounds)] = "+Inf"
-	return le
-}()
-
 // processStart approximates process_start_time_seconds: package initialisation runs a few
 // milliseconds after exec, which is well inside what a scraper can resolve.
 var processStart = time.Now()
@@ -54,19 +47,22 @@ type metrics struct {
 	requests     seriesMap[requestKey, atomic.Uint64]
 	durations    seriesMap[string, histogram]
 	upstreamErrs seriesMap[[2]string, atomic.Uint64]
-	authFails    seriesMap[string, atomic.Uint64]
-	logins       seriesMap[string, atomic.Uint64]
-	rateLimited  seriesMap[string, atomic.Uint64]
-	userCache    seriesMap[string, atomic.Uint64]
-	traceDrops   seriesMap[string, atomic.Uint64]
+	authFails    counterVec
+	logins       counterVec
+	rateLimited  counterVec
+	userCache    counterVec
+	traceDrops   counterVec
 	notifyUp     atomic.Bool
 	inflight     atomic.Int64
 	poolStats    atomic.Pointer[func() PoolStats]
-	clientConns  atomic.Int64                     // open client connections (GATEWAY_MAX_CONNECTIONS)
-	connsShed    seriesMap[string, atomic.Uint64] // client connections closed by the cap, by reason
+	clientConns  atomic.Int64 // open client connections (GATEWAY_MAX_CONNECTIONS)
+	connsShed    counterVec   // client connections closed by the cap, by reason
 }
 
 func newMetrics() *metrics { return &metrics{} }
+
+// counterVec is a counter family keyed by one label.
+type counterVec = seriesMap[string, atomic.Uint64]
 
 // requestKey is one gateway_http_requests_total series. code stays an int so the hot path
 // never formats it.
@@ -112,29 +108,17 @@ func (s *seriesMap[K, V]) get(k K) *V {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := s.cur.Load()
-	if old != nil {
+	next := map[K]*V{}
+	if old := s.cur.Load(); old != nil {
 		if v, ok := (*old)[k]; ok {
 			return v
 		}
-	}
-	next := make(map[K]*V, 1+lenOf(old))
-	if old != nil {
-		for k2, v2 := range *old {
-			next[k2] = v2
-		}
+		next = maps.Clone(*old)
 	}
 	v := new(V)
 	next[k] = v
 	s.cur.Store(&next)
 	return v
-}
-
-func lenOf[K comparable, V any](p *map[K]*V) int {
-	if p == nil {
-		return 0
-	}
-	return len(*p)
 }
 
 // sorted returns a snapshot of the series ordered by cmpKey, for a stable exposition.
@@ -156,29 +140,15 @@ type entry[K comparable, V any] struct {
 	v *V
 }
 
-// normMethod bounds the method label: clients choose the method, so anything beyond the
-// standard ones is folded into "OTHER". Constants are returned so a series never keeps a
-// client's string alive.
-func normMethod(m string) string {
-	switch m {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodConnect:
-		return http.MethodConnect
-	case http.MethodOptions:
-		return http.MethodOptions
-	case http.MethodTrace:
-		return http.MethodTrace
+// methodLabel bounds the method label of metrics, logs and spans: clients choose the method,
+// so anything beyond the standard ones is folded into "OTHER". Constants are returned so a
+// series never keeps a client's string (and the request line it was cut from) alive.
+func methodLabel(m string) string {
+	for _, known := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace} {
+		if m == known {
+			return known
+		}
 	}
 	return "OTHER"
 }
@@ -193,49 +163,44 @@ func (m *metrics) observeRequest(route, method string, code int, d time.Duration
 	if code < 100 || code > 999 {
 		code = 0
 	}
-	m.requests.get(requestKey{route, normMethod(method), code}).Add(1)
+	m.requests.get(requestKey{route, methodLabel(method), code}).Add(1)
 	m.durations.get(route).observe(d)
 }
 
 // upstreamError counts a failed proxy attempt; kind is e.g. "unreachable", "timeout".
 func (m *metrics) upstreamError(upstream, kind string) {
-	if m == nil {
-		return
+	if m != nil {
+		m.upstreamErrs.get([2]string{upstream, kind}).Add(1)
 	}
-	m.upstreamErrs.get([2]string{upstream, kind}).Add(1)
 }
 
 // authFailure counts a refused token; reason is a fixed word, never the token.
 func (m *metrics) authFailure(reason string) {
-	if m == nil {
-		return
+	if m != nil {
+		m.authFails.get(reason).Add(1)
 	}
-	m.authFails.get(reason).Add(1)
 }
 
 // login counts a login attempt by outcome ("success", "failure", "rate_limited", "busy", "unavailable", "client_gone").
 func (m *metrics) login(outcome string) {
-	if m == nil {
-		return
+	if m != nil {
+		m.logins.get(outcome).Add(1)
 	}
-	m.logins.get(outcome).Add(1)
 }
 
 // rateLimitRejection counts a 429 by the limit that refused it.
 func (m *metrics) rateLimitRejection(limit string) {
-	if m == nil {
-		return
+	if m != nil {
+		m.rateLimited.get(limit).Add(1)
 	}
-	m.rateLimited.get(limit).Add(1)
 }
 
 // userCacheEvent counts what the user cache did besides answering from memory:
 // "stale_served", "fail_fast", "notifications_lost".
 func (m *metrics) userCacheEvent(event string) {
-	if m == nil {
-		return
+	if m != nil {
+		m.userCache.get(event).Add(1)
 	}
-	m.userCache.get(event).Add(1)
 }
 
 // traceSpansDropped counts n spans that were never exported, by reason: "queue_full",
@@ -249,34 +214,30 @@ func (m *metrics) traceSpansDropped(reason string, n int) {
 
 // setNotificationsUp records whether the database's change notifications reach the cache.
 func (m *metrics) setNotificationsUp(up bool) {
-	if m == nil {
-		return
+	if m != nil {
+		m.notifyUp.Store(up)
 	}
-	m.notifyUp.Store(up)
 }
 
 // inflightAdd moves gateway_inflight_requests; callers pair +1 with a deferred -1.
 func (m *metrics) inflightAdd(delta int64) {
-	if m == nil {
-		return
+	if m != nil {
+		m.inflight.Add(delta)
 	}
-	m.inflight.Add(delta)
 }
 
 // clientConnsAdd moves gateway_client_connections.
 func (m *metrics) clientConnsAdd(delta int64) {
-	if m == nil {
-		return
+	if m != nil {
+		m.clientConns.Add(delta)
 	}
-	m.clientConns.Add(delta)
 }
 
 // connShed counts a client connection the connection cap closed; reason is a fixed word.
 func (m *metrics) connShed(reason string) {
-	if m == nil {
-		return
+	if m != nil {
+		m.connsShed.get(reason).Add(1)
 	}
-	m.connsShed.get(reason).Add(1)
 }
 
 // setPoolStats installs the callback read at scrape time for gateway_db_pool_connections;
@@ -314,108 +275,143 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// writeExposition writes every family in name order, each series in label order.
-func (m *metrics) writeExposition(buf *bytes.Buffer) {
-	b := buf.AvailableBuffer()
+// metricFamily is one family of the exposition: its name, type, help and label names, and
+// how its series are read at scrape time. Adding a metric is one row of metricFamilies (plus
+// the field and method that feed it).
+type metricFamily struct {
+	name, typ, help string
+	labels          []string
+	read            func(m *metrics) []sample
+	optional        bool // left out entirely when it has no series
+}
 
-	b = appendFamily(b, "gateway_auth_failures_total", "counter", "Requests refused for a missing or invalid token, by reason.")
-	for _, e := range m.authFails.sorted(strings.Compare) {
-		b = appendSample(b, "gateway_auth_failures_total", []string{"reason"}, []string{e.k}, e.v.Load())
+// sample is one series: a name suffix (a histogram's _bucket, _sum, _count), its label values
+// paired in order with the family's label names (_sum and _count stop before le), and its
+// value as text.
+type sample struct {
+	suffix string
+	values []string
+	value  string
+}
+
+// metricFamilies is every family, in name order.
+var metricFamilies = []metricFamily{
+	{"gateway_auth_failures_total", "counter", "Requests refused for a missing or invalid token, by reason.",
+		[]string{"reason"}, countsOf(func(m *metrics) *counterVec { return &m.authFails }), false},
+	{"gateway_client_connections", "gauge", "Open client connections on the public listener.",
+		nil, func(m *metrics) []sample { return one(strconv.FormatInt(m.clientConns.Load(), 10)) }, false},
+	{"gateway_client_connections_shed_total", "counter", "Client connections closed by GATEWAY_MAX_CONNECTIONS, by reason.",
+		[]string{"reason"}, countsOf(func(m *metrics) *counterVec { return &m.connsShed }), false},
+	{"gateway_db_pool_connections", "gauge", "Database pool connections by state.",
+		[]string{"state"}, poolSamples, false},
+	{"gateway_http_request_duration_seconds", "histogram", "Time from request received to response finished, by route pattern.",
+		[]string{"route", "le"}, durationSamples, false},
+	{"gateway_http_requests_total", "counter", "Requests answered, by route pattern, method and status code.",
+		[]string{"route", "method", "code"}, requestSamples, false},
+	{"gateway_inflight_requests", "gauge", "Requests being served right now.",
+		nil, func(m *metrics) []sample { return one(strconv.FormatInt(m.inflight.Load(), 10)) }, false},
+	{"gateway_logins_total", "counter", "Login attempts, by outcome.",
+		[]string{"outcome"}, countsOf(func(m *metrics) *counterVec { return &m.logins }), false},
+	{"gateway_ratelimit_rejections_total", "counter", "Requests refused with 429, by limit.",
+		[]string{"limit"}, countsOf(func(m *metrics) *counterVec { return &m.rateLimited }), false},
+	{"gateway_trace_spans_dropped_total", "counter", "Spans never exported, by reason: queue_full (the collector is slow or down), export_failed, rejected (by the collector), shutdown (not flushed within the shutdown grace).",
+		[]string{"reason"}, countsOf(func(m *metrics) *counterVec { return &m.traceDrops }), false},
+	{"gateway_upstream_errors_total", "counter", "Failed upstream calls, by upstream and kind.",
+		[]string{"upstream", "kind"}, upstreamErrorSamples, false},
+	{"gateway_user_cache_events_total", "counter", "User cache events: stale_served (the database failed and the last known state was used), fail_fast (the database was not asked while failing), notifications_lost.",
+		[]string{"event"}, countsOf(func(m *metrics) *counterVec { return &m.userCache }), false},
+	{"gateway_user_notifications_up", "gauge", "1 while the database's change notifications reach the user cache, else 0 (the TTL alone then bounds staleness).",
+		nil, func(m *metrics) []sample { return one(strconv.Itoa(boolToInt(m.notifyUp.Load()))) }, false},
+	{"go_goroutines", "gauge", "Number of goroutines that currently exist.",
+		nil, func(*metrics) []sample { return one(strconv.Itoa(runtime.NumGoroutine())) }, false},
+	{"go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.",
+		nil, func(*metrics) []sample { return one(strconv.FormatUint(heapInuse(), 10)) }, false},
+	{"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+		nil, residentSamples, true},
+	{"process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+		nil, func(*metrics) []sample {
+			return one(strconv.FormatFloat(float64(processStart.UnixNano())/1e9, 'f', 3, 64))
+		}, false},
+}
+
+func one(value string) []sample { return []sample{{value: value}} }
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
 	}
+	return 0
+}
 
-	b = appendFamily(b, "gateway_client_connections", "gauge", "Open client connections on the public listener.")
-	b = appendSeriesName(b, "gateway_client_connections", nil, nil)
-	b = strconv.AppendInt(b, m.clientConns.Load(), 10)
-	b = append(b, '\n')
-
-	b = appendFamily(b, "gateway_client_connections_shed_total", "counter", "Client connections closed by GATEWAY_MAX_CONNECTIONS, by reason.")
-	for _, e := range m.connsShed.sorted(strings.Compare) {
-		b = appendSample(b, "gateway_client_connections_shed_total", []string{"reason"}, []string{e.k}, e.v.Load())
+// countsOf reads a counter family keyed by one label.
+func countsOf(vec func(m *metrics) *counterVec) func(m *metrics) []sample {
+	return func(m *metrics) []sample {
+		var out []sample
+		for _, e := range vec(m).sorted(strings.Compare) {
+			out = append(out, sample{values: []string{e.k}, value: strconv.FormatUint(e.v.Load(), 10)})
+		}
+		return out
 	}
+}
 
-	b = appendFamily(b, "gateway_db_pool_connections", "gauge", "Database pool connections by state.")
-	if f := m.poolStats.Load(); f != nil {
-		s := (*f)()
-		b = appendSample(b, "gateway_db_pool_connections", []string{"state"}, []string{"acquired"}, uint64(max(s.Acquired, 0)))
-		b = appendSample(b, "gateway_db_pool_connections", []string{"state"}, []string{"idle"}, uint64(max(s.Idle, 0)))
-		b = appendSample(b, "gateway_db_pool_connections", []string{"state"}, []string{"total"}, uint64(max(s.Total, 0)))
+func poolSamples(m *metrics) []sample {
+	f := m.poolStats.Load()
+	if f == nil {
+		return nil
 	}
+	s := (*f)()
+	var out []sample
+	for _, st := range []struct {
+		state string
+		n     int32
+	}{{"acquired", s.Acquired}, {"idle", s.Idle}, {"total", s.Total}} {
+		out = append(out, sample{values: []string{st.state}, value: strconv.Itoa(int(max(st.n, 0)))})
+	}
+	return out
+}
 
-	const durName = "gateway_http_request_duration_seconds"
-	b = appendFamily(b, durName, "histogram", "Time from request received to response finished, by route pattern.")
+func durationSamples(m *metrics) []sample {
+	var out []sample
 	for _, e := range m.durations.sorted(strings.Compare) {
 		var cum uint64
 		for i := range e.v.buckets {
 			cum += e.v.buckets[i].Load()
-			b = appendSample(b, durName+"_bucket", []string{"route", "le"}, []string{e.k, durationLE[i]}, cum)
+			le := "+Inf"
+			if i < len(durationBounds) {
+				le = strconv.FormatFloat(durationBounds[i].Seconds(), 'g', -1, 64)
+			}
+			out = append(out, sample{"_bucket", []string{e.k, le}, strconv.FormatUint(cum, 10)})
 		}
-		b = appendSeriesName(b, durName+"_sum", []string{"route"}, []string{e.k})
-		b = strconv.AppendFloat(b, float64(e.v.sumNanos.Load())/1e9, 'g', -1, 64)
-		b = append(b, '\n')
-		b = appendSample(b, durName+"_count", []string{"route"}, []string{e.k}, cum)
+		sum := strconv.FormatFloat(float64(e.v.sumNanos.Load())/1e9, 'g', -1, 64)
+		out = append(out, sample{"_sum", []string{e.k}, sum}, sample{"_count", []string{e.k}, strconv.FormatUint(cum, 10)})
 	}
+	return out
+}
 
-	b = appendFamily(b, "gateway_http_requests_total", "counter", "Requests answered, by route pattern, method and status code.")
+func requestSamples(m *metrics) []sample {
+	var out []sample
 	for _, e := range m.requests.sorted(func(x, y requestKey) int {
 		return cmp.Or(strings.Compare(x.route, y.route), strings.Compare(x.method, y.method), cmp.Compare(x.code, y.code))
 	}) {
-		code := "000"
-		if e.k.code != 0 {
-			code = strconv.Itoa(e.k.code)
-		}
-		b = appendSample(b, "gateway_http_requests_total", []string{"route", "method", "code"}, []string{e.k.route, e.k.method, code}, e.v.Load())
+		code := fmt.Sprintf("%03d", e.k.code) // 0 (out of range) is "000"
+		out = append(out, sample{values: []string{e.k.route, e.k.method, code}, value: strconv.FormatUint(e.v.Load(), 10)})
 	}
+	return out
+}
 
-	b = appendFamily(b, "gateway_inflight_requests", "gauge", "Requests being served right now.")
-	b = appendSeriesName(b, "gateway_inflight_requests", nil, nil)
-	b = strconv.AppendInt(b, m.inflight.Load(), 10)
-	b = append(b, '\n')
-
-	b = appendFamily(b, "gateway_logins_total", "counter", "Login attempts, by outcome.")
-	for _, e := range m.logins.sorted(strings.Compare) {
-		b = appendSample(b, "gateway_logins_total", []string{"outcome"}, []string{e.k}, e.v.Load())
-	}
-
-	b = appendFamily(b, "gateway_ratelimit_rejections_total", "counter", "Requests refused with 429, by limit.")
-	for _, e := range m.rateLimited.sorted(strings.Compare) {
-		b = appendSample(b, "gateway_ratelimit_rejections_total", []string{"limit"}, []string{e.k}, e.v.Load())
-	}
-
-	b = appendFamily(b, "gateway_trace_spans_dropped_total", "counter", "Spans never exported, by reason: queue_full (the collector is slow or down), export_failed, rejected (by the collector), shutdown (not flushed within the shutdown grace).")
-	for _, e := range m.traceDrops.sorted(strings.Compare) {
-		b = appendSample(b, "gateway_trace_spans_dropped_total", []string{"reason"}, []string{e.k}, e.v.Load())
-	}
-
-	b = appendFamily(b, "gateway_upstream_errors_total", "counter", "Failed upstream calls, by upstream and kind.")
+func upstreamErrorSamples(m *metrics) []sample {
+	var out []sample
 	for _, e := range m.upstreamErrs.sorted(func(x, y [2]string) int {
 		return cmp.Or(strings.Compare(x[0], y[0]), strings.Compare(x[1], y[1]))
 	}) {
-		b = appendSample(b, "gateway_upstream_errors_total", []string{"upstream", "kind"}, e.k[:], e.v.Load())
+		out = append(out, sample{values: e.k[:], value: strconv.FormatUint(e.v.Load(), 10)})
 	}
-
-	b = appendFamily(b, "gateway_user_cache_events_total", "counter", "User cache events: stale_served (the database failed and the last known state was used), fail_fast (the database was not asked while failing), notifications_lost.")
-	for _, e := range m.userCache.sorted(strings.Compare) {
-		b = appendSample(b, "gateway_user_cache_events_total", []string{"event"}, []string{e.k}, e.v.Load())
-	}
-
-	b = appendFamily(b, "gateway_user_notifications_up", "gauge", "1 while the database's change notifications reach the user cache, else 0 (the TTL alone then bounds staleness).")
-	up := uint64(0)
-	if m.notifyUp.Load() {
-		up = 1
-	}
-	b = appendSample(b, "gateway_user_notifications_up", nil, nil, up)
-
-	b = appendProcessMetrics(b)
-	buf.Write(b)
+	return out
 }
 
-// appendProcessMetrics adds the Go runtime and process basics every scrape config expects.
-func appendProcessMetrics(b []byte) []byte {
-	b = appendFamily(b, "go_goroutines", "gauge", "Number of goroutines that currently exist.")
-	b = appendSample(b, "go_goroutines", nil, nil, uint64(runtime.NumGoroutine()))
-
-	// runtime/metrics instead of runtime.ReadMemStats, which stops the world. HeapInuse is
-	// the bytes of in-use spans: live objects plus the unused space inside those spans.
+// heapInuse reads runtime/metrics instead of runtime.ReadMemStats, which stops the world.
+// HeapInuse is the bytes of in-use spans: live objects plus the unused space inside them.
+func heapInuse() uint64 {
 	samples := []rtmetrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
 		{Name: "/memory/classes/heap/unused:bytes"},
@@ -427,91 +423,57 @@ func appendProcessMetrics(b []byte) []byte {
 			heap += s.Value.Uint64()
 		}
 	}
-	b = appendFamily(b, "go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.")
-	b = appendSample(b, "go_memstats_heap_inuse_bytes", nil, nil, heap)
-
-	if rss, ok := residentBytes(); ok {
-		b = appendFamily(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
-		b = appendSample(b, "process_resident_memory_bytes", nil, nil, rss)
-	}
-
-	b = appendFamily(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
-	b = appendSeriesName(b, "process_start_time_seconds", nil, nil)
-	b = strconv.AppendFloat(b, float64(processStart.UnixNano())/1e9, 'f', 3, 64)
-	return append(b, '\n')
+	return heap
 }
 
-// residentBytes reads the resident set from /proc/self/statm (pages); absent off Linux.
-func residentBytes() (uint64, bool) {
+// residentSamples reads the resident set from /proc/self/statm (pages); absent off Linux.
+func residentSamples(*metrics) []sample {
 	raw, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
-		return 0, false
+		return nil
 	}
 	fields := strings.Fields(string(raw))
 	if len(fields) < 2 {
-		return 0, false
+		return nil
 	}
 	pages, err := strconv.ParseUint(fields[1], 10, 64)
 	if err != nil {
-		return 0, false
+		return nil
 	}
-	return pages * uint64(os.Getpagesize()), true
+	return one(strconv.FormatUint(pages*uint64(os.Getpagesize()), 10))
 }
 
-func appendFamily(b []byte, name, typ, help string) []byte {
-	b = append(b, "# HELP "...)
-	b = append(b, name...)
-	b = append(b, ' ')
-	b = appendEscaped(b, help, false)
-	b = append(b, "\n# TYPE "...)
-	b = append(b, name...)
-	b = append(b, ' ')
-	b = append(b, typ...)
-	return append(b, '\n')
-}
+// Format 0.0.4 escapes backslash and newline everywhere, and the double quote inside label
+// values. Invalid UTF-8 becomes U+FFFD, as the format is UTF-8.
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)
 
-func appendSample(b []byte, name string, names, values []string, v uint64) []byte {
-	b = appendSeriesName(b, name, names, values)
-	b = strconv.AppendUint(b, v, 10)
-	return append(b, '\n')
-}
-
-// appendSeriesName writes `name{l="v",…} ` (no braces when there are no labels).
-func appendSeriesName(b []byte, name string, names, values []string) []byte {
-	b = append(b, name...)
-	if len(names) > 0 {
-		b = append(b, '{')
-		for i, n := range names {
-			if i > 0 {
-				b = append(b, ',')
+// writeExposition writes every family in name order, each series in label order.
+func (m *metrics) writeExposition(buf *bytes.Buffer) {
+	for _, f := range metricFamilies {
+		samples := f.read(m)
+		if f.optional && len(samples) == 0 {
+			continue
+		}
+		help := helpEscaper.Replace(strings.ToValidUTF8(f.help, "\uFFFD"))
+		fmt.Fprintf(buf, "# HELP %s %s\n# TYPE %s %s\n", f.name, help, f.name, f.typ)
+		for _, s := range samples {
+			buf.WriteString(f.name + s.suffix)
+			for i, v := range s.values {
+				sep := ","
+				if i == 0 {
+					sep = "{"
+				}
+				fmt.Fprintf(buf, `%s%s="%s"`, sep, f.labels[i], labelEscaper.Replace(strings.ToValidUTF8(v, "\uFFFD")))
 			}
-			b = append(b, n...)
-			b = append(b, `="`...)
-			b = appendEscaped(b, values[i], true)
-			b = append(b, '"')
-		}
-		b = append(b, '}')
-	}
-	return append(b, ' ')
-}
-
-// appendEscaped escapes per format 0.0.4: backslash and newline everywhere, and the double
-// quote inside label values. Invalid UTF-8 becomes U+FFFD, as the format is UTF-8.
-func appendEscaped(b []byte, s string, quote bool) []byte {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			b = append(b, `\\`...)
-		case c == '\n':
-			b = append(b, `\n`...)
-		case c == '"' && quote:
-			b = append(b, `\"`...)
-		default:
-			b = append(b, c)
+			if len(s.values) > 0 {
+				buf.WriteByte('}')
+			}
+			buf.WriteString(" " + s.value + "\n")
 		}
 	}
-	return b
 }
 
 // adminWriteTimeout bounds every answer of the admin listener. pprof extends it for

@@ -1,0 +1,135 @@
+// clientip.go: which address a request is attributed to, and when X-Forwarded-For counts.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// setClientAddr sets info's client address fields from r's peer and, only when that peer is
+// a trusted proxy, its X-Forwarded-For.
+func setClientAddr(info *requestInfo, r *http.Request, trusted []netip.Prefix, warn *untrustedProxyWarning) {
+	xff := r.Header["X-Forwarded-For"]
+	info.PeerTrusted = peerTrusted(r.RemoteAddr, trusted)
+	if !info.PeerTrusted {
+		if len(xff) > 0 {
+			warn.observe(r.RemoteAddr)
+		}
+		xff = nil // never believed from an untrusted peer
+	}
+	client := clientIP(r.RemoteAddr, xff, trusted)
+	if client.IsValid() {
+		info.ClientIP = client.String()
+	}
+	info.ClientIsProxy = info.PeerTrusted && inPrefixes(client, trusted)
+}
+
+// untrustedProxyWarning says, at most once per every, that a peer in a private or loopback
+// range sent X-Forwarded-For without being a trusted proxy. That is what a gateway behind an
+// ingress looks like when GATEWAY_TRUSTED_PROXIES is missing: every client then has the
+// ingress's address, so the login limits count everyone's failures against one key and one
+// attacker locks every user out. A public peer sending the header is just a client forging
+// it, which is ignored without comment.
+type untrustedProxyWarning struct {
+	log   *slog.Logger
+	now   func() time.Time
+	every time.Duration
+	next  atomic.Int64 // unix nanoseconds before which nothing more is logged
+}
+
+func (u *untrustedProxyWarning) observe(remoteAddr string) {
+	peer, ok := parseIPEntry(remoteAddr)
+	if !ok || !(peer.IsPrivate() || peer.IsLoopback()) {
+		return
+	}
+	now := u.now().UnixNano()
+	next := u.next.Load()
+	if now < next || !u.next.CompareAndSwap(next, now+int64(u.every)) {
+		return
+	}
+	u.log.LogAttrs(context.Background(), slog.LevelWarn,
+		"X-Forwarded-For from a private address that is not in GATEWAY_TRUSTED_PROXIES: "+
+			"the header is ignored and login limits are keyed on that proxy's address, so one client's failures "+
+			"lock out everyone behind it; add the proxy's range to GATEWAY_TRUSTED_PROXIES",
+		slog.String("peer", peer.String()),
+		slog.String("setting", "GATEWAY_TRUSTED_PROXIES"),
+		slog.String("header", "X-Forwarded-For"),
+	)
+}
+
+// clientIP is the address rate limits and logs attribute a request to. It is the TCP peer,
+// unless the peer is one of our trusted proxies: then X-Forwarded-For (every line,
+// comma-separated) is walked from the right, past the trusted proxies, and the first
+// untrusted entry is the client. Everything left of it may be forged by the client, so it
+// is never read. An unparseable entry stops the walk at the last trusted hop; if every entry
+// is trusted the left-most one is returned. X-Forwarded-For from an untrusted peer is
+// ignored. IPv4-mapped IPv6 addresses are unmapped and zones dropped so one client has one
+// key. The zero Addr means the peer address itself is unparseable.
+func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Addr {
+	peer, ok := parseIPEntry(remoteAddr)
+	if !ok || !inPrefixes(peer, trusted) {
+		return peer
+	}
+	var entries []string
+	for _, line := range xff {
+		entries = append(entries, strings.Split(line, ",")...)
+	}
+	last := peer
+	for i := len(entries) - 1; i >= 0; i-- {
+		entry := strings.Trim(entries[i], " \t")
+		if entry == "" {
+			continue // empty list items are legal
+		}
+		a, ok := parseIPEntry(entry)
+		if !ok {
+			return last
+		}
+		if !inPrefixes(a, trusted) {
+			return a
+		}
+		last = a
+	}
+	return last
+}
+
+// parseIPEntry parses an address with or without a port ("1.2.3.4", "1.2.3.4:80", "::1",
+// "[::1]", "[::1]:80"), unmapping IPv4-mapped IPv6 and dropping any zone.
+func parseIPEntry(s string) (netip.Addr, bool) {
+	host := s
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		host = s[1 : len(s)-1]
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
+	}
+	return a.Unmap().WithZone(""), true
+}
+
+// peerTrusted reports whether the TCP peer is one of the trusted proxies: the one place that
+// decides whether a client's X-Forwarded-* headers may be believed.
+func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	peer, ok := parseIPEntry(remoteAddr)
+	return ok && inPrefixes(peer, trusted)
+}
+
+func inPrefixes(a netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

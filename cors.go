@@ -1,0 +1,216 @@
+// cors.go: which browser origins may call the gateway, preflight answers, and the CORS headers
+// of every other response.
+package main
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// corsPolicy decides which browser origins may call the gateway with credentials.
+type corsPolicy struct {
+	origins map[string]struct{}
+	// previewPrefix is "https://<project>-" when VercelFrontendURL is https://<project>.vercel.app,
+	// so that project's preview deployments are allowed; "" otherwise.
+	previewPrefix string
+	// previewSuffix is what a preview origin ends with: ".vercel.app", or
+	// "-<team>.vercel.app" when CORSVercelTeam is set. Vercel names previews
+	// <project>-<hash>-<team> and <project>-git-<branch>-<team>; without the team, any
+	// Vercel account can deploy a project whose name starts with ours.
+	previewSuffix string
+}
+
+const vercelAppSuffix = ".vercel.app"
+
+// newCORSPolicy builds the allowed origins of SPEC §4 and §8: http://localhost:3000…3009 when
+// CORSAllowLocalhost, VercelFrontendURL, its preview deployments (of CORSVercelTeam when
+// set), and CORSAllowedOrigins.
+func newCORSPolicy(cfg *Config) *corsPolicy {
+	p := &corsPolicy{origins: make(map[string]struct{}), previewSuffix: vercelAppSuffix}
+	if cfg.CORSVercelTeam != "" {
+		p.previewSuffix = "-" + cfg.CORSVercelTeam + vercelAppSuffix
+	}
+	if cfg.CORSAllowLocalhost {
+		for port := 3000; port <= 3009; port++ {
+			p.origins["http://localhost:"+strconv.Itoa(port)] = struct{}{}
+		}
+	}
+	add := func(o string) {
+		o = strings.TrimSuffix(strings.TrimSpace(o), "/") // a browser's Origin never ends in '/'
+		// "null" is what sandboxed iframes and file:// pages send; allowing it with
+		// credentials would let any such page in.
+		if o != "" && o != "null" {
+			p.origins[o] = struct{}{}
+		}
+	}
+	add(cfg.VercelFrontendURL)
+	for _, o := range cfg.CORSAllowedOrigins {
+		add(o)
+	}
+
+	vercel := strings.TrimSuffix(strings.TrimSpace(cfg.VercelFrontendURL), "/")
+	if rest, ok := strings.CutPrefix(vercel, "https://"); ok {
+		if project, ok := strings.CutSuffix(rest, vercelAppSuffix); ok && validDNSLabel(project) &&
+			len(project) <= 61 { // room for "-" and at least one suffix character
+			p.previewPrefix = "https://" + project + "-"
+		}
+	}
+	return p
+}
+
+// allowed reports whether origin (the Origin header, verbatim) may make credentialed requests.
+// Matching is exact: a configured origin, or the whole string is the preview-deployment shape
+// https://<project>-<suffix>.vercel.app with one DNS label before .vercel.app. Note that the
+// shape itself is what SPEC asks for: any Vercel project named "<project>-…" matches it.
+func (p *corsPolicy) allowed(origin string) bool {
+	if _, ok := p.origins[origin]; ok {
+		return true
+	}
+	if p.previewPrefix == "" {
+		return false
+	}
+	host, ok := strings.CutPrefix(origin, "https://")
+	if !ok {
+		return false
+	}
+	label, ok := strings.CutSuffix(host, vercelAppSuffix)
+	if !ok || !strings.HasPrefix(origin, p.previewPrefix) || !strings.HasSuffix(origin, p.previewSuffix) ||
+		len(label) > 63 || !validDNSLabel(label) {
+		return false
+	}
+	// Something between the project and the suffix, and prefix and suffix not overlapping.
+	return len(origin) > len(p.previewPrefix)+len(p.previewSuffix)
+}
+
+// validDNSLabel: one or more [a-z0-9-], not starting or ending with '-'. Lower case only:
+// browsers send the host lower-cased, so anything else is not a browser's Origin.
+func validDNSLabel(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// corsAllowedMethods is what a preflight may ask for.
+const corsAllowedMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+
+// handle is the CORS layer. It answers a preflight itself (reporting true): preflights never
+// reach a backend and never need a token. For any other request it notes an allowed Origin
+// so setCORSHeaders adds the CORS headers to whatever response follows.
+func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
+	originValues := r.Header["Origin"]
+	if len(originValues) == 0 {
+		return false
+	}
+	origin := ""
+	if len(originValues) == 1 { // several Origin lines are not from a browser: allow none
+		origin = originValues[0]
+	}
+	reqMethod, isPreflight := r.Header["Access-Control-Request-Method"]
+	if r.Method != http.MethodOptions || !isPreflight {
+		if origin != "" && p.allowed(origin) {
+			tw.corsOrigin = origin
+		}
+		return false
+	}
+
+	tw.corsDone = true
+	h := tw.Header()
+	h.Set("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+	if origin == "" || !p.allowed(origin) {
+		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS origin")
+		return true
+	}
+	if len(reqMethod) != 1 || !corsMethodAllowed(reqMethod[0]) {
+		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS method")
+		return true
+	}
+	reqHeaders := r.Header["Access-Control-Request-Headers"]
+	if !validTokenList(reqHeaders) {
+		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS headers")
+		return true
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+	h.Set("Access-Control-Allow-Methods", corsAllowedMethods)
+	if allowHeaders := strings.Join(reqHeaders, ", "); strings.Trim(allowHeaders, " \t,") != "" {
+		h.Set("Access-Control-Allow-Headers", allowHeaders)
+	}
+	h.Set("Access-Control-Max-Age", "600")
+	tw.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// setCORSHeaders puts the gateway's CORS headers on a response that is not a preflight
+// answer: those of an allowed origin ("" for none). The gateway owns CORS, and this is the one
+// place any other Access-Control-* header is removed: a backend's own would contradict the
+// policy or duplicate Access-Control-Allow-Origin, and browsers reject a response carrying
+// that header twice.
+func setCORSHeaders(h http.Header, origin string) {
+	const prefix = "Access-Control-"
+	for k := range h {
+		if len(k) > len(prefix) && strings.EqualFold(k[:len(prefix)], prefix) {
+			delete(h, k)
+		}
+	}
+	if origin != "" {
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		h.Set("Access-Control-Expose-Headers", "X-Request-ID, X-Process-Time")
+	}
+}
+
+// corsMethodAllowed matches exactly: browsers upper-case the standard methods themselves,
+// and "patch" is not PATCH to them either.
+func corsMethodAllowed(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodOptions:
+		return true
+	}
+	return false
+}
+
+// validTokenList reports whether values form a comma-separated list of RFC 9110 tokens
+// (header names), with optional spaces and tabs around items; empty items are allowed.
+func validTokenList(values []string) bool {
+	return !anyListItem(values, func(item string) bool {
+		for i := 0; i < len(item); i++ {
+			if !isTokenChar(item[i]) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// varyHasOrigin reports whether the Vary values already cover Origin.
+func varyHasOrigin(values []string) bool {
+	return anyListItem(values, func(item string) bool { return item == "*" || strings.EqualFold(item, "Origin") })
+}
+
+// anyListItem reports whether f holds for an item of comma-separated header values, each
+// trimmed of spaces and tabs.
+func anyListItem(values []string, f func(item string) bool) bool {
+	for _, v := range values {
+		for v != "" {
+			var item string
+			item, v, _ = strings.Cut(v, ",")
+			if f(strings.Trim(item, " \t")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isTokenChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
