@@ -551,21 +551,7 @@ type healthResponse struct {
 // handleHealth is the readiness probe: the database must answer within its deadline and the
 // gateway must not be shutting down.
 func (g *gateway) handleHealth() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp := healthResponse{Status: "healthy", Service: serviceName, Checks: map[string]string{"database": "ok"}}
-		status := http.StatusOK
-		if err := g.users.probe(r.Context()); err != nil {
-			g.log.Warn("health check: database unavailable", "error", err.Error())
-			resp.Checks["database"] = "unavailable"
-			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
-		}
-		if g.draining.Load() {
-			resp.Checks["shutdown"] = "draining"
-			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, status, resp)
-	})
+	return g.probe("healthy", "unhealthy", 0, true)
 }
 
 // readyzDatabaseWait bounds the database check of /readyz, below any sane probe timeout.
@@ -576,17 +562,31 @@ const readyzDatabaseWait = 500 * time.Millisecond
 // served from the user cache during an outage and removing every replica from the Service
 // would turn a database outage into a full one.
 func (g *gateway) handleReadyz() http.Handler {
+	return g.probe("ready", "not_ready", readyzDatabaseWait, false)
+}
+
+// probe answers a health probe: ok, or notOK with 503 while draining and, when needDatabase,
+// while the database does not answer (within wait, when wait is not 0).
+func (g *gateway) probe(ok, notOK string, wait time.Duration, needDatabase bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp := healthResponse{Status: "ready", Service: serviceName, Checks: map[string]string{"database": "ok"}}
+		resp := healthResponse{Status: ok, Service: serviceName, Checks: map[string]string{"database": "ok"}}
 		status := http.StatusOK
-		ctx, cancel := context.WithTimeout(r.Context(), readyzDatabaseWait)
-		defer cancel()
+		ctx := r.Context()
+		if wait > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, wait)
+			defer cancel()
+		}
 		if err := g.users.probe(ctx); err != nil {
 			resp.Checks["database"] = "unavailable"
+			if needDatabase {
+				g.log.Warn("health check: database unavailable", "error", err.Error())
+				resp.Status, status = notOK, http.StatusServiceUnavailable
+			}
 		}
 		if g.draining.Load() {
 			resp.Checks["shutdown"] = "draining"
-			resp.Status, status = "not_ready", http.StatusServiceUnavailable
+			resp.Status, status = notOK, http.StatusServiceUnavailable
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, status, resp)

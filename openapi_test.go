@@ -360,9 +360,10 @@ func TestErrorCodeConstantsAreExactlyTheTable(t *testing.T) {
 	}
 }
 
-// TestErrorWritersNameDeclaredCodes reads every writeError call of the gateway: the code is a
-// declared constant or a value carried from one (a field or variable named code), never a
-// literal that could escape the table or be empty.
+// TestErrorWritersNameDeclaredCodes reads every place the gateway names an error code (a
+// writeError or newError call, an apiError literal): the code is a declared constant or a
+// value carried from one (a field or variable named code), never a literal that could escape
+// the table or be empty.
 func TestErrorWritersNameDeclaredCodes(t *testing.T) {
 	consts := codeConstants(t)
 	names := map[string]bool{}
@@ -375,6 +376,21 @@ func TestErrorWritersNameDeclaredCodes(t *testing.T) {
 	}
 	fset := token.NewFileSet()
 	calls := 0
+	check := func(what string, code ast.Expr) {
+		calls++
+		switch arg := code.(type) {
+		case *ast.Ident:
+			if !names[arg.Name] && arg.Name != "code" {
+				t.Errorf("%s: %s with code %s, not a declared code constant", fset.Position(arg.Pos()), what, arg.Name)
+			}
+		case *ast.SelectorExpr:
+			if arg.Sel.Name != "code" {
+				t.Errorf("%s: %s with code from .%s", fset.Position(arg.Pos()), what, arg.Sel.Name)
+			}
+		default:
+			t.Errorf("%s: %s with a code that is not a declared constant", fset.Position(code.Pos()), what)
+		}
+	}
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.go") {
 			continue
@@ -388,30 +404,29 @@ func TestErrorWritersNameDeclaredCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			if fn, ok := call.Fun.(*ast.Ident); !ok || fn.Name != "writeError" || len(call.Args) != 5 {
-				return true
-			}
-			calls++
-			switch arg := call.Args[3].(type) {
-			case *ast.Ident:
-				if !names[arg.Name] && arg.Name != "code" {
-					t.Errorf("%s: writeError with code %s, not a declared code constant", fset.Position(arg.Pos()), arg.Name)
+			switch n := n.(type) {
+			case *ast.CallExpr:
+				if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "writeError" && len(n.Args) == 5 {
+					check("writeError", n.Args[3])
+				} else if ok && fn.Name == "newError" && len(n.Args) == 3 {
+					check("newError", n.Args[1])
 				}
-			case *ast.SelectorExpr:
-				if arg.Sel.Name != "code" {
-					t.Errorf("%s: writeError with code from .%s", fset.Position(arg.Pos()), arg.Sel.Name)
+			case *ast.CompositeLit:
+				// apiError{…} literals, also the elided ones of a map or slice of them.
+				if typ, ok := n.Type.(*ast.Ident); (ok && typ.Name == "apiError") || n.Type == nil {
+					for _, elt := range n.Elts {
+						if kv, ok := elt.(*ast.KeyValueExpr); ok {
+							if key, ok := kv.Key.(*ast.Ident); ok && key.Name == "code" {
+								check("apiError", kv.Value)
+							}
+						}
+					}
 				}
-			default:
-				t.Errorf("%s: writeError with a code that is not a declared constant", fset.Position(call.Pos()))
 			}
 			return true
 		})
 	}
 	if calls < 30 {
-		t.Fatalf("found only %d writeError calls; is the scan broken?", calls)
+		t.Fatalf("found only %d places naming an error code; is the scan broken?", calls)
 	}
 }

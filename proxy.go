@@ -813,68 +813,64 @@ const (
 const statusClientClosedRequest = 499
 
 // classifyUpstreamError decides, in this one place, what a failed round trip means for the
-// client: the kind counted in metrics and the status and detail sent (status 0: send nothing).
-// ctx is the request's context, which tells a client that left apart from a failing upstream.
-func classifyUpstreamError(ctx context.Context, err error) (kind string, status int, code, detail string) {
+// client: the kind counted in metrics and the answer sent (nil: send nothing). ctx is the
+// request's context, which tells a client that left apart from a failing upstream.
+func classifyUpstreamError(ctx context.Context, err error) (kind string, answer *apiError) {
 	var bodyErr *clientBodyError
 	if errors.As(err, &bodyErr) && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The idle timeout cut a body that stopped arriving. net/http cancels the request's
 		// context on any failed read of the connection, this one included, but the client
 		// is still there and gets its answer.
-		return kindClientStalled, http.StatusRequestTimeout, codeRequestTimeout, "Request body stalled"
+		return kindClientStalled, newError(http.StatusRequestTimeout, codeRequestTimeout, "Request body stalled")
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return kindClientGone, 0, "", ""
+		return kindClientGone, nil
 	}
 	if errors.Is(err, errUpstreamBusy) {
-		return kindBusy, http.StatusServiceUnavailable, codeUpstreamBusy, "Upstream service busy; try again shortly"
+		return kindBusy, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamBusy,
+			detail: "Upstream service busy; try again shortly", retryAfter: "1"}
 	}
 	if errors.As(err, &bodyErr) {
 		// Usually the client is gone and reads nothing; if it is still there, its body was
 		// cut short or malformed.
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return kindClientGone, http.StatusRequestEntityTooLarge, codeBodyTooLarge, "Request body too large"
+			return kindClientGone, newError(http.StatusRequestEntityTooLarge, codeBodyTooLarge, "Request body too large")
 		}
-		return kindClientGone, http.StatusBadRequest, codeValidation, "Invalid request body"
+		return kindClientGone, newError(http.StatusBadRequest, codeValidation, "Invalid request body")
 	}
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial") {
 		// Refused, unreachable, unresolvable, or no answer to the dial within its timeout:
 		// the service is not there.
-		return kindUnavailable, http.StatusServiceUnavailable, codeUpstreamUnavailable, "Upstream service unavailable"
+		return kindUnavailable, newError(http.StatusServiceUnavailable, codeUpstreamUnavailable, "Upstream service unavailable")
 	}
 	var netErr net.Error
 	if (errors.As(err, &netErr) && netErr.Timeout()) || errors.Is(err, context.DeadlineExceeded) ||
 		strings.Contains(err.Error(), "timeout awaiting response headers") {
-		return kindTimeout, http.StatusGatewayTimeout, codeUpstreamTimeout, "Upstream service timed out"
+		return kindTimeout, newError(http.StatusGatewayTimeout, codeUpstreamTimeout, "Upstream service timed out")
 	}
-	return kindBadResponse, http.StatusBadGateway, codeUpstreamError, "Bad gateway"
+	return kindBadResponse, newError(http.StatusBadGateway, codeUpstreamError, "Bad gateway")
 }
 
 // errorHandler answers a failed round trip. r is the outbound request: its URL is the mapped
-// upstream URL and its context is the client's.
+// upstream URL and its context is the client's. The failure is logged here, with its kind, so
+// the answer goes out without a cause.
 func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	info := requestInfoFrom(ctx)
 	if errors.Is(err, errCompanyInflight) && ctx.Err() == nil {
 		// The company's own cap, not an upstream failure.
 		p.m.rateLimitRejection("company_inflight")
-		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusTooManyRequests, codeRateLimited, "Too many requests in progress for this company; retry shortly")
+		writeAPIError(w, r, nil, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited,
+			detail: "Too many requests in progress for this company; retry shortly", retryAfter: "1"})
 		return
 	}
 	if stalled := bodyStalled(r); stalled != nil {
 		err = stalled
 	}
-	kind, status, code, detail := classifyUpstreamError(ctx, err)
-	switch kind {
-	case kindBusy:
-		w.Header().Set("Retry-After", "1")
-	case kindClientStalled:
-		w.Header().Set("Connection", "close") // the rest of the body is never coming
-	}
+	kind, answer := classifyUpstreamError(ctx, err)
 	p.m.upstreamError(p.up.name, kind)
 
 	level := slog.LevelWarn
@@ -884,7 +880,10 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		level = slog.LevelDebug
 		info.UpstreamStatus = statusClientClosedRequest
 	case kindClientStalled:
-		level = slog.LevelInfo // the client's doing too, but worth seeing when it is an attack
+		// The client's doing too, but worth seeing when it is an attack; the rest of its body
+		// is never coming.
+		level = slog.LevelInfo
+		w.Header().Set("Connection", "close")
 	case kindBadResponse:
 		level = slog.LevelError
 	}
@@ -899,7 +898,7 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			slog.String("error", err.Error()),
 		)
 	}
-	if status != 0 {
-		writeError(w, r, status, code, detail)
+	if answer != nil {
+		writeAPIError(w, r, nil, answer)
 	}
 }
