@@ -452,12 +452,18 @@ const (
 
 // routes serves the route table behind the middleware.
 func (g *gateway) routes() http.Handler {
+	return withTracedMiddleware(rejectUnsafePaths(g.serveMux(g.routeTable())), g.cfg, g.log, g.metrics, g.tracer)
+}
+
+// serveMux serves each row of table behind its auth wrapper, and what no row matches with a
+// JSON 404 or 405.
+func (g *gateway) serveMux(table []route) *http.ServeMux {
 	mux := http.NewServeMux()
-	for _, rt := range g.routeTable() {
+	for _, rt := range table {
 		mux.Handle(rt.pattern, g.withAuth(rt.auth, rt.handler))
 	}
 	mux.Handle("/", handleUnmatched(mux))
-	return withTracedMiddleware(rejectUnsafePaths(mux), g.cfg, g.log, g.metrics, g.tracer)
+	return mux
 }
 
 func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
