@@ -97,8 +97,9 @@ var testIdentity = identity{
 	Email:     "ana@example.com",
 }
 
-// testGateway is the route table main builds for the proxied routes, inside rejectUnsafePaths,
-// with a stand-in for the middleware (request info) and for StrictAuth (a fixed identity).
+// testGateway serves the gateway's real route table inside rejectUnsafePaths, with a stand-in
+// for the middleware (request info the test can choose) and for the auth wrappers (a fixed
+// caller, testIdentity).
 type testGateway struct {
 	*httptest.Server
 	ingest, query, auth *echoUpstream
@@ -145,9 +146,6 @@ func newTestGateway(t *testing.T, opts gatewayOptions) *testGateway {
 		done:   make(chan *requestInfo, 64),
 	}
 	log := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	transport := newUpstreamTransport(cfg)
-	t.Cleanup(transport.CloseIdleConnections)
-
 	target := func(name, echoURL string) *url.URL {
 		raw := echoURL
 		if s, ok := opts.targets[name]; ok {
@@ -159,28 +157,23 @@ func newTestGateway(t *testing.T, opts gatewayOptions) *testGateway {
 		}
 		return u
 	}
-	strict := func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			requestInfoFrom(r.Context()).setCaller(testIdentity)
-			h.ServeHTTP(w, r)
-		})
+	cfg.IngestURL, cfg.QueryURL, cfg.AuthURL = target("ingest", g.ingest.URL), target("query", g.query.URL), target("auth", g.auth.URL)
+	gw := newGateway(cfg, log, newMemoryStore(), nil)
+	t.Cleanup(gw.close)
+
+	// The real route table, with the caller every authenticated row would verify.
+	var table []route
+	for _, rt := range gw.routeTable() {
+		if rt.auth != authNone {
+			h := rt.handler
+			rt.auth, rt.handler = authNone, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				requestInfoFrom(r.Context()).setCaller(testIdentity)
+				h.ServeHTTP(w, r)
+			})
+		}
+		table = append(table, rt)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/ingest/{path...}", strict(newProxy(upstream{
-		name: "ingest", target: target("ingest", g.ingest.URL),
-		gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/",
-	}, transport, cfg, log, nil)))
-	mux.Handle("/api/v1/query/{path...}", strict(newProxy(upstream{
-		name: "query", target: target("query", g.query.URL),
-		gatewayPrefix: "/api/v1/query/", upstreamPrefix: "/api/v1/",
-	}, transport, cfg, log, nil)))
-	mux.Handle("/api/v1/auth/{path...}", newProxy(upstream{
-		name: "auth", target: target("auth", g.auth.URL),
-		gatewayPrefix: "/api/v1/auth/", upstreamPrefix: "/api/v1/auth/",
-	}, transport, cfg, log, nil))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, codeNotFound, "Not Found")
-	})
+	mux := gw.serveMux(table)
 
 	var seq int
 	var seqMu sync.Mutex
