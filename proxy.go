@@ -700,19 +700,6 @@ func headerNameIs(name, want string) bool {
 	return true
 }
 
-// headerValues hands out one-element value slices from a single backing array, so setting
-// several headers costs one allocation instead of one each.
-type headerValues struct {
-	h    http.Header
-	vals []string
-}
-
-func (hv *headerValues) set(key, value string) {
-	n := len(hv.vals)
-	hv.vals = append(hv.vals, value)
-	hv.h[key] = hv.vals[n : n+1 : n+1]
-}
-
 // setUpstreamHeaders removes every reserved client header from h (the outbound copy of in's
 // headers) and sets the gateway's own: identity from the verified token, request id, trace
 // context and X-Forwarded-*.
@@ -722,23 +709,23 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			delete(h, k)
 		}
 	}
-	hv := headerValues{h: h, vals: make([]string, 0, 8)}
+	set := func(key, value string) { h[key] = []string{value} }
 
 	// Only values from the verified token; the auth route has no identity and gets none, yet
 	// the client's forged values were removed above all the same.
 	if id, ok := identityFrom(in.Context()); ok {
 		if id.UserID != "" {
-			hv.set(hdrUserID, id.UserID)
+			set(hdrUserID, id.UserID)
 		}
 		if id.CompanyID != "" {
-			hv.set(hdrCompanyID, id.CompanyID)
+			set(hdrCompanyID, id.CompanyID)
 		}
 		if id.Email != "" {
-			hv.set(hdrUserEmail, id.Email)
+			set(hdrUserEmail, id.Email)
 		}
 	}
 	if info.ID != "" {
-		hv.set(hdrRequestID, info.ID)
+		set(hdrRequestID, info.ID)
 	}
 	if info.TraceParent != "" {
 		// tracestate belongs to the trace the client started; when the client's traceparent
@@ -746,7 +733,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 		if !info.KeepTraceState {
 			delete(h, hdrTraceState)
 		}
-		hv.set(hdrTraceParent, info.TraceParent)
+		set(hdrTraceParent, info.TraceParent)
 	}
 
 	trusted := info.PeerTrusted
@@ -754,13 +741,13 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 		// A trusted proxy in front of us has already recorded the chain; anyone else's
 		// X-Forwarded-For is a claim we cannot check, so the upstream sees only the peer.
 		if prior := in.Header[hdrForwardedFor]; trusted && len(prior) > 0 {
-			hv.set(hdrForwardedFor, strings.Join(prior, ", ")+", "+peer)
+			set(hdrForwardedFor, strings.Join(prior, ", ")+", "+peer)
 		} else {
-			hv.set(hdrForwardedFor, peer)
+			set(hdrForwardedFor, peer)
 		}
 	}
 	if in.Host != "" {
-		hv.set(hdrForwardedHost, in.Host)
+		set(hdrForwardedHost, in.Host)
 	}
 	proto := "http"
 	if in.TLS != nil {
@@ -775,7 +762,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			proto = "http"
 		}
 	}
-	hv.set(hdrForwardedProto, proto)
+	set(hdrForwardedProto, proto)
 }
 
 // modifyResponse records the upstream status and removes the upstream's CORS headers;
