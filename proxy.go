@@ -657,47 +657,21 @@ func bodyStalled(out *http.Request) error {
 	return nil
 }
 
-// isReservedHeader reports whether a client-sent header must never reach an upstream: the
+// reservedHeaders are the client-sent headers that must never reach an upstream: the
 // identity and request-id headers only the gateway sets, and the forwarding headers it
-// rebuilds. Names compare in any letter case and with '_' in place of '-', because some
-// backends (CGI/WSGI-style environments) fold "X_Company_ID" into the same variable as
-// "X-Company-ID"; ReverseProxy itself removes only the exact X-Forwarded-* names.
-func isReservedHeader(name string) bool {
-	switch len(name) {
-	case len("x-user-id"):
-		return headerNameIs(name, "x-user-id") || headerNameIs(name, "x-real-ip")
-	case len("x-company-id"): // == len("x-user-email") == len("x-request-id")
-		return headerNameIs(name, "x-company-id") || headerNameIs(name, "x-user-email") ||
-			headerNameIs(name, "x-request-id")
-	case len("x-forwarded-for"):
-		return headerNameIs(name, "x-forwarded-for")
-	case len("x-forwarded-host"):
-		return headerNameIs(name, "x-forwarded-host")
-	case len("x-forwarded-proto"):
-		return headerNameIs(name, "x-forwarded-proto")
-	}
-	return false
+// rebuilds.
+var reservedHeaders = map[string]bool{
+	"x-user-id": true, "x-company-id": true, "x-user-email": true, "x-request-id": true, "x-real-ip": true,
+	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true,
 }
 
-// headerNameIs compares name with the lower-case, dash-separated want, ignoring case and
-// treating '_' as '-'.
-func headerNameIs(name, want string) bool {
-	if len(name) != len(want) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_':
-			c = '-'
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		if c != want[i] {
-			return false
-		}
-	}
-	return true
+// isReservedHeader reports whether name is one of reservedHeaders in any letter case and with
+// '_' in place of '-', because some backends (CGI/WSGI-style environments) fold
+// "X_Company_ID" into the same variable as "X-Company-ID"; ReverseProxy itself removes only
+// the exact X-Forwarded-* names. (net/http refuses header names that are not ASCII tokens, so
+// lower-casing cannot fold another character into one of these.)
+func isReservedHeader(name string) bool {
+	return reservedHeaders[strings.ReplaceAll(strings.ToLower(name), "_", "-")]
 }
 
 // setUpstreamHeaders removes every reserved client header from h (the outbound copy of in's
