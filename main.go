@@ -480,18 +480,6 @@ func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
 
 // routeTable is the one table of every route and the wrapper each one gets.
 func (g *gateway) routeTable() []route {
-	upstreams := g.tracer.wrapTransport(g.transport) // a client span per upstream call
-	ingest := g.limitCompany(newProxy(upstream{
-		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/",
-	}, upstreams, g.cfg, g.log, g.metrics))
-	query := g.limitCompany(newProxy(upstream{
-		name: "query", target: g.cfg.QueryURL, gatewayPrefix: "/api/v1/query/", upstreamPrefix: "/api/v1/",
-	}, upstreams, g.cfg, g.log, g.metrics))
-	// The document statistics live on the ingest service; only the one path is routed here.
-	documentStats := g.limitCompany(newProxy(upstream{
-		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/documents/", upstreamPrefix: "/api/v1/ingest/",
-	}, upstreams, g.cfg, g.log, g.metrics))
-
 	table := []route{
 		{"GET /{$}", authNone, g.handleRoot()},
 		{"GET /health", authNone, g.handleHealth()},
@@ -504,13 +492,35 @@ func (g *gateway) routeTable() []route {
 		{"GET /api/v1/users/me", authInitial, g.handleMe()},
 		{"POST /api/v1/users/logout", authInitial, g.handleLogout()},
 		{"POST /api/v1/users/me/password", authInitial, g.handleChangePassword()},
+	}
 
-		{"/api/v1/ingest/{path...}", authStrict, ingest},
-		{"/api/v1/ingest", authStrict, ingest},
-		{"/api/v1/query/{path...}", authStrict, query},
-		{"/api/v1/query", authStrict, query},
-		{"GET /api/v1/documents/stats", authStrict, documentStats},
+	// One row per proxied route: the upstream, who may call it, and the patterns it serves.
+	transport := g.tracer.wrapTransport(g.transport) // a client span per upstream call
+	for _, p := range []struct {
+		up       upstream
+		auth     routeAuth
+		patterns []string
+	}{
+		{upstream{"ingest", g.cfg.IngestURL, "/api/v1/ingest/", "/api/v1/ingest/"}, authStrict, []string{"/api/v1/ingest/{path...}", "/api/v1/ingest"}},
+		{upstream{"query", g.cfg.QueryURL, "/api/v1/query/", "/api/v1/"}, authStrict, []string{"/api/v1/query/{path...}", "/api/v1/query"}},
+		// The document statistics live on the ingest service; only the one path is routed here.
+		{upstream{"ingest", g.cfg.IngestURL, "/api/v1/documents/", "/api/v1/ingest/"}, authStrict, []string{"GET /api/v1/documents/stats"}},
+		// The auth service checks its own callers, and is optional (unset: its routes are 404).
+		{upstream{"auth", g.cfg.AuthURL, "/api/v1/auth/", "/api/v1/auth/"}, authNone, []string{"/api/v1/auth/{path...}", "/api/v1/auth"}},
+	} {
+		if p.up.name == "auth" && p.up.target == nil {
+			continue
+		}
+		h := newProxy(p.up, transport, g.cfg, g.log, g.metrics)
+		if p.auth != authNone {
+			h = g.limitCompany(h)
+		}
+		for _, pattern := range p.patterns {
+			table = append(table, route{pattern, p.auth, h})
+		}
+	}
 
+	table = append(table, []route{
 		{"GET /api/v1/admin/stats", authAdmin, g.handleAdminStats()},
 		{"POST /api/v1/admin/companies", authAdmin, g.handleAdminCreateCompany()},
 		{"GET /api/v1/admin/companies/select", authAdmin, g.handleAdminCompanySelect()},
@@ -524,14 +534,7 @@ func (g *gateway) routeTable() []route {
 		{"GET /api/v1/admin/users/by_company/{company_id}", authAdmin, g.handleAdminUsersByCompany()},
 		{"PATCH /api/v1/admin/users/{id}", authAdmin, g.handleAdminUpdateUser()},
 		{"POST /api/v1/admin/users/{id}/revoke-sessions", authAdmin, g.handleAdminRevokeSessions()},
-	}
-
-	if g.cfg.AuthURL != nil {
-		auth := newProxy(upstream{
-			name: "auth", target: g.cfg.AuthURL, gatewayPrefix: "/api/v1/auth/", upstreamPrefix: "/api/v1/auth/",
-		}, upstreams, g.cfg, g.log, g.metrics)
-		table = append(table, route{"/api/v1/auth/{path...}", authNone, auth}, route{"/api/v1/auth", authNone, auth})
-	}
+	}...)
 
 	if g.cfg.Docs {
 		// Last: the document describes every row, these two included.
