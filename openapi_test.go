@@ -5,11 +5,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"html"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -428,5 +432,52 @@ func TestErrorWritersNameDeclaredCodes(t *testing.T) {
 	}
 	if calls < 30 {
 		t.Fatalf("found only %d places naming an error code; is the scan broken?", calls)
+	}
+}
+
+// TestHandlerErrorsAreAnsweredAndTheirCausesLogged pins the wrapper every route handler goes
+// through: an *apiError is answered as it says (with its headers), any other error is a 500
+// whose cause reaches the log with the request id, never the client.
+func TestHandlerErrorsAreAnsweredAndTheirCausesLogged(t *testing.T) {
+	var logs syncBuffer
+	g := &gateway{log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	for _, c := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+		detail string
+		header string
+		logged bool
+	}{
+		{"apiError", &apiError{status: 429, code: codeRateLimited, detail: "Slow down", retryAfter: "3"}, 429, codeRateLimited, "Slow down", "Retry-After", false},
+		{"refusal", refusals["expired_token"], 401, codeTokenExpired, "Token has expired", "WWW-Authenticate", false},
+		{"wrapped apiError", fmt.Errorf("context: %w", unprocessable("Field %s is odd", "x")), 422, codeValidation, "Field x is odd", "", false},
+		{"database", databaseUnavailable("Try later", "load thing", errors.New("cause-one")), 503, codeDatabaseUnavailable, "Try later", "", true},
+		{"plain error", errors.New("cause-two"), 500, codeInternal, "Internal server error", "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(logs.String())
+			h := g.handle(func(http.ResponseWriter, *http.Request) error { return c.err })
+			r := httptest.NewRequest("GET", "/x", nil)
+			r = r.WithContext(withRequestInfo(r.Context(), &requestInfo{ID: "req-" + c.name}))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			var body errorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != c.status || body.Code != c.code ||
+				body.Detail != c.detail || body.RequestID != "req-"+c.name {
+				t.Fatalf("answer %d %s (%v), want %d %s %q", w.Code, w.Body, err, c.status, c.code, c.detail)
+			}
+			if strings.Contains(w.Body.String(), "cause") {
+				t.Fatalf("the cause reached the client: %s", w.Body)
+			}
+			if c.header != "" && w.Header().Get(c.header) == "" {
+				t.Fatalf("no %s header: %v", c.header, w.Header())
+			}
+			line := logs.String()[before:]
+			if logged := strings.Contains(line, `"request_id":"req-`+c.name+`"`) && strings.Contains(line, "cause"); logged != c.logged {
+				t.Fatalf("logged = %v, want %v: %q", logged, c.logged, line)
+			}
+		})
 	}
 }
