@@ -11,9 +11,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,161 +123,175 @@ func (g *gateway) audit(r *http.Request, action, targetID string, attrs ...slog.
 	_ = g.log.Handler().Handle(context.WithoutCancel(r.Context()), rec)
 }
 
-// adminUnavailable answers a store error that is not an answer about the rows: the database
-// did not answer in time.
-func (g *gateway) adminUnavailable(w http.ResponseWriter, r *http.Request, action string, err error) {
-	g.log.Warn("admin: database unavailable", "action", action, "error", err.Error())
-	writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailAdminDBUnavailable)
+// Answers several administrative actions share.
+var (
+	companyNotFound = newError(http.StatusNotFound, codeCompanyNotFound, "Company not found")
+	companyUnusable = newError(http.StatusUnprocessableEntity, codeCompanyNotFound, "Company not found or inactive")
+	emailTaken      = newError(http.StatusConflict, codeAlreadyExists, "Email already registered")
+	userNotFound    = newError(http.StatusNotFound, codeNotFound, "User not found")
+)
+
+// on pairs a store error with the answer an action gives for it.
+type on struct {
+	err    error
+	answer *apiError
+}
+
+// adminStoreError is the answer to a store error of an administrative action: the first
+// answer whose error it is, else 503 (the database did not answer in time).
+func adminStoreError(action string, err error, answers ...on) error {
+	for _, a := range answers {
+		if errors.Is(err, a.err) {
+			return a.answer
+		}
+	}
+	return databaseUnavailable(detailAdminDBUnavailable, "admin "+action, err)
+}
+
+// changed finishes an administrative change made: it is audited, then answered with status
+// and body (none when body is nil).
+func (g *gateway) changed(w http.ResponseWriter, r *http.Request, action, targetID string, status int, body any, attrs ...slog.Attr) error {
+	g.audit(r, action, targetID, attrs...)
+	if body == nil {
+		w.WriteHeader(status)
+	} else {
+		writeJSON(w, status, body)
+	}
+	return nil
+}
+
+// answerList answers 200 with items as view shows each ([] for none).
+func answerList[T, V any](w http.ResponseWriter, items []T, view func(T) V) error {
+	resp := make([]V, 0, len(items))
+	for _, item := range items {
+		resp = append(resp, view(item))
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // pathUUID reads the path parameter name, which must be a UUID; lower case, as the store
 // returns ids.
-func pathUUID(r *http.Request, name string) (string, *requestError) {
-	v := r.PathValue(name)
-	if !isUUID(v) {
-		return "", unprocessable("Path parameter %s must be a UUID", name)
-	}
-	return strings.ToLower(v), nil
+func (in *input) pathUUID(name string) string {
+	v := in.r.PathValue(name)
+	in.check(isUUID(v), "Path parameter %s must be a UUID", name)
+	return strings.ToLower(v)
 }
 
-// readAdminBody reads a JSON object body and refuses fields outside allowed: a misspelt
-// field of a partial update would otherwise change nothing and still answer 200.
-func (g *gateway) readAdminBody(w http.ResponseWriter, r *http.Request, allowed ...string) (map[string]json.RawMessage, *requestError) {
-	fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
-	if reqErr != nil {
-		return nil, reqErr
-	}
-	for name := range fields {
-		if !slices.Contains(allowed, name) {
-			return nil, unprocessable("Unknown field: %s (expected %s)", name, strings.Join(allowed, ", "))
-		}
-	}
-	return fields, nil
+// pathDomain reads the domain path parameter as company_domains stores it.
+func (in *input) pathDomain() string {
+	d, ok := normalizeDomain(in.r.PathValue("domain"))
+	in.check(ok, "Path parameter domain must be a domain name like example.com")
+	return d
 }
 
-// nameField reads a company or person name: trimmed, at most maxNameBytes, printable. An
-// absent or null field is (nil, nil); required refuses it and an empty name.
-func nameField(fields map[string]json.RawMessage, field string, required bool) (*string, *requestError) {
-	s, ok, reqErr := stringField(fields, field, required)
-	if reqErr != nil || !ok {
-		return nil, reqErr
+// queryInt reads the query parameter name as a whole number in lo..hi, def when absent.
+func (in *input) queryInt(name string, def, lo, hi int) int {
+	v := in.r.URL.Query().Get(name)
+	if v == "" || in.err != nil {
+		return def
 	}
-	s = strings.TrimSpace(s)
-	if required && s == "" {
-		return nil, unprocessable("Field %s must not be empty", field)
-	}
-	if len(s) > maxNameBytes || !utf8.ValidString(s) || strings.ContainsFunc(s, func(c rune) bool { return c < ' ' || c == 0x7f }) {
-		return nil, unprocessable("Field %s must be printable text of at most %d bytes", field, maxNameBytes)
-	}
-	return &s, nil
+	n, err := strconv.Atoi(v)
+	in.check(err == nil && n >= lo && n <= hi, "Query parameter %s must be a whole number from %d to %d", name, lo, hi)
+	return n
 }
 
-// boolField reads fields[name] as a boolean; absent is nil, null is refused.
-func boolField(fields map[string]json.RawMessage, name string) (*bool, *requestError) {
-	raw, ok := fields[name]
-	if !ok {
-		return nil, nil
+// name reads a company or person name: trimmed, at most maxNameBytes, printable. An absent
+// or null field is nil; required refuses it and an empty name.
+func (in *input) name(field string, required bool) *string {
+	if !in.has(field) && !required {
+		return nil
+	}
+	s := strings.TrimSpace(in.str(field, required))
+	in.check(!required || s != "", "Field %s must not be empty", field)
+	in.check(len(s) <= maxNameBytes && utf8.ValidString(s) && !strings.ContainsFunc(s, func(c rune) bool { return c < ' ' || c == 0x7f }),
+		"Field %s must be printable text of at most %d bytes", field, maxNameBytes)
+	return &s
+}
+
+// boolean reads a boolean field; absent is nil, null is refused.
+func (in *input) boolean(name string) *bool {
+	raw, ok := in.fields[name]
+	if !ok || in.err != nil {
+		return nil
 	}
 	var b bool
-	if string(raw) == "null" || json.Unmarshal(raw, &b) != nil {
-		return nil, unprocessable("Field %s must be true or false", name)
-	}
-	return &b, nil
+	in.check(string(raw) != "null" && json.Unmarshal(raw, &b) == nil, "Field %s must be true or false", name)
+	return &b
 }
 
-// rolesField reads the roles list (absent or null: nil) and returns the one role the
-// database keeps: admin when the list holds it, else user.
-func rolesField(fields map[string]json.RawMessage) (*string, *requestError) {
-	raw, ok := fields["roles"]
-	if !ok || string(raw) == "null" {
-		return nil, nil
+// roles reads the roles list (absent or null: nil) and returns the one role the database
+// keeps: admin when the list holds it, else user.
+func (in *input) roles() *string {
+	if !in.has("roles") || in.err != nil {
+		return nil
 	}
 	var roles []string
-	if json.Unmarshal(raw, &roles) != nil || len(roles) == 0 {
-		return nil, unprocessable(`Field roles must be a non-empty list of "user" and "admin"`)
-	}
+	in.check(json.Unmarshal(in.fields["roles"], &roles) == nil && len(roles) > 0, `Field roles must be a non-empty list of "user" and "admin"`)
 	role := "user"
 	for _, r := range roles {
-		if !knownRole(r) {
-			return nil, unprocessable(`Field roles may hold only "user" and "admin", not %q`, r)
-		}
+		in.check(knownRole(r), `Field roles may hold only "user" and "admin", not %q`, r)
 		if r == "admin" {
 			role = "admin"
 		}
 	}
-	return &role, nil
+	return &role
 }
 
-// companyIDField reads an optional company id: absent is nil, null is "" (no company).
-func companyIDField(fields map[string]json.RawMessage, name string) (*string, *requestError) {
-	raw, ok := fields[name]
-	if !ok {
-		return nil, nil
-	}
-	none := ""
-	if string(raw) == "null" {
-		return &none, nil
+// companyID reads an optional company id: absent is nil, null is "" (no company).
+func (in *input) companyID(name string) *string {
+	raw, ok := in.fields[name]
+	if !ok || in.err != nil {
+		return nil
 	}
 	var s string
-	if json.Unmarshal(raw, &s) != nil || !isUUID(s) {
-		return nil, unprocessable("Field %s must be a UUID or null", name)
-	}
+	in.check(string(raw) == "null" || json.Unmarshal(raw, &s) == nil && isUUID(s), "Field %s must be a UUID or null", name)
 	s = strings.ToLower(s)
-	return &s, nil
+	return &s
 }
 
 // handleAdminStats counts the active companies and the active users of each.
 func (g *gateway) handleAdminStats() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		stats, err := g.store.PlatformStats(r.Context())
 		if err != nil {
-			g.adminUnavailable(w, r, "stats", err)
-			return
+			return adminStoreError("stats", err)
 		}
 		resp := statsView{CompanyCount: len(stats.Companies), UsersPerCompany: make([]companyUsersView, 0, len(stats.Companies))}
 		for _, c := range stats.Companies {
 			resp.UsersPerCompany = append(resp.UsersPerCompany, companyUsersView{CompanyID: c.CompanyID, Name: c.Name, UserCount: c.Users})
 		}
 		writeJSON(w, http.StatusOK, resp)
+		return nil
 	})
 }
 
 // handleAdminCreateCompany creates an active company. Names need not be unique: the schema
 // never required it, and companies are told apart by id.
 func (g *gateway) handleAdminCreateCompany() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
-		var name *string
-		if reqErr == nil {
-			name, reqErr = nameField(fields, "name", true)
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := g.readBody(w, &input{r: r}, false)
+		name := in.name("name", true)
+		if in.err != nil {
+			return in.err
 		}
 		co, err := g.store.CreateCompany(r.Context(), *name)
 		if err != nil {
-			g.adminUnavailable(w, r, "company.create", err)
-			return
+			return adminStoreError("company.create", err)
 		}
-		g.audit(r, "company.create", co.ID, slog.String("name", co.Name))
-		writeJSON(w, http.StatusCreated, createdCompanyView{ID: co.ID, Name: co.Name, CreatedAt: timeView(co.CreatedAt)})
+		return g.changed(w, r, "company.create", co.ID, http.StatusCreated,
+			createdCompanyView{ID: co.ID, Name: co.Name, CreatedAt: timeView(co.CreatedAt)}, slog.String("name", co.Name))
 	})
 }
 
 // handleAdminCompanySelect lists the active companies by name, for the dashboard's selector.
 func (g *gateway) handleAdminCompanySelect() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		companies, err := g.store.ActiveCompanies(r.Context())
 		if err != nil {
-			g.adminUnavailable(w, r, "companies.select", err)
-			return
+			return adminStoreError("companies.select", err)
 		}
-		resp := make([]companyOptionView, 0, len(companies))
-		for _, c := range companies {
-			resp = append(resp, companyOptionView{ID: c.ID, Name: c.Name})
-		}
-		writeJSON(w, http.StatusOK, resp)
+		return answerList(w, companies, func(c Company) companyOptionView { return companyOptionView{ID: c.ID, Name: c.Name} })
 	})
 }
 
@@ -286,50 +300,29 @@ func (g *gateway) handleAdminCompanySelect() http.Handler {
 // now and on the others within the notification delay; activating it again lets their
 // unexpired tokens work again, as the CLI's `company activate` does.
 func (g *gateway) handleAdminUpdateCompany() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, reqErr := pathUUID(r, "id")
-		var fields map[string]json.RawMessage
-		if reqErr == nil {
-			fields, reqErr = g.readAdminBody(w, r, "name", "is_active")
-		}
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		id := in.pathUUID("id")
+		g.readBody(w, in, false, "name", "is_active")
 		var ch CompanyChange
-		if reqErr == nil {
-			ch.Name, reqErr = nameField(fields, "name", false)
-		}
-		if reqErr == nil && ch.Name != nil && *ch.Name == "" {
-			reqErr = unprocessable("Field name must not be empty")
-		}
-		if reqErr == nil {
-			ch.IsActive, reqErr = boolField(fields, "is_active")
-		}
-		if reqErr == nil && ch.Name == nil && ch.IsActive == nil {
-			reqErr = unprocessable("Nothing to change: give name or is_active")
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+		ch.Name = in.name("name", false)
+		in.check(ch.Name == nil || *ch.Name != "", "Field name must not be empty")
+		ch.IsActive = in.boolean("is_active")
+		in.check(ch.Name != nil || ch.IsActive != nil, "Nothing to change: give name or is_active")
+		if in.err != nil {
+			return in.err
 		}
 		if caller, _ := identityFrom(r.Context()); ch.IsActive != nil && !*ch.IsActive && caller.CompanyID == id {
-			writeError(w, r, http.StatusConflict, codeSelfLockout, "You cannot deactivate your own company")
-			return
+			return newError(http.StatusConflict, codeSelfLockout, "You cannot deactivate your own company")
 		}
 		co, err := g.store.UpdateCompany(r.Context(), id, ch)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeCompanyNotFound, "Company not found")
-			return
-		case errors.Is(err, errInvalidInput):
-			writeError(w, r, http.StatusUnprocessableEntity, codeValidation, "Invalid company name")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "company.update", err)
-			return
+		if err != nil {
+			return adminStoreError("company.update", err, on{errNotFound, companyNotFound}, on{errInvalidInput, unprocessable("Invalid company name")})
 		}
 		if ch.IsActive != nil {
 			g.users.forgetCompany(id)
 		}
-		g.audit(r, "company.update", id, changeAttrs("name", ch.Name, "is_active", ch.IsActive)...)
-		writeJSON(w, http.StatusOK, companyViewOf(co))
+		return g.changed(w, r, "company.update", id, http.StatusOK, companyViewOf(co), changeAttrs("name", ch.Name, "is_active", ch.IsActive)...)
 	})
 }
 
@@ -356,34 +349,18 @@ func changeAttrs(pairs ...any) []slog.Attr {
 // company or in none (then the user joins one through an invitation or their email domain at
 // their first sign-in).
 func (g *gateway) handleAdminCreateUser() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
-		var email, password string
-		var name, role, companyID *string
-		if reqErr == nil {
-			email, _, reqErr = stringField(fields, "email", true)
-		}
-		if reqErr == nil && !validEmail(email) {
-			reqErr = unprocessable("Field email must be a valid email address")
-		}
-		if reqErr == nil {
-			password, _, reqErr = stringField(fields, "password", true)
-		}
-		if reqErr == nil && (len(password) < minUserPasswordBytes || len(password) > maxPasswordBytes || strings.IndexByte(password, 0) >= 0) {
-			reqErr = unprocessable("Field password must be %d to %d bytes, without NUL", minUserPasswordBytes, maxPasswordBytes)
-		}
-		if reqErr == nil {
-			name, reqErr = nameField(fields, "name", false)
-		}
-		if reqErr == nil {
-			companyID, reqErr = companyIDField(fields, "company_id")
-		}
-		if reqErr == nil {
-			role, reqErr = rolesField(fields)
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := g.readBody(w, &input{r: r}, false)
+		email := in.str("email", true)
+		in.check(validEmail(email), "Field email must be a valid email address")
+		password := in.str("password", true)
+		in.check(len(password) >= minUserPasswordBytes && len(password) <= maxPasswordBytes && strings.IndexByte(password, 0) < 0,
+			"Field password must be %d to %d bytes, without NUL", minUserPasswordBytes, maxPasswordBytes)
+		name := in.name("name", false)
+		companyID := in.companyID("company_id")
+		role := in.roles()
+		if in.err != nil {
+			return in.err
 		}
 		nu := NewUser{Email: email, Role: "user"}
 		if name != nil {
@@ -399,104 +376,57 @@ func (g *gateway) handleAdminCreateUser() http.Handler {
 		// Checked before the slow hash, as the CLI does; CreateAccount still refuses whatever
 		// changes meanwhile.
 		ctx := r.Context()
-		_, err := g.store.UserByEmail(ctx, email)
-		switch {
-		case err == nil:
-			writeError(w, r, http.StatusConflict, codeAlreadyExists, "Email already registered")
-			return
-		case !errors.Is(err, errNotFound):
-			g.adminUnavailable(w, r, "user.create", err)
-			return
+		if _, err := g.store.UserByEmail(ctx, email); err == nil {
+			return emailTaken
+		} else if !errors.Is(err, errNotFound) {
+			return adminStoreError("user.create", err)
 		}
 		if nu.CompanyID != "" {
 			active, err := g.store.CompanyActive(ctx, nu.CompanyID)
 			if err != nil {
-				g.adminUnavailable(w, r, "user.create", err)
-				return
+				return adminStoreError("user.create", err)
 			}
 			if !active {
-				writeError(w, r, http.StatusUnprocessableEntity, codeCompanyNotFound, "Company not found or inactive")
-				return
+				return companyUnusable
 			}
 		}
 		hash, err := g.hashes.hash(ctx, password)
 		switch {
 		case errors.Is(err, errHashBusy):
-			w.Header().Set("Retry-After", "1")
-			writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many password operations in progress; try again shortly")
-			return
+			return &apiError{status: http.StatusServiceUnavailable, code: codeLoginBusy,
+				detail: "Too many password operations in progress; try again shortly", retryAfter: "1"}
 		case err != nil && ctx.Err() != nil:
-			return // the client left while waiting for a hashing worker; nobody reads an answer
+			return nil // the client left while waiting for a hashing worker; nobody reads an answer
 		case err != nil:
-			g.log.Error("admin: hash password", "error", err.Error())
-			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
-			return
+			return fmt.Errorf("admin: hash password: %w", err)
 		}
 		nu.HashedPassword = hash
 
 		acct, err := g.store.CreateAccount(ctx, nu)
-		switch {
-		case errors.Is(err, errDuplicate):
-			writeError(w, r, http.StatusConflict, codeAlreadyExists, "Email already registered")
-			return
-		case errors.Is(err, errCompanyUnavailable):
-			writeError(w, r, http.StatusUnprocessableEntity, codeCompanyNotFound, "Company not found or inactive")
-			return
-		case errors.Is(err, errInvalidInput):
-			writeError(w, r, http.StatusUnprocessableEntity, codeValidation, "Invalid user")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "user.create", err)
-			return
+		if err != nil {
+			return adminStoreError("user.create", err, on{errDuplicate, emailTaken}, on{errCompanyUnavailable, companyUnusable},
+				on{errInvalidInput, unprocessable("Invalid user")})
 		}
-		g.audit(r, "user.create", acct.ID, slog.String("email", acct.Email), slog.String("company_id", acct.CompanyID),
-			slog.String("role", acct.Role))
-		writeJSON(w, http.StatusCreated, userViewOf(acct))
+		return g.changed(w, r, "user.create", acct.ID, http.StatusCreated, userViewOf(acct),
+			slog.String("email", acct.Email), slog.String("company_id", acct.CompanyID), slog.String("role", acct.Role))
 	})
-}
-
-// queryInt reads the query parameter name as a whole number in lo..hi, def when absent.
-func queryInt(r *http.Request, name string, def, lo, hi int) (int, *requestError) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, unprocessable("Query parameter %s must be a whole number from %d to %d", name, lo, hi)
-	}
-	return n, nil
 }
 
 // handleAdminUsersByCompany lists a page of the company's users, active or not, by email.
 func (g *gateway) handleAdminUsersByCompany() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		companyID, reqErr := pathUUID(r, "company_id")
-		var limit, offset int
-		if reqErr == nil {
-			limit, reqErr = queryInt(r, "limit", defaultPageLimit, 1, maxPageLimit)
-		}
-		if reqErr == nil {
-			offset, reqErr = queryInt(r, "offset", 0, 0, 1_000_000_000)
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		companyID := in.pathUUID("company_id")
+		limit := in.queryInt("limit", defaultPageLimit, 1, maxPageLimit)
+		offset := in.queryInt("offset", 0, 0, 1_000_000_000)
+		if in.err != nil {
+			return in.err
 		}
 		accounts, err := g.store.AccountsByCompany(r.Context(), companyID, limit, offset)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeCompanyNotFound, "Company not found")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "users.by_company", err)
-			return
+		if err != nil {
+			return adminStoreError("users.by_company", err, on{errNotFound, companyNotFound})
 		}
-		resp := make([]userView, 0, len(accounts))
-		for _, a := range accounts {
-			resp = append(resp, userViewOf(a))
-		}
-		writeJSON(w, http.StatusOK, resp)
+		return answerList(w, accounts, userViewOf)
 	})
 }
 
@@ -506,266 +436,158 @@ func (g *gateway) handleAdminUsersByCompany() http.Handler {
 // user moved to another company keeps their tokens but gets 401 token_stale on proxied routes
 // until they sign in again.
 func (g *gateway) handleAdminUpdateUser() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, reqErr := pathUUID(r, "id")
-		var fields map[string]json.RawMessage
-		if reqErr == nil {
-			fields, reqErr = g.readAdminBody(w, r, "name", "is_active", "roles", "company_id")
-		}
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		id := in.pathUUID("id")
+		g.readBody(w, in, false, "name", "is_active", "roles", "company_id")
 		var ch AccountChange
-		if reqErr == nil {
-			if raw, ok := fields["name"]; ok && string(raw) == "null" {
-				none := ""
-				ch.FullName = &none
-			} else {
-				ch.FullName, reqErr = nameField(fields, "name", false)
-			}
+		if raw, ok := in.fields["name"]; ok && string(raw) == "null" {
+			ch.FullName = new(string) // null clears the name
+		} else {
+			ch.FullName = in.name("name", false)
 		}
-		if reqErr == nil {
-			ch.IsActive, reqErr = boolField(fields, "is_active")
-		}
-		if reqErr == nil {
-			ch.Role, reqErr = rolesField(fields)
-		}
-		if reqErr == nil {
-			ch.CompanyID, reqErr = companyIDField(fields, "company_id")
-		}
-		if reqErr == nil && ch == (AccountChange{}) {
-			reqErr = unprocessable("Nothing to change: give name, is_active, roles or company_id")
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+		ch.IsActive = in.boolean("is_active")
+		ch.Role = in.roles()
+		ch.CompanyID = in.companyID("company_id")
+		in.check(ch != (AccountChange{}), "Nothing to change: give name, is_active, roles or company_id")
+		if in.err != nil {
+			return in.err
 		}
 		// The API must never leave the platform without a way in: an administrator who
 		// deactivated or demoted themselves could not undo it. Another administrator, or
 		// the CLI, can.
 		if caller, _ := identityFrom(r.Context()); caller.UserID == id &&
 			(ch.IsActive != nil && !*ch.IsActive || ch.Role != nil && *ch.Role != "admin") {
-			writeError(w, r, http.StatusConflict, codeSelfLockout, "You cannot deactivate yourself or remove your own administrator role")
-			return
+			return newError(http.StatusConflict, codeSelfLockout, "You cannot deactivate yourself or remove your own administrator role")
 		}
 		acct, err := g.store.UpdateAccount(r.Context(), id, ch)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeNotFound, "User not found")
-			return
-		case errors.Is(err, errCompanyUnavailable):
-			writeError(w, r, http.StatusUnprocessableEntity, codeCompanyNotFound, "Company not found or inactive")
-			return
-		case errors.Is(err, errInvalidInput):
-			writeError(w, r, http.StatusUnprocessableEntity, codeValidation, "Invalid change")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "user.update", err)
-			return
+		if err != nil {
+			return adminStoreError("user.update", err, on{errNotFound, userNotFound}, on{errCompanyUnavailable, companyUnusable},
+				on{errInvalidInput, unprocessable("Invalid change")})
 		}
 		g.users.forget(id)
-		g.audit(r, "user.update", id, changeAttrs("name", ch.FullName, "is_active", ch.IsActive, "role", ch.Role,
-			"company_id", ch.CompanyID)...)
-		writeJSON(w, http.StatusOK, userViewOf(acct))
+		return g.changed(w, r, "user.update", id, http.StatusOK, userViewOf(acct),
+			changeAttrs("name", ch.FullName, "is_active", ch.IsActive, "role", ch.Role, "company_id", ch.CompanyID)...)
 	})
 }
 
 // handleAdminCreateInvitation invites an email into the company, for expires_in_days days
-// (the CLI's default and bound: defaultInvitationDays, maxInvitationDays). The invited user joins at their next sign-in (or ensure-company) with the invitation's role.
+// (the CLI's default and bound: defaultInvitationDays, maxInvitationDays). The invited user
+// joins at their next sign-in (or ensure-company) with the invitation's role.
 func (g *gateway) handleAdminCreateInvitation() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		companyID, reqErr := pathUUID(r, "id")
-		var fields map[string]json.RawMessage
-		if reqErr == nil {
-			fields, reqErr = readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
-		}
-		var email, role string
-		var hasRole bool
-		if reqErr == nil {
-			email, _, reqErr = stringField(fields, "email", true)
-		}
-		if reqErr == nil && !validEmail(email) {
-			reqErr = unprocessable("Field email must be a valid email address")
-		}
-		if reqErr == nil {
-			role, hasRole, reqErr = stringField(fields, "role", false)
-		}
-		if reqErr == nil && !hasRole {
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		companyID := in.pathUUID("id")
+		g.readBody(w, in, false)
+		email := in.str("email", true)
+		in.check(validEmail(email), "Field email must be a valid email address")
+		role := in.str("role", false)
+		if !in.has("role") {
 			role = "user"
 		}
-		if reqErr == nil && !knownRole(role) {
-			reqErr = unprocessable(`Field role must be "user" or "admin"`)
-		}
+		in.check(knownRole(role), `Field role must be "user" or "admin"`)
 		days := defaultInvitationDays
-		if raw, ok := fields["expires_in_days"]; reqErr == nil && ok && string(raw) != "null" {
-			if json.Unmarshal(raw, &days) != nil || days < 1 || days > maxInvitationDays {
-				reqErr = unprocessable("Field expires_in_days must be a whole number from 1 to %d", maxInvitationDays)
-			}
+		if in.err == nil && in.has("expires_in_days") {
+			in.check(json.Unmarshal(in.fields["expires_in_days"], &days) == nil && days >= 1 && days <= maxInvitationDays,
+				"Field expires_in_days must be a whole number from 1 to %d", maxInvitationDays)
 		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+		if in.err != nil {
+			return in.err
 		}
 		caller, _ := identityFrom(r.Context())
 		inv, err := g.store.CreateInvitation(r.Context(), Invitation{
 			CompanyID: companyID, Email: email, Role: role, CreatedBy: caller.UserID,
 			ExpiresAt: g.now().Add(time.Duration(days) * 24 * time.Hour),
 		})
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeCompanyNotFound, "Company not found")
-			return
-		case errors.Is(err, errInvalidInput):
-			writeError(w, r, http.StatusUnprocessableEntity, codeValidation, "Invalid invitation")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "invitation.create", err)
-			return
+		if err != nil {
+			return adminStoreError("invitation.create", err, on{errNotFound, companyNotFound}, on{errInvalidInput, unprocessable("Invalid invitation")})
 		}
-		g.audit(r, "invitation.create", inv.ID, slog.String("company_id", companyID), slog.String("email", inv.Email),
-			slog.String("role", inv.Role), slog.Time("expires_at", inv.ExpiresAt))
-		writeJSON(w, http.StatusCreated, invitationViewOf(inv))
+		return g.changed(w, r, "invitation.create", inv.ID, http.StatusCreated, invitationViewOf(inv), slog.String("company_id", companyID),
+			slog.String("email", inv.Email), slog.String("role", inv.Role), slog.Time("expires_at", inv.ExpiresAt))
 	})
 }
 
 // handleAdminListInvitations lists the company's open invitations, newest first.
 func (g *gateway) handleAdminListInvitations() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		companyID, reqErr := pathUUID(r, "id")
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		companyID := in.pathUUID("id")
+		if in.err != nil {
+			return in.err
 		}
 		invs, err := g.store.ListOpenInvitations(r.Context(), companyID)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeCompanyNotFound, "Company not found")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "invitations.list", err)
-			return
+		if err != nil {
+			return adminStoreError("invitations.list", err, on{errNotFound, companyNotFound})
 		}
-		resp := make([]invitationView, 0, len(invs))
-		for _, inv := range invs {
-			resp = append(resp, invitationViewOf(inv))
-		}
-		writeJSON(w, http.StatusOK, resp)
+		return answerList(w, invs, invitationViewOf)
 	})
 }
 
 // handleAdminRevokeInvitation closes an open invitation of the company: one of another
 // company, or one already accepted, revoked or expired, is not found.
 func (g *gateway) handleAdminRevokeInvitation() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		companyID, reqErr := pathUUID(r, "id")
-		var invitationID string
-		if reqErr == nil {
-			invitationID, reqErr = pathUUID(r, "inv")
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		companyID, invitationID := in.pathUUID("id"), in.pathUUID("inv")
+		if in.err != nil {
+			return in.err
 		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+		if err := g.store.RevokeInvitation(r.Context(), companyID, invitationID); err != nil {
+			return adminStoreError("invitation.revoke", err,
+				on{errNotFound, newError(http.StatusNotFound, codeNotFound, "No open invitation with this id in this company")})
 		}
-		err := g.store.RevokeInvitation(r.Context(), companyID, invitationID)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeNotFound, "No open invitation with this id in this company")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "invitation.revoke", err)
-			return
-		}
-		g.audit(r, "invitation.revoke", invitationID, slog.String("company_id", companyID))
-		w.WriteHeader(http.StatusNoContent)
+		return g.changed(w, r, "invitation.revoke", invitationID, http.StatusNoContent, nil, slog.String("company_id", companyID))
 	})
-}
-
-// pathDomain reads the domain path parameter as company_domains stores it.
-func pathDomain(r *http.Request) (string, *requestError) {
-	d, ok := normalizeDomain(r.PathValue("domain"))
-	if !ok {
-		return "", unprocessable("Path parameter domain must be a domain name like example.com")
-	}
-	return d, nil
 }
 
 // handleAdminPutDomain registers an email domain for the company: users signing in with an
 // address of that domain and no company join it. Idempotent; one company per domain.
 func (g *gateway) handleAdminPutDomain() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		companyID, reqErr := pathUUID(r, "id")
-		var domain string
-		if reqErr == nil {
-			domain, reqErr = pathDomain(r)
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		companyID, domain := in.pathUUID("id"), in.pathDomain()
+		if in.err != nil {
+			return in.err
 		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+		if err := g.store.AddDomain(r.Context(), domain, companyID); err != nil {
+			return adminStoreError("domain.add", err, on{errNotFound, companyNotFound},
+				on{errDuplicate, newError(http.StatusConflict, codeAlreadyExists, "Domain is registered to another company")},
+				on{errInvalidInput, unprocessable("Invalid domain")})
 		}
-		err := g.store.AddDomain(r.Context(), domain, companyID)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeCompanyNotFound, "Company not found")
-			return
-		case errors.Is(err, errDuplicate):
-			writeError(w, r, http.StatusConflict, codeAlreadyExists, "Domain is registered to another company")
-			return
-		case errors.Is(err, errInvalidInput):
-			writeError(w, r, http.StatusUnprocessableEntity, codeValidation, "Invalid domain")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "domain.add", err)
-			return
-		}
-		g.audit(r, "domain.add", companyID, slog.String("domain", domain))
-		writeJSON(w, http.StatusOK, domainView{Domain: domain, CompanyID: companyID})
+		return g.changed(w, r, "domain.add", companyID, http.StatusOK, domainView{Domain: domain, CompanyID: companyID}, slog.String("domain", domain))
 	})
 }
 
 // handleAdminDeleteDomain unregisters an email domain of the company; a domain of another
 // company is not found.
 func (g *gateway) handleAdminDeleteDomain() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		companyID, reqErr := pathUUID(r, "id")
-		var domain string
-		if reqErr == nil {
-			domain, reqErr = pathDomain(r)
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		companyID, domain := in.pathUUID("id"), in.pathDomain()
+		if in.err != nil {
+			return in.err
 		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+		if err := g.store.RemoveDomain(r.Context(), domain, companyID); err != nil {
+			return adminStoreError("domain.remove", err,
+				on{errNotFound, newError(http.StatusNotFound, codeNotFound, "Domain is not registered to this company")})
 		}
-		err := g.store.RemoveDomain(r.Context(), domain, companyID)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeNotFound, "Domain is not registered to this company")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "domain.remove", err)
-			return
-		}
-		g.audit(r, "domain.remove", companyID, slog.String("domain", domain))
-		w.WriteHeader(http.StatusNoContent)
+		return g.changed(w, r, "domain.remove", companyID, http.StatusNoContent, nil, slog.String("domain", domain))
 	})
 }
 
 // handleAdminRevokeSessions signs a user out everywhere: every token issued before now is
 // refused, here at once and on every replica within the notification delay.
 func (g *gateway) handleAdminRevokeSessions() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, reqErr := pathUUID(r, "id")
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := &input{r: r}
+		id := in.pathUUID("id")
+		if in.err != nil {
+			return in.err
 		}
-		_, err := g.store.RevokeSessions(r.Context(), id)
-		switch {
-		case errors.Is(err, errNotFound):
-			writeError(w, r, http.StatusNotFound, codeNotFound, "User not found")
-			return
-		case err != nil:
-			g.adminUnavailable(w, r, "user.revoke_sessions", err)
-			return
+		if _, err := g.store.RevokeSessions(r.Context(), id); err != nil {
+			return adminStoreError("user.revoke_sessions", err, on{errNotFound, userNotFound})
 		}
 		g.users.forget(id)
-		g.audit(r, "user.revoke_sessions", id)
-		w.WriteHeader(http.StatusNoContent)
+		return g.changed(w, r, "user.revoke_sessions", id, http.StatusNoContent, nil)
 	})
 }

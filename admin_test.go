@@ -824,7 +824,7 @@ func TestAdminAuditLineIgnoresLogLevel(t *testing.T) {
 	g := newGateway(cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})), newMemoryStore(), newMetrics())
 	t.Cleanup(g.close)
 	r := httptest.NewRequest("POST", "/api/v1/admin/companies", nil)
-	r = r.WithContext(withIdentity(r.Context(), identity{UserID: "actor"}))
+	r = r.WithContext(withCaller(r.Context(), &requestInfo{}, identity{UserID: "actor"}))
 	g.log.Info("an ordinary line the level drops")
 	g.audit(r, "company.create", "target")
 	var line map[string]any

@@ -20,17 +20,14 @@ type identity struct {
 	SignedInAt int64  // the original sign-in: auth_time, else iat
 }
 
-// withIdentity records the verified caller in the request's info, so no request copy is
-// needed on the hot path; a context without info gets a fresh one.
-func withIdentity(ctx context.Context, id identity) context.Context {
-	info, ok := ctx.Value(requestInfoKey{}).(*requestInfo)
-	if !ok {
-		info = &requestInfo{}
-		ctx = withRequestInfo(ctx, info)
-	}
+// setCaller records the verified caller on the request's info, the one place the rest of
+// the request reads it from: handlers and the proxy through identityFrom, the access log and
+// spans through UserID and CompanyID. The middleware installs the info before any route runs
+// (requestInfoFrom), so the identity needs no request copy on the hot path; the auth
+// wrappers are its only writers.
+func (info *requestInfo) setCaller(id identity) {
 	info.Caller, info.Authenticated = id, true
 	info.UserID, info.CompanyID = id.UserID, id.CompanyID
-	return ctx
 }
 
 // identityFrom returns the verified caller, if the auth wrappers found one.
@@ -49,20 +46,27 @@ const (
 	challengeInsufficientScope = `Bearer error="insufficient_scope"`
 )
 
-// authFailure is why a request was refused; authenticate decides it, respond writes it.
-type authFailure struct {
-	status    int
-	code      string
-	detail    string
-	challenge string
-	reason    string // metrics label
+// refusals is the answer to every reason a caller is refused, by the reason counted in
+// gateway_auth_failures_total{reason}.
+var refusals = map[string]*apiError{
+	"missing_token":        {status: 401, code: codeNotAuthenticated, detail: "Not authenticated", challenge: challengeBearer},
+	"invalid_token":        {status: 401, code: codeInvalidToken, detail: "Could not validate credentials", challenge: challengeInvalidToken},
+	"bad_signature":        {status: 401, code: codeInvalidToken, detail: "Could not validate credentials", challenge: challengeInvalidToken},
+	"expired_token":        {status: 401, code: codeTokenExpired, detail: "Token has expired", challenge: challengeInvalidToken},
+	"no_company":           {status: 403, code: codeCompanyRequired, detail: "User is not associated with a company", challenge: challengeInsufficientScope},
+	"database_unavailable": {status: 503, code: codeDatabaseUnavailable, detail: detailDBUnavailable},
+	"inactive_user":        {status: 401, code: codeInvalidToken, detail: "User not found or inactive", challenge: challengeInvalidToken},
+	"revoked_token":        {status: 401, code: codeTokenRevoked, detail: "Token has been revoked; sign in again", challenge: challengeInvalidToken},
+	"company_inactive":     {status: 403, code: codeCompanyInactive, detail: "Company is inactive"},
+	"stale_token":          {status: 401, code: codeTokenStale, detail: "Token is for a company the user no longer belongs to; sign in again", challenge: challengeInvalidToken},
+	"not_admin":            {status: 403, code: codeAdminRequired, detail: detailAdminRequired},
+	"session_expired":      {status: 401, code: codeSessionExpired, detail: "Session has expired; sign in again", challenge: challengeInvalidToken},
 }
 
-func (f *authFailure) respond(w http.ResponseWriter, r *http.Request) {
-	if f.challenge != "" {
-		w.Header().Set("WWW-Authenticate", f.challenge)
-	}
-	writeError(w, r, f.status, f.code, f.detail)
+// refuse counts a refused caller and returns the answer.
+func (g *gateway) refuse(reason string) *apiError {
+	g.metrics.authFailure(reason)
+	return refusals[reason]
 }
 
 // bearerToken extracts the token of an "Authorization: Bearer <token>" header (the scheme is
@@ -89,76 +93,73 @@ const (
 )
 
 // authenticate verifies the request's token and checks it against the user's current state
-// (from the user cache: no database round trip at steady state).
-func (g *gateway) authenticate(r *http.Request, rule authRule) (Claims, userState, *authFailure) {
+// (from the user cache: no database round trip at steady state). A refusal is its reason
+// (refusals).
+func (g *gateway) authenticate(r *http.Request, rule authRule) (Claims, userState, string) {
 	token, ok := bearerToken(r)
 	if !ok {
-		return Claims{}, userState{}, &authFailure{http.StatusUnauthorized, codeNotAuthenticated, "Not authenticated", challengeBearer, "missing_token"}
+		return Claims{}, userState{}, "missing_token"
 	}
 	claims, err := g.tokens.verify(token, g.now())
-	if err != nil {
-		code, detail, reason := codeInvalidToken, "Could not validate credentials", "invalid_token"
-		switch {
-		case errors.Is(err, errTokenExpired):
-			code, detail, reason = codeTokenExpired, "Token has expired", "expired_token"
-		case errors.Is(err, errTokenSignature):
-			reason = "bad_signature"
-		}
-		return Claims{}, userState{}, &authFailure{http.StatusUnauthorized, code, detail, challengeInvalidToken, reason}
-	}
-	if rule == strictRule && claims.CompanyID == "" {
-		return Claims{}, userState{}, &authFailure{http.StatusForbidden, codeCompanyRequired, "User is not associated with a company", challengeInsufficientScope, "no_company"}
+	switch {
+	case errors.Is(err, errTokenExpired):
+		return Claims{}, userState{}, "expired_token"
+	case errors.Is(err, errTokenSignature):
+		return Claims{}, userState{}, "bad_signature"
+	case err != nil:
+		return Claims{}, userState{}, "invalid_token"
+	case rule == strictRule && claims.CompanyID == "":
+		return Claims{}, userState{}, "no_company"
 	}
 	state, err := g.users.get(r.Context(), claims.Subject)
 	if err != nil {
 		g.log.Warn("user check failed: database unavailable", "user_id", claims.Subject, "error", err.Error())
-		return Claims{}, userState{}, &authFailure{http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable, "", "database_unavailable"}
+		return Claims{}, userState{}, "database_unavailable"
 	}
-	if failure := checkTokenAgainstUser(claims, state, rule); failure != nil {
-		return Claims{}, userState{}, failure
+	if reason := checkTokenAgainstUser(claims, state, rule); reason != "" {
+		return Claims{}, userState{}, reason
 	}
-	return claims, state, nil
+	return claims, state, ""
 }
 
 // checkTokenAgainstUser applies the rules that make a token follow the database: the user
 // is active, the token was issued after the user's last revocation, the company is active,
 // and (strictRule) the token's company is still the user's. Both the cached state and a
-// freshly read row go through it.
-func checkTokenAgainstUser(claims Claims, state userState, rule authRule) *authFailure {
+// freshly read row go through it. A refusal is its reason (refusals).
+func checkTokenAgainstUser(claims Claims, state userState, rule authRule) string {
 	switch {
 	case !state.Found || !state.Active:
-		return &authFailure{http.StatusUnauthorized, codeInvalidToken, "User not found or inactive", challengeInvalidToken, "inactive_user"}
+		return "inactive_user"
 	case state.TokensValidAfter != 0 && claims.IssuedAt < state.TokensValidAfter:
 		// Whole seconds: a token issued in the second of the revocation stays valid, so a
 		// sign-in right after a password change is not refused.
-		return &authFailure{http.StatusUnauthorized, codeTokenRevoked, "Token has been revoked; sign in again", challengeInvalidToken, "revoked_token"}
+		return "revoked_token"
 	case state.CompanyID != "" && !state.CompanyActive:
-		return &authFailure{http.StatusForbidden, codeCompanyInactive, "Company is inactive", "", "company_inactive"}
+		return "company_inactive"
 	case rule == strictRule && claims.CompanyID != state.CompanyID:
-		return &authFailure{http.StatusUnauthorized, codeTokenStale, "Token is for a company the user no longer belongs to; sign in again", challengeInvalidToken, "stale_token"}
+		return "stale_token"
 	}
-	return nil
+	return ""
 }
 
-// requireAuth wraps next so it runs only for a verified caller, with the identity in the
-// request context and in the request's log fields.
+// requireAuth wraps next so it runs only for a verified caller, recorded on the request's
+// info (setCaller) for next, the proxy and the request's log fields.
 func (g *gateway) requireAuth(next http.Handler, rule authRule) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		claims, state, failure := g.authenticate(r, rule)
-		if failure != nil {
-			g.metrics.authFailure(failure.reason)
-			failure.respond(w, r)
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		claims, state, reason := g.authenticate(r, rule)
+		if reason != "" {
+			return g.refuse(reason)
 		}
 		signedIn := claims.AuthTime
 		if signedIn == 0 {
 			signedIn = claims.IssuedAt // tokens from before auth_time count from their issue
 		}
-		withIdentity(r.Context(), identity{
+		requestInfoFrom(r.Context()).setCaller(identity{
 			UserID: claims.Subject, CompanyID: claims.CompanyID, Email: claims.Email,
 			Role: state.Role, IssuedAt: claims.IssuedAt, SignedInAt: signedIn,
 		})
 		next.ServeHTTP(w, r)
+		return nil
 	})
 }
 
@@ -173,13 +174,12 @@ const detailAdminRequired = "Insufficient permissions. Administrator role requir
 // notifications keep within a second of the database; the token's roles claim is never
 // read, so a token issued before a demotion (or a forged claim) grants nothing.
 func (g *gateway) adminAuth(next http.Handler) http.Handler {
-	return g.strictAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.strictAuth(g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		if id, _ := identityFrom(r.Context()); id.Role != "admin" {
-			g.metrics.authFailure("not_admin")
-			writeError(w, r, http.StatusForbidden, codeAdminRequired, detailAdminRequired)
-			return
+			return g.refuse("not_admin")
 		}
 		next.ServeHTTP(w, r)
+		return nil
 	}))
 }
 
@@ -193,14 +193,14 @@ func (g *gateway) limitCompany(next http.Handler) http.Handler {
 	if g.companyRate == nil {
 		return next
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, _ := identityFrom(r.Context())
 		if ok, wait := g.companyRate.allow(id.CompanyID, g.now()); !ok {
 			g.metrics.rateLimitRejection("company")
-			w.Header().Set("Retry-After", retryAfterSeconds(wait))
-			writeError(w, r, http.StatusTooManyRequests, codeRateLimited, "Rate limit exceeded for this company; retry later")
-			return
+			return &apiError{status: http.StatusTooManyRequests, code: codeRateLimited,
+				detail: "Rate limit exceeded for this company; retry later", retryAfter: retryAfterSeconds(wait)}
 		}
 		next.ServeHTTP(w, r)
+		return nil
 	})
 }

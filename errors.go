@@ -1,6 +1,15 @@
-// errors.go: the stable error codes the gateway sends next to `detail`, in one table that the
-// README (and clients) rely on.
+// errors.go: how the gateway answers with an error: the stable codes sent next to `detail` (one
+// table that the README and clients rely on), the apiError handlers return, and the wrapper
+// that writes it.
 package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+)
 
 // Error codes: clients branch on these, never on the human-readable detail.
 const (
@@ -76,4 +85,112 @@ var errorCodes = []errorCode{
 	{codeBodyTooLarge, []int{413}, "the body is larger than the route accepts"},
 	{codeRequestTimeout, []int{408}, "the body did not arrive in time"},
 	{codeInternal, []int{500}, "a bug in the gateway; the request id finds it in the logs"},
+}
+
+// writeJSON writes v as a JSON response with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"detail":"Internal server error"}`)
+	}
+	writeJSONBody(w, status, append(body, '\n'))
+}
+
+func writeJSONBody(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// errorBody is every error the gateway itself produces.
+type errorBody struct {
+	Detail    string `json:"detail"`
+	Code      string `json:"code,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// writeError writes {"detail": detail, "code": code, "request_id": …} with status. code is
+// one of errorCodes.
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
+	writeJSON(w, status, errorBody{Detail: detail, Code: code, RequestID: requestInfoFrom(r.Context()).ID})
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json escapes it (HTML
+// characters, U+2028/U+2029, invalid UTF-8 as U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always encodes
+	return append(b, q...)
+}
+
+// apiError is an answer given instead of the one asked for: what the client sees (status,
+// code, detail and the headers that go with them) and the cause, which only the log sees.
+type apiError struct {
+	status     int
+	code       string // one of errorCodes
+	detail     string
+	challenge  string // WWW-Authenticate, for a refused caller
+	retryAfter string // Retry-After seconds
+	cause      error
+}
+
+func (e *apiError) Error() string {
+	if e.cause != nil {
+		return e.detail + ": " + e.cause.Error()
+	}
+	return e.detail
+}
+
+func (e *apiError) Unwrap() error { return e.cause }
+
+func newError(status int, code, detail string) *apiError {
+	return &apiError{status: status, code: code, detail: detail}
+}
+
+// unprocessable is a 422 validation_error whose detail names the field at fault.
+func unprocessable(format string, args ...any) *apiError {
+	return newError(http.StatusUnprocessableEntity, codeValidation, fmt.Sprintf(format, args...))
+}
+
+// databaseUnavailable is the 503 of a database call that failed; what names the call in the
+// log, detail is what the client reads.
+func databaseUnavailable(detail, what string, err error) *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: codeDatabaseUnavailable, detail: detail,
+		cause: fmt.Errorf("%s: database unavailable: %w", what, err)}
+}
+
+// handlerFunc is a handler that returns its failure instead of writing it.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// handle turns h into an http.Handler that answers h's error with writeAPIError.
+func (g *gateway) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeAPIError(w, r, g.log, err)
+		}
+	})
+}
+
+// writeAPIError answers with err: an *apiError as it says, any other error as a 500. The
+// cause of a 5xx is logged with the request id and never sent: the client reads only the
+// detail. Causes say what failed, never what was sent (no password, no token).
+func writeAPIError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var e *apiError
+	if !errors.As(err, &e) {
+		e = &apiError{status: http.StatusInternalServerError, code: codeInternal, detail: "Internal server error", cause: err}
+	}
+	if e.status >= 500 && e.cause != nil && log != nil {
+		level := slog.LevelError
+		if e.status == http.StatusServiceUnavailable {
+			level = slog.LevelWarn // the database or a pool, not a bug
+		}
+		log.LogAttrs(r.Context(), level, "request failed", slog.String("request_id", requestInfoFrom(r.Context()).ID),
+			slog.Int("status", e.status), slog.String("error", e.cause.Error()))
+	}
+	if e.challenge != "" {
+		w.Header().Set("WWW-Authenticate", e.challenge)
+	}
+	if e.retryAfter != "" {
+		w.Header().Set("Retry-After", e.retryAfter)
+	}
+	writeError(w, r, e.status, e.code, e.detail)
 }

@@ -390,12 +390,18 @@ const (
 
 // routes serves the route table behind the middleware.
 func (g *gateway) routes() http.Handler {
+	return withTracedMiddleware(rejectUnsafePaths(g.serveMux(g.routeTable())), g.cfg, g.log, g.metrics, g.tracer)
+}
+
+// serveMux serves each row of table behind its auth wrapper, and what no row matches with a
+// JSON 404 or 405.
+func (g *gateway) serveMux(table []route) *http.ServeMux {
 	mux := http.NewServeMux()
-	for _, rt := range g.routeTable() {
+	for _, rt := range table {
 		mux.Handle(rt.pattern, g.withAuth(rt.auth, rt.handler))
 	}
 	mux.Handle("/", handleUnmatched(mux))
-	return withTracedMiddleware(rejectUnsafePaths(mux), g.cfg, g.log, g.metrics, g.tracer)
+	return mux
 }
 
 func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
@@ -412,18 +418,6 @@ func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
 
 // routeTable is the one table of every route and the wrapper each one gets.
 func (g *gateway) routeTable() []route {
-	upstreams := g.tracer.wrapTransport(g.transport) // a client span per upstream call
-	ingest := g.limitCompany(newProxy(upstream{
-		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/ingest/", upstreamPrefix: "/api/v1/ingest/",
-	}, upstreams, g.cfg, g.log, g.metrics))
-	query := g.limitCompany(newProxy(upstream{
-		name: "query", target: g.cfg.QueryURL, gatewayPrefix: "/api/v1/query/", upstreamPrefix: "/api/v1/",
-	}, upstreams, g.cfg, g.log, g.metrics))
-	// The document statistics live on the ingest service; only the one path is routed here.
-	documentStats := g.limitCompany(newProxy(upstream{
-		name: "ingest", target: g.cfg.IngestURL, gatewayPrefix: "/api/v1/documents/", upstreamPrefix: "/api/v1/ingest/",
-	}, upstreams, g.cfg, g.log, g.metrics))
-
 	table := []route{
 		{"GET /{$}", authNone, g.handleRoot()},
 		{"GET /health", authNone, g.handleHealth()},
@@ -436,13 +430,35 @@ func (g *gateway) routeTable() []route {
 		{"GET /api/v1/users/me", authInitial, g.handleMe()},
 		{"POST /api/v1/users/logout", authInitial, g.handleLogout()},
 		{"POST /api/v1/users/me/password", authInitial, g.handleChangePassword()},
+	}
 
-		{"/api/v1/ingest/{path...}", authStrict, ingest},
-		{"/api/v1/ingest", authStrict, ingest},
-		{"/api/v1/query/{path...}", authStrict, query},
-		{"/api/v1/query", authStrict, query},
-		{"GET /api/v1/documents/stats", authStrict, documentStats},
+	// One row per proxied route: the upstream, who may call it, and the patterns it serves.
+	transport := g.tracer.wrapTransport(g.transport) // a client span per upstream call
+	for _, p := range []struct {
+		up       upstream
+		auth     routeAuth
+		patterns []string
+	}{
+		{upstream{"ingest", g.cfg.IngestURL, "/api/v1/ingest/", "/api/v1/ingest/"}, authStrict, []string{"/api/v1/ingest/{path...}", "/api/v1/ingest"}},
+		{upstream{"query", g.cfg.QueryURL, "/api/v1/query/", "/api/v1/"}, authStrict, []string{"/api/v1/query/{path...}", "/api/v1/query"}},
+		// The document statistics live on the ingest service; only the one path is routed here.
+		{upstream{"ingest", g.cfg.IngestURL, "/api/v1/documents/", "/api/v1/ingest/"}, authStrict, []string{"GET /api/v1/documents/stats"}},
+		// The auth service checks its own callers, and is optional (unset: its routes are 404).
+		{upstream{"auth", g.cfg.AuthURL, "/api/v1/auth/", "/api/v1/auth/"}, authNone, []string{"/api/v1/auth/{path...}", "/api/v1/auth"}},
+	} {
+		if p.up.name == "auth" && p.up.target == nil {
+			continue
+		}
+		h := newProxy(p.up, transport, g.cfg, g.log, g.metrics)
+		if p.auth != authNone {
+			h = g.limitCompany(h)
+		}
+		for _, pattern := range p.patterns {
+			table = append(table, route{pattern, p.auth, h})
+		}
+	}
 
+	table = append(table, []route{
 		{"GET /api/v1/admin/stats", authAdmin, g.handleAdminStats()},
 		{"POST /api/v1/admin/companies", authAdmin, g.handleAdminCreateCompany()},
 		{"GET /api/v1/admin/companies/select", authAdmin, g.handleAdminCompanySelect()},
@@ -456,14 +472,7 @@ func (g *gateway) routeTable() []route {
 		{"GET /api/v1/admin/users/by_company/{company_id}", authAdmin, g.handleAdminUsersByCompany()},
 		{"PATCH /api/v1/admin/users/{id}", authAdmin, g.handleAdminUpdateUser()},
 		{"POST /api/v1/admin/users/{id}/revoke-sessions", authAdmin, g.handleAdminRevokeSessions()},
-	}
-
-	if g.cfg.AuthURL != nil {
-		auth := newProxy(upstream{
-			name: "auth", target: g.cfg.AuthURL, gatewayPrefix: "/api/v1/auth/", upstreamPrefix: "/api/v1/auth/",
-		}, upstreams, g.cfg, g.log, g.metrics)
-		table = append(table, route{"/api/v1/auth/{path...}", authNone, auth}, route{"/api/v1/auth", authNone, auth})
-	}
+	}...)
 
 	if g.cfg.Docs {
 		// Last: the document describes every row, these two included.
@@ -489,21 +498,7 @@ type healthResponse struct {
 // handleHealth is the readiness probe: the database must answer within its deadline and the
 // gateway must not be shutting down.
 func (g *gateway) handleHealth() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp := healthResponse{Status: "healthy", Service: serviceName, Checks: map[string]string{"database": "ok"}}
-		status := http.StatusOK
-		if err := g.users.probe(r.Context()); err != nil {
-			g.log.Warn("health check: database unavailable", "error", err.Error())
-			resp.Checks["database"] = "unavailable"
-			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
-		}
-		if g.draining.Load() {
-			resp.Checks["shutdown"] = "draining"
-			resp.Status, status = "unhealthy", http.StatusServiceUnavailable
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		writeJSON(w, status, resp)
-	})
+	return g.probe("healthy", "unhealthy", 0, true)
 }
 
 // readyzDatabaseWait bounds the database check of /readyz, below any sane probe timeout.
@@ -514,17 +509,31 @@ const readyzDatabaseWait = 500 * time.Millisecond
 // served from the user cache during an outage and removing every replica from the Service
 // would turn a database outage into a full one.
 func (g *gateway) handleReadyz() http.Handler {
+	return g.probe("ready", "not_ready", readyzDatabaseWait, false)
+}
+
+// probe answers a health probe: ok, or notOK with 503 while draining and, when needDatabase,
+// while the database does not answer (within wait, when wait is not 0).
+func (g *gateway) probe(ok, notOK string, wait time.Duration, needDatabase bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp := healthResponse{Status: "ready", Service: serviceName, Checks: map[string]string{"database": "ok"}}
+		resp := healthResponse{Status: ok, Service: serviceName, Checks: map[string]string{"database": "ok"}}
 		status := http.StatusOK
-		ctx, cancel := context.WithTimeout(r.Context(), readyzDatabaseWait)
-		defer cancel()
+		ctx := r.Context()
+		if wait > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, wait)
+			defer cancel()
+		}
 		if err := g.users.probe(ctx); err != nil {
 			resp.Checks["database"] = "unavailable"
+			if needDatabase {
+				g.log.Warn("health check: database unavailable", "error", err.Error())
+				resp.Status, status = notOK, http.StatusServiceUnavailable
+			}
 		}
 		if g.draining.Load() {
 			resp.Checks["shutdown"] = "draining"
-			resp.Status, status = "not_ready", http.StatusServiceUnavailable
+			resp.Status, status = notOK, http.StatusServiceUnavailable
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, status, resp)

@@ -5,14 +5,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"time"
-	"unicode/utf8"
 )
 
 // requestInfo travels with a request through every layer, one per request, as a pointer in
@@ -67,116 +65,6 @@ func requestInfoFrom(ctx context.Context) *requestInfo {
 		return info
 	}
 	return &requestInfo{}
-}
-
-// writeJSON writes v as a JSON response with status. errorBody (the common case on error
-// paths) is encoded without reflection.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var body []byte
-	switch e := v.(type) {
-	case errorBody:
-		body = e.appendJSON(make([]byte, 0, 48+len(e.Detail)+len(e.RequestID)))
-	case *errorBody:
-		body = e.appendJSON(make([]byte, 0, 48+len(e.Detail)+len(e.RequestID)))
-	default:
-		var err error
-		if body, err = json.Marshal(v); err != nil {
-			status, body = http.StatusInternalServerError, []byte(`{"detail":"Internal server error"}`)
-		}
-	}
-	writeJSONBody(w, status, append(body, '\n'))
-}
-
-func writeJSONBody(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(body)
-}
-
-// errorBody is every error the gateway itself produces.
-type errorBody struct {
-	Detail    string `json:"detail"`
-	Code      string `json:"code,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
-}
-
-// appendJSON appends e encoded exactly as encoding/json would decode it back.
-func (e *errorBody) appendJSON(b []byte) []byte {
-	b = append(b, `{"detail":`...)
-	b = appendJSONString(b, e.Detail)
-	if e.Code != "" {
-		b = append(b, `,"code":`...)
-		b = appendJSONString(b, e.Code)
-	}
-	if e.RequestID != "" {
-		b = append(b, `,"request_id":`...)
-		b = appendJSONString(b, e.RequestID)
-	}
-	return append(b, '}')
-}
-
-// writeError writes {"detail": detail, "code": code, "request_id": …} with status. code is
-// one of errorCodes.
-func writeError(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
-	e := errorBody{Detail: detail, Code: code, RequestID: requestInfoFrom(r.Context()).ID}
-	body := e.appendJSON(make([]byte, 0, 64+len(e.Detail)+len(e.RequestID)))
-	writeJSONBody(w, status, append(body, '\n'))
-}
-
-// appendJSONString appends s as a JSON string with encoding/json's escaping: quotes,
-// backslashes and control characters escaped, <, > and & escaped so the body is safe to
-// embed in HTML, U+2028/U+2029 escaped for JavaScript, invalid UTF-8 as U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // withMiddleware wraps next (the route mux) in the gateway's cross-cutting layers, outermost

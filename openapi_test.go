@@ -5,11 +5,15 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"html"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -360,9 +364,10 @@ func TestErrorCodeConstantsAreExactlyTheTable(t *testing.T) {
 	}
 }
 
-// TestErrorWritersNameDeclaredCodes reads every writeError call of the gateway: the code is a
-// declared constant or a value carried from one (a field or variable named code), never a
-// literal that could escape the table or be empty.
+// TestErrorWritersNameDeclaredCodes reads every place the gateway names an error code (a
+// writeError or newError call, an apiError literal): the code is a declared constant or a
+// value carried from one (a field or variable named code), never a literal that could escape
+// the table or be empty.
 func TestErrorWritersNameDeclaredCodes(t *testing.T) {
 	consts := codeConstants(t)
 	names := map[string]bool{}
@@ -375,6 +380,21 @@ func TestErrorWritersNameDeclaredCodes(t *testing.T) {
 	}
 	fset := token.NewFileSet()
 	calls := 0
+	check := func(what string, code ast.Expr) {
+		calls++
+		switch arg := code.(type) {
+		case *ast.Ident:
+			if !names[arg.Name] && arg.Name != "code" {
+				t.Errorf("%s: %s with code %s, not a declared code constant", fset.Position(arg.Pos()), what, arg.Name)
+			}
+		case *ast.SelectorExpr:
+			if arg.Sel.Name != "code" {
+				t.Errorf("%s: %s with code from .%s", fset.Position(arg.Pos()), what, arg.Sel.Name)
+			}
+		default:
+			t.Errorf("%s: %s with a code that is not a declared constant", fset.Position(code.Pos()), what)
+		}
+	}
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.go") {
 			continue
@@ -388,30 +408,76 @@ func TestErrorWritersNameDeclaredCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			if fn, ok := call.Fun.(*ast.Ident); !ok || fn.Name != "writeError" || len(call.Args) != 5 {
-				return true
-			}
-			calls++
-			switch arg := call.Args[3].(type) {
-			case *ast.Ident:
-				if !names[arg.Name] && arg.Name != "code" {
-					t.Errorf("%s: writeError with code %s, not a declared code constant", fset.Position(arg.Pos()), arg.Name)
+			switch n := n.(type) {
+			case *ast.CallExpr:
+				if fn, ok := n.Fun.(*ast.Ident); ok && fn.Name == "writeError" && len(n.Args) == 5 {
+					check("writeError", n.Args[3])
+				} else if ok && fn.Name == "newError" && len(n.Args) == 3 {
+					check("newError", n.Args[1])
 				}
-			case *ast.SelectorExpr:
-				if arg.Sel.Name != "code" {
-					t.Errorf("%s: writeError with code from .%s", fset.Position(arg.Pos()), arg.Sel.Name)
+			case *ast.CompositeLit:
+				// apiError{…} literals, also the elided ones of a map or slice of them.
+				if typ, ok := n.Type.(*ast.Ident); (ok && typ.Name == "apiError") || n.Type == nil {
+					for _, elt := range n.Elts {
+						if kv, ok := elt.(*ast.KeyValueExpr); ok {
+							if key, ok := kv.Key.(*ast.Ident); ok && key.Name == "code" {
+								check("apiError", kv.Value)
+							}
+						}
+					}
 				}
-			default:
-				t.Errorf("%s: writeError with a code that is not a declared constant", fset.Position(call.Pos()))
 			}
 			return true
 		})
 	}
 	if calls < 30 {
-		t.Fatalf("found only %d writeError calls; is the scan broken?", calls)
+		t.Fatalf("found only %d places naming an error code; is the scan broken?", calls)
+	}
+}
+
+// TestHandlerErrorsAreAnsweredAndTheirCausesLogged pins the wrapper every route handler goes
+// through: an *apiError is answered as it says (with its headers), any other error is a 500
+// whose cause reaches the log with the request id, never the client.
+func TestHandlerErrorsAreAnsweredAndTheirCausesLogged(t *testing.T) {
+	var logs syncBuffer
+	g := &gateway{log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	for _, c := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+		detail string
+		header string
+		logged bool
+	}{
+		{"apiError", &apiError{status: 429, code: codeRateLimited, detail: "Slow down", retryAfter: "3"}, 429, codeRateLimited, "Slow down", "Retry-After", false},
+		{"refusal", refusals["expired_token"], 401, codeTokenExpired, "Token has expired", "WWW-Authenticate", false},
+		{"wrapped apiError", fmt.Errorf("context: %w", unprocessable("Field %s is odd", "x")), 422, codeValidation, "Field x is odd", "", false},
+		{"database", databaseUnavailable("Try later", "load thing", errors.New("cause-one")), 503, codeDatabaseUnavailable, "Try later", "", true},
+		{"plain error", errors.New("cause-two"), 500, codeInternal, "Internal server error", "", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(logs.String())
+			h := g.handle(func(http.ResponseWriter, *http.Request) error { return c.err })
+			r := httptest.NewRequest("GET", "/x", nil)
+			r = r.WithContext(withRequestInfo(r.Context(), &requestInfo{ID: "req-" + c.name}))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			var body errorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != c.status || body.Code != c.code ||
+				body.Detail != c.detail || body.RequestID != "req-"+c.name {
+				t.Fatalf("answer %d %s (%v), want %d %s %q", w.Code, w.Body, err, c.status, c.code, c.detail)
+			}
+			if strings.Contains(w.Body.String(), "cause") {
+				t.Fatalf("the cause reached the client: %s", w.Body)
+			}
+			if c.header != "" && w.Header().Get(c.header) == "" {
+				t.Fatalf("no %s header: %v", c.header, w.Header())
+			}
+			line := logs.String()[before:]
+			if logged := strings.Contains(line, `"request_id":"req-`+c.name+`"`) && strings.Contains(line, "cause"); logged != c.logged {
+				t.Fatalf("logged = %v, want %v: %q", logged, c.logged, line)
+			}
+		})
 	}
 }

@@ -213,29 +213,6 @@ type proxy struct {
 	forwardCredentials bool
 }
 
-// bufPool lends the 32 KiB copy buffers of every proxy, so streaming a response costs no
-// allocation per request.
-var bufPool = &bufferPool{}
-
-const copyBufferSize = 32 << 10
-
-type bufferPool struct{ p sync.Pool }
-
-func (b *bufferPool) Get() []byte {
-	if buf, ok := b.p.Get().(*[copyBufferSize]byte); ok {
-		return buf[:]
-	}
-	return make([]byte, copyBufferSize)
-}
-
-func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) < copyBufferSize {
-		return
-	}
-	// An array pointer converted from the slice: storing it in the pool allocates nothing.
-	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
-}
-
 // newProxy returns the handler forwarding up's route. It panics on a malformed upstream: that
 // is a wiring mistake caught at start, never a request-time condition.
 func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
@@ -264,7 +241,6 @@ func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.L
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
-		BufferPool:     bufPool,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		// FlushInterval 0: ReverseProxy already flushes text/event-stream and bodies of
@@ -657,60 +633,21 @@ func bodyStalled(out *http.Request) error {
 	return nil
 }
 
-// isReservedHeader reports whether a client-sent header must never reach an upstream: the
+// reservedHeaders are the client-sent headers that must never reach an upstream: the
 // identity and request-id headers only the gateway sets, and the forwarding headers it
-// rebuilds. Names compare in any letter case and with '_' in place of '-', because some
-// backends (CGI/WSGI-style environments) fold "X_Company_ID" into the same variable as
-// "X-Company-ID"; ReverseProxy itself removes only the exact X-Forwarded-* names.
+// rebuilds.
+var reservedHeaders = map[string]bool{
+	"x-user-id": true, "x-company-id": true, "x-user-email": true, "x-request-id": true, "x-real-ip": true,
+	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true,
+}
+
+// isReservedHeader reports whether name is one of reservedHeaders in any letter case and with
+// '_' in place of '-', because some backends (CGI/WSGI-style environments) fold
+// "X_Company_ID" into the same variable as "X-Company-ID"; ReverseProxy itself removes only
+// the exact X-Forwarded-* names. (net/http refuses header names that are not ASCII tokens, so
+// lower-casing cannot fold another character into one of these.)
 func isReservedHeader(name string) bool {
-	switch len(name) {
-	case len("x-user-id"):
-		return headerNameIs(name, "x-user-id") || headerNameIs(name, "x-real-ip")
-	case len("x-company-id"): // == len("x-user-email") == len("x-request-id")
-		return headerNameIs(name, "x-company-id") || headerNameIs(name, "x-user-email") ||
-			headerNameIs(name, "x-request-id")
-	case len("x-forwarded-for"):
-		return headerNameIs(name, "x-forwarded-for")
-	case len("x-forwarded-host"):
-		return headerNameIs(name, "x-forwarded-host")
-	case len("x-forwarded-proto"):
-		return headerNameIs(name, "x-forwarded-proto")
-	}
-	return false
-}
-
-// headerNameIs compares name with the lower-case, dash-separated want, ignoring case and
-// treating '_' as '-'.
-func headerNameIs(name, want string) bool {
-	if len(name) != len(want) {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_':
-			c = '-'
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		if c != want[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// headerValues hands out one-element value slices from a single backing array, so setting
-// several headers costs one allocation instead of one each.
-type headerValues struct {
-	h    http.Header
-	vals []string
-}
-
-func (hv *headerValues) set(key, value string) {
-	n := len(hv.vals)
-	hv.vals = append(hv.vals, value)
-	hv.h[key] = hv.vals[n : n+1 : n+1]
+	return reservedHeaders[strings.ReplaceAll(strings.ToLower(name), "_", "-")]
 }
 
 // setUpstreamHeaders removes every reserved client header from h (the outbound copy of in's
@@ -722,23 +659,23 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			delete(h, k)
 		}
 	}
-	hv := headerValues{h: h, vals: make([]string, 0, 8)}
+	set := func(key, value string) { h[key] = []string{value} }
 
 	// Only values from the verified token; the auth route has no identity and gets none, yet
 	// the client's forged values were removed above all the same.
 	if id, ok := identityFrom(in.Context()); ok {
 		if id.UserID != "" {
-			hv.set(hdrUserID, id.UserID)
+			set(hdrUserID, id.UserID)
 		}
 		if id.CompanyID != "" {
-			hv.set(hdrCompanyID, id.CompanyID)
+			set(hdrCompanyID, id.CompanyID)
 		}
 		if id.Email != "" {
-			hv.set(hdrUserEmail, id.Email)
+			set(hdrUserEmail, id.Email)
 		}
 	}
 	if info.ID != "" {
-		hv.set(hdrRequestID, info.ID)
+		set(hdrRequestID, info.ID)
 	}
 	if info.TraceParent != "" {
 		// tracestate belongs to the trace the client started; when the client's traceparent
@@ -746,7 +683,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 		if !info.KeepTraceState {
 			delete(h, hdrTraceState)
 		}
-		hv.set(hdrTraceParent, info.TraceParent)
+		set(hdrTraceParent, info.TraceParent)
 	}
 
 	trusted := info.PeerTrusted
@@ -754,13 +691,13 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 		// A trusted proxy in front of us has already recorded the chain; anyone else's
 		// X-Forwarded-For is a claim we cannot check, so the upstream sees only the peer.
 		if prior := in.Header[hdrForwardedFor]; trusted && len(prior) > 0 {
-			hv.set(hdrForwardedFor, strings.Join(prior, ", ")+", "+peer)
+			set(hdrForwardedFor, strings.Join(prior, ", ")+", "+peer)
 		} else {
-			hv.set(hdrForwardedFor, peer)
+			set(hdrForwardedFor, peer)
 		}
 	}
 	if in.Host != "" {
-		hv.set(hdrForwardedHost, in.Host)
+		set(hdrForwardedHost, in.Host)
 	}
 	proto := "http"
 	if in.TLS != nil {
@@ -775,7 +712,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			proto = "http"
 		}
 	}
-	hv.set(hdrForwardedProto, proto)
+	set(hdrForwardedProto, proto)
 }
 
 // modifyResponse records the upstream status and removes the upstream's CORS headers;
@@ -813,68 +750,64 @@ const (
 const statusClientClosedRequest = 499
 
 // classifyUpstreamError decides, in this one place, what a failed round trip means for the
-// client: the kind counted in metrics and the status and detail sent (status 0: send nothing).
-// ctx is the request's context, which tells a client that left apart from a failing upstream.
-func classifyUpstreamError(ctx context.Context, err error) (kind string, status int, code, detail string) {
+// client: the kind counted in metrics and the answer sent (nil: send nothing). ctx is the
+// request's context, which tells a client that left apart from a failing upstream.
+func classifyUpstreamError(ctx context.Context, err error) (kind string, answer *apiError) {
 	var bodyErr *clientBodyError
 	if errors.As(err, &bodyErr) && errors.Is(err, os.ErrDeadlineExceeded) {
 		// The idle timeout cut a body that stopped arriving. net/http cancels the request's
 		// context on any failed read of the connection, this one included, but the client
 		// is still there and gets its answer.
-		return kindClientStalled, http.StatusRequestTimeout, codeRequestTimeout, "Request body stalled"
+		return kindClientStalled, newError(http.StatusRequestTimeout, codeRequestTimeout, "Request body stalled")
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return kindClientGone, 0, "", ""
+		return kindClientGone, nil
 	}
 	if errors.Is(err, errUpstreamBusy) {
-		return kindBusy, http.StatusServiceUnavailable, codeUpstreamBusy, "Upstream service busy; try again shortly"
+		return kindBusy, &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamBusy,
+			detail: "Upstream service busy; try again shortly", retryAfter: "1"}
 	}
 	if errors.As(err, &bodyErr) {
 		// Usually the client is gone and reads nothing; if it is still there, its body was
 		// cut short or malformed.
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return kindClientGone, http.StatusRequestEntityTooLarge, codeBodyTooLarge, "Request body too large"
+			return kindClientGone, newError(http.StatusRequestEntityTooLarge, codeBodyTooLarge, "Request body too large")
 		}
-		return kindClientGone, http.StatusBadRequest, codeValidation, "Invalid request body"
+		return kindClientGone, newError(http.StatusBadRequest, codeValidation, "Invalid request body")
 	}
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial") {
 		// Refused, unreachable, unresolvable, or no answer to the dial within its timeout:
 		// the service is not there.
-		return kindUnavailable, http.StatusServiceUnavailable, codeUpstreamUnavailable, "Upstream service unavailable"
+		return kindUnavailable, newError(http.StatusServiceUnavailable, codeUpstreamUnavailable, "Upstream service unavailable")
 	}
 	var netErr net.Error
 	if (errors.As(err, &netErr) && netErr.Timeout()) || errors.Is(err, context.DeadlineExceeded) ||
 		strings.Contains(err.Error(), "timeout awaiting response headers") {
-		return kindTimeout, http.StatusGatewayTimeout, codeUpstreamTimeout, "Upstream service timed out"
+		return kindTimeout, newError(http.StatusGatewayTimeout, codeUpstreamTimeout, "Upstream service timed out")
 	}
-	return kindBadResponse, http.StatusBadGateway, codeUpstreamError, "Bad gateway"
+	return kindBadResponse, newError(http.StatusBadGateway, codeUpstreamError, "Bad gateway")
 }
 
 // errorHandler answers a failed round trip. r is the outbound request: its URL is the mapped
-// upstream URL and its context is the client's.
+// upstream URL and its context is the client's. The failure is logged here, with its kind, so
+// the answer goes out without a cause.
 func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	info := requestInfoFrom(ctx)
 	if errors.Is(err, errCompanyInflight) && ctx.Err() == nil {
 		// The company's own cap, not an upstream failure.
 		p.m.rateLimitRejection("company_inflight")
-		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusTooManyRequests, codeRateLimited, "Too many requests in progress for this company; retry shortly")
+		writeAPIError(w, r, nil, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited,
+			detail: "Too many requests in progress for this company; retry shortly", retryAfter: "1"})
 		return
 	}
 	if stalled := bodyStalled(r); stalled != nil {
 		err = stalled
 	}
-	kind, status, code, detail := classifyUpstreamError(ctx, err)
-	switch kind {
-	case kindBusy:
-		w.Header().Set("Retry-After", "1")
-	case kindClientStalled:
-		w.Header().Set("Connection", "close") // the rest of the body is never coming
-	}
+	kind, answer := classifyUpstreamError(ctx, err)
 	p.m.upstreamError(p.up.name, kind)
 
 	level := slog.LevelWarn
@@ -884,7 +817,10 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		level = slog.LevelDebug
 		info.UpstreamStatus = statusClientClosedRequest
 	case kindClientStalled:
-		level = slog.LevelInfo // the client's doing too, but worth seeing when it is an attack
+		// The client's doing too, but worth seeing when it is an attack; the rest of its body
+		// is never coming.
+		level = slog.LevelInfo
+		w.Header().Set("Connection", "close")
 	case kindBadResponse:
 		level = slog.LevelError
 	}
@@ -899,7 +835,7 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			slog.String("error", err.Error()),
 		)
 	}
-	if status != 0 {
-		writeError(w, r, status, code, detail)
+	if answer != nil {
+		writeAPIError(w, r, nil, answer)
 	}
 }

@@ -587,7 +587,7 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	}))
 	resp, err := tt.next.RoundTrip(req)
 	if err != nil {
-		kind, _, _, _ := classifyUpstreamError(req.Context(), err)
+		kind, _ := classifyUpstreamError(req.Context(), err)
 		wait.finishErr(err)
 		s.fail(kind)
 		s.finish()

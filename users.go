@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -23,22 +24,37 @@ const (
 	maxEmailBytes    = 254 // RFC 5321 path limit
 )
 
-// requestError is a client mistake in a request body, answered with status and detail.
-type requestError struct {
-	status int
-	code   string
-	detail string
+// input reads a request's path and query parameters and its JSON body fields, keeping the
+// first error (as bufio.Scanner does): a handler reads everything it needs, then checks err
+// once. Every reader does nothing once err is set.
+type input struct {
+	r      *http.Request
+	fields map[string]json.RawMessage
+	err    error
 }
 
-func (e *requestError) Error() string { return e.detail }
-
-// write answers the request with the error.
-func (e *requestError) write(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, e.status, e.code, e.detail)
+// readBody reads the request's JSON object body (at most MaxBodyBytes, arriving within the
+// header timeout) into in, unless in.err is set; an empty body is allowed only when optional.
+// Given allowed names, it refuses any other field: a misspelt field of a partial update
+// would otherwise change nothing and still answer 200.
+func (g *gateway) readBody(w http.ResponseWriter, in *input, optional bool, allowed ...string) *input {
+	if in.err != nil {
+		return in
+	}
+	in.fields, in.err = readJSONObject(w, in.r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, optional)
+	for name := range in.fields {
+		if len(allowed) > 0 && !slices.Contains(allowed, name) {
+			in.check(false, "Unknown field: %s (expected %s)", name, strings.Join(allowed, ", "))
+		}
+	}
+	return in
 }
 
-func unprocessable(format string, args ...any) *requestError {
-	return &requestError{http.StatusUnprocessableEntity, codeValidation, fmt.Sprintf(format, args...)}
+// check sets err to a 422 with the formatted detail unless ok (or err is already set).
+func (in *input) check(ok bool, format string, args ...any) {
+	if !ok && in.err == nil {
+		in.err = unprocessable(format, args...)
+	}
 }
 
 // readJSONObject reads a JSON object body of at most maxBytes, arriving within wait, into
@@ -47,7 +63,7 @@ func unprocessable(format string, args ...any) *requestError {
 // The wait matters because the server has no ReadTimeout (it would cut slow proxied
 // uploads): without it a client that sends the headers and then no body, or a byte now and
 // then, would hold a connection and a goroutine for as long as it likes.
-func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait time.Duration, optional bool) (map[string]json.RawMessage, *requestError) {
+func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait time.Duration, optional bool) (map[string]json.RawMessage, error) {
 	rc := http.NewResponseController(w)
 	deadline := wait > 0 && rc.SetReadDeadline(time.Now().Add(wait)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
@@ -57,12 +73,12 @@ func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait
 		w.Header().Set("Connection", "close")
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, &requestError{http.StatusRequestEntityTooLarge, codeBodyTooLarge, fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes)}
+			return nil, newError(http.StatusRequestEntityTooLarge, codeBodyTooLarge, fmt.Sprintf("Request body too large (limit %d bytes)", maxBytes))
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, &requestError{http.StatusRequestTimeout, codeRequestTimeout, "Request body not received in time"}
+			return nil, newError(http.StatusRequestTimeout, codeRequestTimeout, "Request body not received in time")
 		}
-		return nil, &requestError{http.StatusBadRequest, codeValidation, "Could not read request body"}
+		return nil, newError(http.StatusBadRequest, codeValidation, "Could not read request body")
 	}
 	if deadline {
 		// Lifted once the body is in: left in place, it would end net/http's background read
@@ -86,20 +102,26 @@ func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait
 	return fields, nil
 }
 
-// stringField reads fields[name] as a string; null counts as absent.
-func stringField(fields map[string]json.RawMessage, name string, required bool) (string, bool, *requestError) {
-	raw, ok := fields[name]
-	if !ok || string(raw) == "null" {
-		if required {
-			return "", false, unprocessable("Field required: %s", name)
-		}
-		return "", false, nil
+// has reports whether the body holds the field with a value other than null.
+func (in *input) has(name string) bool {
+	raw, ok := in.fields[name]
+	return ok && string(raw) != "null"
+}
+
+// str reads a string field; absent and null read as "", refused when required.
+func (in *input) str(name string, required bool) string {
+	if in.err != nil {
+		return ""
+	}
+	if !in.has(name) {
+		in.check(!required, "Field required: %s", name)
+		return ""
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false, unprocessable("Field %s must be a string", name)
+	if err := json.Unmarshal(in.fields[name], &s); err != nil {
+		in.err = unprocessable("Field %s must be a string", name)
 	}
-	return s, true, nil
+	return s
 }
 
 // validEmail is a deliberately plain check: one '@', a non-empty local part, a dotted
@@ -173,28 +195,15 @@ func (g *gateway) issueToken(u User, signedIn int64) (string, error) {
 // get the same 401 body after the same bcrypt work, so neither the answer nor its timing
 // tells which emails exist.
 func (g *gateway) handleLogin() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		// A body of at most MaxBodyBytes has as long to arrive as the headers had.
-		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
-		}
-		email, _, reqErr := stringField(fields, "email", true)
-		if reqErr == nil && !validEmail(email) {
-			reqErr = unprocessable("Field email must be a valid email address")
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
-		}
-		password, _, reqErr := stringField(fields, "password", true)
-		if reqErr == nil && (password == "" || len(password) > maxPasswordBytes) {
-			reqErr = unprocessable("Field password must be 1 to %d bytes", maxPasswordBytes)
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+		in := g.readBody(w, &input{r: r}, false)
+		email := in.str("email", true)
+		in.check(validEmail(email), "Field email must be a valid email address")
+		password := in.str("password", true)
+		in.check(password != "" && len(password) <= maxPasswordBytes, "Field password must be 1 to %d bytes", maxPasswordBytes)
+		if in.err != nil {
+			return in.err
 		}
 
 		// IPv6 clients count by /64 (loginClientKey): one host holds a whole /64.
@@ -208,47 +217,36 @@ func (g *gateway) handleLogin() http.Handler {
 		// knownClients), and is served first when hashing is saturated.
 		charge, limit, wait := g.chargeLogin(ipKey, emailKey, client.ClientIsProxy, now)
 		if limit != "" {
-			g.refuseLogin(w, r, limit, wait)
-			return
+			return g.refuseLogin(limit, wait)
 		}
 
 		user, err := g.store.UserByEmail(r.Context(), email)
 		if err != nil && !errors.Is(err, errNotFound) {
 			g.refundLogin(charge)
 			g.metrics.login("unavailable")
-			g.databaseUnavailable(w, r, "login", err)
-			return
+			return dbUnavailable("login", err)
 		}
 		hash := user.HashedPassword
 		if err != nil {
 			hash = dummyHash
 		}
-		class := hashOrdinary
-		if charge.known {
-			class = hashFirst
-		}
-		match, err := g.hashes.compareAs(r.Context(), class, hash, password)
+		match, err := g.comparePassword(r.Context(), charge, hash, password)
 		if err != nil {
-			// Only a returning pair is refunded: a flood that keeps hashing saturated must
-			// pay for every attempt it makes, answered or not.
-			g.loginHashFailed(charge)
 			if !errors.Is(err, errHashBusy) {
 				// The only other error is the request's: its client left while the login
 				// waited for a worker. Nobody reads an answer, and it says nothing of the
 				// pool's capacity, which the "busy" count is watched for.
 				g.metrics.login("client_gone")
-				return
+				return nil
 			}
 			g.metrics.login("busy")
-			writeHashBusy(w, r)
-			return
+			return errLoginBusy
 		}
-		g.loginPasswordChecked(charge, match && user.ID != "" && user.IsActive)
-		if !match || user.ID == "" || !user.IsActive {
+		valid := match && user.ID != "" && user.IsActive
+		g.loginPasswordChecked(charge, valid)
+		if !valid {
 			g.metrics.login("failure")
-			w.Header().Set("WWW-Authenticate", challengeBearer)
-			writeError(w, r, http.StatusUnauthorized, codeInvalidCredentials, detailBadCredentials)
-			return
+			return &apiError{status: http.StatusUnauthorized, code: codeInvalidCredentials, detail: detailBadCredentials, challenge: challengeBearer}
 		}
 		g.loginByIP.refund(ipKey)
 		g.loginByEmail.reset(emailKey)
@@ -257,20 +255,16 @@ func (g *gateway) handleLogin() http.Handler {
 		if user.CompanyID == "" {
 			// The frontend never calls ensure-company: an invited user, or one whose email
 			// domain belongs to a company, must land in it straight from the login form.
-			joined, err := g.joinEntitledCompany(r.Context(), user)
-			if err != nil {
+			if user, err = g.joinEntitledCompany(r.Context(), user); err != nil {
 				g.metrics.login("unavailable")
-				g.databaseUnavailable(w, r, "login", err)
-				return
+				return dbUnavailable("login", err)
 			}
-			user = joined
 		}
 		if user.CompanyID != "" && !user.CompanyActive {
 			// Only after the right password: a wrong one gets the usual 401, so this answer
 			// tells nothing to someone who does not know the password.
 			g.metrics.login("company_inactive")
-			writeError(w, r, http.StatusForbidden, codeCompanyInactive, "Company is inactive")
-			return
+			return newError(http.StatusForbidden, codeCompanyInactive, "Company is inactive")
 		}
 
 		if err := g.store.TouchLastLogin(r.Context(), user.ID); err != nil {
@@ -279,48 +273,92 @@ func (g *gateway) handleLogin() http.Handler {
 		}
 		token, err := g.issueToken(user, 0)
 		if err != nil {
-			g.log.Error("login: issue token", "error", err.Error())
-			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
-			return
+			return fmt.Errorf("login: %w", err)
 		}
-		info := requestInfoFrom(r.Context())
-		info.UserID, info.CompanyID = user.ID, user.CompanyID
+		client.UserID, client.CompanyID = user.ID, user.CompanyID
 		g.metrics.login("success")
 		writeJSON(w, http.StatusOK, loginResponse{
 			AccessToken: token, TokenType: "bearer", UserID: user.ID, Email: user.Email,
 			FullName: nullable(user.FullName), Role: user.Role, CompanyID: nullable(user.CompanyID),
 		})
+		return nil
 	})
 }
 
-// refuseLogin answers a login refused by the failed-login limit named limit.
-func (g *gateway) refuseLogin(w http.ResponseWriter, r *http.Request, limit string, wait time.Duration) {
+// refuseLogin is the answer to a login refused by the failed-login limit named limit.
+func (g *gateway) refuseLogin(limit string, wait time.Duration) error {
 	g.metrics.rateLimitRejection(limit)
 	g.metrics.login("rate_limited")
-	w.Header().Set("Retry-After", retryAfterSeconds(wait))
-	writeError(w, r, http.StatusTooManyRequests, codeLoginRateLimited, "Too many failed login attempts; try again later")
+	return &apiError{status: http.StatusTooManyRequests, code: codeLoginRateLimited,
+		detail: "Too many failed login attempts; try again later", retryAfter: retryAfterSeconds(wait)}
+}
+
+// comparePassword checks password against hash in the hashing pool, a pair that logged in
+// before going first. When the pool fails (busy, or the client left) the attempt is charged:
+// only a returning pair is refunded, so a flood that keeps hashing saturated pays for every
+// attempt it makes, answered or not.
+func (g *gateway) comparePassword(ctx context.Context, charge loginCharge, hash, password string) (bool, error) {
+	class := hashOrdinary
+	if charge.known {
+		class = hashFirst
+	}
+	match, err := g.hashes.compareAs(ctx, class, hash, password)
+	if err != nil {
+		g.loginHashFailed(charge)
+	}
+	return match, err
+}
+
+// errLoginBusy answers a request that found no free hashing worker in time.
+var errLoginBusy = &apiError{status: http.StatusServiceUnavailable, code: codeLoginBusy,
+	detail: "Too many logins in progress; try again shortly", retryAfter: "1"}
+
+// hashFailed is the answer to a failed hashing call: busy, or nothing when the client left
+// while waiting for a worker (nobody reads an answer).
+func hashFailed(err error) error {
+	if errors.Is(err, errHashBusy) {
+		return errLoginBusy
+	}
+	return nil
 }
 
 // currentUser loads the authenticated caller's row and applies the token rules to it (the
-// cached state the wrapper checked may be a moment older), answering a failure itself.
-func (g *gateway) currentUser(w http.ResponseWriter, r *http.Request) (User, bool) {
+// cached state the wrapper checked may be a moment older).
+func (g *gateway) currentUser(r *http.Request) (User, error) {
 	id, _ := identityFrom(r.Context())
 	user, err := g.store.UserByID(r.Context(), id.UserID)
 	if err != nil && !errors.Is(err, errNotFound) {
-		g.databaseUnavailable(w, r, "load user", err)
-		return User{}, false
+		return User{}, dbUnavailable("load user", err)
 	}
 	var state userState
 	if err == nil {
 		state = stateOf(user)
 	}
-	if failure := checkTokenAgainstUser(Claims{IssuedAt: id.IssuedAt}, state, initialRule); failure != nil {
+	if reason := checkTokenAgainstUser(Claims{IssuedAt: id.IssuedAt}, state, initialRule); reason != "" {
 		g.users.forget(id.UserID)
-		g.metrics.authFailure(failure.reason)
-		failure.respond(w, r)
-		return User{}, false
+		return User{}, g.refuse(reason)
 	}
-	return user, true
+	return user, nil
+}
+
+// sessionUser is currentUser for a route that issues a new token: it refuses (401
+// session_expired) a caller whose sign-in is older than GATEWAY_SESSION_MAX_AGE, since a new
+// token would extend a session that has to end.
+func (g *gateway) sessionUser(r *http.Request) (User, error) {
+	user, err := g.currentUser(r)
+	if err != nil {
+		return User{}, err
+	}
+	if id, _ := identityFrom(r.Context()); g.now().Unix()-id.SignedInAt >= int64(g.cfg.SessionMaxAge/time.Second) {
+		return User{}, g.refuse("session_expired")
+	}
+	return user, nil
+}
+
+// reissueToken is a new token for the caller's session (it keeps the original sign-in time).
+func (g *gateway) reissueToken(r *http.Request, user User) (string, error) {
+	id, _ := identityFrom(r.Context())
+	return g.issueToken(user, id.SignedInAt)
 }
 
 // joinEntitledCompany moves a user without a company into the one they are entitled to
@@ -378,19 +416,6 @@ func (g *gateway) entitledCompany(ctx context.Context, user User) (companyID, in
 	return "", "", nil
 }
 
-// sessionExpired answers 401 session_expired when the caller's sign-in is older than
-// GATEWAY_SESSION_MAX_AGE: a new token would extend a session that has to end.
-func (g *gateway) sessionExpired(w http.ResponseWriter, r *http.Request) bool {
-	id, _ := identityFrom(r.Context())
-	if g.now().Unix()-id.SignedInAt < int64(g.cfg.SessionMaxAge/time.Second) {
-		return false
-	}
-	g.metrics.authFailure("session_expired")
-	w.Header().Set("WWW-Authenticate", challengeInvalidToken)
-	writeError(w, r, http.StatusUnauthorized, codeSessionExpired, "Session has expired; sign in again")
-	return true
-}
-
 type ensureCompanyResponse struct {
 	UserID         string `json:"user_id"`
 	CompanyID      string `json:"company_id"`
@@ -405,38 +430,31 @@ type ensureCompanyResponse struct {
 // body the current company stays, and a user without one gets their invitation, their
 // domain's company or the default company.
 func (g *gateway) handleEnsureCompany() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, true)
-		var requested string
-		if reqErr == nil {
-			requested, _, reqErr = stringField(fields, "company_id", false)
-		}
-		if reqErr == nil && requested != "" && !isUUID(requested) {
-			reqErr = unprocessable("Field company_id must be a UUID")
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := g.readBody(w, &input{r: r}, true)
+		requested := in.str("company_id", false)
+		in.check(requested == "" || isUUID(requested), "Field company_id must be a UUID")
+		if in.err != nil {
+			return in.err
 		}
 		requested = strings.ToLower(requested)
-
-		user, ok := g.currentUser(w, r)
-		if !ok || g.sessionExpired(w, r) {
-			return
+		user, err := g.sessionUser(r)
+		if err != nil {
+			return err
 		}
 		ctx := r.Context()
+		notFound := newError(http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
+		forbidden := newError(http.StatusForbidden, codeCompanyForbidden, "Not allowed to join this company")
 
 		message := "User is already associated with this company"
 		switch {
 		case requested != "" && requested != user.CompanyID:
 			active, err := g.store.CompanyActive(ctx, requested)
 			if err != nil {
-				g.databaseUnavailable(w, r, "ensure-company", err)
-				return
+				return dbUnavailable("ensure-company", err)
 			}
 			if !active {
-				writeError(w, r, http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
-				return
+				return notFound
 			}
 			invitationID := ""
 			inv, err := g.store.OpenInvitation(ctx, user.Email, requested)
@@ -444,24 +462,19 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			case err == nil:
 				invitationID = inv.ID
 			case !errors.Is(err, errNotFound):
-				g.databaseUnavailable(w, r, "ensure-company", err)
-				return
+				return dbUnavailable("ensure-company", err)
 			case user.Role != "admin":
 				g.log.Warn("ensure-company refused: not entitled", "user_id", user.ID, "company_id", requested)
-				writeError(w, r, http.StatusForbidden, codeCompanyForbidden, "Not allowed to join this company")
-				return
+				return forbidden
 			}
 			joined, err := g.store.JoinCompany(ctx, user.ID, requested, invitationID)
 			switch {
 			case errors.Is(err, errInvitationClosed):
-				writeError(w, r, http.StatusForbidden, codeCompanyForbidden, "Not allowed to join this company")
-				return
+				return forbidden
 			case errors.Is(err, errNotFound):
-				writeError(w, r, http.StatusBadRequest, codeCompanyNotFound, "Company not found or inactive")
-				return
+				return notFound
 			case err != nil:
-				g.databaseUnavailable(w, r, "ensure-company", err)
-				return
+				return dbUnavailable("ensure-company", err)
 			}
 			g.users.forget(user.ID)
 			g.log.Info("user joined company", "user_id", user.ID, "company_id", requested, "invitation_id", invitationID)
@@ -469,26 +482,22 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 		case user.CompanyID == "":
 			joined, err := g.joinEntitledCompany(ctx, user)
 			if err != nil {
-				g.databaseUnavailable(w, r, "ensure-company", err)
-				return
+				return dbUnavailable("ensure-company", err)
 			}
 			if joined.CompanyID == "" {
-				writeError(w, r, http.StatusBadRequest, codeCompanyRequired, "No company_id given, the user has none and no invitation, email domain or default company applies")
-				return
+				return newError(http.StatusBadRequest, codeCompanyRequired, "No company_id given, the user has none and no invitation, email domain or default company applies")
 			}
 			user, message = joined, "Company association updated"
 		}
-		id, _ := identityFrom(ctx)
-		token, err := g.issueToken(user, id.SignedInAt)
+		token, err := g.reissueToken(r, user)
 		if err != nil {
-			g.log.Error("ensure-company: issue token", "error", err.Error())
-			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
-			return
+			return fmt.Errorf("ensure-company: %w", err)
 		}
 		requestInfoFrom(ctx).CompanyID = user.CompanyID
 		writeJSON(w, http.StatusOK, ensureCompanyResponse{
 			UserID: user.ID, CompanyID: user.CompanyID, Message: message, NewAccessToken: token, TokenType: "bearer",
 		})
+		return nil
 	})
 }
 
@@ -501,59 +510,47 @@ type refreshResponse struct {
 // company, name or role reaches the token; the session keeps its original sign-in time and
 // ends GATEWAY_SESSION_MAX_AGE after it.
 func (g *gateway) handleRefresh() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, ok := g.currentUser(w, r)
-		if !ok || g.sessionExpired(w, r) {
-			return
-		}
-		id, _ := identityFrom(r.Context())
-		token, err := g.issueToken(user, id.SignedInAt)
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		user, err := g.sessionUser(r)
 		if err != nil {
-			g.log.Error("refresh: issue token", "error", err.Error())
-			writeError(w, r, http.StatusInternalServerError, codeInternal, "Internal server error")
-			return
+			return err
+		}
+		token, err := g.reissueToken(r, user)
+		if err != nil {
+			return fmt.Errorf("refresh: %w", err)
 		}
 		writeJSON(w, http.StatusOK, refreshResponse{AccessToken: token, TokenType: "bearer"})
+		return nil
 	})
 }
 
 // handleLogout signs the caller out everywhere: every token issued before now is revoked,
 // on every replica within the notification delay.
 func (g *gateway) handleLogout() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, _ := identityFrom(r.Context())
 		if _, err := g.store.RevokeSessions(r.Context(), id.UserID); err != nil {
-			g.userWriteFailed(w, r, "logout", err)
-			return
+			return userWriteFailed("logout", err)
 		}
 		g.users.forget(id.UserID)
 		g.log.Info("sessions revoked", "user_id", id.UserID, "by", "logout")
 		w.WriteHeader(http.StatusNoContent)
+		return nil
 	})
 }
 
-// userWriteFailed answers a failed change to the caller's own row: gone meanwhile (401), or
-// the database did not answer (503).
-func (g *gateway) userWriteFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
+// userWriteFailed is the answer to a failed change to the caller's own row: gone meanwhile
+// (401, as a token of an inactive user), or the database did not answer (503).
+func userWriteFailed(what string, err error) error {
 	if errors.Is(err, errNotFound) {
-		w.Header().Set("WWW-Authenticate", challengeInvalidToken)
-		writeError(w, r, http.StatusUnauthorized, codeInvalidToken, "User not found or inactive")
-		return
+		return refusals["inactive_user"]
 	}
-	g.databaseUnavailable(w, r, what, err)
+	return dbUnavailable(what, err)
 }
 
-// databaseUnavailable answers 503 for a user route whose database call failed, logging why
-// (the client gets only the short detail).
-func (g *gateway) databaseUnavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
-	g.log.Warn(what+": database unavailable", "error", err.Error())
-	writeError(w, r, http.StatusServiceUnavailable, codeDatabaseUnavailable, detailDBUnavailable)
-}
-
-// writeHashBusy answers a request that found no free hashing worker in time.
-func writeHashBusy(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "1")
-	writeError(w, r, http.StatusServiceUnavailable, codeLoginBusy, "Too many logins in progress; try again shortly")
+// dbUnavailable is the 503 of a user route whose database call failed.
+func dbUnavailable(what string, err error) error {
+	return databaseUnavailable(detailDBUnavailable, what, err)
 }
 
 // minUserPasswordBytes is the shortest password a user may choose.
@@ -564,68 +561,46 @@ const minUserPasswordBytes = 8
 // slot. Success revokes every older token, this one included, and returns no token: the
 // user signs in again with the new password.
 func (g *gateway) handleChangePassword() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fields, reqErr := readJSONObject(w, r, g.cfg.MaxBodyBytes, g.cfg.ReadHeaderTimeout, false)
-		var current, next string
-		if reqErr == nil {
-			current, _, reqErr = stringField(fields, "current_password", true)
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		in := g.readBody(w, &input{r: r}, false)
+		current := in.str("current_password", true)
+		in.check(current != "" && len(current) <= maxPasswordBytes, "Field current_password must be 1 to %d bytes", maxPasswordBytes)
+		next := in.str("new_password", true)
+		in.check(len(next) >= minUserPasswordBytes && len(next) <= maxPasswordBytes,
+			"Field new_password must be %d to %d bytes", minUserPasswordBytes, maxPasswordBytes)
+		if in.err != nil {
+			return in.err
 		}
-		if reqErr == nil && (current == "" || len(current) > maxPasswordBytes) {
-			reqErr = unprocessable("Field current_password must be 1 to %d bytes", maxPasswordBytes)
-		}
-		if reqErr == nil {
-			next, _, reqErr = stringField(fields, "new_password", true)
-		}
-		if reqErr == nil && (len(next) < minUserPasswordBytes || len(next) > maxPasswordBytes) {
-			reqErr = unprocessable("Field new_password must be %d to %d bytes", minUserPasswordBytes, maxPasswordBytes)
-		}
-		if reqErr != nil {
-			reqErr.write(w, r)
-			return
-		}
-		user, ok := g.currentUser(w, r)
-		if !ok {
-			return
+		user, err := g.currentUser(r)
+		if err != nil {
+			return err
 		}
 
 		// The same limits as a login: a stolen token must not turn this into a password oracle.
 		client := requestInfoFrom(r.Context())
 		charge, limit, wait := g.chargeLogin(loginClientKey(client.ClientIP), strings.ToLower(user.Email), client.ClientIsProxy, g.now())
 		if limit != "" {
-			g.refuseLogin(w, r, limit, wait)
-			return
+			return g.refuseLogin(limit, wait)
 		}
-		class := hashOrdinary
-		if charge.known {
-			class = hashFirst
-		}
-		match, err := g.hashes.compareAs(r.Context(), class, user.HashedPassword, current)
+		match, err := g.comparePassword(r.Context(), charge, user.HashedPassword, current)
 		if err != nil {
-			g.loginHashFailed(charge)
-			if errors.Is(err, errHashBusy) {
-				writeHashBusy(w, r)
-			}
-			return
+			return hashFailed(err)
 		}
 		if !match {
-			writeError(w, r, http.StatusBadRequest, codeInvalidCredentials, "Current password is incorrect")
-			return
+			return newError(http.StatusBadRequest, codeInvalidCredentials, "Current password is incorrect")
 		}
 		g.refundLogin(charge) // not a failure
 		hash, err := g.hashes.hash(r.Context(), next)
 		if err != nil {
-			if errors.Is(err, errHashBusy) {
-				writeHashBusy(w, r)
-			}
-			return
+			return hashFailed(err)
 		}
 		if err := g.store.SetPassword(r.Context(), user.Email, hash); err != nil {
-			g.userWriteFailed(w, r, "change password", err)
-			return
+			return userWriteFailed("change password", err)
 		}
 		g.users.forget(user.ID)
 		g.log.Info("sessions revoked", "user_id", user.ID, "by", "password_change")
 		w.WriteHeader(http.StatusNoContent)
+		return nil
 	})
 }
 
@@ -640,14 +615,15 @@ type meResponse struct {
 
 // handleMe returns the caller's profile from the database (never the password hash).
 func (g *gateway) handleMe() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, ok := g.currentUser(w, r)
-		if !ok {
-			return
+	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
+		user, err := g.currentUser(r)
+		if err != nil {
+			return err
 		}
 		writeJSON(w, http.StatusOK, meResponse{
 			UserID: user.ID, Email: user.Email, FullName: nullable(user.FullName),
 			Role: user.Role, CompanyID: nullable(user.CompanyID), IsActive: user.IsActive,
 		})
+		return nil
 	})
 }
