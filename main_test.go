@@ -69,7 +69,7 @@ func startRun(t *testing.T, ctx context.Context, args []string, env map[string]s
 		if time.Now().After(deadline) {
 			t.Fatalf("gateway did not start: %v\n%s", err, g.stdout)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polls until the listener is up
 	}
 }
 
@@ -242,7 +242,7 @@ func TestRunDrainsInFlightStreamOnSIGTERM(t *testing.T) {
 		for i := 0; i < 6; i++ {
 			fmt.Fprintf(w, "data: %d\n\n", i)
 			http.NewResponseController(w).Flush()
-			time.Sleep(250 * time.Millisecond)
+			time.Sleep(250 * time.Millisecond) // the stream must really outlast the real drain delay
 		}
 	})}
 	upLn, _ := net.Listen("tcp", "127.0.0.1:0")
