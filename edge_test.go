@@ -247,7 +247,7 @@ func otherCAPEM(t *testing.T) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-func TestEdgeSettingsDefaultsAndForms(t *testing.T) {
+func TestEdgeSettingsHaveSafeDefaultsAndRefuseBadValues(t *testing.T) {
 	cfg, err := loadConfig(envOf(productionEnv()), false)
 	if err != nil {
 		t.Fatal(err)
@@ -508,7 +508,7 @@ func TestXForwardedForFromUntrustedPrivatePeerWarnsOncePerMinute(t *testing.T) {
 
 // ---- Login limits that hold against many addresses ----------------------------------------
 
-func TestLoginClientKeyGroupsIPv6By64(t *testing.T) {
+func TestLoginLimitsCountOneIPv6ClientPer64(t *testing.T) {
 	for _, tc := range []struct{ ip, want string }{
 		{"203.0.113.7", "203.0.113.7"},
 		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"},
@@ -620,7 +620,7 @@ func TestBusyAnswerDoesNotRefundAnUnknownPair(t *testing.T) {
 	mustStatus(t, e.loginFrom("198.51.100.5", known.Email, "right-password"), http.StatusOK)
 }
 
-func TestHashPoolServesReturningLoginsFirst(t *testing.T) {
+func TestReturningUsersAreHashedBeforeStrangers(t *testing.T) {
 	p := newHashPoolWith(1, 10*time.Second, hashPolicy{})
 	defer p.close()
 	release := holdWorkers(t, p, 1)
@@ -1224,7 +1224,7 @@ func TestConnectionFloodStaysUnderTheCap(t *testing.T) {
 	}
 }
 
-func TestConnLimiterNeverClosesABusyConnection(t *testing.T) {
+func TestConnectionCapNeverCutsABusyConnection(t *testing.T) {
 	t.Parallel()
 	m := newMetrics()
 	release := make(chan struct{})

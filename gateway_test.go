@@ -440,7 +440,7 @@ func TestLoginRejectsMalformedBodies(t *testing.T) {
 	}
 }
 
-func TestRefreshBuildsTokenFromCurrentRow(t *testing.T) {
+func TestRefreshedTokenFollowsTheUsersCurrentCompany(t *testing.T) {
 	t.Parallel()
 	e := startGateway(t)
 	company := e.createCompany("Acme")
@@ -519,7 +519,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-func TestStrictAuthRefusals(t *testing.T) {
+func TestProxiedRoutesRefuseTokensTheyCannotTrust(t *testing.T) {
 	t.Parallel()
 	upstreamSrv, last := recordingUpstream(t)
 	e := startGateway(t, withEnv(map[string]string{"GATEWAY_QUERY_SERVICE_URL": upstreamSrv.URL}))
@@ -596,7 +596,7 @@ func TestDeactivatedUserRefusedWithinCacheTTL(t *testing.T) {
 	}
 }
 
-func TestHealthFollowsDatabase(t *testing.T) {
+func TestHealthTurns503WhileTheDatabaseIsDownAndRecovers(t *testing.T) {
 	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	u, err := url.Parse(dbURL)
@@ -643,7 +643,7 @@ func TestHealthFollowsDatabase(t *testing.T) {
 	mustStatus(t, e.login("h@example.com", "pw-pw-pw-pw"), http.StatusOK)
 }
 
-func TestRootLivezAndUnknownRoutes(t *testing.T) {
+func TestUnknownRoutesAndWrongMethodsGetJSON404And405(t *testing.T) {
 	t.Parallel()
 	e := startGateway(t)
 	r := e.do("GET", "/", "", "")
@@ -666,7 +666,7 @@ func TestRootLivezAndUnknownRoutes(t *testing.T) {
 	mustStatus(t, r, 404)
 }
 
-func TestCORSForLoginFromBrowser(t *testing.T) {
+func TestBrowserLoginAllowedOnlyFromKnownOrigins(t *testing.T) {
 	t.Parallel()
 	e := startGateway(t, withEnv(map[string]string{"VERCEL_FRONTEND_URL": "https://atenex-frontend.vercel.app",
 		"GATEWAY_CORS_ALLOW_LOCALHOST": "true"})) // a developer's frontend; off by default outside -dev

@@ -109,10 +109,10 @@ func TestEnsureCompanyRefusesAnotherTenantsCompany(t *testing.T) {
 	mustStatus(t, e.do("GET", "/api/v1/query/chats", e.token(u), ""), http.StatusOK)
 }
 
-// TestEnsureCompanyBodyEntitlements is the table of SPEC §7 step 1: a body company is
-// honoured for the current company, an open invitation to it (any email letter case), or
-// a database admin; refused otherwise, with nothing changed.
-func TestEnsureCompanyBodyEntitlements(t *testing.T) {
+// TestEnsureCompanyJoinsANamedCompanyOnlyWhenEntitled is the table of SPEC §7 step 1: a
+// body company is honoured for the current company, an open invitation to it (any email
+// letter case), or a database admin; refused otherwise, with nothing changed.
+func TestEnsureCompanyJoinsANamedCompanyOnlyWhenEntitled(t *testing.T) {
 	t.Parallel()
 	e := tenancyEnv(t, nil)
 	home, target, closed := e.createCompany("Home"), e.createCompany("Target"), e.createCompany("Closed")
@@ -223,10 +223,10 @@ func TestEnsureCompanyBodyEntitlements(t *testing.T) {
 	}
 }
 
-// TestCompanyFoundForUserWithoutOne is the table of SPEC §7 steps 2–6, run through
-// ensure-company without a body and through login, which must land an invited user in their
-// company without the frontend calling ensure-company.
-func TestCompanyFoundForUserWithoutOne(t *testing.T) {
+// TestUserWithoutCompanyLandsInInvitedThenDomainThenDefaultCompany is the table of SPEC §7
+// steps 2–6, run through ensure-company without a body and through login, which must land
+// an invited user in their company without the frontend calling ensure-company.
+func TestUserWithoutCompanyLandsInInvitedThenDomainThenDefaultCompany(t *testing.T) {
 	t.Parallel()
 	future := time.Now().Add(72 * time.Hour)
 	type world struct{ invited, domain, fallback, closed string }
@@ -588,10 +588,10 @@ func TestPlainSQLChangesReachTwoGatewaysWithinOneSecond(t *testing.T) {
 	}
 }
 
-// TestListenerKilledTTLStillBoundsStaleness kills the notification connection: changes
-// then reach the gateway when its TTL expires (moved by a fake clock), the gauge says so,
-// and the listener comes back by itself with the cache emptied.
-func TestListenerKilledTTLStillBoundsStaleness(t *testing.T) {
+// TestLostNotificationsStillExpireCachedUsersAfterTTL kills the notification connection:
+// changes then reach the gateway when its TTL expires (moved by a fake clock), the gauge
+// says so, and the listener comes back by itself with the cache emptied.
+func TestLostNotificationsStillExpireCachedUsersAfterTTL(t *testing.T) {
 	clk := newFakeClock()
 	e := tenancyEnv(t, useClock(clk))
 	co := e.createCompany("Acme")
