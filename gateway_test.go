@@ -1,5 +1,6 @@
-// gateway_test.go: the gateway's own endpoints end to end against a real PostgreSQL:
-// login, ensure-company, refresh, me, StrictAuth, health, CORS and malformed bodies.
+// gateway_test.go: startGateway, the one helper every end-to-end test starts its gateway
+// with, and the gateway's own endpoints against a real PostgreSQL: login, refresh, me,
+// StrictAuth, health, CORS and malformed bodies.
 package main
 
 import (
@@ -80,7 +81,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// useClock returns a tweak for serveTestEnv that runs the gateway on clk.
+// useClock returns a tweak that runs the gateway and its user cache on clk.
 func useClock(clk *fakeClock) func(*gateway) {
 	return func(g *gateway) { g.now, g.users.now = clk.Now, clk.Now }
 }

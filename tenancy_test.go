@@ -499,7 +499,7 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) t
 		if time.Since(start) > limit {
 			t.Fatalf("%s: not within %v", what, limit)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polls
 	}
 	return time.Since(start)
 }

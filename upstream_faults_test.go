@@ -130,7 +130,7 @@ func goroutinesSettle(want int, limit time.Duration) int {
 		if n <= want || time.Now().After(deadline) {
 			return n
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polls
 	}
 }
 
