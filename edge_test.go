@@ -1584,6 +1584,7 @@ const gatewayRole = "atenex_gateway"
 // (roles are cluster-wide: it is created once and left, holding no data and no password),
 // then serves logins and a company change as that role, and checks that it can do no more.
 func TestGatewayDatabaseRoleHasOnlyTheGrantsItNeeds(t *testing.T) {
+	t.Parallel()
 	admin, err := pgx.Connect(context.Background(), testDatabaseURL(t))
 	if err != nil {
 		t.Fatal(err)

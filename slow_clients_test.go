@@ -163,6 +163,7 @@ func TestHostileClientsAreCutOffAndTheServerKeepsServing(t *testing.T) {
 			{"headers trickled byte by byte", "GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 200), true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel() // independent connections to one server
 				got, took := rawExchange(t, addr, []byte(tc.req), tc.trickle)
 				if took < 250*time.Millisecond || took > 3*time.Second {
 					t.Errorf("closed after %v, want about the 300ms header timeout", took)
@@ -194,6 +195,7 @@ func TestHostileClientsAreCutOffAndTheServerKeepsServing(t *testing.T) {
 				{"stalled chunked", tc.head + "Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":", false},
 			} {
 				t.Run(tc.name+" "+body.name, func(t *testing.T) {
+					t.Parallel() // independent connections to one server
 					req := body.req
 					if body.trickle {
 						// The headers at once, then the body byte by byte.
