@@ -247,7 +247,7 @@ func otherCAPEM(t *testing.T) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-func TestEdgeSettingsDefaultsAndForms(t *testing.T) {
+func TestEdgeSettingsHaveSafeDefaultsAndRefuseBadValues(t *testing.T) {
 	cfg, err := loadConfig(envOf(productionEnv()), false)
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +348,7 @@ func TestOneClientBehindTheIngressCannotLockOutOtherUsers(t *testing.T) {
 	if trusted == "" {
 		t.Fatal("the shipped ConfigMap does not set GATEWAY_TRUSTED_PROXIES: behind the ingress every client has its address")
 	}
-	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": trusted})
+	e := startGateway(t, withEnv(map[string]string{"GATEWAY_TRUSTED_PROXIES": trusted}))
 	if len(e.cfg.TrustedProxies) == 0 {
 		t.Fatal("no trusted proxies")
 	}
@@ -400,7 +400,7 @@ func TestOneClientBehindTheIngressCannotLockOutOtherUsers(t *testing.T) {
 // against the emails tried, never against the proxy's address.
 func TestFailuresNeverCountAgainstAProxysOwnAddress(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "10.244.0.0/16"})
+	e := startGateway(t, withEnv(map[string]string{"GATEWAY_TRUSTED_PROXIES": "10.244.0.0/16"}))
 	handler := e.gw.routes()
 	login := func(xff, email string) int {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/users/login",
@@ -508,7 +508,7 @@ func TestXForwardedForFromUntrustedPrivatePeerWarnsOncePerMinute(t *testing.T) {
 
 // ---- Login limits that hold against many addresses ----------------------------------------
 
-func TestLoginClientKeyGroupsIPv6By64(t *testing.T) {
+func TestLoginLimitsCountOneIPv6ClientPer64(t *testing.T) {
 	for _, tc := range []struct{ ip, want string }{
 		{"203.0.113.7", "203.0.113.7"},
 		{"2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"},
@@ -528,7 +528,7 @@ func TestLoginClientKeyGroupsIPv6By64(t *testing.T) {
 // its own, and a host routed a /64 has 2^64 of them.
 func TestGuessesSpreadOverOneIPv6SubnetMeet429(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32"})
+	e := startGateway(t, withEnv(map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32"}))
 	emails := []string{"a@example.com", "b@example.com", "c@example.com"}
 	for _, em := range emails {
 		e.createUser(em, "right-password", "", bcrypt.MinCost)
@@ -560,8 +560,8 @@ func TestGuessesSpreadOverOneIPv6SubnetMeet429(t *testing.T) {
 
 func TestGlobalFailedLoginBudgetSlowsSprayingAcrossAddresses(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
-		"GATEWAY_LOGIN_GLOBAL_BURST": "6", "GATEWAY_LOGIN_GLOBAL_PER_MINUTE": "1"})
+	e := startGateway(t, withEnv(map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
+		"GATEWAY_LOGIN_GLOBAL_BURST": "6", "GATEWAY_LOGIN_GLOBAL_PER_MINUTE": "1"}))
 	regular := e.createUser("regular@example.com", "right-password", "", bcrypt.MinCost)
 	// A first login from an address takes a token from the budget and, being no failure,
 	// gives it back: the spray below still finds all 6.
@@ -599,11 +599,8 @@ func TestGlobalFailedLoginBudgetSlowsSprayingAcrossAddresses(t *testing.T) {
 // password; a returning user's pair is refunded, since the gateway failed, not the user.
 func TestBusyAnswerDoesNotRefundAnUnknownPair(t *testing.T) {
 	t.Parallel()
-	e := newTestEnvTweaked(t, map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
-		"GATEWAY_LOGIN_IP_BURST": "3", "GATEWAY_LOGIN_IP_PER_MINUTE": "0.01"}, func(gw *gateway) {
-		gw.hashes.close()
-		gw.hashes = newHashPool(1, time.Millisecond)
-	})
+	e := startGateway(t, withHashPool(1, time.Millisecond), withEnv(map[string]string{"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
+		"GATEWAY_LOGIN_IP_BURST": "3", "GATEWAY_LOGIN_IP_PER_MINUTE": "0.01"}))
 	known := e.createUser("known@example.com", "right-password", "", bcrypt.MinCost)
 	mustStatus(t, e.loginFrom("198.51.100.5", known.Email, "right-password"), http.StatusOK)
 
@@ -623,7 +620,7 @@ func TestBusyAnswerDoesNotRefundAnUnknownPair(t *testing.T) {
 	mustStatus(t, e.loginFrom("198.51.100.5", known.Email, "right-password"), http.StatusOK)
 }
 
-func TestHashPoolServesReturningLoginsFirst(t *testing.T) {
+func TestReturningUsersAreHashedBeforeStrangers(t *testing.T) {
 	p := newHashPoolWith(1, 10*time.Second, hashPolicy{})
 	defer p.close()
 	release := holdWorkers(t, p, 1)
@@ -642,12 +639,7 @@ func TestHashPoolServesReturningLoginsFirst(t *testing.T) {
 		})
 	}
 	waitQueued := func(class hashClass, n int32) {
-		for deadline := time.Now().Add(5 * time.Second); p.waiting[class].Load() != n; {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d callers of class %d waiting, want %d", p.waiting[class].Load(), class, n)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		waitFor(t, 5*time.Second, fmt.Sprintf("%d callers of class %d waiting", n, class), func() bool { return p.waiting[class].Load() == n })
 	}
 	for i := range 4 {
 		queue(fmt.Sprintf("stranger-%d", i), hashOrdinary)
@@ -696,11 +688,7 @@ func (u *upstreamLog) requests() []*http.Request {
 // signedInEnv is a gateway in front of up (query and ingest) with one signed-in user.
 func signedInEnv(t *testing.T, up string, env map[string]string) (*testEnv, string, User) {
 	t.Helper()
-	if env == nil {
-		env = map[string]string{}
-	}
-	env["GATEWAY_QUERY_SERVICE_URL"], env["GATEWAY_INGEST_SERVICE_URL"] = up, up
-	e := newTestEnv(t, env)
+	e := startGateway(t, withEnv(env), withUpstream(up))
 	u := e.createUser("ana@acme.example", "pw-pw-pw-pw", e.createCompany("Acme"), bcrypt.MinCost)
 	return e, e.token(u), u
 }
@@ -862,19 +850,13 @@ func (u *holdingUpstream) unblock() { u.once.Do(func() { close(u.release) }) }
 
 func (u *holdingUpstream) waitInProgress(t *testing.T, n int64) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); u.inProgress.Load() != n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests in progress at the upstream, want %d", u.inProgress.Load(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, 15*time.Second, fmt.Sprintf("%d requests in progress at the upstream", n), func() bool { return u.inProgress.Load() == n })
 }
 
 // twoCompanies is a gateway in front of up with a signed-in user in each of two companies.
 func twoCompanies(t *testing.T, up string, env map[string]string) (e *testEnv, acme, globex string) {
 	t.Helper()
-	env["GATEWAY_QUERY_SERVICE_URL"], env["GATEWAY_INGEST_SERVICE_URL"] = up, up
-	e = newTestEnv(t, env)
+	e = startGateway(t, withEnv(env), withUpstream(up))
 	acme = e.token(e.createUser("ana@acme.example", "pw-pw-pw-pw", e.createCompany("Acme"), bcrypt.MinCost))
 	globex = e.token(e.createUser("gus@globex.example", "pw-pw-pw-pw", e.createCompany("Globex"), bcrypt.MinCost))
 	for _, tok := range []string{acme, globex} { // warm the user cache
@@ -1008,7 +990,7 @@ func TestOneCompanysStalledUploadsDoNotStarveAnother(t *testing.T) {
 func TestSSEStreamThatKeepsSendingIsNeverCut(t *testing.T) {
 	t.Parallel()
 	const idle = 200 * time.Millisecond
-	const events, every = 40, 60 * time.Millisecond // 2.4 s, 12 x the idle timeout
+	const events, every = 20, 60 * time.Millisecond // 1.2 s, 6 x the idle timeout
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -1018,13 +1000,14 @@ func TestSSEStreamThatKeepsSendingIsNeverCut(t *testing.T) {
 			if rc.Flush() != nil {
 				return
 			}
-			time.Sleep(every)
+			time.Sleep(every) // the real idle timer has no clock seam: the stream must really last
 		}
 	}))
 	t.Cleanup(up.Close)
 	e, tok, _ := signedInEnv(t, up.URL, map[string]string{"GATEWAY_PROXY_IDLE_TIMEOUT": idle.String()})
 	for _, tc := range []struct{ method, body string }{{"POST", `{"question":"why?"}`}, {"GET", ""}} {
 		t.Run(tc.method, func(t *testing.T) {
+			t.Parallel()
 			var rd io.Reader
 			if tc.body != "" {
 				rd = strings.NewReader(tc.body)
@@ -1241,7 +1224,7 @@ func TestConnectionFloodStaysUnderTheCap(t *testing.T) {
 	}
 }
 
-func TestConnLimiterNeverClosesABusyConnection(t *testing.T) {
+func TestConnectionCapNeverCutsABusyConnection(t *testing.T) {
 	t.Parallel()
 	m := newMetrics()
 	release := make(chan struct{})
@@ -1271,11 +1254,7 @@ func TestConnLimiterNeverClosesABusyConnection(t *testing.T) {
 			results <- err
 		}()
 	}
-	for deadline := time.Now().Add(10 * time.Second); busy.Load() < 16; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d busy", busy.Load())
-		}
-	}
+	waitFor(t, 10*time.Second, "16 busy connections", func() bool { return busy.Load() == 16 })
 	// Every connection is busy: newcomers are refused, nobody is evicted.
 	for range 5 {
 		c, err := net.Dial("tcp", addr)
@@ -1483,18 +1462,20 @@ func TestLoginFloodFrom40AddressesLetsReturningUserIn(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up, _ := countingUpstream(t)
-			tc.env["GATEWAY_QUERY_SERVICE_URL"] = up.URL
 			tc.env["GATEWAY_BCRYPT_QUEUE_WAIT"] = queueWait.String()
-			e := newTestEnvTweaked(t, tc.env, func(gw *gateway) {
-				gw.hashes.close()
-				gw.hashes = newHashPool(2, queueWait) // the 2 CPUs of the SPEC's machine, on any machine
-			})
+			// 2 workers: the 2 CPUs of the SPEC's machine, on any machine.
+			e := startGateway(t, withUpstream(up.URL), withEnv(tc.env), withHashPool(2, queueWait))
 			company := e.createCompany("Acme")
 			worker := e.token(e.createUser("worker@acme.example", "pw-pw-pw-pw", company, bcrypt.MinCost))
 			returning := e.createUser("returning@acme.example", "right-password", company, bcrypt.MinCost)
 			targets := make([]string, 40)
 			for i := range targets {
-				targets[i] = e.createUser(fmt.Sprintf("target%d@acme.example", i), "secret-"+strconv.Itoa(i), company, floodCost).Email
+				// The calibration hash: hashing 40 more would only slow the test down.
+				u, err := e.store.CreateUser(context.Background(), NewUser{Email: fmt.Sprintf("target%d@acme.example", i), HashedPassword: string(floodHash), Role: "user", CompanyID: company})
+				if err != nil {
+					t.Fatal(err)
+				}
+				targets[i] = u.Email
 			}
 			me := clientFrom("127.0.0.200")
 			if status, err := postLogin(me, e.srv.URL, returning.Email, "right-password"); err != nil || status != http.StatusOK {
@@ -1541,11 +1522,19 @@ func TestLoginFloodFrom40AddressesLetsReturningUserIn(t *testing.T) {
 					if res.StatusCode == http.StatusOK {
 						latencies = append(latencies, time.Since(t0))
 					}
-					time.Sleep(10 * time.Millisecond)
+					time.Sleep(10 * time.Millisecond) // paces the client, like the flood's
 				}
 			}()
 
-			time.Sleep(500 * time.Millisecond) // the flood is under way
+			waitFor(t, 15*time.Second, "the flood under way", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				answered := 0
+				for _, n := range flood {
+					answered += n
+				}
+				return answered >= 40
+			})
 			var mine []int
 			for range 10 {
 				status, err := postLogin(me, e.srv.URL, returning.Email, "right-password")
@@ -1553,7 +1542,8 @@ func TestLoginFloodFrom40AddressesLetsReturningUserIn(t *testing.T) {
 					t.Errorf("returning login: %v", err)
 				}
 				mine = append(mine, status)
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond) // paces the user: ten tries spread over the flood
+
 			}
 			stop()
 			wg.Wait()
@@ -1599,6 +1589,7 @@ const gatewayRole = "atenex_gateway"
 // (roles are cluster-wide: it is created once and left, holding no data and no password),
 // then serves logins and a company change as that role, and checks that it can do no more.
 func TestGatewayDatabaseRoleHasOnlyTheGrantsItNeeds(t *testing.T) {
+	t.Parallel()
 	admin, err := pgx.Connect(context.Background(), testDatabaseURL(t))
 	if err != nil {
 		t.Fatal(err)
@@ -1625,7 +1616,7 @@ func TestGatewayDatabaseRoleHasOnlyTheGrantsItNeeds(t *testing.T) {
 	t.Cleanup(store.Close)
 
 	// The gateway's work, as the role: log in (reads, last_login), change company (update).
-	e := newTestEnvWithStore(t, nil, store, roleURL.String())
+	e := startGateway(t, withStore(store, roleURL.String()))
 	acme, _ := owner.CreateCompany(context.Background(), "Acme")
 	globex, _ := owner.CreateCompany(context.Background(), "Globex")
 	hash, _ := bcrypt.GenerateFromPassword([]byte("right-password"), bcrypt.MinCost)

@@ -69,7 +69,7 @@ func startRun(t *testing.T, ctx context.Context, args []string, env map[string]s
 		if time.Now().After(deadline) {
 			t.Fatalf("gateway did not start: %v\n%s", err, g.stdout)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // polls until the listener is up
 	}
 }
 
@@ -236,13 +236,21 @@ func TestRunDrainsInFlightStreamOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// An upstream whose SSE stream lasts well past the signal.
+	// An upstream whose SSE stream sends its first event, then the rest only once the
+	// gateway has stopped accepting connections: it is surely in flight through shutdown.
+	shuttingDown := make(chan struct{})
 	upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := 0; i < 6; i++ {
+			if i == 1 {
+				select {
+				case <-shuttingDown:
+				case <-r.Context().Done():
+					return
+				}
+			}
 			fmt.Fprintf(w, "data: %d\n\n", i)
 			http.NewResponseController(w).Flush()
-			time.Sleep(250 * time.Millisecond)
 		}
 	})}
 	upLn, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -303,8 +311,17 @@ func TestRunDrainsInFlightStreamOnSIGTERM(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("/health did not turn 503 after SIGTERM")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polls
 	}
+	// After the drain delay the listener closes while the stream is still open.
+	waitFor(t, 5*time.Second, "the listener closed", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(g.base, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(shuttingDown)
 
 	rest, err := io.ReadAll(reader)
 	resp.Body.Close()

@@ -19,43 +19,11 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// fakeClock is a settable clock for the gateway and its user cache, so tests of time
-// bounds move time instead of waiting for it.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// useClock returns a tweak for serveTestEnv that runs the gateway on clk.
-func useClock(clk *fakeClock) func(*gateway) {
-	return func(g *gateway) { g.now, g.users.now = clk.Now, clk.Now }
-}
-
 // tenancyEnv is a gateway on a fresh database in front of a counting upstream.
 func tenancyEnv(t *testing.T, tweak func(*gateway), configure ...func(*Config)) *testEnv {
 	t.Helper()
 	up, _ := countingUpstream(t)
-	dbURL := testDatabaseURL(t)
-	store := openPostgresAt(t, dbURL, testDBTimeout)
-	cfg := testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL, "GATEWAY_INGEST_SERVICE_URL": up.URL})
-	for _, f := range configure {
-		f(cfg)
-	}
-	return serveTestEnv(t, cfg, store, dbURL, tweak)
+	return startGateway(t, withUpstream(up.URL), withGateway(tweak), withConfig(configure...))
 }
 
 // sql runs one statement on the test database as an operator with psql would.
@@ -121,6 +89,7 @@ func claimsOf(t testing.TB, token string) Claims {
 }
 
 func TestEnsureCompanyRefusesAnotherTenantsCompany(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil)
 	mine, theirs := e.createCompany("Mine"), e.createCompany("Theirs")
 	u := e.createUser("attacker@example.com", "pw-pw-pw-pw", mine, bcrypt.MinCost)
@@ -140,10 +109,11 @@ func TestEnsureCompanyRefusesAnotherTenantsCompany(t *testing.T) {
 	mustStatus(t, e.do("GET", "/api/v1/query/chats", e.token(u), ""), http.StatusOK)
 }
 
-// TestEnsureCompanyBodyEntitlements is the table of SPEC §7 step 1: a body company is
-// honoured for the current company, an open invitation to it (any email letter case), or
-// a database admin; refused otherwise, with nothing changed.
-func TestEnsureCompanyBodyEntitlements(t *testing.T) {
+// TestEnsureCompanyJoinsANamedCompanyOnlyWhenEntitled is the table of SPEC §7 step 1: a
+// body company is honoured for the current company, an open invitation to it (any email
+// letter case), or a database admin; refused otherwise, with nothing changed.
+func TestEnsureCompanyJoinsANamedCompanyOnlyWhenEntitled(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil)
 	home, target, closed := e.createCompany("Home"), e.createCompany("Target"), e.createCompany("Closed")
 	e.sql("UPDATE companies SET is_active = false WHERE id = $1", closed)
@@ -253,10 +223,11 @@ func TestEnsureCompanyBodyEntitlements(t *testing.T) {
 	}
 }
 
-// TestCompanyFoundForUserWithoutOne is the table of SPEC §7 steps 2–6, run through
-// ensure-company without a body and through login, which must land an invited user in their
-// company without the frontend calling ensure-company.
-func TestCompanyFoundForUserWithoutOne(t *testing.T) {
+// TestUserWithoutCompanyLandsInInvitedThenDomainThenDefaultCompany is the table of SPEC §7
+// steps 2–6, run through ensure-company without a body and through login, which must land
+// an invited user in their company without the frontend calling ensure-company.
+func TestUserWithoutCompanyLandsInInvitedThenDomainThenDefaultCompany(t *testing.T) {
+	t.Parallel()
 	future := time.Now().Add(72 * time.Hour)
 	type world struct{ invited, domain, fallback, closed string }
 	cases := []struct {
@@ -374,6 +345,7 @@ func TestMovedUsersOldTokenIsStaleOnProxiedRoutes(t *testing.T) {
 }
 
 func TestTokenNamingACompanyNeverTheUsersIsStale(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil)
 	mine, theirs := e.createCompany("Mine"), e.createCompany("Theirs")
 	u := e.createUser("forger@example.com", "pw-pw-pw-pw", mine, bcrypt.MinCost)
@@ -409,6 +381,7 @@ func TestInactiveCompanyRefusedEverywhere(t *testing.T) {
 }
 
 func TestLogoutRevokesEveryOlderToken(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil)
 	co := e.createCompany("Acme")
 	u := e.createUser("leaver@example.com", "right-password", co, bcrypt.MinCost)
@@ -433,6 +406,7 @@ func TestLogoutRevokesEveryOlderToken(t *testing.T) {
 }
 
 func TestPasswordChangeRevokesOlderTokensAndReturnsNone(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil)
 	co := e.createCompany("Acme")
 	u := e.createUser("changer@example.com", "old-password", co, bcrypt.MinCost)
@@ -460,6 +434,7 @@ func TestPasswordChangeRevokesOlderTokensAndReturnsNone(t *testing.T) {
 }
 
 func TestPasswordChangeCountsAgainstLoginLimits(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil, func(c *Config) { c.LoginEmailBurst, c.LoginEmailPerMinute = 3, 1 })
 	e.gw.loginByEmail = newLimiter(e.cfg.LoginEmailPerMinute/60, e.cfg.LoginEmailBurst, limiterMaxKeys)
 	u := e.createUser("guessed@example.com", "old-password", "", bcrypt.MinCost)
@@ -476,6 +451,7 @@ func TestPasswordChangeCountsAgainstLoginLimits(t *testing.T) {
 }
 
 func TestRefreshRefusesPastSessionMaxAge(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	e := tenancyEnv(t, useClock(clk), func(c *Config) { c.SessionMaxAge = 48 * time.Hour })
 	co := e.createCompany("Acme")
@@ -523,7 +499,7 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) t
 		if time.Since(start) > limit {
 			t.Fatalf("%s: not within %v", what, limit)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polls
 	}
 	return time.Since(start)
 }
@@ -536,7 +512,7 @@ func TestPlainSQLChangesReachTwoGatewaysWithinOneSecond(t *testing.T) {
 	var replicas [2]*testEnv
 	for i := range replicas {
 		store := openPostgresAt(t, dbURL, testDBTimeout)
-		replicas[i] = serveTestEnv(t, testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL}), store, dbURL, nil)
+		replicas[i] = startGateway(t, withUpstream(up.URL), withStore(store, dbURL))
 		if replicas[i].cfg.UserCacheTTL != time.Minute {
 			t.Fatalf("default cache TTL %v, want 60s", replicas[i].cfg.UserCacheTTL)
 		}
@@ -603,7 +579,7 @@ func TestPlainSQLChangesReachTwoGatewaysWithinOneSecond(t *testing.T) {
 							t.Errorf("%s: replica %d still served the token 1s after the SQL change", tc.name, n+1)
 							return
 						}
-						time.Sleep(5 * time.Millisecond)
+						time.Sleep(5 * time.Millisecond) // polls: the bound is PostgreSQL's notification, no clock seam
 					}
 				}()
 			}
@@ -612,10 +588,10 @@ func TestPlainSQLChangesReachTwoGatewaysWithinOneSecond(t *testing.T) {
 	}
 }
 
-// TestListenerKilledTTLStillBoundsStaleness kills the notification connection: changes
-// then reach the gateway when its TTL expires (moved by a fake clock), the gauge says so,
-// and the listener comes back by itself with the cache emptied.
-func TestListenerKilledTTLStillBoundsStaleness(t *testing.T) {
+// TestLostNotificationsStillExpireCachedUsersAfterTTL kills the notification connection:
+// changes then reach the gateway when its TTL expires (moved by a fake clock), the gauge
+// says so, and the listener comes back by itself with the cache emptied.
+func TestLostNotificationsStillExpireCachedUsersAfterTTL(t *testing.T) {
 	clk := newFakeClock()
 	e := tenancyEnv(t, useClock(clk))
 	co := e.createCompany("Acme")
@@ -660,12 +636,13 @@ func (s *slowStore) UserByID(ctx context.Context, id string) (User, error) {
 }
 
 func TestConcurrentRequestsShareOneUserLookup(t *testing.T) {
+	t.Parallel()
 	clk := newFakeClock()
 	dbURL := testDatabaseURL(t)
 	pg := openPostgresAt(t, dbURL, testDBTimeout)
 	store := &slowStore{Store: pg, release: make(chan struct{})}
 	up, hits := countingUpstream(t)
-	e := serveTestEnv(t, testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL}), store, dbURL, useClock(clk))
+	e := startGateway(t, withUpstream(up.URL), withStore(store, dbURL), withClock(clk))
 	co := e.createCompany("Acme")
 	u := e.createUser("herd@example.com", "pw-pw-pw-pw", co, bcrypt.MinCost)
 	tok := e.token(u)
@@ -712,7 +689,7 @@ func TestDatabaseOutageKeepsSignedInUsersServed(t *testing.T) {
 			const dbTimeout = 500 * time.Millisecond
 			store := openPostgresAt(t, withHost(t, dbURL, relay.Addr()), dbTimeout)
 			up, hits := countingUpstream(t)
-			e := serveTestEnv(t, testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL}), store, dbURL, useClock(clk))
+			e := startGateway(t, withUpstream(up.URL), withStore(store, dbURL), withClock(clk))
 			co := e.createCompany("Acme")
 			var tokens []string
 			for i := range 5 {
@@ -775,6 +752,7 @@ func TestDatabaseOutageKeepsSignedInUsersServed(t *testing.T) {
 }
 
 func TestUnmigratedDatabaseRefusesToStart(t *testing.T) {
+	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	// Undo the v2 part only, as a database the previous gateway ran on looks.
 	ctx := context.Background()
@@ -819,10 +797,7 @@ func TestPreviousGatewayTokensWorkWhileUserUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	up, _ := countingUpstream(t)
-	dbURL := testDatabaseURL(t)
-	store := openPostgresAt(t, dbURL, testDBTimeout)
-	cfg := testConfig(t, map[string]string{"GATEWAY_QUERY_SERVICE_URL": up.URL, "GATEWAY_JWT_SECRET": string(secret)})
-	e := serveTestEnv(t, cfg, store, dbURL, nil)
+	e := startGateway(t, withUpstream(up.URL), withEnv(map[string]string{"GATEWAY_JWT_SECRET": string(secret)}))
 	e.sql("INSERT INTO companies (id, name) VALUES ($1, 'Legacy Co'), ($2, 'Elsewhere')", claims.CompanyID, "3f2b8c8e-1d2f-4a3b-8c9d-0e1f2a3b4c5d")
 	e.sql("INSERT INTO users (id, email, hashed_password, company_id) VALUES ($1, $2, 'x', $3)", claims.Subject, claims.Email, claims.CompanyID)
 
