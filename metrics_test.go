@@ -20,7 +20,6 @@ import (
 	"time"
 )
 
-
 // The exposition after a fixed set of observations touching every family,
 // with the process metrics' values (which no test controls) masked.
 func TestMetricsExpositionMatchesGolden(t *testing.T) {
