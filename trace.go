@@ -4,9 +4,9 @@
 //
 // Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, the hooks on the
 // request path are nil checks (those around database calls and bcrypt a context lookup), and
-// a request allocates nothing more than without tracing. When it
-// is on, finished spans go into a bounded queue without ever blocking; one goroutine sends
-// them in batches. A slow or absent collector costs dropped spans (counted in
+// a request allocates nothing more than without tracing; so does a request not sampled.
+// Finished spans go into a bounded queue without ever blocking; one goroutine sends them in
+// batches. A slow or absent collector costs dropped spans (counted in
 // gateway_trace_spans_dropped_total), never a delayed request.
 package main
 
@@ -41,16 +41,14 @@ const (
 	traceServiceName = "atenex-api-gateway"
 	// traceQueueSize bounds the spans waiting for export (under 600 bytes each): a collector
 	// that stops answering costs at most this much memory before spans are dropped.
-	traceQueueSize = 4096
-	// traceBatchSize is how many spans go in one export request.
-	traceBatchSize = 512
-	// traceFlushInterval bounds how late a span reaches the collector when traffic is light.
-	traceFlushInterval = time.Second
+	traceQueueSize     = 4096
+	traceBatchSize     = 512         // spans per export request
+	traceFlushInterval = time.Second // how late a span reaches the collector when traffic is light
 	// traceExportTimeout bounds one export request. While it runs the queue keeps filling,
 	// so a collector that never answers costs the spans that overflow, not memory or requests.
 	traceExportTimeout = 5 * time.Second
-	// traceWarnInterval rate-limits the warning about failed exports.
-	traceWarnInterval = time.Minute
+	traceWarnInterval  = time.Minute // rate limit of the warning about failed exports
+	maxExportResponse  = 64 << 10    // how much of a collector's answer is read
 )
 
 // version is the service.version resource attribute. Release builds set it with
@@ -87,51 +85,40 @@ const (
 	spanKindClient   spanKind = 3
 )
 
-// OTLP status codes (Status.StatusCode).
-const (
-	statusUnset uint8 = 0
-	statusError uint8 = 2
-)
-
-// traceSpan is one finished-or-running span. Its ids are kept as the lower-case hex the OTLP JSON
-// mapping and W3C traceparent both use, so nothing is converted on the request path.
+// traceSpan is one span, encoded as it is in the OTLP JSON mapping: ids as lower-case hex
+// (as in traceparent, not base64), 64-bit integers as decimal strings, enums as integers.
 type traceSpan struct {
-	tr        *tracer
-	traceID   [32]byte
-	spanID    [16]byte
-	parentID  [16]byte
-	hasParent bool
-	kind      spanKind
-	name      string
-	start     time.Time
-	end       time.Time
-	status    uint8
-	statusMsg string
-	attrs     []otlpAttr
-	ended     atomic.Bool
+	TraceID  string         `json:"traceId"`
+	SpanID   string         `json:"spanId"`
+	ParentID string         `json:"parentSpanId,omitempty"`
+	Name     string         `json:"name"`
+	Kind     spanKind       `json:"kind"`
+	Start    int64          `json:"startTimeUnixNano,string"`
+	End      int64          `json:"endTimeUnixNano,string"`
+	Attrs    []otlpAttr     `json:"attributes"`
+	Status   map[string]any `json:"status,omitempty"`
+
+	tr    *tracer
+	ended atomic.Bool
 }
 
-// The setters copy the value inside the nil check, so that an untraced request (a nil
-// span) allocates nothing.
-func (s *traceSpan) setString(key, value string) {
-	if s != nil {
-		v := value
-		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{String: &v}})
-	}
+// otlpAttr is an OTLP KeyValue; its value is an AnyValue such as {"stringValue": "GET"}.
+type otlpAttr struct {
+	Key   string         `json:"key"`
+	Value map[string]any `json:"value"`
 }
 
-func (s *traceSpan) setInt(key string, value int64) {
-	if s != nil {
-		v := value
-		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{Int: &v}})
+// set adds an attribute: a string, an int (written as a decimal string, like every int64)
+// or a bool. Only called on a traced span.
+func (s *traceSpan) set(key string, value any) {
+	typ := "stringValue"
+	switch v := value.(type) {
+	case int:
+		typ, value = "intValue", strconv.Itoa(v)
+	case bool:
+		typ = "boolValue"
 	}
-}
-
-func (s *traceSpan) setBool(key string, value bool) {
-	if s != nil {
-		v := value
-		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{Bool: &v}})
-	}
+	s.Attrs = append(s.Attrs, otlpAttr{key, map[string]any{typ: value}})
 }
 
 // fail marks the span as failed. errorType is a short fixed word (never an error's text,
@@ -140,9 +127,8 @@ func (s *traceSpan) fail(errorType string) {
 	if s == nil {
 		return
 	}
-	s.status = statusError
-	s.statusMsg = errorType
-	s.setString("error.type", errorType)
+	s.Status = map[string]any{"code": 2, "message": errorType} // 2: STATUS_CODE_ERROR
+	s.set("error.type", errorType)
 }
 
 // finish ends the span and hands it to the exporter; only the first call counts.
@@ -150,8 +136,20 @@ func (s *traceSpan) finish() {
 	if s == nil || s.ended.Swap(true) {
 		return
 	}
-	s.end = time.Now()
+	s.End = time.Now().UnixNano()
 	s.tr.enqueue(s)
+}
+
+// finishErr ends the span, marking it failed when err is not nil. A span already ended
+// (and so perhaps being encoded) is left alone.
+func (s *traceSpan) finishErr(err error) {
+	if s == nil || s.ended.Load() {
+		return
+	}
+	if err != nil {
+		s.fail(errorType(err))
+	}
+	s.finish()
 }
 
 // child starts a span under s; nil when s is nil (not traced).
@@ -159,9 +157,8 @@ func (s *traceSpan) child(name string, kind spanKind) *traceSpan {
 	if s == nil {
 		return nil
 	}
-	c := &traceSpan{tr: s.tr, traceID: s.traceID, parentID: s.spanID, hasParent: true, kind: kind, name: name, start: time.Now()}
-	appendRandomHex(c.spanID[:0], 1)
-	return c
+	return &traceSpan{tr: s.tr, TraceID: s.TraceID, SpanID: randomHex(1), ParentID: s.SpanID,
+		Name: name, Kind: kind, Start: time.Now().UnixNano()}
 }
 
 type traceSpanKey struct{}
@@ -179,18 +176,6 @@ func spanFrom(ctx context.Context) *traceSpan {
 // when the request is not traced.
 func startSpan(ctx context.Context, name string, kind spanKind) *traceSpan {
 	return spanFrom(ctx).child(name, kind)
-}
-
-// finishErr ends the span, marking it failed when err is not nil. A span already ended
-// (and so perhaps being encoded) is left alone.
-func (s *traceSpan) finishErr(err error) {
-	if s == nil || s.ended.Load() {
-		return
-	}
-	if err != nil {
-		s.fail(errorType(err))
-	}
-	s.finish()
 }
 
 // errorType is a bounded description of err for the error.type attribute.
@@ -214,8 +199,7 @@ func errorType(err error) string {
 // only when the request is traced: that names every query without threading a name through
 // each call site.
 func startDBSpan(ctx context.Context) *traceSpan {
-	parent := spanFrom(ctx)
-	if parent == nil {
+	if spanFrom(ctx) == nil {
 		return nil
 	}
 	op := "query"
@@ -225,9 +209,9 @@ func startDBSpan(ctx context.Context) *traceSpan {
 			op = name[strings.LastIndexByte(name, '.')+1:]
 		}
 	}
-	s := parent.child(op, spanKindClient)
-	s.setString("db.system.name", "postgresql")
-	s.setString("db.operation.name", op)
+	s := startSpan(ctx, op, spanKindClient)
+	s.set("db.system.name", "postgresql")
+	s.set("db.operation.name", op)
 	return s
 }
 
@@ -308,6 +292,7 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 		},
 		log:      log,
 		m:        m,
+		version:  serviceVersion(),
 		queue:    make(chan *traceSpan, queueSize),
 		interval: interval,
 		stopping: make(chan struct{}),
@@ -320,7 +305,6 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 		t.threshold = uint64(r * (1 << 63) * 2) // r < 1, so this stays below 2^64
 	}
 	t.exportCtx, t.abort = context.WithCancel(context.Background())
-	t.version = serviceVersion()
 	go t.run()
 	return t
 }
@@ -347,14 +331,9 @@ func (t *tracer) startServer(ctx context.Context, r *http.Request, info *request
 	case "/health", "/livez", "/readyz":
 		return ctx // probes every few seconds would bury the traces worth reading
 	}
-	s := &traceSpan{tr: t, kind: spanKindServer, start: start}
-	copy(s.traceID[:], info.TraceID)
-	appendRandomHex(s.spanID[:0], 1)
-	if info.KeepTraceState {
-		if tp := r.Header["Traceparent"]; len(tp) == 1 && len(tp[0]) >= traceParentLen {
-			copy(s.parentID[:], tp[0][36:52])
-			s.hasParent = true
-		}
+	s := &traceSpan{tr: t, TraceID: info.TraceID, SpanID: randomHex(1), Kind: spanKindServer, Start: start.UnixNano()}
+	if tp := r.Header["Traceparent"]; info.KeepTraceState && len(tp) == 1 && len(tp[0]) >= traceParentLen {
+		s.ParentID = tp[0][36:52]
 	}
 	return context.WithValue(ctx, traceSpanKey{}, s)
 }
@@ -367,20 +346,20 @@ func (t *tracer) endServer(ctx context.Context, info *requestInfo, route string,
 	if t == nil || s == nil {
 		return
 	}
-	s.name = route
+	s.Name = route
 	method := methodLabel(r.Method)
 	if method == "OTHER" {
 		method = "_OTHER" // the semantic conventions' word for a method outside the known set
 	}
-	s.setString("http.request.method", method)
-	s.setString("http.route", route)
-	s.setString("url.path", logPath(r.URL.Path))
-	s.setInt("http.response.status_code", int64(status))
+	s.set("http.request.method", method)
+	s.set("http.route", route)
+	s.set("url.path", logPath(r.URL.Path))
+	s.set("http.response.status_code", status)
 	if info.UserID != "" {
-		s.setString("user.id", info.UserID)
+		s.set("user.id", info.UserID)
 	}
 	if info.CompanyID != "" {
-		s.setString("company.id", info.CompanyID)
+		s.set("company.id", info.CompanyID)
 	}
 	switch {
 	case aborted:
@@ -469,8 +448,25 @@ func (t *tracer) export(batch []*traceSpan) {
 	}
 }
 
-// maxExportResponse bounds how much of a collector's answer is read.
-const maxExportResponse = 64 << 10
+// encode writes a whole ExportTraceServiceRequest for batch (encoding/json sorts map keys,
+// which here is the order OTLP lists its fields in).
+func (t *tracer) encode(batch []*traceSpan) []byte {
+	for _, s := range batch {
+		if s.Attrs == nil {
+			s.Attrs = []otlpAttr{} // the span has ended: only this goroutine touches it now
+		}
+	}
+	str := func(v string) map[string]any { return map[string]any{"stringValue": v} }
+	b, _ := json.Marshal(map[string]any{"resourceSpans": []any{map[string]any{
+		"resource": map[string]any{"attributes": []otlpAttr{
+			{"service.name", str(traceServiceName)}, {"service.version", str(t.version)}}},
+		"scopeSpans": []any{map[string]any{
+			"scope": map[string]string{"name": traceServiceName, "version": t.version},
+			"spans": batch,
+		}},
+	}}}) // plain values cannot fail to encode
+	return b
+}
 
 // post sends one encoded batch and returns how many spans the collector reported rejecting
 // (OTLP partial success).
@@ -490,22 +486,18 @@ func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err err
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return 0, fmt.Errorf("post spans to %s: collector answered %s", t.endpoint, resp.Status)
 	}
-	return partialSuccessRejected(answer), nil
-}
-
-// partialSuccessRejected reads partialSuccess.rejectedSpans from an ExportTraceServiceResponse
-// in the JSON mapping (an int64, so a string, though some collectors write a number).
-func partialSuccessRejected(answer []byte) int64 {
+	// An ExportTraceServiceResponse; rejectedSpans is an int64, so a string in the JSON
+	// mapping, though some collectors write a number.
 	var r struct {
 		PartialSuccess struct {
 			RejectedSpans json.Number `json:"rejectedSpans"`
 		} `json:"partialSuccess"`
 	}
 	if json.Unmarshal(answer, &r) != nil {
-		return 0
+		return 0, nil
 	}
 	n, _ := r.PartialSuccess.RejectedSpans.Int64()
-	return n
+	return n, nil
 }
 
 // warn logs export trouble at most once per traceWarnInterval: a collector that is down
@@ -551,9 +543,7 @@ func (t *tracer) wrapTransport(rt http.RoundTripper) http.RoundTripper {
 	return &tracingTransport{next: rt}
 }
 
-// tracingTransport adds the client span of the upstream call. The span's id is the
-// parent-id of the traceparent the proxy put on the outbound request, so the upstream's own
-// spans hang under this one.
+// tracingTransport adds the client span of the upstream call.
 type tracingTransport struct{ next http.RoundTripper }
 
 func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -563,17 +553,17 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return tt.next.RoundTrip(req)
 	}
 	info := requestInfoFrom(req.Context())
-	s := &traceSpan{tr: parent.tr, traceID: parent.traceID, parentID: parent.spanID, hasParent: true,
-		kind: spanKindClient, name: methodLabel(req.Method) + " " + info.Upstream, start: time.Now()}
-	copy(s.spanID[:], tp[0][36:52])
-	s.setString("http.request.method", methodLabel(req.Method))
-	s.setString("server.address", req.URL.Hostname())
+	method := methodLabel(req.Method)
+	s := parent.child(method+" "+info.Upstream, spanKindClient)
+	s.SpanID = tp[0][36:52] // the proxy's outbound traceparent: the upstream's spans hang under this one
+	s.set("http.request.method", method)
+	s.set("server.address", req.URL.Hostname())
 	if p, err := strconv.Atoi(req.URL.Port()); err == nil {
-		s.setInt("server.port", int64(p))
+		s.set("server.port", p)
 	}
-	s.setString("url.path", logPath(req.URL.Path)) // never the query: it may carry secrets
+	s.set("url.path", logPath(req.URL.Path)) // never the query: it may carry secrets
 	if info.Upstream != "" {
-		s.setString("peer.service", info.Upstream)
+		s.set("peer.service", info.Upstream)
 	}
 
 	// The wait for a pooled (or new) upstream connection is its own span: under load it is
@@ -581,7 +571,7 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	wait := s.child("upstream connection", spanKindInternal)
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		GotConn: func(ci httptrace.GotConnInfo) {
-			wait.setBool("network.connection.reused", ci.Reused)
+			wait.set("network.connection.reused", ci.Reused)
 			wait.finish()
 		},
 	}))
@@ -594,7 +584,7 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	wait.finish() // no-op unless the transport skipped GotConn
-	s.setInt("http.response.status_code", int64(resp.StatusCode))
+	s.set("http.response.status_code", resp.StatusCode)
 	if resp.StatusCode >= 400 {
 		s.fail(strconv.Itoa(resp.StatusCode)) // for a client span, 4xx is a failure too
 	}
@@ -618,88 +608,6 @@ func (b *spanBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.s.finish()
 	return err
-}
-
-// ---- OTLP/JSON encoding ----------------------------------------------------------------
-//
-// The protobuf JSON mapping as OTLP specifies it: trace and span ids as lower-case hex (not
-// base64), 64-bit integers (times, int attributes) as decimal strings, enums as integers,
-// attribute values wrapped in their type ({"stringValue": …}).
-
-type otlpExport struct {
-	ResourceSpans []otlpResourceSpans `json:"resourceSpans"`
-}
-
-type otlpResourceSpans struct {
-	Resource struct {
-		Attributes []otlpAttr `json:"attributes"`
-	} `json:"resource"`
-	ScopeSpans []otlpScopeSpans `json:"scopeSpans"`
-}
-
-type otlpScopeSpans struct {
-	Scope struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"scope"`
-	Spans []otlpSpanJSON `json:"spans"`
-}
-
-type otlpSpanJSON struct {
-	TraceID      string      `json:"traceId"`
-	SpanID       string      `json:"spanId"`
-	ParentSpanID string      `json:"parentSpanId,omitempty"`
-	Name         string      `json:"name"`
-	Kind         spanKind    `json:"kind"`
-	Start        int64       `json:"startTimeUnixNano,string"`
-	End          int64       `json:"endTimeUnixNano,string"`
-	Attributes   []otlpAttr  `json:"attributes"`
-	Status       *otlpStatus `json:"status,omitempty"`
-}
-
-type otlpStatus struct {
-	Code    uint8  `json:"code"`
-	Message string `json:"message,omitempty"`
-}
-
-type otlpAttr struct {
-	Key   string    `json:"key"`
-	Value otlpValue `json:"value"`
-}
-
-// otlpValue is an AnyValue: exactly one field is set.
-type otlpValue struct {
-	String *string `json:"stringValue,omitempty"`
-	Int    *int64  `json:"intValue,omitempty,string"`
-	Bool   *bool   `json:"boolValue,omitempty"`
-}
-
-// encode writes a whole ExportTraceServiceRequest for batch.
-func (t *tracer) encode(batch []*traceSpan) []byte {
-	version := t.version
-	rs := otlpResourceSpans{ScopeSpans: make([]otlpScopeSpans, 1)}
-	for _, a := range [][2]string{{"service.name", traceServiceName}, {"service.version", version}} {
-		rs.Resource.Attributes = append(rs.Resource.Attributes, otlpAttr{a[0], otlpValue{String: &a[1]}})
-	}
-	scope := &rs.ScopeSpans[0]
-	scope.Scope.Name, scope.Scope.Version = traceServiceName, version
-	scope.Spans = make([]otlpSpanJSON, len(batch))
-	for i, s := range batch {
-		out := otlpSpanJSON{TraceID: string(s.traceID[:]), SpanID: string(s.spanID[:]), Name: s.name, Kind: s.kind,
-			Start: s.start.UnixNano(), End: s.end.UnixNano(), Attributes: s.attrs}
-		if s.hasParent {
-			out.ParentSpanID = string(s.parentID[:])
-		}
-		if out.Attributes == nil {
-			out.Attributes = []otlpAttr{}
-		}
-		if s.status != statusUnset {
-			out.Status = &otlpStatus{s.status, s.statusMsg}
-		}
-		scope.Spans[i] = out
-	}
-	b, _ := json.Marshal(otlpExport{[]otlpResourceSpans{rs}}) // plain structs cannot fail to encode
-	return b
 }
 
 // ---- Configuration ----------------------------------------------------------------------
