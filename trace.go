@@ -227,14 +227,13 @@ func (s *traceSpan) finishDB(err *error) {
 // tracer owns the export queue and the goroutine that empties it. A nil *tracer is export
 // off: every method is then a no-op.
 type tracer struct {
-	endpoint  string // {GATEWAY_OTLP_ENDPOINT}/v1/traces
-	headers   http.Header
-	threshold uint64 // a new trace is sampled when a random uint64 is below it
-	sampleAll bool
-	client    *http.Client
-	log       *slog.Logger
-	m         *metrics
-	version   string // service.version
+	endpoint string // {GATEWAY_OTLP_ENDPOINT}/v1/traces
+	headers  http.Header
+	ratio    float64 // GATEWAY_TRACE_SAMPLE_RATIO
+	client   *http.Client
+	log      *slog.Logger
+	m        *metrics
+	version  string // service.version
 
 	queue    chan *traceSpan
 	interval time.Duration
@@ -275,6 +274,7 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 	t := &tracer{
 		endpoint: u.String(),
 		headers:  headers,
+		ratio:    cfg.TraceSampleRatio,
 		client: &http.Client{
 			Transport: &http.Transport{
 				// Straight to the configured collector, like the upstreams: proxy variables
@@ -298,12 +298,6 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	switch r := cfg.TraceSampleRatio; {
-	case r >= 1:
-		t.sampleAll = true
-	case r > 0:
-		t.threshold = uint64(r * (1 << 63) * 2) // r < 1, so this stays below 2^64
-	}
 	t.exportCtx, t.abort = context.WithCancel(context.Background())
 	go t.run()
 	return t
@@ -313,7 +307,7 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 // ("00") by GATEWAY_TRACE_SAMPLE_RATIO. A trace that arrives with a valid traceparent keeps
 // its own flags instead: the caller has decided.
 func (t *tracer) rootFlags() string {
-	if t.sampleAll || (t.threshold > 0 && rand.Uint64() < t.threshold) {
+	if rand.Float64() < t.ratio { // in [0, 1): ratio 1 samples all, 0 none
 		return "01"
 	}
 	return "00"
