@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,7 +237,6 @@ type tracer struct {
 	version  string // service.version
 
 	queue    chan *traceSpan
-	interval time.Duration
 	stopping chan struct{} // closed by shutdown: flush what is queued, then exit
 	stopOnce sync.Once
 	done     chan struct{} // closed when the export goroutine has exited
@@ -294,12 +294,11 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 		m:        m,
 		version:  serviceVersion(),
 		queue:    make(chan *traceSpan, queueSize),
-		interval: interval,
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	t.exportCtx, t.abort = context.WithCancel(context.Background())
-	go t.run()
+	go t.run(interval)
 	return t
 }
 
@@ -383,37 +382,32 @@ func (t *tracer) enqueue(s *traceSpan) {
 	}
 }
 
-// run is the export goroutine: it batches queued spans and sends a batch when it is full or
-// the flush interval has passed, and on shutdown sends what is left.
-func (t *tracer) run() {
+// run is the export goroutine: it sends a batch when it is full or every interval, and on
+// shutdown what is left.
+func (t *tracer) run(interval time.Duration) {
 	defer close(t.done)
-	tick := time.NewTicker(t.interval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	batch := make([]*traceSpan, 0, traceBatchSize)
-	send := func() {
-		if len(batch) > 0 {
-			t.export(batch)
-			clear(batch)
-			batch = batch[:0]
-		}
-	}
-	add := func(s *traceSpan) {
-		if batch = append(batch, s); len(batch) == traceBatchSize {
-			send()
-		}
-	}
+	var batch []*traceSpan
 	for {
 		select {
 		case s := <-t.queue:
-			add(s)
+			if batch = append(batch, s); len(batch) < traceBatchSize {
+				continue
+			}
 		case <-tick.C:
-			send()
 		case <-t.stopping:
 			for len(t.queue) > 0 { // this goroutine is the queue's only reader
-				add(<-t.queue)
+				batch = append(batch, <-t.queue)
 			}
-			send()
+			for b := range slices.Chunk(batch, traceBatchSize) {
+				t.export(b)
+			}
 			return
+		}
+		if len(batch) > 0 {
+			t.export(batch)
+			batch = nil // lets the sent spans be collected
 		}
 	}
 }
