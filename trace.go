@@ -1,13 +1,11 @@
-// trace.go: OpenTelemetry spans of the gateway's own work (one server span per request, with
-// children for the upstream call, database calls, the user lookup and bcrypt), exported as
-// OTLP over HTTP with the JSON encoding, on the standard library.
+// trace.go: OpenTelemetry spans of the gateway's own work (a server span per request, with
+// children for the upstream call, database calls, the user lookup and bcrypt), posted as
+// OTLP/HTTP JSON.
 //
-// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, the hooks on the
-// request path are nil checks (those around database calls and bcrypt a context lookup), and
-// a request allocates nothing more than without tracing; so does a request not sampled.
-// Finished spans go into a bounded queue without ever blocking; one goroutine sends them in
-// batches. A slow or absent collector costs dropped spans (counted in
-// gateway_trace_spans_dropped_total), never a delayed request.
+// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, and a request,
+// like one not sampled, allocates nothing for tracing. Finished spans go into a bounded queue
+// without blocking; one goroutine sends them in batches, so a slow or absent collector costs
+// dropped spans (gateway_trace_spans_dropped_total), never a delayed request.
 package main
 
 import (
@@ -59,15 +57,14 @@ var version = ""
 // serviceVersion returns version, else the module version or VCS revision Go recorded at
 // build time, else "dev".
 func serviceVersion() string {
-	if version != "" {
-		return version
-	}
 	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	switch {
+	case version != "":
+		return version
+	case !ok:
 		return "dev"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
+	case bi.Main.Version != "" && bi.Main.Version != "(devel)":
+		return bi.Main.Version
 	}
 	for _, s := range bi.Settings {
 		if s.Key == "vcs.revision" && s.Value != "" {
@@ -125,21 +122,12 @@ func (s *traceSpan) set(key string, value any) {
 // fail marks the span as failed. errorType is a short fixed word (never an error's text,
 // which may quote URLs with query strings or values from the database).
 func (s *traceSpan) fail(errorType string) {
-	if s == nil {
-		return
-	}
 	s.Status = map[string]any{"code": 2, "message": errorType} // 2: STATUS_CODE_ERROR
 	s.set("error.type", errorType)
 }
 
 // finish ends the span and hands it to the exporter; only the first call counts.
-func (s *traceSpan) finish() {
-	if s == nil || s.ended.Swap(true) {
-		return
-	}
-	s.End = time.Now().UnixNano()
-	s.tr.enqueue(s)
-}
+func (s *traceSpan) finish() { s.finishErr(nil) }
 
 // finishErr ends the span, marking it failed when err is not nil. A span already ended
 // (and so perhaps being encoded) is left alone.
@@ -150,7 +138,10 @@ func (s *traceSpan) finishErr(err error) {
 	if err != nil {
 		s.fail(errorType(err))
 	}
-	s.finish()
+	if !s.ended.Swap(true) {
+		s.End = time.Now().UnixNano()
+		s.tr.enqueue(s)
+	}
 }
 
 // child starts a span under s; nil when s is nil (not traced).
@@ -164,10 +155,8 @@ func (s *traceSpan) child(name string, kind spanKind) *traceSpan {
 
 type traceSpanKey struct{}
 
-// spanFrom returns the server span of the request ctx belongs to, or nil when the request
-// is not traced (export off, not sampled, or no request at all). The span travels in a
-// context value of its own rather than in requestInfo, so that with export off the
-// per-request state keeps its size.
+// spanFrom returns the server span of ctx's request, or nil when it is not traced. The span
+// has a context value of its own so that, with export off, requestInfo keeps its size.
 func spanFrom(ctx context.Context) *traceSpan {
 	s, _ := ctx.Value(traceSpanKey{}).(*traceSpan)
 	return s
@@ -200,19 +189,18 @@ func errorType(err error) string {
 // only when the request is traced: that names every query without threading a name through
 // each call site.
 func startDBSpan(ctx context.Context) *traceSpan {
-	if spanFrom(ctx) == nil {
+	s := startSpan(ctx, "query", spanKindClient)
+	if s == nil {
 		return nil
 	}
-	op := "query"
 	if pc, _, _, ok := runtime.Caller(2); ok { // 0: here, 1: withConn, 2: the store method
 		if f := runtime.FuncForPC(pc); f != nil {
 			name := f.Name() // "main.(*pgStore).UserByID"
-			op = name[strings.LastIndexByte(name, '.')+1:]
+			s.Name = name[strings.LastIndexByte(name, '.')+1:]
 		}
 	}
-	s := startSpan(ctx, op, spanKindClient)
 	s.set("db.system.name", "postgresql")
-	s.set("db.operation.name", op)
+	s.set("db.operation.name", s.Name)
 	return s
 }
 
@@ -236,15 +224,13 @@ type tracer struct {
 	m        *metrics
 	version  string // service.version
 
-	queue    chan *traceSpan
-	stopping chan struct{} // closed by shutdown: flush what is queued, then exit
-	stopOnce sync.Once
-	done     chan struct{} // closed when the export goroutine has exited
-	// exportCtx bounds every export; abort cancels it when the shutdown's time is up.
-	exportCtx context.Context
-	abort     context.CancelFunc
-
-	lastWarn time.Time // export goroutine only
+	queue     chan *traceSpan
+	stopping  chan struct{} // closed by shutdown: flush what is queued, then exit
+	stopOnce  sync.Once
+	done      chan struct{}      // closed when the export goroutine has exited
+	exportCtx context.Context    // bounds every export
+	abort     context.CancelFunc // cancels exportCtx when the shutdown's time is up
+	lastWarn  time.Time          // export goroutine only
 }
 
 // newTracer returns the exporter configured by cfg, running, or nil when export is off.
@@ -276,18 +262,14 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 		headers:  headers,
 		ratio:    cfg.TraceSampleRatio,
 		client: &http.Client{
-			Transport: &http.Transport{
-				// Straight to the configured collector, like the upstreams: proxy variables
-				// from the environment are not honoured.
-				Proxy:                 nil,
+			Transport: &http.Transport{ // no Proxy: straight to the collector, like the upstreams
 				DialContext:           (&net.Dialer{Timeout: traceExportTimeout, KeepAlive: 30 * time.Second}).DialContext,
 				MaxIdleConnsPerHost:   1, // one exporter goroutine: one connection is all it uses
 				IdleConnTimeout:       90 * time.Second,
 				ResponseHeaderTimeout: traceExportTimeout,
 				TLSHandshakeTimeout:   traceExportTimeout,
 			},
-			// A collector never redirects an export; following one could send the API key
-			// elsewhere.
+			// A collector never redirects; following one could send the API key elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		log:      log,
@@ -312,10 +294,9 @@ func (t *tracer) rootFlags() string {
 	return "00"
 }
 
-// startServer starts the request's server span when the request is sampled and returns ctx
-// carrying it; info's traceparent (already validated or generated by the middleware) carries
-// the trace id and the sampled flag. The parent is the client's span when its traceparent
-// was valid.
+// startServer returns ctx carrying the request's server span when the request is sampled
+// (by the flag of info's traceparent, already validated or generated by the middleware). The
+// parent is the client's span when its traceparent was valid.
 func (t *tracer) startServer(ctx context.Context, r *http.Request, info *requestInfo, start time.Time) context.Context {
 	if t == nil || len(info.TraceParent) != traceParentLen || unhex(info.TraceParent[54])&1 == 0 {
 		return ctx
@@ -336,7 +317,7 @@ func (t *tracer) startServer(ctx context.Context, r *http.Request, info *request
 // user and company ids when known — never a token or an email.
 func (t *tracer) endServer(ctx context.Context, info *requestInfo, route string, r *http.Request, status int, aborted bool) {
 	s := spanFrom(ctx)
-	if t == nil || s == nil {
+	if s == nil {
 		return
 	}
 	s.Name = route
@@ -372,13 +353,12 @@ func (t *tracer) enqueue(s *traceSpan) {
 	select {
 	case <-t.stopping: // nothing reads the queue any more
 		t.m.traceSpansDropped("shutdown", 1)
-		return
 	default:
-	}
-	select {
-	case t.queue <- s:
-	default:
-		t.m.traceSpansDropped("queue_full", 1)
+		select {
+		case t.queue <- s:
+		default:
+			t.m.traceSpansDropped("queue_full", 1)
+		}
 	}
 }
 
@@ -475,11 +455,9 @@ func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err err
 		return 0, fmt.Errorf("post spans to %s: collector answered %s", t.endpoint, resp.Status)
 	}
 	// An ExportTraceServiceResponse; rejectedSpans is an int64, so a string in the JSON
-	// mapping, though some collectors write a number.
+	// mapping, though some collectors write a number. Field names match case-insensitively.
 	var r struct {
-		PartialSuccess struct {
-			RejectedSpans json.Number `json:"rejectedSpans"`
-		} `json:"partialSuccess"`
+		PartialSuccess struct{ RejectedSpans json.Number }
 	}
 	if json.Unmarshal(answer, &r) != nil {
 		return 0, nil
