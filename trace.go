@@ -1,13 +1,11 @@
-// trace.go: OpenTelemetry spans of the gateway's own work (one server span per request, with
-// children for the upstream call, database calls, the user lookup and bcrypt), exported as
-// OTLP over HTTP with the JSON encoding, on the standard library.
+// trace.go: OpenTelemetry spans of the gateway's own work (a server span per request, with
+// children for the upstream call, database calls, the user lookup and bcrypt), posted as
+// OTLP/HTTP JSON.
 //
-// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, the hooks on the
-// request path are nil checks (those around database calls and bcrypt a context lookup), and
-// a request allocates nothing more than without tracing. When it
-// is on, finished spans go into a bounded queue without ever blocking; one goroutine sends
-// them in batches. A slow or absent collector costs dropped spans (counted in
-// gateway_trace_spans_dropped_total), never a delayed request.
+// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, and a request,
+// like one not sampled, allocates nothing for tracing. Finished spans go into a bounded queue
+// without blocking; one goroutine sends them in batches, so a slow or absent collector costs
+// dropped spans (gateway_trace_spans_dropped_total), never a delayed request.
 package main
 
 import (
@@ -25,6 +23,7 @@ import (
 	"net/url"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,16 +40,14 @@ const (
 	traceServiceName = "atenex-api-gateway"
 	// traceQueueSize bounds the spans waiting for export (under 600 bytes each): a collector
 	// that stops answering costs at most this much memory before spans are dropped.
-	traceQueueSize = 4096
-	// traceBatchSize is how many spans go in one export request.
-	traceBatchSize = 512
-	// traceFlushInterval bounds how late a span reaches the collector when traffic is light.
-	traceFlushInterval = time.Second
+	traceQueueSize     = 4096
+	traceBatchSize     = 512         // spans per export request
+	traceFlushInterval = time.Second // how late a span reaches the collector when traffic is light
 	// traceExportTimeout bounds one export request. While it runs the queue keeps filling,
 	// so a collector that never answers costs the spans that overflow, not memory or requests.
 	traceExportTimeout = 5 * time.Second
-	// traceWarnInterval rate-limits the warning about failed exports.
-	traceWarnInterval = time.Minute
+	traceWarnInterval  = time.Minute // rate limit of the warning about failed exports
+	maxExportResponse  = 64 << 10    // how much of a collector's answer is read
 )
 
 // version is the service.version resource attribute. Release builds set it with
@@ -60,15 +57,14 @@ var version = ""
 // serviceVersion returns version, else the module version or VCS revision Go recorded at
 // build time, else "dev".
 func serviceVersion() string {
-	if version != "" {
-		return version
-	}
 	bi, ok := debug.ReadBuildInfo()
-	if !ok {
+	switch {
+	case version != "":
+		return version
+	case !ok:
 		return "dev"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
+	case bi.Main.Version != "" && bi.Main.Version != "(devel)":
+		return bi.Main.Version
 	}
 	for _, s := range bi.Settings {
 		if s.Key == "vcs.revision" && s.Value != "" {
@@ -87,99 +83,51 @@ const (
 	spanKindClient   spanKind = 3
 )
 
-// OTLP status codes (Status.StatusCode).
-const (
-	statusUnset uint8 = 0
-	statusError uint8 = 2
-)
-
-// traceSpan is one finished-or-running span. Its ids are kept as the lower-case hex the OTLP JSON
-// mapping and W3C traceparent both use, so nothing is converted on the request path.
+// traceSpan is one span, encoded as it is in the OTLP JSON mapping: ids as lower-case hex
+// (as in traceparent, not base64), 64-bit integers as decimal strings, enums as integers.
 type traceSpan struct {
-	tr        *tracer
-	traceID   [32]byte
-	spanID    [16]byte
-	parentID  [16]byte
-	hasParent bool
-	kind      spanKind
-	name      string
-	start     time.Time
-	end       time.Time
-	status    uint8
-	statusMsg string
-	attrs     []otlpAttr
-	ended     atomic.Bool
+	TraceID  string         `json:"traceId"`
+	SpanID   string         `json:"spanId"`
+	ParentID string         `json:"parentSpanId,omitempty"`
+	Name     string         `json:"name"`
+	Kind     spanKind       `json:"kind"`
+	Start    int64          `json:"startTimeUnixNano,string"`
+	End      int64          `json:"endTimeUnixNano,string"`
+	Attrs    []otlpAttr     `json:"attributes"`
+	Status   map[string]any `json:"status,omitempty"`
+
+	tr    *tracer
+	ended atomic.Bool
 }
 
-// The setters copy the value inside the nil check, so that an untraced request (a nil
-// span) allocates nothing.
-func (s *traceSpan) setString(key, value string) {
-	if s != nil {
-		v := value
-		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{String: &v}})
-	}
+// otlpAttr is an OTLP KeyValue; its value is an AnyValue such as {"stringValue": "GET"}.
+type otlpAttr struct {
+	Key   string         `json:"key"`
+	Value map[string]any `json:"value"`
 }
 
-func (s *traceSpan) setInt(key string, value int64) {
-	if s != nil {
-		v := value
-		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{Int: &v}})
+// set adds an attribute: a string, an int (written as a decimal string, like every int64)
+// or a bool. Only called on a traced span.
+func (s *traceSpan) set(key string, value any) {
+	typ := "stringValue"
+	switch v := value.(type) {
+	case int:
+		typ, value = "intValue", strconv.Itoa(v)
+	case bool:
+		typ = "boolValue"
 	}
-}
-
-func (s *traceSpan) setBool(key string, value bool) {
-	if s != nil {
-		v := value
-		s.attrs = append(s.attrs, otlpAttr{key, otlpValue{Bool: &v}})
-	}
+	s.Attrs = append(s.Attrs, otlpAttr{key, map[string]any{typ: value}})
 }
 
 // fail marks the span as failed. errorType is a short fixed word (never an error's text,
 // which may quote URLs with query strings or values from the database).
 func (s *traceSpan) fail(errorType string) {
-	if s == nil {
-		return
-	}
-	s.status = statusError
-	s.statusMsg = errorType
-	s.setString("error.type", errorType)
+	s.Status = map[string]any{"code": 2, "message": errorType} // 2: STATUS_CODE_ERROR
+	s.set("error.type", errorType)
 }
 
 // finish ends the span and hands it to the exporter; only the first call counts.
-func (s *traceSpan) finish() {
-	if s == nil || s.ended.Swap(true) {
-		return
-	}
-	s.end = time.Now()
-	s.tr.enqueue(s)
-}
-
-// child starts a span under s; nil when s is nil (not traced).
-func (s *traceSpan) child(name string, kind spanKind) *traceSpan {
-	if s == nil {
-		return nil
-	}
-	c := &traceSpan{tr: s.tr, traceID: s.traceID, parentID: s.spanID, hasParent: true, kind: kind, name: name, start: time.Now()}
-	appendRandomHex(c.spanID[:0], 1)
-	return c
-}
-
-type traceSpanKey struct{}
-
-// spanFrom returns the server span of the request ctx belongs to, or nil when the request
-// is not traced (export off, not sampled, or no request at all). The span travels in a
-// context value of its own rather than in requestInfo, so that with export off the
-// per-request state keeps its size.
-func spanFrom(ctx context.Context) *traceSpan {
-	s, _ := ctx.Value(traceSpanKey{}).(*traceSpan)
-	return s
-}
-
-// startSpan starts a child of the request's server span; nil (and every method a no-op)
-// when the request is not traced.
-func startSpan(ctx context.Context, name string, kind spanKind) *traceSpan {
-	return spanFrom(ctx).child(name, kind)
-}
+func (s *traceSpan) finish() { s.finishErr(nil) }
 
 // finishErr ends the span, marking it failed when err is not nil. A span already ended
 // (and so perhaps being encoded) is left alone.
@@ -190,7 +138,34 @@ func (s *traceSpan) finishErr(err error) {
 	if err != nil {
 		s.fail(errorType(err))
 	}
-	s.finish()
+	if !s.ended.Swap(true) {
+		s.End = time.Now().UnixNano()
+		s.tr.enqueue(s)
+	}
+}
+
+// child starts a span under s; nil when s is nil (not traced).
+func (s *traceSpan) child(name string, kind spanKind) *traceSpan {
+	if s == nil {
+		return nil
+	}
+	return &traceSpan{tr: s.tr, TraceID: s.TraceID, SpanID: randomHex(1), ParentID: s.SpanID,
+		Name: name, Kind: kind, Start: time.Now().UnixNano()}
+}
+
+type traceSpanKey struct{}
+
+// spanFrom returns the server span of ctx's request, or nil when it is not traced. The span
+// has a context value of its own so that, with export off, requestInfo keeps its size.
+func spanFrom(ctx context.Context) *traceSpan {
+	s, _ := ctx.Value(traceSpanKey{}).(*traceSpan)
+	return s
+}
+
+// startSpan starts a child of the request's server span; nil (and every method a no-op)
+// when the request is not traced.
+func startSpan(ctx context.Context, name string, kind spanKind) *traceSpan {
+	return spanFrom(ctx).child(name, kind)
 }
 
 // errorType is a bounded description of err for the error.type attribute.
@@ -214,20 +189,18 @@ func errorType(err error) string {
 // only when the request is traced: that names every query without threading a name through
 // each call site.
 func startDBSpan(ctx context.Context) *traceSpan {
-	parent := spanFrom(ctx)
-	if parent == nil {
+	s := startSpan(ctx, "query", spanKindClient)
+	if s == nil {
 		return nil
 	}
-	op := "query"
 	if pc, _, _, ok := runtime.Caller(2); ok { // 0: here, 1: withConn, 2: the store method
 		if f := runtime.FuncForPC(pc); f != nil {
 			name := f.Name() // "main.(*pgStore).UserByID"
-			op = name[strings.LastIndexByte(name, '.')+1:]
+			s.Name = name[strings.LastIndexByte(name, '.')+1:]
 		}
 	}
-	s := parent.child(op, spanKindClient)
-	s.setString("db.system.name", "postgresql")
-	s.setString("db.operation.name", op)
+	s.set("db.system.name", "postgresql")
+	s.set("db.operation.name", s.Name)
 	return s
 }
 
@@ -243,25 +216,21 @@ func (s *traceSpan) finishDB(err *error) {
 // tracer owns the export queue and the goroutine that empties it. A nil *tracer is export
 // off: every method is then a no-op.
 type tracer struct {
-	endpoint  string // {GATEWAY_OTLP_ENDPOINT}/v1/traces
-	headers   http.Header
-	threshold uint64 // a new trace is sampled when a random uint64 is below it
-	sampleAll bool
-	client    *http.Client
-	log       *slog.Logger
-	m         *metrics
-	version   string // service.version
+	endpoint string // {GATEWAY_OTLP_ENDPOINT}/v1/traces
+	headers  http.Header
+	ratio    float64 // GATEWAY_TRACE_SAMPLE_RATIO
+	client   *http.Client
+	log      *slog.Logger
+	m        *metrics
+	version  string // service.version
 
-	queue    chan *traceSpan
-	interval time.Duration
-	stopping chan struct{} // closed by shutdown: flush what is queued, then exit
-	stopOnce sync.Once
-	done     chan struct{} // closed when the export goroutine has exited
-	// exportCtx bounds every export; abort cancels it when the shutdown's time is up.
-	exportCtx context.Context
-	abort     context.CancelFunc
-
-	lastWarn time.Time // export goroutine only
+	queue     chan *traceSpan
+	stopping  chan struct{} // closed by shutdown: flush what is queued, then exit
+	stopOnce  sync.Once
+	done      chan struct{}      // closed when the export goroutine has exited
+	exportCtx context.Context    // bounds every export
+	abort     context.CancelFunc // cancels exportCtx when the shutdown's time is up
+	lastWarn  time.Time          // export goroutine only
 }
 
 // newTracer returns the exporter configured by cfg, running, or nil when export is off.
@@ -291,37 +260,27 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 	t := &tracer{
 		endpoint: u.String(),
 		headers:  headers,
+		ratio:    cfg.TraceSampleRatio,
 		client: &http.Client{
-			Transport: &http.Transport{
-				// Straight to the configured collector, like the upstreams: proxy variables
-				// from the environment are not honoured.
-				Proxy:                 nil,
+			Transport: &http.Transport{ // no Proxy: straight to the collector, like the upstreams
 				DialContext:           (&net.Dialer{Timeout: traceExportTimeout, KeepAlive: 30 * time.Second}).DialContext,
 				MaxIdleConnsPerHost:   1, // one exporter goroutine: one connection is all it uses
 				IdleConnTimeout:       90 * time.Second,
 				ResponseHeaderTimeout: traceExportTimeout,
 				TLSHandshakeTimeout:   traceExportTimeout,
 			},
-			// A collector never redirects an export; following one could send the API key
-			// elsewhere.
+			// A collector never redirects; following one could send the API key elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		log:      log,
 		m:        m,
+		version:  serviceVersion(),
 		queue:    make(chan *traceSpan, queueSize),
-		interval: interval,
 		stopping: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	switch r := cfg.TraceSampleRatio; {
-	case r >= 1:
-		t.sampleAll = true
-	case r > 0:
-		t.threshold = uint64(r * (1 << 63) * 2) // r < 1, so this stays below 2^64
-	}
 	t.exportCtx, t.abort = context.WithCancel(context.Background())
-	t.version = serviceVersion()
-	go t.run()
+	go t.run(interval)
 	return t
 }
 
@@ -329,16 +288,15 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 // ("00") by GATEWAY_TRACE_SAMPLE_RATIO. A trace that arrives with a valid traceparent keeps
 // its own flags instead: the caller has decided.
 func (t *tracer) rootFlags() string {
-	if t.sampleAll || (t.threshold > 0 && rand.Uint64() < t.threshold) {
+	if rand.Float64() < t.ratio { // in [0, 1): ratio 1 samples all, 0 none
 		return "01"
 	}
 	return "00"
 }
 
-// startServer starts the request's server span when the request is sampled and returns ctx
-// carrying it; info's traceparent (already validated or generated by the middleware) carries
-// the trace id and the sampled flag. The parent is the client's span when its traceparent
-// was valid.
+// startServer returns ctx carrying the request's server span when the request is sampled
+// (by the flag of info's traceparent, already validated or generated by the middleware). The
+// parent is the client's span when its traceparent was valid.
 func (t *tracer) startServer(ctx context.Context, r *http.Request, info *requestInfo, start time.Time) context.Context {
 	if t == nil || len(info.TraceParent) != traceParentLen || unhex(info.TraceParent[54])&1 == 0 {
 		return ctx
@@ -347,14 +305,9 @@ func (t *tracer) startServer(ctx context.Context, r *http.Request, info *request
 	case "/health", "/livez", "/readyz":
 		return ctx // probes every few seconds would bury the traces worth reading
 	}
-	s := &traceSpan{tr: t, kind: spanKindServer, start: start}
-	copy(s.traceID[:], info.TraceID)
-	appendRandomHex(s.spanID[:0], 1)
-	if info.KeepTraceState {
-		if tp := r.Header["Traceparent"]; len(tp) == 1 && len(tp[0]) >= traceParentLen {
-			copy(s.parentID[:], tp[0][36:52])
-			s.hasParent = true
-		}
+	s := &traceSpan{tr: t, TraceID: info.TraceID, SpanID: randomHex(1), Kind: spanKindServer, Start: start.UnixNano()}
+	if tp := r.Header["Traceparent"]; info.KeepTraceState && len(tp) == 1 && len(tp[0]) >= traceParentLen {
+		s.ParentID = tp[0][36:52]
 	}
 	return context.WithValue(ctx, traceSpanKey{}, s)
 }
@@ -364,23 +317,23 @@ func (t *tracer) startServer(ctx context.Context, r *http.Request, info *request
 // user and company ids when known — never a token or an email.
 func (t *tracer) endServer(ctx context.Context, info *requestInfo, route string, r *http.Request, status int, aborted bool) {
 	s := spanFrom(ctx)
-	if t == nil || s == nil {
+	if s == nil {
 		return
 	}
-	s.name = route
+	s.Name = route
 	method := methodLabel(r.Method)
 	if method == "OTHER" {
 		method = "_OTHER" // the semantic conventions' word for a method outside the known set
 	}
-	s.setString("http.request.method", method)
-	s.setString("http.route", route)
-	s.setString("url.path", logPath(r.URL.Path))
-	s.setInt("http.response.status_code", int64(status))
+	s.set("http.request.method", method)
+	s.set("http.route", route)
+	s.set("url.path", logPath(r.URL.Path))
+	s.set("http.response.status_code", status)
 	if info.UserID != "" {
-		s.setString("user.id", info.UserID)
+		s.set("user.id", info.UserID)
 	}
 	if info.CompanyID != "" {
-		s.setString("company.id", info.CompanyID)
+		s.set("company.id", info.CompanyID)
 	}
 	switch {
 	case aborted:
@@ -400,47 +353,41 @@ func (t *tracer) enqueue(s *traceSpan) {
 	select {
 	case <-t.stopping: // nothing reads the queue any more
 		t.m.traceSpansDropped("shutdown", 1)
-		return
 	default:
-	}
-	select {
-	case t.queue <- s:
-	default:
-		t.m.traceSpansDropped("queue_full", 1)
+		select {
+		case t.queue <- s:
+		default:
+			t.m.traceSpansDropped("queue_full", 1)
+		}
 	}
 }
 
-// run is the export goroutine: it batches queued spans and sends a batch when it is full or
-// the flush interval has passed, and on shutdown sends what is left.
-func (t *tracer) run() {
+// run is the export goroutine: it sends a batch when it is full or every interval, and on
+// shutdown what is left.
+func (t *tracer) run(interval time.Duration) {
 	defer close(t.done)
-	tick := time.NewTicker(t.interval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	batch := make([]*traceSpan, 0, traceBatchSize)
-	send := func() {
-		if len(batch) > 0 {
-			t.export(batch)
-			clear(batch)
-			batch = batch[:0]
-		}
-	}
-	add := func(s *traceSpan) {
-		if batch = append(batch, s); len(batch) == traceBatchSize {
-			send()
-		}
-	}
+	var batch []*traceSpan
 	for {
 		select {
 		case s := <-t.queue:
-			add(s)
+			if batch = append(batch, s); len(batch) < traceBatchSize {
+				continue
+			}
 		case <-tick.C:
-			send()
 		case <-t.stopping:
 			for len(t.queue) > 0 { // this goroutine is the queue's only reader
-				add(<-t.queue)
+				batch = append(batch, <-t.queue)
 			}
-			send()
+			for b := range slices.Chunk(batch, traceBatchSize) {
+				t.export(b)
+			}
 			return
+		}
+		if len(batch) > 0 {
+			t.export(batch)
+			batch = nil // lets the sent spans be collected
 		}
 	}
 }
@@ -469,8 +416,25 @@ func (t *tracer) export(batch []*traceSpan) {
 	}
 }
 
-// maxExportResponse bounds how much of a collector's answer is read.
-const maxExportResponse = 64 << 10
+// encode writes a whole ExportTraceServiceRequest for batch (encoding/json sorts map keys,
+// which here is the order OTLP lists its fields in).
+func (t *tracer) encode(batch []*traceSpan) []byte {
+	for _, s := range batch {
+		if s.Attrs == nil {
+			s.Attrs = []otlpAttr{} // the span has ended: only this goroutine touches it now
+		}
+	}
+	str := func(v string) map[string]any { return map[string]any{"stringValue": v} }
+	b, _ := json.Marshal(map[string]any{"resourceSpans": []any{map[string]any{
+		"resource": map[string]any{"attributes": []otlpAttr{
+			{"service.name", str(traceServiceName)}, {"service.version", str(t.version)}}},
+		"scopeSpans": []any{map[string]any{
+			"scope": map[string]string{"name": traceServiceName, "version": t.version},
+			"spans": batch,
+		}},
+	}}}) // plain values cannot fail to encode
+	return b
+}
 
 // post sends one encoded batch and returns how many spans the collector reported rejecting
 // (OTLP partial success).
@@ -490,22 +454,16 @@ func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err err
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return 0, fmt.Errorf("post spans to %s: collector answered %s", t.endpoint, resp.Status)
 	}
-	return partialSuccessRejected(answer), nil
-}
-
-// partialSuccessRejected reads partialSuccess.rejectedSpans from an ExportTraceServiceResponse
-// in the JSON mapping (an int64, so a string, though some collectors write a number).
-func partialSuccessRejected(answer []byte) int64 {
+	// An ExportTraceServiceResponse; rejectedSpans is an int64, so a string in the JSON
+	// mapping, though some collectors write a number. Field names match case-insensitively.
 	var r struct {
-		PartialSuccess struct {
-			RejectedSpans json.Number `json:"rejectedSpans"`
-		} `json:"partialSuccess"`
+		PartialSuccess struct{ RejectedSpans json.Number }
 	}
 	if json.Unmarshal(answer, &r) != nil {
-		return 0
+		return 0, nil
 	}
 	n, _ := r.PartialSuccess.RejectedSpans.Int64()
-	return n
+	return n, nil
 }
 
 // warn logs export trouble at most once per traceWarnInterval: a collector that is down
@@ -551,9 +509,7 @@ func (t *tracer) wrapTransport(rt http.RoundTripper) http.RoundTripper {
 	return &tracingTransport{next: rt}
 }
 
-// tracingTransport adds the client span of the upstream call. The span's id is the
-// parent-id of the traceparent the proxy put on the outbound request, so the upstream's own
-// spans hang under this one.
+// tracingTransport adds the client span of the upstream call.
 type tracingTransport struct{ next http.RoundTripper }
 
 func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -563,17 +519,17 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return tt.next.RoundTrip(req)
 	}
 	info := requestInfoFrom(req.Context())
-	s := &traceSpan{tr: parent.tr, traceID: parent.traceID, parentID: parent.spanID, hasParent: true,
-		kind: spanKindClient, name: methodLabel(req.Method) + " " + info.Upstream, start: time.Now()}
-	copy(s.spanID[:], tp[0][36:52])
-	s.setString("http.request.method", methodLabel(req.Method))
-	s.setString("server.address", req.URL.Hostname())
+	method := methodLabel(req.Method)
+	s := parent.child(method+" "+info.Upstream, spanKindClient)
+	s.SpanID = tp[0][36:52] // the proxy's outbound traceparent: the upstream's spans hang under this one
+	s.set("http.request.method", method)
+	s.set("server.address", req.URL.Hostname())
 	if p, err := strconv.Atoi(req.URL.Port()); err == nil {
-		s.setInt("server.port", int64(p))
+		s.set("server.port", p)
 	}
-	s.setString("url.path", logPath(req.URL.Path)) // never the query: it may carry secrets
+	s.set("url.path", logPath(req.URL.Path)) // never the query: it may carry secrets
 	if info.Upstream != "" {
-		s.setString("peer.service", info.Upstream)
+		s.set("peer.service", info.Upstream)
 	}
 
 	// The wait for a pooled (or new) upstream connection is its own span: under load it is
@@ -581,7 +537,7 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	wait := s.child("upstream connection", spanKindInternal)
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		GotConn: func(ci httptrace.GotConnInfo) {
-			wait.setBool("network.connection.reused", ci.Reused)
+			wait.set("network.connection.reused", ci.Reused)
 			wait.finish()
 		},
 	}))
@@ -594,7 +550,7 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	wait.finish() // no-op unless the transport skipped GotConn
-	s.setInt("http.response.status_code", int64(resp.StatusCode))
+	s.set("http.response.status_code", resp.StatusCode)
 	if resp.StatusCode >= 400 {
 		s.fail(strconv.Itoa(resp.StatusCode)) // for a client span, 4xx is a failure too
 	}
@@ -618,88 +574,6 @@ func (b *spanBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.s.finish()
 	return err
-}
-
-// ---- OTLP/JSON encoding ----------------------------------------------------------------
-//
-// The protobuf JSON mapping as OTLP specifies it: trace and span ids as lower-case hex (not
-// base64), 64-bit integers (times, int attributes) as decimal strings, enums as integers,
-// attribute values wrapped in their type ({"stringValue": …}).
-
-type otlpExport struct {
-	ResourceSpans []otlpResourceSpans `json:"resourceSpans"`
-}
-
-type otlpResourceSpans struct {
-	Resource struct {
-		Attributes []otlpAttr `json:"attributes"`
-	} `json:"resource"`
-	ScopeSpans []otlpScopeSpans `json:"scopeSpans"`
-}
-
-type otlpScopeSpans struct {
-	Scope struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-	} `json:"scope"`
-	Spans []otlpSpanJSON `json:"spans"`
-}
-
-type otlpSpanJSON struct {
-	TraceID      string      `json:"traceId"`
-	SpanID       string      `json:"spanId"`
-	ParentSpanID string      `json:"parentSpanId,omitempty"`
-	Name         string      `json:"name"`
-	Kind         spanKind    `json:"kind"`
-	Start        int64       `json:"startTimeUnixNano,string"`
-	End          int64       `json:"endTimeUnixNano,string"`
-	Attributes   []otlpAttr  `json:"attributes"`
-	Status       *otlpStatus `json:"status,omitempty"`
-}
-
-type otlpStatus struct {
-	Code    uint8  `json:"code"`
-	Message string `json:"message,omitempty"`
-}
-
-type otlpAttr struct {
-	Key   string    `json:"key"`
-	Value otlpValue `json:"value"`
-}
-
-// otlpValue is an AnyValue: exactly one field is set.
-type otlpValue struct {
-	String *string `json:"stringValue,omitempty"`
-	Int    *int64  `json:"intValue,omitempty,string"`
-	Bool   *bool   `json:"boolValue,omitempty"`
-}
-
-// encode writes a whole ExportTraceServiceRequest for batch.
-func (t *tracer) encode(batch []*traceSpan) []byte {
-	version := t.version
-	rs := otlpResourceSpans{ScopeSpans: make([]otlpScopeSpans, 1)}
-	for _, a := range [][2]string{{"service.name", traceServiceName}, {"service.version", version}} {
-		rs.Resource.Attributes = append(rs.Resource.Attributes, otlpAttr{a[0], otlpValue{String: &a[1]}})
-	}
-	scope := &rs.ScopeSpans[0]
-	scope.Scope.Name, scope.Scope.Version = traceServiceName, version
-	scope.Spans = make([]otlpSpanJSON, len(batch))
-	for i, s := range batch {
-		out := otlpSpanJSON{TraceID: string(s.traceID[:]), SpanID: string(s.spanID[:]), Name: s.name, Kind: s.kind,
-			Start: s.start.UnixNano(), End: s.end.UnixNano(), Attributes: s.attrs}
-		if s.hasParent {
-			out.ParentSpanID = string(s.parentID[:])
-		}
-		if out.Attributes == nil {
-			out.Attributes = []otlpAttr{}
-		}
-		if s.status != statusUnset {
-			out.Status = &otlpStatus{s.status, s.statusMsg}
-		}
-		scope.Spans[i] = out
-	}
-	b, _ := json.Marshal(otlpExport{[]otlpResourceSpans{rs}}) // plain structs cannot fail to encode
-	return b
 }
 
 // ---- Configuration ----------------------------------------------------------------------
