@@ -23,9 +23,9 @@ type Config struct {
 	Port     int
 	LogLevel slog.Level
 
-	IngestURL *url.URL // nil only in -dev when unset: the built-in echo upstream is used
-	QueryURL  *url.URL // nil only in -dev when unset: the built-in echo upstream is used
-	AuthURL   *url.URL // nil: /api/v1/auth/* answers 404
+	// Upstreams is the base URL of each row of upstreamServices, by name. Absent: an optional
+	// service left unset (its routes answer 404), or in -dev the built-in echo upstream.
+	Upstreams map[string]*url.URL
 
 	JWTSecret []byte
 	JWTExpire time.Duration
@@ -173,6 +173,61 @@ func urlRow(p **url.URL, name, def, unset, doc string) setting {
 	})
 }
 
+// upstreamService is one backend the gateway proxies to: its URL setting, its -dev stand-in
+// and the gateway paths that reach it.
+type upstreamService struct {
+	name, setting, defaultURL, doc string
+	devEcho                        bool // in -dev, unset means the built-in echo upstream; otherwise unset answers 404
+	auth                           routeAuth
+	routes                         []upstreamRoute
+}
+
+// upstreamRoute maps the gateway paths under gatewayPrefix to upstreamPrefix on the service.
+type upstreamRoute struct {
+	gatewayPrefix, upstreamPrefix string
+	patterns                      []string
+}
+
+// upstreamServices is one row per backend. Adding one is a row here (and its test): its
+// setting, -dev echo and routes all come from the row.
+var upstreamServices = []upstreamService{
+	{name: "ingest", setting: "GATEWAY_INGEST_SERVICE_URL", defaultURL: "http://ingest-api-service.nyro-develop.svc.cluster.local:80",
+		doc:     "base URL of the Ingest service (absolute http/https); in -dev, unset means a built-in echo upstream",
+		devEcho: true, auth: authStrict, routes: []upstreamRoute{
+			{"/api/v1/ingest/", "/api/v1/ingest/", []string{"/api/v1/ingest/{path...}", "/api/v1/ingest"}},
+			// The document statistics live on the ingest service; only the one path is routed.
+			{"/api/v1/documents/", "/api/v1/ingest/", []string{"GET /api/v1/documents/stats"}},
+		}},
+	{name: "query", setting: "GATEWAY_QUERY_SERVICE_URL", defaultURL: "http://query-service.nyro-develop.svc.cluster.local:80",
+		doc:     "base URL of the Query service (absolute http/https); in -dev, unset means a built-in echo upstream",
+		devEcho: true, auth: authStrict, routes: []upstreamRoute{
+			{"/api/v1/query/", "/api/v1/", []string{"/api/v1/query/{path...}", "/api/v1/query"}},
+		}},
+	// The auth service checks its own callers, and is optional.
+	{name: "auth", setting: "GATEWAY_AUTH_SERVICE_URL",
+		doc:  "optional base URL of an auth service; when set /api/v1/auth/* is proxied to it, otherwise it answers 404",
+		auth: authNone, routes: []upstreamRoute{
+			{"/api/v1/auth/", "/api/v1/auth/", []string{"/api/v1/auth/{path...}", "/api/v1/auth"}},
+		}},
+}
+
+// upstreamRow reads a service's base URL into c.Upstreams.
+func upstreamRow(c *Config, up upstreamService) setting {
+	unset := "unset (" + up.name + " routes answer 404)"
+	if up.devEcho {
+		unset = "built-in echo upstream"
+	}
+	parse := explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80")
+	return setting{Name: up.setting, Default: up.defaultURL, Doc: up.doc,
+		parse: func(v string) (err error) { c.Upstreams[up.name], err = parse(v); return err },
+		show: func() slog.Value {
+			if u := c.Upstreams[up.name]; u != nil {
+				return slog.StringValue(u.String())
+			}
+			return slog.StringValue(unset)
+		}}
+}
+
 // explain puts the value (quoted by quote) and what was expected around parse's problem.
 func explain[T any](parse func(string) (T, error), quote func(string) string, expect string) func(string) (T, error) {
 	return func(v string) (T, error) {
@@ -202,7 +257,10 @@ func settingsOf(c *Config) []setting {
 		burstExpect     = "a whole number from 0 (limit off) to 1000000"
 		perMinuteExpect = "failed logins per minute, from 0.01 to 1000000 (set the burst to 0 to turn the limit off)"
 	)
-	return []setting{
+	if c.Upstreams == nil {
+		c.Upstreams = map[string]*url.URL{}
+	}
+	rows := []setting{
 		// The SPEC table.
 		intRow(&c.Port, "PORT", "8080", 1, 65535, "a TCP port from 1 to 65535",
 			"TCP port of the public listener (all interfaces), 1..65535"),
@@ -210,12 +268,11 @@ func settingsOf(c *Config) []setting {
 			Doc:   "DEBUG, INFO, WARNING (or WARN) or ERROR, in any letter case",
 			parse: func(v string) error { return parseLogLevel(&c.LogLevel, v) },
 			show:  func() slog.Value { return slog.StringValue(c.LogLevel.String()) }},
-		urlRow(&c.IngestURL, "GATEWAY_INGEST_SERVICE_URL", "http://ingest-api-service.nyro-develop.svc.cluster.local:80", "built-in echo upstream",
-			"base URL of the Ingest service (absolute http/https); in -dev, unset means a built-in echo upstream"),
-		urlRow(&c.QueryURL, "GATEWAY_QUERY_SERVICE_URL", "http://query-service.nyro-develop.svc.cluster.local:80", "built-in echo upstream",
-			"base URL of the Query service (absolute http/https); in -dev, unset means a built-in echo upstream"),
-		urlRow(&c.AuthURL, "GATEWAY_AUTH_SERVICE_URL", "", "unset (auth routes answer 404)",
-			"optional base URL of an auth service; when set /api/v1/auth/* is proxied to it, otherwise it answers 404"),
+	}
+	for _, up := range upstreamServices {
+		rows = append(rows, upstreamRow(c, up))
+	}
+	return append(rows, []setting{
 		setting{Name: "GATEWAY_JWT_SECRET",
 			Doc: "HS256 key, at least 32 random bytes, never a placeholder; in -dev, unset means an ephemeral key",
 			parse: func(v string) error {
@@ -451,7 +508,7 @@ func settingsOf(c *Config) []setting {
 				}
 				return team, nil
 			}),
-	}
+	}...)
 }
 
 // settings is the table's metadata (names, defaults, docs); the README's configuration
@@ -570,17 +627,11 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 
 	// Development shortcuts: in -dev an unset URL means the built-in echo upstream, not the
 	// cluster default.
-	for _, up := range []struct {
-		name, what string
-		dst        **url.URL
-	}{
-		{"GATEWAY_INGEST_SERVICE_URL", "ingest", &cfg.IngestURL},
-		{"GATEWAY_QUERY_SERVICE_URL", "query", &cfg.QueryURL},
-	} {
-		if dev && !r.set[up.name] {
-			*up.dst = nil
+	for _, up := range upstreamServices {
+		if dev && up.devEcho && !r.set[up.setting] {
+			delete(cfg.Upstreams, up.name)
 			cfg.DevShortcuts = append(cfg.DevShortcuts, fmt.Sprintf(
-				"built-in echo upstream for %s (%s unset)", up.what, up.name))
+				"built-in echo upstream for %s (%s unset)", up.name, up.setting))
 		}
 	}
 	switch {

@@ -69,9 +69,9 @@ func TestConfigDefaultsApplied(t *testing.T) {
 		{"Dev", cfg.Dev, false},
 		{"Port", cfg.Port, 8080},
 		{"LogLevel", cfg.LogLevel, slog.LevelInfo},
-		{"IngestURL", cfg.IngestURL.String(), "http://ingest-api-service.nyro-develop.svc.cluster.local:80"},
-		{"QueryURL", cfg.QueryURL.String(), "http://query-service.nyro-develop.svc.cluster.local:80"},
-		{"AuthURL nil", cfg.AuthURL == nil, true},
+		{"IngestURL", cfg.Upstreams["ingest"].String(), "http://ingest-api-service.nyro-develop.svc.cluster.local:80"},
+		{"QueryURL", cfg.Upstreams["query"].String(), "http://query-service.nyro-develop.svc.cluster.local:80"},
+		{"AuthURL nil", cfg.Upstreams["auth"] == nil, true},
 		{"JWTSecret", string(cfg.JWTSecret), testJWTSecret},
 		{"JWTExpire", cfg.JWTExpire, 1440 * time.Minute},
 		{"PostgresUser", cfg.PostgresUser, "postgres"},
@@ -128,10 +128,10 @@ func TestConfigAcceptsEveryDocumentedForm(t *testing.T) {
 		{"GATEWAY_LOG_LEVEL", "Warning", nil, func(c *Config) any { return c.LogLevel }, slog.LevelWarn},
 		{"GATEWAY_LOG_LEVEL", "WARN", nil, func(c *Config) any { return c.LogLevel }, slog.LevelWarn},
 		{"GATEWAY_LOG_LEVEL", "error", nil, func(c *Config) any { return c.LogLevel }, slog.LevelError},
-		{"GATEWAY_INGEST_SERVICE_URL", "http://localhost:8001/", nil, func(c *Config) any { return c.IngestURL.String() }, "http://localhost:8001"},
-		{"GATEWAY_QUERY_SERVICE_URL", "HTTPS://Query.Example:8443/base//", nil, func(c *Config) any { return c.QueryURL.String() }, "https://query.example:8443/base"},
-		{"GATEWAY_QUERY_SERVICE_URL", "http://[::1]:8002", nil, func(c *Config) any { return c.QueryURL.String() }, "http://[::1]:8002"},
-		{"GATEWAY_AUTH_SERVICE_URL", "http://auth-service:80", nil, func(c *Config) any { return c.AuthURL.String() }, "http://auth-service:80"},
+		{"GATEWAY_INGEST_SERVICE_URL", "http://localhost:8001/", nil, func(c *Config) any { return c.Upstreams["ingest"].String() }, "http://localhost:8001"},
+		{"GATEWAY_QUERY_SERVICE_URL", "HTTPS://Query.Example:8443/base//", nil, func(c *Config) any { return c.Upstreams["query"].String() }, "https://query.example:8443/base"},
+		{"GATEWAY_QUERY_SERVICE_URL", "http://[::1]:8002", nil, func(c *Config) any { return c.Upstreams["query"].String() }, "http://[::1]:8002"},
+		{"GATEWAY_AUTH_SERVICE_URL", "http://auth-service:80", nil, func(c *Config) any { return c.Upstreams["auth"].String() }, "http://auth-service:80"},
 		{"GATEWAY_JWT_SECRET", "  " + testJWTSecret + "\n", nil, func(c *Config) any { return string(c.JWTSecret) }, "  " + testJWTSecret + "\n"},
 		{"GATEWAY_JWT_EXPIRE_MINUTES", "525600", nil, func(c *Config) any { return c.JWTExpire }, 525600 * time.Minute},
 		{"GATEWAY_POSTGRES_SERVER", "127.0.0.1", nil, func(c *Config) any { return c.PostgresServer }, "127.0.0.1"},
@@ -454,8 +454,8 @@ func TestDevShortcutsOnlyWithDev(t *testing.T) {
 			if cfg.UseMemoryStore != tt.memoryStore {
 				t.Errorf("UseMemoryStore = %v", cfg.UseMemoryStore)
 			}
-			if (cfg.IngestURL == nil) != tt.echo || (cfg.QueryURL == nil) != tt.echo {
-				t.Errorf("IngestURL %v QueryURL %v, want echo upstreams: %v", cfg.IngestURL, cfg.QueryURL, tt.echo)
+			if (cfg.Upstreams["ingest"] == nil) != tt.echo || (cfg.Upstreams["query"] == nil) != tt.echo {
+				t.Errorf("ingest %v query %v, want echo upstreams: %v", cfg.Upstreams["ingest"], cfg.Upstreams["query"], tt.echo)
 			}
 			if len(cfg.JWTSecret) < minJWTSecretBytes {
 				t.Errorf("JWT secret of %d bytes", len(cfg.JWTSecret))

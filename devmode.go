@@ -52,7 +52,13 @@ func seedDemo(ctx context.Context, store Store) (demoAccount, error) {
 // startDevEchoUpstreams serves the built-in echo upstream on loopback for every upstream
 // URL that -dev left unset, and points the configuration at it.
 func startDevEchoUpstreams(ctx context.Context, cfg *Config, log *slog.Logger, wg *sync.WaitGroup) error {
-	if cfg.IngestURL != nil && cfg.QueryURL != nil {
+	var unset []string
+	for _, up := range upstreamServices {
+		if up.devEcho && cfg.Upstreams[up.name] == nil {
+			unset = append(unset, up.name)
+		}
+	}
+	if len(unset) == 0 {
 		return nil
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,11 +70,8 @@ func startDevEchoUpstreams(ctx context.Context, cfg *Config, log *slog.Logger, w
 	go func() { defer wg.Done(); srv.Serve(ln) }()
 	go func() { defer wg.Done(); <-ctx.Done(); srv.Close() }()
 	echoURL := &url.URL{Scheme: "http", Host: ln.Addr().String()}
-	if cfg.IngestURL == nil {
-		cfg.IngestURL = echoURL
-	}
-	if cfg.QueryURL == nil {
-		cfg.QueryURL = echoURL
+	for _, name := range unset {
+		cfg.Upstreams[name] = echoURL
 	}
 	log.Warn("development shortcut: echo upstream serving unset upstreams", "url", echoURL.String())
 	return nil

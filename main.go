@@ -432,29 +432,21 @@ func (g *gateway) routeTable() []route {
 		{"POST /api/v1/users/me/password", authInitial, g.handleChangePassword()},
 	}
 
-	// One row per proxied route: the upstream, who may call it, and the patterns it serves.
+	// Every route of every configured upstream service (upstreamServices).
 	transport := g.tracer.wrapTransport(g.transport) // a client span per upstream call
-	for _, p := range []struct {
-		up       upstream
-		auth     routeAuth
-		patterns []string
-	}{
-		{upstream{"ingest", g.cfg.IngestURL, "/api/v1/ingest/", "/api/v1/ingest/"}, authStrict, []string{"/api/v1/ingest/{path...}", "/api/v1/ingest"}},
-		{upstream{"query", g.cfg.QueryURL, "/api/v1/query/", "/api/v1/"}, authStrict, []string{"/api/v1/query/{path...}", "/api/v1/query"}},
-		// The document statistics live on the ingest service; only the one path is routed here.
-		{upstream{"ingest", g.cfg.IngestURL, "/api/v1/documents/", "/api/v1/ingest/"}, authStrict, []string{"GET /api/v1/documents/stats"}},
-		// The auth service checks its own callers, and is optional (unset: its routes are 404).
-		{upstream{"auth", g.cfg.AuthURL, "/api/v1/auth/", "/api/v1/auth/"}, authNone, []string{"/api/v1/auth/{path...}", "/api/v1/auth"}},
-	} {
-		if p.up.name == "auth" && p.up.target == nil {
-			continue
+	for _, up := range upstreamServices {
+		target := g.cfg.Upstreams[up.name]
+		if target == nil {
+			continue // an optional service left unset: its routes answer 404
 		}
-		h := newProxy(p.up, transport, g.cfg, g.log, g.metrics)
-		if p.auth != authNone {
-			h = g.limitCompany(h)
-		}
-		for _, pattern := range p.patterns {
-			table = append(table, route{pattern, p.auth, h})
+		for _, rt := range up.routes {
+			h := newProxy(upstream{up.name, target, rt.gatewayPrefix, rt.upstreamPrefix}, transport, g.cfg, g.log, g.metrics)
+			if up.auth != authNone {
+				h = g.limitCompany(h)
+			}
+			for _, pattern := range rt.patterns {
+				table = append(table, route{pattern, up.auth, h})
+			}
 		}
 	}
 

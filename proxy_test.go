@@ -157,7 +157,7 @@ func newTestGateway(t *testing.T, opts gatewayOptions) *testGateway {
 		}
 		return u
 	}
-	cfg.IngestURL, cfg.QueryURL, cfg.AuthURL = target("ingest", g.ingest.URL), target("query", g.query.URL), target("auth", g.auth.URL)
+	cfg.Upstreams = map[string]*url.URL{"ingest": target("ingest", g.ingest.URL), "query": target("query", g.query.URL), "auth": target("auth", g.auth.URL)}
 	gw := newGateway(cfg, log, newMemoryStore(), nil)
 	t.Cleanup(gw.close)
 
