@@ -193,15 +193,8 @@ func settingsOf(c *Config) []setting {
 			"base URL of the Query service (absolute http/https); in -dev, unset means a built-in echo upstream"),
 		urlRow(&c.AuthURL, "GATEWAY_AUTH_SERVICE_URL", "", "unset (auth routes answer 404)",
 			"optional base URL of an auth service; when set /api/v1/auth/* is proxied to it, otherwise it answers 404"),
-		setting{Name: "GATEWAY_JWT_SECRET",
-			Doc: "HS256 key, at least 32 random bytes, never a placeholder; in -dev, unset means an ephemeral key",
-			parse: func(v string) error {
-				if err := checkJWTSecret(v); err != nil {
-					return err
-				}
-				c.JWTSecret = []byte(v)
-				return nil
-			}}.required().secret(func() slog.Value {
+		bind(&c.JWTSecret, "GATEWAY_JWT_SECRET", "", "HS256 key, at least 32 random bytes, never a placeholder; in -dev, unset means an ephemeral key",
+			func(v string) ([]byte, error) { return []byte(v), checkJWTSecret(v) }, nil).required().secret(func() slog.Value {
 			if len(c.JWTSecret) == 0 {
 				return slog.StringValue("unset")
 			}
@@ -275,12 +268,7 @@ func settingsOf(c *Config) []setting {
 					return nil
 				})
 				return origins, errs
-			}, func(origins []string) slog.Value {
-				if origins == nil {
-					origins = []string{}
-				}
-				return slog.AnyValue(origins)
-			}),
+			}, func(origins []string) slog.Value { return slog.AnyValue(append([]string{}, origins...)) }),
 
 		// Beyond the SPEC table.
 		durationRow(&c.DBTimeout, "GATEWAY_DB_TIMEOUT", "2s", time.Millisecond, time.Minute, `a duration from 1ms to 1m, e.g. "2s"`,
@@ -315,13 +303,7 @@ func settingsOf(c *Config) []setting {
 			parseSize, slog.Int64Value),
 		bind(&c.TrustedProxies, "GATEWAY_TRUSTED_PROXIES", "",
 			"comma-separated CIDRs or IPs of proxies whose X-Forwarded-For is believed; empty trusts none",
-			parseTrustedProxies, func(ps []netip.Prefix) slog.Value {
-				s := make([]string, len(ps))
-				for i, p := range ps {
-					s[i] = p.String()
-				}
-				return slog.AnyValue(s)
-			}),
+			parseTrustedProxies, func(ps []netip.Prefix) slog.Value { return slog.AnyValue(append([]netip.Prefix{}, ps...)) }),
 		intRow(&c.LoginIPBurst, "GATEWAY_LOGIN_IP_BURST", "10", 0, 1000000, burstExpect,
 			"failed logins allowed at once per client IP; 0 turns this limit off"),
 		floatRow(&c.LoginIPPerMinute, "GATEWAY_LOGIN_IP_PER_MINUTE", "10", 0.01, 1000000, perMinuteExpect,
@@ -348,20 +330,16 @@ func settingsOf(c *Config) []setting {
 		// always ends with a limit, so it never leaves a collector that is off unbounded.
 		{Name: "GATEWAY_MEMORY_LIMIT", Default: "auto",
 			Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. auto (or unset) = 75% of the container's cgroup memory limit, or 96MiB when there is none",
-			parse: func(v string) error {
-				const expect = "auto, 0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)"
-				if c.MemoryLimitAuto = strings.EqualFold(v, "auto"); c.MemoryLimitAuto {
-					return nil
+			parse: func(v string) (err error) {
+				if c.MemoryLimitAuto = strings.EqualFold(v, "auto"); !c.MemoryLimitAuto {
+					c.MemoryLimit, err = explain(func(v string) (int64, error) {
+						if n, err := parseSize(v); err != nil || n == 0 || n >= 1<<20 {
+							return n, err
+						}
+						return 0, errors.New("is out of range")
+					}, show, "auto, 0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)")(v)
 				}
-				n, err := parseSize(v)
-				switch {
-				case err != nil:
-					return fmt.Errorf("%s %v; expected %s", show(v), err, expect)
-				case n != 0 && n < 1<<20:
-					return fmt.Errorf("%s is out of range; expected %s", show(v), expect)
-				}
-				c.MemoryLimit = n
-				return nil
+				return err
 			},
 			show: func() slog.Value { // the value auto resolves to is on the "runtime" log line
 				if c.MemoryLimitAuto {
