@@ -135,6 +135,20 @@ func stringRow(p *string, name, def, doc string, check func(string) (string, err
 	return bind(p, name, def, doc, check, slog.StringValue)
 }
 
+// checkedRow makes a row that keeps v, put in normal form by norm (nil: as given), when ok
+// accepts it; otherwise the problem follows the quoted value.
+func checkedRow(p *string, name, def, doc string, norm func(string) string, ok func(string) bool, problem string) setting {
+	return stringRow(p, name, def, doc, func(v string) (string, error) {
+		if norm != nil {
+			v = norm(v)
+		}
+		if !ok(v) {
+			return "", fmt.Errorf("%s %s", show(v), problem)
+		}
+		return v, nil
+	})
+}
+
 // urlRow reads an upstream base URL; unset is what the log shows while it is nil.
 func urlRow(p **url.URL, name, def, unset, doc string) setting {
 	return bind(p, name, def, doc, explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80"), func(u *url.URL) slog.Value {
@@ -227,13 +241,9 @@ func settingsOf(c *Config) []setting {
 			}
 			return slog.StringValue("***")
 		}),
-		stringRow(&c.PostgresServer, "GATEWAY_POSTGRES_SERVER", "postgresql.nyro-develop.svc.cluster.local",
-			"PostgreSQL host name or IP address", func(v string) (string, error) {
-				if _, err := netip.ParseAddr(v); err != nil && !validHostName(v) {
-					return v, fmt.Errorf("%s is not a host name or IP address; expected e.g. localhost or postgresql.nyro-develop.svc.cluster.local", show(v))
-				}
-				return v, nil
-			}).database(),
+		checkedRow(&c.PostgresServer, "GATEWAY_POSTGRES_SERVER", "postgresql.nyro-develop.svc.cluster.local", "PostgreSQL host name or IP address",
+			nil, func(v string) bool { _, err := netip.ParseAddr(v); return err == nil || validHostName(v) },
+			"is not a host name or IP address; expected e.g. localhost or postgresql.nyro-develop.svc.cluster.local").database(),
 		intRow(&c.PostgresPort, "GATEWAY_POSTGRES_PORT", "5432", 1, 65535, "a TCP port from 1 to 65535",
 			"PostgreSQL port, 1..65535").database(),
 		stringRow(&c.PostgresDB, "GATEWAY_POSTGRES_DB", "atenex", "PostgreSQL database name",
@@ -385,37 +395,24 @@ func settingsOf(c *Config) []setting {
 			"true forwards the client's Authorization and Cookie headers to the ingest and query backends; by default they get only the identity headers"),
 		boolRow(&c.PProf, "GATEWAY_PPROF", "false",
 			"true serves /debug/pprof/ on the admin listener (GATEWAY_ADMIN_PORT)"),
-		stringRow(&c.PostgresSSLMode, "GATEWAY_POSTGRES_SSLMODE", "prefer",
-			"PostgreSQL TLS: disable, allow, prefer, require, verify-ca or verify-full (libpq's meanings)",
-			func(v string) (string, error) {
-				switch mode := strings.ToLower(v); mode {
-				case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
-					return mode, nil
-				default:
-					return "", fmt.Errorf("%s is not an sslmode; expected disable, allow, prefer, require, verify-ca or verify-full", show(mode))
-				}
-			}).database(),
-		stringRow(&c.PostgresSSLRootCert, "GATEWAY_POSTGRES_SSLROOTCERT", "",
+		checkedRow(&c.PostgresSSLMode, "GATEWAY_POSTGRES_SSLMODE", "prefer",
+			"PostgreSQL TLS: disable, allow, prefer, require, verify-ca or verify-full (libpq's meanings)", strings.ToLower,
+			func(v string) bool {
+				return slices.Contains([]string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}, v)
+			},
+			"is not an sslmode; expected disable, allow, prefer, require, verify-ca or verify-full").database(),
+		checkedRow(&c.PostgresSSLRootCert, "GATEWAY_POSTGRES_SSLROOTCERT", "",
 			"path of the CA certificate(s) that sign the PostgreSQL server's certificate, for verify-ca and verify-full",
-			func(v string) (string, error) {
-				if !strings.HasPrefix(v, "/") {
-					return "", fmt.Errorf("%s is not an absolute path; expected the path of a PEM file, e.g. /etc/atenex/postgres-ca/ca.crt", show(v))
-				}
-				return v, nil
-			}).database(),
+			nil, func(v string) bool { return strings.HasPrefix(v, "/") },
+			"is not an absolute path; expected the path of a PEM file, e.g. /etc/atenex/postgres-ca/ca.crt").database(),
 		// The frontend's dev server is on localhost; a production gateway allowing it would let
 		// any page a user's machine serves there call the API with their credentials.
 		boolRow(&c.CORSAllowLocalhost, "GATEWAY_CORS_ALLOW_LOCALHOST", "",
 			"CORS: true allows http://localhost:3000…3009 (a developer's frontend); unset means true with -dev and false otherwise"),
-		stringRow(&c.CORSVercelTeam, "GATEWAY_CORS_VERCEL_TEAM", "",
-			"CORS: the Vercel team slug; when set, preview origins must also end in -<team>.vercel.app",
-			func(v string) (string, error) {
-				team := strings.ToLower(v)
-				if len(team) > 48 || !validDNSLabel(team) {
-					return "", fmt.Errorf("%s is not a Vercel team slug; expected lower-case letters, digits and '-', as in https://<project>-<hash>-<team>.vercel.app", show(team))
-				}
-				return team, nil
-			}),
+		checkedRow(&c.CORSVercelTeam, "GATEWAY_CORS_VERCEL_TEAM", "",
+			"CORS: the Vercel team slug; when set, preview origins must also end in -<team>.vercel.app", strings.ToLower,
+			func(team string) bool { return len(team) <= 48 && validDNSLabel(team) },
+			"is not a Vercel team slug; expected lower-case letters, digits and '-', as in https://<project>-<hash>-<team>.vercel.app"),
 	}
 }
 
