@@ -15,95 +15,66 @@ import (
 	"time"
 )
 
-// Config is the validated configuration. Every field is set by loadConfig; nothing else
-// reads the environment. The rows of settingsOf say which variable fills which field.
+// Config is the validated configuration, filled only by loadConfig; the rows of settingsOf
+// say which variable fills which field, and what each means.
 type Config struct {
-	Dev bool // -dev flag: development shortcuts allowed (each announced in DevShortcuts)
+	Dev          bool     // -dev flag: development shortcuts allowed
+	DevShortcuts []string // each development shortcut taken, to be announced at WARN
 
-	Port     int
-	LogLevel slog.Level
+	Port, AdminPort int
+	LogLevel        slog.Level
+	Docs, PProf     bool
 
 	// Upstreams is the base URL of each row of upstreamServices, by name. Absent: an optional
 	// service left unset (its routes answer 404), or in -dev the built-in echo upstream.
 	Upstreams map[string]*url.URL
 
-	JWTSecret []byte
-	JWTExpire time.Duration
+	JWTSecret                []byte
+	JWTExpire, SessionMaxAge time.Duration
 
-	PostgresUser     string
-	PostgresPassword string
-	PostgresServer   string
-	PostgresPort     int
-	PostgresDB       string
-	UseMemoryStore   bool // only in -dev when no PostgreSQL password is configured
+	PostgresUser, PostgresPassword, PostgresServer, PostgresDB string
+	PostgresPort                                               int
+	PostgresSSLMode, PostgresSSLRootCert                       string // sslmode "" = prefer, for configurations built by hand
+	UseMemoryStore                                             bool   // only in -dev when no PostgreSQL password is configured
+	DBTimeout, UserCacheTTL, UserStaleIfError                  time.Duration
+	DefaultCompanyID                                           string // "" or a canonical lower-case UUID
 
-	DefaultCompanyID string // "" or a canonical lower-case UUID
-
-	HTTPClientTimeout   time.Duration // response-header timeout for upstreams
-	MaxConnsPerHost     int
-	MaxIdleConnsPerHost int
+	HTTPClientTimeout, UpstreamQueueWait, ProxyIdleTimeout   time.Duration
+	MaxConnsPerHost, MaxIdleConnsPerHost, CompanyMaxInflight int
+	ForwardCredentials                                       bool
+	CompanyRPS                                               float64
+	CompanyBurst                                             int
 
 	VercelFrontendURL  string   // "" or an origin (scheme://host[:port])
 	CORSAllowedOrigins []string // exact origins
+	CORSAllowLocalhost bool
+	CORSVercelTeam     string
 
-	// Beyond the SPEC table.
-	DBTimeout         time.Duration // deadline of every database call
-	UserCacheTTL      time.Duration // 0 = check the database on every request
-	UserStaleIfError  time.Duration // serve a known user this long past the TTL while the database fails
-	SessionMaxAge     time.Duration // refresh never extends a session past sign-in + this
-	AdminPort         int           // 0 disables the admin listener
-	Docs              bool          // serve /openapi.json and /docs
-	ShutdownGrace     time.Duration // bound on draining in-flight requests
-	DrainDelay        time.Duration // keep accepting while load balancers notice not-ready
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	MaxBodyBytes      int64 // body limit of the gateway's own JSON endpoints
-	TrustedProxies    []netip.Prefix
+	ShutdownGrace, DrainDelay, ReadHeaderTimeout, IdleTimeout time.Duration
+	MaxBodyBytes                                              int64
+	MaxConnections                                            int
+	TrustedProxies                                            []netip.Prefix
 
-	LoginIPBurst        int     // failed logins allowed at once per client IP (0 = off)
-	LoginIPPerMinute    float64 // refill rate of that bucket
-	LoginEmailBurst     int     // (0 = off)
-	LoginEmailPerMinute float64
-	BcryptQueueWait     time.Duration
-
-	CompanyRPS   float64 // 0 = off
-	CompanyBurst int
+	LoginIPBurst, LoginEmailBurst, LoginGlobalBurst             int
+	LoginIPPerMinute, LoginEmailPerMinute, LoginGlobalPerMinute float64
+	BcryptQueueWait                                             time.Duration
 
 	GCPercent       int
 	MemoryLimit     int64 // bytes (0 = none); unused when MemoryLimitAuto
-	MemoryLimitAuto bool  // auto (the default): derived at start, see memlimit.go
+	MemoryLimitAuto bool  // resolved at start, see memlimit.go
 
 	OTLPEndpoint     *url.URL // nil = no span export
 	OTLPHeaders      []otlpHeader
-	TraceSampleRatio float64 // share of new traces exported
-
-	// The edge under abuse (SPEC §8).
-	LoginGlobalBurst     int // failed logins at once per replica, any address (0 = off)
-	LoginGlobalPerMinute float64
-	ProxyIdleTimeout     time.Duration // a proxied body that moves no byte this long is cut
-	UpstreamQueueWait    time.Duration // wait for a free upstream connection before 503
-	CompanyMaxInflight   int           // proxied requests in flight per company (0 = off)
-	MaxConnections       int           // open client connections (0 = no cap)
-	ForwardCredentials   bool          // pass Authorization and Cookie to authenticated backends
-	PProf                bool          // serve /debug/pprof/ on the admin listener
-	PostgresSSLMode      string        // libpq sslmode ("" = prefer, for configurations built by hand)
-	PostgresSSLRootCert  string        // CA bundle for verify-ca / verify-full
-	CORSAllowLocalhost   bool          // allow http://localhost:3000…3009
-	CORSVercelTeam       string        // preview origins must end in -<team>.vercel.app
-
-	DevShortcuts []string // each development shortcut taken, to be announced at WARN
+	TraceSampleRatio float64
 }
 
-// setting is one row of the configuration table: the environment variable, its default,
-// its doc, and, like a flag.Value, a parser that stores into its Config field and a
-// rendering of that field for the start-up log.
+// setting is one row of the configuration table. Like a flag.Value, parse stores into the
+// row's Config field and show renders that field for the start-up log.
 type setting struct {
-	Name     string
-	Default  string // "" = none
-	Required bool   // must be provided outside -dev
-	Secret   bool   // masked in logs, kept in the Kubernetes Secret rather than the ConfigMap
-	Database bool   // also read by loadDatabaseConfig
-	Doc      string
+	Name, Default, Doc string // Default "" = none
+	Required           bool   // must be provided outside -dev
+	Secret             bool   // masked in logs, kept in the Kubernetes Secret rather than the ConfigMap
+	Database           bool   // also read by loadDatabaseConfig
 
 	parse func(v string) error // v is the value or the default, never ""
 	show  func() slog.Value
@@ -116,34 +87,36 @@ func bind[T any](p *T, name, def, doc string, parse func(string) (T, error), sho
 		show:  func() slog.Value { return show(*p) }}
 }
 
+// ranged makes a row whose value, read by parse, must lie in lo..hi; expect ends each problem.
+func ranged[T int64 | float64 | time.Duration](p *T, name, def string, lo, hi T, expect, doc string, parse func(string) (T, error), log func(T) slog.Value) setting {
+	return bind(p, name, def, doc, func(v string) (T, error) {
+		x, err := parse(v)
+		switch {
+		case err != nil:
+			return 0, fmt.Errorf("%s %v; expected %s", show(v), err, expect)
+		case x < lo || x > hi:
+			return 0, fmt.Errorf("%s is out of range; expected %s", show(v), expect)
+		}
+		return x, nil
+	}, log)
+}
+
 func intRow(p *int, name, def string, lo, hi int, expect, doc string) setting {
 	return bind(p, name, def, doc, func(v string) (int, error) { return parseInt(v, lo, hi, expect) }, slog.IntValue)
 }
 
 func floatRow(p *float64, name, def string, lo, hi float64, expect, doc string) setting {
-	return bind(p, name, def, doc, func(v string) (float64, error) {
+	return ranged(p, name, def, lo, hi, expect, doc, func(v string) (float64, error) {
 		f, err := strconv.ParseFloat(v, 64)
-		switch {
-		case err != nil || math.IsNaN(f) || math.IsInf(f, 0):
-			return 0, fmt.Errorf("%s is not a number; expected %s", show(v), expect)
-		case f < lo || f > hi:
-			return 0, fmt.Errorf("%s is out of range; expected %s", show(v), expect)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return 0, errors.New("is not a number")
 		}
 		return f, nil
 	}, slog.Float64Value)
 }
 
 func durationRow(p *time.Duration, name, def string, lo, hi time.Duration, expect, doc string) setting {
-	return bind(p, name, def, doc, func(v string) (time.Duration, error) {
-		d, err := parseDuration(v)
-		switch {
-		case err != nil:
-			return 0, fmt.Errorf("%s %v; expected %s", show(v), err, expect)
-		case d < lo || d > hi:
-			return 0, fmt.Errorf("%s is out of range; expected %s", show(v), expect)
-		}
-		return d, nil
-	}, func(d time.Duration) slog.Value { return slog.StringValue(d.String()) })
+	return ranged(p, name, def, lo, hi, expect, doc, parseDuration, func(d time.Duration) slog.Value { return slog.StringValue(d.String()) })
 }
 
 // boolRow reads true/false, also 1/0, yes/no, on/off, in any letter case.
@@ -161,6 +134,20 @@ func boolRow(p *bool, name, def, doc string) setting {
 
 func stringRow(p *string, name, def, doc string, check func(string) (string, error)) setting {
 	return bind(p, name, def, doc, check, slog.StringValue)
+}
+
+// checkedRow makes a row that keeps v, put in normal form by norm (nil: as given), when ok
+// accepts it; otherwise the problem follows the quoted value.
+func checkedRow(p *string, name, def, doc string, norm func(string) string, ok func(string) bool, problem string) setting {
+	return stringRow(p, name, def, doc, func(v string) (string, error) {
+		if norm != nil {
+			v = norm(v)
+		}
+		if !ok(v) {
+			return "", fmt.Errorf("%s %s", show(v), problem)
+		}
+		return v, nil
+	})
 }
 
 // urlRow reads an upstream base URL; unset is what the log shows while it is nil.
@@ -264,24 +251,22 @@ func settingsOf(c *Config) []setting {
 		// The SPEC table.
 		intRow(&c.Port, "PORT", "8080", 1, 65535, "a TCP port from 1 to 65535",
 			"TCP port of the public listener (all interfaces), 1..65535"),
-		{Name: "GATEWAY_LOG_LEVEL", Default: "INFO",
-			Doc:   "DEBUG, INFO, WARNING (or WARN) or ERROR, in any letter case",
-			parse: func(v string) error { return parseLogLevel(&c.LogLevel, v) },
-			show:  func() slog.Value { return slog.StringValue(c.LogLevel.String()) }},
+		bind(&c.LogLevel, "GATEWAY_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING (or WARN) or ERROR, in any letter case",
+			func(v string) (slog.Level, error) {
+				level, ok := map[string]slog.Level{"DEBUG": slog.LevelDebug, "INFO": slog.LevelInfo,
+					"WARNING": slog.LevelWarn, "WARN": slog.LevelWarn, "ERROR": slog.LevelError}[strings.ToUpper(v)]
+				if !ok {
+					return 0, fmt.Errorf("%s is not a log level; expected DEBUG, INFO, WARNING (or WARN) or ERROR", show(v))
+				}
+				return level, nil
+			}, func(l slog.Level) slog.Value { return slog.StringValue(l.String()) }),
 	}
 	for _, up := range upstreamServices {
 		rows = append(rows, upstreamRow(c, up))
 	}
 	return append(rows, []setting{
-		setting{Name: "GATEWAY_JWT_SECRET",
-			Doc: "HS256 key, at least 32 random bytes, never a placeholder; in -dev, unset means an ephemeral key",
-			parse: func(v string) error {
-				if err := checkJWTSecret(v); err != nil {
-					return err
-				}
-				c.JWTSecret = []byte(v)
-				return nil
-			}}.required().secret(func() slog.Value {
+		bind(&c.JWTSecret, "GATEWAY_JWT_SECRET", "", "HS256 key, at least 32 random bytes, never a placeholder; in -dev, unset means an ephemeral key",
+			func(v string) ([]byte, error) { return []byte(v), checkJWTSecret(v) }, nil).required().secret(func() slog.Value {
 			if len(c.JWTSecret) == 0 {
 				return slog.StringValue("unset")
 			}
@@ -314,13 +299,9 @@ func settingsOf(c *Config) []setting {
 			}
 			return slog.StringValue("***")
 		}),
-		stringRow(&c.PostgresServer, "GATEWAY_POSTGRES_SERVER", "postgresql.nyro-develop.svc.cluster.local",
-			"PostgreSQL host name or IP address", func(v string) (string, error) {
-				if _, err := netip.ParseAddr(v); err != nil && !validHostName(v) {
-					return v, fmt.Errorf("%s is not a host name or IP address; expected e.g. localhost or postgresql.nyro-develop.svc.cluster.local", show(v))
-				}
-				return v, nil
-			}).database(),
+		checkedRow(&c.PostgresServer, "GATEWAY_POSTGRES_SERVER", "postgresql.nyro-develop.svc.cluster.local", "PostgreSQL host name or IP address",
+			nil, func(v string) bool { _, err := netip.ParseAddr(v); return err == nil || validHostName(v) },
+			"is not a host name or IP address; expected e.g. localhost or postgresql.nyro-develop.svc.cluster.local").database(),
 		intRow(&c.PostgresPort, "GATEWAY_POSTGRES_PORT", "5432", 1, 65535, "a TCP port from 1 to 65535",
 			"PostgreSQL port, 1..65535").database(),
 		stringRow(&c.PostgresDB, "GATEWAY_POSTGRES_DB", "atenex", "PostgreSQL database name",
@@ -355,12 +336,7 @@ func settingsOf(c *Config) []setting {
 					return nil
 				})
 				return origins, errs
-			}, func(origins []string) slog.Value {
-				if origins == nil {
-					origins = []string{}
-				}
-				return slog.AnyValue(origins)
-			}),
+			}, func(origins []string) slog.Value { return slog.AnyValue(append([]string{}, origins...)) }),
 
 		// Beyond the SPEC table.
 		durationRow(&c.DBTimeout, "GATEWAY_DB_TIMEOUT", "2s", time.Millisecond, time.Minute, `a duration from 1ms to 1m, e.g. "2s"`,
@@ -390,20 +366,12 @@ func settingsOf(c *Config) []setting {
 			"time a client has to send its request headers, and the body of a login or ensure-company (408 after it), 1ms..5m"),
 		durationRow(&c.IdleTimeout, "GATEWAY_IDLE_TIMEOUT", "30s", time.Millisecond, time.Hour, `a duration from 1ms to 1h, e.g. "120s"`,
 			"how long an idle client keep-alive connection stays open, 1ms..1h; keep the ingress's upstream keep-alive timeout below it"),
-		bind(&c.MaxBodyBytes, "GATEWAY_MAX_BODY_BYTES", "16384",
+		ranged(&c.MaxBodyBytes, "GATEWAY_MAX_BODY_BYTES", "16384", 1<<10, 1<<20, "a size from 1KiB to 1MiB, in bytes or with a unit (e.g. 16384 or 16KiB)",
 			"body limit of the gateway's own JSON endpoints (413 above it), 1KiB..1MiB; proxied bodies are not limited",
-			func(v string) (int64, error) {
-				return parseSizeIn(v, 1<<10, 1<<20, false, "a size from 1KiB to 1MiB, in bytes or with a unit (e.g. 16384 or 16KiB)")
-			}, slog.Int64Value),
+			parseSize, slog.Int64Value),
 		bind(&c.TrustedProxies, "GATEWAY_TRUSTED_PROXIES", "",
 			"comma-separated CIDRs or IPs of proxies whose X-Forwarded-For is believed; empty trusts none",
-			parseTrustedProxies, func(ps []netip.Prefix) slog.Value {
-				s := make([]string, len(ps))
-				for i, p := range ps {
-					s[i] = p.String()
-				}
-				return slog.AnyValue(s)
-			}),
+			parseTrustedProxies, func(ps []netip.Prefix) slog.Value { return slog.AnyValue(append([]netip.Prefix{}, ps...)) }),
 		intRow(&c.LoginIPBurst, "GATEWAY_LOGIN_IP_BURST", "10", 0, 1000000, burstExpect,
 			"failed logins allowed at once per client IP; 0 turns this limit off"),
 		floatRow(&c.LoginIPPerMinute, "GATEWAY_LOGIN_IP_PER_MINUTE", "10", 0.01, 1000000, perMinuteExpect,
@@ -431,14 +399,22 @@ func settingsOf(c *Config) []setting {
 		{Name: "GATEWAY_MEMORY_LIMIT", Default: "auto",
 			Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. auto (or unset) = 75% of the container's cgroup memory limit, or 96MiB when there is none",
 			parse: func(v string) (err error) {
-				if c.MemoryLimitAuto = strings.EqualFold(v, "auto"); c.MemoryLimitAuto {
-					return nil
+				if c.MemoryLimitAuto = strings.EqualFold(v, "auto"); !c.MemoryLimitAuto {
+					c.MemoryLimit, err = explain(func(v string) (int64, error) {
+						if n, err := parseSize(v); err != nil || n == 0 || n >= 1<<20 {
+							return n, err
+						}
+						return 0, errors.New("is out of range")
+					}, show, "auto, 0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)")(v)
 				}
-				c.MemoryLimit, err = parseSizeIn(v, 1<<20, math.MaxInt64, true,
-					"auto, 0 (none) or a size of at least 1MiB, in bytes or with a unit (e.g. 512MiB or 1GiB)")
 				return err
 			},
-			show: func() slog.Value { return slog.StringValue(memoryLimitText(c)) }},
+			show: func() slog.Value { // the value auto resolves to is on the "runtime" log line
+				if c.MemoryLimitAuto {
+					return slog.StringValue("auto")
+				}
+				return slog.StringValue(strconv.FormatInt(c.MemoryLimit, 10))
+			}},
 		urlRow(&c.OTLPEndpoint, "GATEWAY_OTLP_ENDPOINT", "", "unset (no export)",
 			"base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://otel-collector:4318); spans are posted as JSON to {this}/v1/traces. Unset = no export (traceparent is propagated all the same)"),
 		bind(&c.OTLPHeaders, "GATEWAY_OTLP_HEADERS", "",
@@ -477,37 +453,24 @@ func settingsOf(c *Config) []setting {
 			"true forwards the client's Authorization and Cookie headers to the ingest and query backends; by default they get only the identity headers"),
 		boolRow(&c.PProf, "GATEWAY_PPROF", "false",
 			"true serves /debug/pprof/ on the admin listener (GATEWAY_ADMIN_PORT)"),
-		stringRow(&c.PostgresSSLMode, "GATEWAY_POSTGRES_SSLMODE", "prefer",
-			"PostgreSQL TLS: disable, allow, prefer, require, verify-ca or verify-full (libpq's meanings)",
-			func(v string) (string, error) {
-				switch mode := strings.ToLower(v); mode {
-				case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
-					return mode, nil
-				default:
-					return "", fmt.Errorf("%s is not an sslmode; expected disable, allow, prefer, require, verify-ca or verify-full", show(mode))
-				}
-			}).database(),
-		stringRow(&c.PostgresSSLRootCert, "GATEWAY_POSTGRES_SSLROOTCERT", "",
+		checkedRow(&c.PostgresSSLMode, "GATEWAY_POSTGRES_SSLMODE", "prefer",
+			"PostgreSQL TLS: disable, allow, prefer, require, verify-ca or verify-full (libpq's meanings)", strings.ToLower,
+			func(v string) bool {
+				return slices.Contains([]string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}, v)
+			},
+			"is not an sslmode; expected disable, allow, prefer, require, verify-ca or verify-full").database(),
+		checkedRow(&c.PostgresSSLRootCert, "GATEWAY_POSTGRES_SSLROOTCERT", "",
 			"path of the CA certificate(s) that sign the PostgreSQL server's certificate, for verify-ca and verify-full",
-			func(v string) (string, error) {
-				if !strings.HasPrefix(v, "/") {
-					return "", fmt.Errorf("%s is not an absolute path; expected the path of a PEM file, e.g. /etc/atenex/postgres-ca/ca.crt", show(v))
-				}
-				return v, nil
-			}).database(),
+			nil, func(v string) bool { return strings.HasPrefix(v, "/") },
+			"is not an absolute path; expected the path of a PEM file, e.g. /etc/atenex/postgres-ca/ca.crt").database(),
 		// The frontend's dev server is on localhost; a production gateway allowing it would let
 		// any page a user's machine serves there call the API with their credentials.
 		boolRow(&c.CORSAllowLocalhost, "GATEWAY_CORS_ALLOW_LOCALHOST", "",
 			"CORS: true allows http://localhost:3000…3009 (a developer's frontend); unset means true with -dev and false otherwise"),
-		stringRow(&c.CORSVercelTeam, "GATEWAY_CORS_VERCEL_TEAM", "",
-			"CORS: the Vercel team slug; when set, preview origins must also end in -<team>.vercel.app",
-			func(v string) (string, error) {
-				team := strings.ToLower(v)
-				if len(team) > 48 || !validDNSLabel(team) {
-					return "", fmt.Errorf("%s is not a Vercel team slug; expected lower-case letters, digits and '-', as in https://<project>-<hash>-<team>.vercel.app", show(team))
-				}
-				return team, nil
-			}),
+		checkedRow(&c.CORSVercelTeam, "GATEWAY_CORS_VERCEL_TEAM", "",
+			"CORS: the Vercel team slug; when set, preview origins must also end in -<team>.vercel.app", strings.ToLower,
+			func(team string) bool { return len(team) <= 48 && validDNSLabel(team) },
+			"is not a Vercel team slug; expected lower-case letters, digits and '-', as in https://<project>-<hash>-<team>.vercel.app"),
 	}...)
 }
 
@@ -515,24 +478,8 @@ func settingsOf(c *Config) []setting {
 // table and the Kubernetes manifests are checked against it.
 var settings = settingsOf(new(Config))
 
-// Placeholders that have appeared in documentation and examples; a deployment that copied
-// one would sign tokens anybody can forge.
-var jwtSecretPlaceholders = []string{
-	"TU_CLAVE_SECRETA_JWT_DE_PRODUCCION_MUY_SEGURA",
-	"una-clave-secreta-muy-fuerte-para-desarrollo-local-1234567890",
-	"YOUR_JWT_SECRET_KEY_NEEDS_TO_BE_SET_IN_ENV",
-	"CHANGE_ME_to_a_random_secret_of_at_least_32_bytes",
-}
-
-// minJWTSecretBytes is the HS256 key length below which brute force becomes plausible
-// (RFC 7518 §3.2 asks for at least the hash size).
-const minJWTSecretBytes = 32
-
 // settingError is one configuration problem: the variable and what is wrong with it.
-type settingError struct {
-	Name    string
-	Problem string
-}
+type settingError struct{ Name, Problem string }
 
 func (e *settingError) Error() string { return e.Name + ": " + e.Problem }
 
@@ -581,15 +528,8 @@ func (r *envReader) fail(name, format string, args ...any) {
 
 // ok reports whether none of names has a problem, so a rule relating them may be checked.
 func (r *envReader) ok(names ...string) bool {
-	for _, e := range r.errs {
-		if slices.Contains(names, e.(*settingError).Name) {
-			return false
-		}
-	}
-	return true
+	return !slices.ContainsFunc(r.errs, func(e error) bool { return slices.Contains(names, e.(*settingError).Name) })
 }
-
-func (r *envReader) err() error { return errors.Join(r.errs...) }
 
 // loadDatabaseConfig validates only the rows marked Database, for the migrate and operator
 // subcommands, which must run without a JWT secret.
@@ -601,7 +541,12 @@ func loadDatabaseConfig(getenv func(string) string) (*Config, error) {
 	if !r.set["GATEWAY_POSTGRES_PASSWORD"] {
 		r.fail("GATEWAY_POSTGRES_PASSWORD", "is not set; expected the PostgreSQL password (an empty one is refused)")
 	}
-	if err := r.err(); err != nil {
+	return r.done(cfg)
+}
+
+// done returns cfg, or nil and every problem joined.
+func (r *envReader) done(cfg *Config) (*Config, error) {
+	if err := errors.Join(r.errs...); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -625,13 +570,11 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	r.read(settingsOf(cfg))
 	r.checkDatabase(cfg)
 
-	// Development shortcuts: in -dev an unset URL means the built-in echo upstream, not the
-	// cluster default.
+	// In -dev an unset URL means the built-in echo upstream, not the cluster default.
 	for _, up := range upstreamServices {
 		if dev && up.devEcho && !r.set[up.setting] {
 			delete(cfg.Upstreams, up.name)
-			cfg.DevShortcuts = append(cfg.DevShortcuts, fmt.Sprintf(
-				"built-in echo upstream for %s (%s unset)", up.name, up.setting))
+			cfg.DevShortcuts = append(cfg.DevShortcuts, fmt.Sprintf("built-in echo upstream for %s (%s unset)", up.name, up.setting))
 		}
 	}
 	switch {
@@ -677,18 +620,14 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	if !cfg.MemoryLimitAuto && r.ok("GATEWAY_MEMORY_LIMIT") && cfg.MemoryLimit == 0 && cfg.GCPercent == -1 {
 		r.fail("GATEWAY_GC_PERCENT", "-1 turns the garbage collector off and GATEWAY_MEMORY_LIMIT is 0, so memory would grow without bound; expected a percentage, or set GATEWAY_MEMORY_LIMIT")
 	}
-	const inflight = "GATEWAY_COMPANY_MAX_INFLIGHT"
-	if n := cfg.CompanyMaxInflight; !r.set[inflight] {
+	if n, inflight := cfg.CompanyMaxInflight, "GATEWAY_COMPANY_MAX_INFLIGHT"; !r.set[inflight] {
 		// Half the pool: one company may use a lot of it, never all of it.
 		cfg.CompanyMaxInflight = max(cfg.MaxConnsPerHost/2, 1)
 	} else if r.ok(maxConns, inflight) && n > cfg.MaxConnsPerHost {
 		r.fail(inflight, "%d is more than GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS (%d), so one company could hold every upstream connection; expected at most that, or 0 to turn the cap off", n, cfg.MaxConnsPerHost)
 	}
 
-	if err := r.err(); err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return r.done(cfg)
 }
 
 // LogValue renders the effective configuration for the start-up log line, keyed by variable
@@ -708,15 +647,6 @@ func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// memoryLimitText renders GATEWAY_MEMORY_LIMIT for the start-up log: "auto" (the value it
-// resolves to is logged beside it, on the "runtime" line) or the configured bytes.
-func memoryLimitText(c *Config) string {
-	if c.MemoryLimitAuto {
-		return "auto"
-	}
-	return strconv.FormatInt(c.MemoryLimit, 10)
-}
-
 // parseInt reads a whole number from lo to hi; expect ends each problem.
 func parseInt(v string, lo, hi int, expect string) (int, error) {
 	n, err := strconv.Atoi(v)
@@ -729,35 +659,6 @@ func parseInt(v string, lo, hi int, expect string) (int, error) {
 	return n, nil
 }
 
-// parseSizeIn reads a size from lo to hi (or 0 when zeroOK); expect ends each problem.
-func parseSizeIn(v string, lo, hi int64, zeroOK bool, expect string) (int64, error) {
-	n, err := parseSize(v)
-	switch {
-	case err != nil:
-		return 0, fmt.Errorf("%s %v; expected %s", show(v), err, expect)
-	case n == 0 && zeroOK:
-	case n < lo || n > hi:
-		return 0, fmt.Errorf("%s is out of range; expected %s", show(v), expect)
-	}
-	return n, nil
-}
-
-func parseLogLevel(p *slog.Level, v string) error {
-	switch strings.ToUpper(v) {
-	case "DEBUG":
-		*p = slog.LevelDebug
-	case "INFO":
-		*p = slog.LevelInfo
-	case "WARNING", "WARN":
-		*p = slog.LevelWarn
-	case "ERROR":
-		*p = slog.LevelError
-	default:
-		return fmt.Errorf("%s is not a log level; expected DEBUG, INFO, WARNING (or WARN) or ERROR", show(v))
-	}
-	return nil
-}
-
 // eachItem calls parse on every non-blank item of a comma-separated list and joins the
 // problems, one per item.
 func eachItem(v string, parse func(item string) error) error {
@@ -768,22 +669,6 @@ func eachItem(v string, parse func(item string) error) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// parseTrustedProxies reads GATEWAY_TRUSTED_PROXIES and refuses a list that trusts everyone.
-func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
-	err = eachItem(v, func(item string) error {
-		p, err := parseTrustedProxy(item)
-		if err != nil {
-			return fmt.Errorf("item %s %v; expected comma-separated CIDRs or IP addresses, e.g. 10.0.0.0/8, 192.168.1.5", show(item), err)
-		}
-		ps = append(ps, p)
-		return nil
-	})
-	if cerr := checkTrustedProxies(ps); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("%v; expected the addresses your ingress or load balancer connects from, e.g. 10.244.0.0/16", cerr))
-	}
-	return ps, err
 }
 
 // postgresName checks a user or database name: PostgreSQL identifiers are at most 63 bytes,
@@ -802,9 +687,8 @@ func postgresName(kind string) func(string) (string, error) {
 
 // show quotes a non-secret value for an error line, shortened so one line stays one line.
 func show(v string) string {
-	const max = 64
-	if len(v) > max {
-		return strconv.Quote(v[:max]) + "..."
+	if len(v) > 64 {
+		return strconv.Quote(v[:64]) + "..."
 	}
 	return strconv.Quote(v)
 }
@@ -848,111 +732,93 @@ func parseSize(v string) (int64, error) {
 	for i > 0 && ('a' <= v[i-1]|0x20 && v[i-1]|0x20 <= 'z') {
 		i--
 	}
-	num, unit := strings.TrimSpace(v[:i]), strings.ToLower(v[i:])
-	if num == "" {
+	num := strings.TrimSpace(v[:i])
+	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[strings.ToLower(v[i:])]
+	switch {
+	case num == "":
 		return 0, errors.New("is not a size")
-	}
-	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[unit]
-	if !ok {
+	case !ok:
 		return 0, errors.New("has an unknown unit (B, KiB, MiB, GiB or TiB are understood)")
 	}
-	mult := int64(1) << shift
 	n, err := strconv.ParseInt(num, 10, 64)
 	switch {
-	case err != nil && errors.Is(err, strconv.ErrRange):
+	case errors.Is(err, strconv.ErrRange):
 		return 0, errors.New("is too large")
 	case err != nil:
 		return 0, errors.New("is not a size")
 	case n < 0:
 		return 0, errors.New("is negative")
-	case n > math.MaxInt64/mult:
+	case n > math.MaxInt64>>shift:
 		return 0, errors.New("is too large")
 	}
-	return n * mult, nil
+	return n << shift, nil
 }
 
-// parseServiceURL validates an upstream base URL and trims the trailing '/' of its path, so
-// the proxy can append route paths without doubling slashes.
-func parseServiceURL(v string) (*url.URL, error) {
+// parseHTTPURL reads an absolute http or https URL without credentials, query or fragment
+// (an origin also without a path) and checks and lower-cases its host.
+func parseHTTPURL(v string, origin bool) (*url.URL, error) {
 	// '?' and '#' only ever delimit a query or fragment, even empty ones url.Parse forgets.
 	if strings.ContainsAny(v, "?#") {
 		return nil, errors.New("has a query or fragment")
 	}
 	u, err := url.Parse(v)
 	switch {
+	case (err != nil || !u.IsAbs() || u.Opaque != "") && origin:
+		return nil, errors.New("is not an origin")
 	case err != nil || !u.IsAbs() || u.Opaque != "":
 		return nil, errors.New("is not an absolute URL")
 	case u.Scheme != "http" && u.Scheme != "https":
 		return nil, fmt.Errorf("has scheme %q", u.Scheme)
 	case u.User != nil:
 		return nil, errors.New("contains credentials (user:password@), which are not allowed")
+	case origin && u.Path != "" && u.Path != "/":
+		return nil, errors.New("has a path")
 	}
-	host, err := checkHost(u.Host)
-	if err != nil {
+	if u.Host, err = checkHost(u.Host); err != nil {
 		return nil, err
 	}
-	u.Host = host
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = strings.TrimRight(u.RawPath, "/")
 	return u, nil
 }
 
-// parseOrigin validates a browser origin (scheme://host[:port], an optional trailing '/')
-// and returns it the way browsers send it in the Origin header: lower-case, without a
-// default port, without the slash. CORS matching is exact, so this is where it is made
-// forgiving.
+// parseServiceURL reads an upstream base URL and trims the trailing '/' of its path, so the
+// proxy can append route paths without doubling slashes.
+func parseServiceURL(v string) (*url.URL, error) {
+	u, err := parseHTTPURL(v, false)
+	if err == nil {
+		u.Path, u.RawPath = strings.TrimRight(u.Path, "/"), strings.TrimRight(u.RawPath, "/")
+	}
+	return u, err
+}
+
+// parseOrigin reads a browser origin (scheme://host[:port], an optional trailing '/') and
+// returns it the way browsers send it in the Origin header: lower-case, without a default
+// port, without the slash. CORS matching is exact, so this is where it is made forgiving.
 func parseOrigin(v string) (string, error) {
 	if v == "*" {
 		return "", errors.New("is a wildcard, refused because credentials are allowed")
 	}
-	if strings.ContainsAny(v, "?#") {
-		return "", errors.New("has a query or fragment")
-	}
-	u, err := url.Parse(v)
-	switch {
-	case err != nil || !u.IsAbs() || u.Opaque != "":
-		return "", errors.New("is not an origin")
-	case u.Scheme != "http" && u.Scheme != "https":
-		return "", fmt.Errorf("has scheme %q", u.Scheme)
-	case u.User != nil:
-		return "", errors.New("contains credentials (user:password@), which are not allowed")
-	case u.Path != "" && u.Path != "/":
-		return "", errors.New("has a path")
-	}
-	host, err := checkHost(u.Host)
+	u, err := parseHTTPURL(v, true)
 	if err != nil {
 		return "", err
 	}
-	if u.Scheme == "http" {
-		host = strings.TrimSuffix(host, ":80")
-	} else {
-		host = strings.TrimSuffix(host, ":443")
-	}
-	return u.Scheme + "://" + host, nil
+	return u.Scheme + "://" + strings.TrimSuffix(u.Host, map[string]string{"http": ":80", "https": ":443"}[u.Scheme]), nil
 }
 
 // checkHost validates host[:port] as a DNS name, IPv4 address or bracketed IPv6 address
 // with an optional port 1..65535 and returns it in lower case.
 func checkHost(hostport string) (string, error) {
+	host, port, hasPort := hostport, "", false
 	if hostport == "" {
 		return "", errors.New("has no host")
-	}
-	host, port, hasPort := hostport, "", false
-	if strings.HasPrefix(hostport, "[") {
+	} else if strings.HasPrefix(hostport, "[") {
 		end := strings.IndexByte(hostport, ']')
-		if end < 0 {
+		if end < 0 || end+1 < len(hostport) && hostport[end+1] != ':' {
 			return "", errors.New("has an invalid host")
 		}
-		host = hostport[:end+1]
-		switch rest := hostport[end+1:]; {
-		case rest == "":
-		case rest[0] == ':':
-			port, hasPort = rest[1:], true
-		default:
-			return "", errors.New("has an invalid host")
+		if end+1 < len(hostport) {
+			port, hasPort = hostport[end+2:], true
 		}
-		a, err := netip.ParseAddr(host[1 : len(host)-1])
-		if err != nil || !a.Is6() || a.Zone() != "" {
+		if a, err := netip.ParseAddr(hostport[1:end]); err != nil || !a.Is6() || a.Zone() != "" {
 			return "", errors.New("has an invalid IPv6 host")
 		}
 	} else {
@@ -963,11 +829,8 @@ func checkHost(hostport string) (string, error) {
 			return "", errors.New("has an invalid host name")
 		}
 	}
-	if hasPort {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 || port[0] == '+' {
-			return "", errors.New("has an invalid port")
-		}
+	if n, err := strconv.Atoi(port); hasPort && (err != nil || n < 1 || n > 65535 || port[0] == '+') {
+		return "", errors.New("has an invalid port")
 	}
 	return strings.ToLower(hostport), nil
 }
@@ -992,66 +855,32 @@ func validHostName(h string) bool {
 	return true
 }
 
-// parseTrustedProxy reads one CIDR or bare IP; a bare IP is a single-address prefix.
-// IPv4-mapped IPv6 forms are unmapped because the server sees IPv4 peers as IPv4.
-func parseTrustedProxy(v string) (netip.Prefix, error) {
-	if strings.Contains(v, "/") {
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			return netip.Prefix{}, errors.New("is not a CIDR")
+// parseTrustedProxies reads GATEWAY_TRUSTED_PROXIES: CIDRs or bare IPs, a bare IP being a
+// single-address prefix. IPv4-mapped IPv6 forms are unmapped because the server sees IPv4
+// peers as IPv4.
+func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
+	err = eachItem(v, func(item string) error {
+		const expect = "expected comma-separated CIDRs or IP addresses, e.g. 10.0.0.0/8, 192.168.1.5"
+		p, err := netip.ParsePrefix(item)
+		if !strings.Contains(item, "/") {
+			a, err := netip.ParseAddr(item)
+			if err != nil || a.Zone() != "" {
+				return fmt.Errorf("item %s is neither an IP address nor a CIDR; %s", show(item), expect)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		} else if err != nil {
+			return fmt.Errorf("item %s is not a CIDR; %s", show(item), expect)
 		}
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
 			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
-		return p.Masked(), nil
+		ps = append(ps, p.Masked())
+		return nil
+	})
+	if cerr := checkTrustedProxies(ps); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("%v; expected the addresses your ingress or load balancer connects from, e.g. 10.244.0.0/16", cerr))
 	}
-	a, err := netip.ParseAddr(v)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, errors.New("is neither an IP address nor a CIDR")
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// checkJWTSecret refuses keys an attacker could guess. The message never contains the key.
-func checkJWTSecret(secret string) error {
-	const expect = "expected at least 32 random bytes (e.g. from: openssl rand -base64 48)"
-	lower := strings.ToLower(secret)
-	for _, p := range jwtSecretPlaceholders {
-		if strings.EqualFold(strings.TrimSpace(secret), p) {
-			return fmt.Errorf("is a published placeholder, so anybody could forge tokens; %s", expect)
-		}
-	}
-	for _, marker := range []string{"change_me", "changeme", "change-me"} {
-		if strings.Contains(lower, marker) {
-			return fmt.Errorf("contains %q, so it is a placeholder; %s", strings.ToUpper(marker), expect)
-		}
-	}
-	if len(secret) < minJWTSecretBytes {
-		return fmt.Errorf("is only %d bytes long; %s", len(secret), expect)
-	}
-	// Length alone lets "aaaa…a" through: a key of a few distinct bytes is guessed from a
-	// tiny space whatever its length. Random keys of 32 bytes have about 30 distinct bytes
-	// (base64 text about 25), so the bound only ever refuses hand-typed keys.
-	if n := distinctBytes(secret); n < minJWTSecretDistinct {
-		return fmt.Errorf("has only %d distinct bytes (at least %d are needed: a repeated pattern is guessable whatever its length); %s", n, minJWTSecretDistinct, expect)
-	}
-	return nil
-}
-
-// minJWTSecretDistinct is the fewest distinct bytes a JWT secret may have.
-const minJWTSecretDistinct = 16
-
-func distinctBytes(s string) int {
-	var seen [256]bool
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if !seen[s[i]] {
-			seen[s[i]] = true
-			n++
-		}
-	}
-	return n
+	return ps, err
 }
 
 // checkTrustedProxies refuses a list that trusts every address. With it, any client's
@@ -1060,56 +889,83 @@ func distinctBytes(s string) int {
 // (0.0.0.0/0, ::/0, ::ffff:0:0/96) and lists whose union covers a whole address family
 // (0.0.0.0/1 + 128.0.0.0/1) are both caught.
 func checkTrustedProxies(ps []netip.Prefix) error {
+	const forged = "so any client could forge X-Forwarded-For and choose the address its login failures count against"
 	for _, p := range ps {
 		if p.Bits() == 0 {
-			return fmt.Errorf("%s trusts every address, so any client could forge X-Forwarded-For and choose the address its login failures count against", p)
+			return fmt.Errorf("%s trusts every address, %s", p, forged)
 		}
 	}
-	for _, v4 := range []bool{true, false} {
-		if coversFamily(ps, v4) {
-			family := "IPv6"
-			if v4 {
-				family = "IPv4"
-			}
-			return fmt.Errorf("together covers every %s address, so any client could forge X-Forwarded-For and choose the address its login failures count against", family)
+	for _, all := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		if covers(ps, all) {
+			family := map[bool]string{true: "IPv4", false: "IPv6"}[all.Addr().Is4()]
+			return fmt.Errorf("together covers every %s address, %s", family, forged)
 		}
 	}
 	return nil
 }
 
-// coversFamily reports whether the union of ps covers every IPv4 (v4) or IPv6 address.
-func coversFamily(ps []netip.Prefix, v4 bool) bool {
-	type span struct{ lo, hi netip.Addr }
-	var spans []span
+// covers reports whether the union of ps holds every address of q: some prefix holds all
+// of q, or both halves of q are covered by the prefixes inside it.
+func covers(ps []netip.Prefix, q netip.Prefix) bool {
+	var inside []netip.Prefix
 	for _, p := range ps {
-		if p.Addr().Is4() != v4 {
-			continue
-		}
-		lo := p.Masked().Addr()
-		hi := lo
-		b := hi.AsSlice()
-		for i := p.Bits(); i < len(b)*8; i++ {
-			b[i/8] |= 0x80 >> (i % 8)
-		}
-		hi, _ = netip.AddrFromSlice(b)
-		spans = append(spans, span{lo, hi})
-	}
-	slices.SortFunc(spans, func(a, b span) int { return a.lo.Compare(b.lo) })
-	next := netip.IPv6Unspecified()
-	if v4 {
-		next = netip.IPv4Unspecified()
-	}
-	for _, s := range spans {
-		if s.lo.Compare(next) > 0 {
-			return false // a gap before s
-		}
-		if s.hi.Compare(next) >= 0 {
-			if n := s.hi.Next(); n.IsValid() {
-				next = n
-			} else {
-				return true // s reaches the last address of the family
+		if p.Overlaps(q) {
+			if p.Bits() <= q.Bits() {
+				return true
 			}
+			inside = append(inside, p)
 		}
 	}
-	return false
+	if len(inside) == 0 {
+		return false
+	}
+	b := q.Addr().AsSlice()
+	b[q.Bits()/8] |= 0x80 >> (q.Bits() % 8)
+	upper, _ := netip.AddrFromSlice(b)
+	return covers(inside, netip.PrefixFrom(q.Addr(), q.Bits()+1)) && covers(inside, netip.PrefixFrom(upper, q.Bits()+1))
+}
+
+// Placeholders that have appeared in documentation and examples; a deployment that copied
+// one would sign tokens anybody can forge.
+var jwtSecretPlaceholders = []string{
+	"TU_CLAVE_SECRETA_JWT_DE_PRODUCCION_MUY_SEGURA",
+	"una-clave-secreta-muy-fuerte-para-desarrollo-local-1234567890",
+	"YOUR_JWT_SECRET_KEY_NEEDS_TO_BE_SET_IN_ENV",
+	"CHANGE_ME_to_a_random_secret_of_at_least_32_bytes",
+}
+
+const (
+	// minJWTSecretBytes is the HS256 key length below which brute force becomes plausible
+	// (RFC 7518 §3.2 asks for at least the hash size).
+	minJWTSecretBytes = 32
+	// Length alone lets "aaaa…a" through: a key of a few distinct bytes is guessed from a
+	// tiny space whatever its length. Random keys of 32 bytes have about 30 distinct bytes
+	// (base64 text about 25), so this bound only ever refuses hand-typed keys.
+	minJWTSecretDistinct = 16
+)
+
+// checkJWTSecret refuses keys an attacker could guess. The message never contains the key.
+func checkJWTSecret(secret string) error {
+	const expect = "expected at least 32 random bytes (e.g. from: openssl rand -base64 48)"
+	for _, p := range jwtSecretPlaceholders {
+		if strings.EqualFold(strings.TrimSpace(secret), p) {
+			return fmt.Errorf("is a published placeholder, so anybody could forge tokens; %s", expect)
+		}
+	}
+	for _, marker := range []string{"change_me", "changeme", "change-me"} {
+		if strings.Contains(strings.ToLower(secret), marker) {
+			return fmt.Errorf("contains %q, so it is a placeholder; %s", strings.ToUpper(marker), expect)
+		}
+	}
+	if len(secret) < minJWTSecretBytes {
+		return fmt.Errorf("is only %d bytes long; %s", len(secret), expect)
+	}
+	distinct := map[byte]bool{}
+	for i := 0; i < len(secret); i++ {
+		distinct[secret[i]] = true
+	}
+	if n := len(distinct); n < minJWTSecretDistinct {
+		return fmt.Errorf("has only %d distinct bytes (at least %d are needed: a repeated pattern is guessable whatever its length); %s", n, minJWTSecretDistinct, expect)
+	}
+	return nil
 }

@@ -16,23 +16,22 @@ const maxDotEnvBytes = 1 << 20
 // Problems parseDotEnv reports. They are fixed strings on purpose: a malformed line may be a
 // secret pasted in the wrong place, so no part of it is ever echoed.
 const (
-	dotEnvNoEquals       = "expected KEY=VALUE"
-	dotEnvBadName        = "invalid variable name (letters, digits and '_', not starting with a digit)"
-	dotEnvUnterminated   = "unterminated quoted value"
-	dotEnvAfterQuote     = "unexpected text after the closing quote"
-	dotEnvNUL            = "contains a NUL byte"
-	dotEnvFileTooLarge   = "file larger than 1 MiB"
-	dotEnvFileLineNumber = 0 // Line of a problem that concerns the whole file
+	dotEnvNoEquals     = "expected KEY=VALUE"
+	dotEnvBadName      = "invalid variable name (letters, digits and '_', not starting with a digit)"
+	dotEnvUnterminated = "unterminated quoted value"
+	dotEnvAfterQuote   = "unexpected text after the closing quote"
+	dotEnvNUL          = "contains a NUL byte"
+	dotEnvFileTooLarge = "file larger than 1 MiB"
 )
 
-// dotEnvError is a malformed .env line: its number and a fixed description.
+// dotEnvError is a malformed .env line: its number (0: the whole file) and a fixed problem.
 type dotEnvError struct {
 	Line    int
 	Problem string
 }
 
 func (e *dotEnvError) Error() string {
-	if e.Line == dotEnvFileLineNumber {
+	if e.Line == 0 {
 		return e.Problem
 	}
 	return fmt.Sprintf("line %d: %s", e.Line, e.Problem)
@@ -44,20 +43,14 @@ func (e *dotEnvError) Error() string {
 // surrounding spaces are trimmed). Nothing is expanded. A later KEY wins over an earlier one.
 func parseDotEnv(data []byte) (map[string]string, error) {
 	if len(data) > maxDotEnvBytes {
-		return nil, &dotEnvError{Line: dotEnvFileLineNumber, Problem: dotEnvFileTooLarge}
+		return nil, &dotEnvError{Problem: dotEnvFileTooLarge}
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8 byte-order mark from Windows editors
 	env := map[string]string{}
-	for n := 1; len(data) > 0; n++ {
-		var line []byte
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			line, data = data, nil
-		}
-		key, value, problem := parseDotEnvLine(string(line))
+	for i, line := range strings.Split(string(data), "\n") {
+		key, value, problem := parseDotEnvLine(line)
 		if problem != "" {
-			return nil, &dotEnvError{Line: n, Problem: problem}
+			return nil, &dotEnvError{Line: i + 1, Problem: problem}
 		}
 		if key != "" {
 			env[key] = value
@@ -71,8 +64,7 @@ func parseDotEnvLine(line string) (key, value, problem string) {
 	if strings.IndexByte(line, 0) >= 0 {
 		return "", "", dotEnvNUL
 	}
-	line = strings.TrimSuffix(line, "\r")
-	line = strings.TrimLeft(line, " \t")
+	line = strings.TrimLeft(strings.TrimSuffix(line, "\r"), " \t")
 	if line == "" || line[0] == '#' {
 		return "", "", ""
 	}
@@ -80,50 +72,33 @@ func parseDotEnvLine(line string) (key, value, problem string) {
 		line = strings.TrimLeft(rest, " \t")
 	}
 	key, raw, ok := strings.Cut(line, "=")
-	if !ok {
+	if key = strings.TrimRight(key, " \t"); !ok {
 		return "", "", dotEnvNoEquals
-	}
-	key = strings.TrimRight(key, " \t")
-	if !validEnvName(key) {
+	} else if !validEnvName(key) {
 		return "", "", dotEnvBadName
 	}
 	spaced := raw != "" && (raw[0] == ' ' || raw[0] == '\t')
-	raw = strings.TrimLeft(raw, " \t")
-	switch {
-	case strings.HasPrefix(raw, `"`):
+	if raw = strings.TrimLeft(raw, " \t"); raw != "" && (raw[0] == '"' || raw[0] == '\'') {
+		q, i := raw[0], 1
 		var b strings.Builder
-		i := 1
-		for ; i < len(raw) && raw[i] != '"'; i++ {
-			if raw[i] == '\\' && i+1 < len(raw) {
-				switch raw[i+1] {
-				case 'n':
-					b.WriteByte('\n')
-					i++
-					continue
-				case '"', '\\':
-					b.WriteByte(raw[i+1])
-					i++
-					continue
+		for ; i < len(raw) && raw[i] != q; i++ {
+			c := raw[i]
+			if q == '"' && c == '\\' && i+1 < len(raw) && strings.IndexByte(`n"\`, raw[i+1]) >= 0 {
+				if i++; raw[i] == 'n' {
+					c = '\n'
+				} else {
+					c = raw[i]
 				}
 			}
-			b.WriteByte(raw[i])
+			b.WriteByte(c)
 		}
-		if i >= len(raw) {
+		switch {
+		case i >= len(raw):
 			return "", "", dotEnvUnterminated
-		}
-		if !onlyComment(raw[i+1:]) {
+		case !onlyComment(raw[i+1:]):
 			return "", "", dotEnvAfterQuote
 		}
 		return key, b.String(), ""
-	case strings.HasPrefix(raw, "'"):
-		end := strings.IndexByte(raw[1:], '\'')
-		if end < 0 {
-			return "", "", dotEnvUnterminated
-		}
-		if !onlyComment(raw[1+end+1:]) {
-			return "", "", dotEnvAfterQuote
-		}
-		return key, raw[1 : 1+end], ""
 	}
 	if spaced && strings.HasPrefix(raw, "#") { // KEY= # comment
 		return key, "", ""
