@@ -69,19 +69,29 @@ func memRead[T any](ctx context.Context, m *memoryStore, f func() (T, error), wh
 	return f() // every f answers the zero value with an error
 }
 
-// write runs f under the write lock. f returns the row it changed, if a column the
-// database's triggers watch changed; watchers are told after the lock is released, so that
-// a hook may call the store.
-func (m *memoryStore) write(ctx context.Context, f func() (StoreChange, error), what ...string) error {
+// memWrite runs f under the write lock, failing first as memRead does. f also returns the
+// row it changed, if a column the database's triggers watch changed; watchers are told after
+// the lock is released, so that a hook may call the store.
+func memWrite[T any](ctx context.Context, m *memoryStore, f func() (T, StoreChange, error), what ...string) (T, error) {
+	var zero T
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", strings.Join(what, ""), err)
+		return zero, fmt.Errorf("%s: %w", strings.Join(what, ""), err)
 	}
 	m.mu.Lock()
-	ch, err := f()
+	v, ch, err := f()
 	m.mu.Unlock()
-	if err == nil && ch.Table != "" {
+	if err != nil {
+		return zero, err
+	}
+	if ch.Table != "" {
 		m.notify(ch)
 	}
+	return v, nil
+}
+
+// write is memWrite for a change no trigger reports.
+func (m *memoryStore) write(ctx context.Context, f func() error, what ...string) error {
+	_, err := memWrite(ctx, m, func() (any, StoreChange, error) { return nil, StoreChange{}, f() }, what...)
 	return err
 }
 
@@ -136,17 +146,18 @@ func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, erro
 // updateUser applies update, under the write lock, to the user find returns for key (an id
 // or an email); errNotFound when there is none.
 func (m *memoryStore) updateUser(ctx context.Context, what, key string, find func(string) *memoryUser, update func(*memoryUser) error) error {
-	return m.write(ctx, func() (StoreChange, error) {
+	_, err := memWrite(ctx, m, func() (any, StoreChange, error) {
 		u := find(key)
 		if u == nil {
-			return StoreChange{}, errNotFound
+			return nil, StoreChange{}, errNotFound
 		}
 		before := u.User
 		if err := update(u); err != nil {
-			return StoreChange{}, err
+			return nil, StoreChange{}, err
 		}
-		return userChanged(u, before), nil
+		return nil, userChanged(u, before), nil
 	}, what, " of user ", key)
+	return err
 }
 
 func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
@@ -196,25 +207,24 @@ func (m *memoryStore) Stats() PoolStats { return PoolStats{} }
 
 func (m *memoryStore) Close() {}
 
-func (m *memoryStore) CreateCompany(ctx context.Context, name string) (c Company, err error) {
-	err = m.write(ctx, func() (StoreChange, error) {
-		c = Company{ID: newUUID(), Name: name, IsActive: true, CreatedAt: memoryTime(time.Now())}
+func (m *memoryStore) CreateCompany(ctx context.Context, name string) (Company, error) {
+	return memWrite(ctx, m, func() (Company, StoreChange, error) {
+		c := Company{ID: newUUID(), Name: name, IsActive: true, CreatedAt: memoryTime(time.Now())}
 		m.companies[c.ID] = &c
-		return StoreChange{}, nil
+		return c, StoreChange{}, nil
 	}, fmt.Sprintf("create company %q", name))
-	return c, err
 }
 
 // insertUser adds an active user to a company that exists (and is active, when
 // activeCompany); noCompany is the error when it is not.
 func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, activeCompany bool, noCompany error) (out User, created time.Time, err error) {
-	err = m.write(ctx, func() (StoreChange, error) {
+	err = m.write(ctx, func() error {
 		key, companyID := strings.ToLower(nu.Email), memoryKey(nu.CompanyID)
 		if _, ok := m.byEmail[key]; ok {
-			return StoreChange{}, fmt.Errorf("%s %s: %w", what, nu.Email, errDuplicate)
+			return fmt.Errorf("%s %s: %w", what, nu.Email, errDuplicate)
 		}
 		if c, ok := m.companies[companyID]; companyID != "" && (!ok || activeCompany && !c.IsActive) {
-			return StoreChange{}, fmt.Errorf("%s %s: company %s: %w", what, nu.Email, nu.CompanyID, noCompany)
+			return fmt.Errorf("%s %s: company %s: %w", what, nu.Email, nu.CompanyID, noCompany)
 		}
 		u := &memoryUser{User: User{ID: newUUID(), CompanyID: companyID, Email: nu.Email, HashedPassword: nu.HashedPassword,
 			FullName: nu.FullName, Role: cmp.Or(nu.Role, "user"), IsActive: true}, createdAt: memoryTime(time.Now())}
@@ -222,7 +232,7 @@ func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, a
 		m.byEmail[key] = u.ID
 		out, _ = m.userLocked(u)
 		created = u.createdAt
-		return StoreChange{}, nil
+		return nil
 	}, what, " ", nu.Email)
 	return out, created, err
 }
@@ -322,23 +332,23 @@ func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (stri
 
 // JoinCompany checks and changes everything under one write lock: all or nothing, as the
 // database's transaction, and in the order pgStore checks: user, invitation, company.
-func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (out User, err error) {
+func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
 	if err := checkJoinCompany(userID, companyID, invitationID); err != nil {
 		return User{}, err
 	}
 	companyID = memoryKey(companyID)
-	err = m.write(ctx, func() (StoreChange, error) {
+	return memWrite(ctx, m, func() (User, StoreChange, error) {
 		u := m.userByIDLocked(userID)
 		if u == nil {
-			return StoreChange{}, errNotFound
+			return User{}, StoreChange{}, errNotFound
 		}
 		inv := m.invitations[memoryKey(invitationID)]
 		if invitationID != "" && (inv == nil || !inv.open(time.Now()) || inv.CompanyID != companyID ||
 			strings.ToLower(inv.Email) != strings.ToLower(u.Email)) {
-			return StoreChange{}, errInvitationClosed
+			return User{}, StoreChange{}, errInvitationClosed
 		}
 		if !m.activeCompanyLocked(companyID) {
-			return StoreChange{}, errNotFound
+			return User{}, StoreChange{}, errNotFound
 		}
 		before := u.User
 		if inv != nil {
@@ -346,10 +356,9 @@ func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invita
 			u.Role = inv.Role
 		}
 		u.CompanyID = companyID
-		out, _ = m.userLocked(u)
-		return userChanged(u, before), nil
+		out, _ := m.userLocked(u)
+		return out, userChanged(u, before), nil
 	}, "user ", userID, " join company ", companyID)
-	return out, err
 }
 
 // Watch reports every change from the goroutine that made it, after the store's lock is
@@ -386,29 +395,25 @@ func (m *memoryStore) notify(ch StoreChange) {
 	}
 }
 
-func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (stored Invitation, err error) {
+func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
 	role, err := checkNewInvitation(inv)
 	if err != nil {
 		return Invitation{}, err
 	}
-	err = m.write(ctx, func() (StoreChange, error) {
+	return memWrite(ctx, m, func() (Invitation, StoreChange, error) {
 		companyID, createdBy := memoryKey(inv.CompanyID), memoryKey(inv.CreatedBy)
 		if _, ok := m.companies[companyID]; !ok {
-			return StoreChange{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
+			return Invitation{}, StoreChange{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
 		}
 		if _, ok := m.users[createdBy]; createdBy != "" && !ok {
-			return StoreChange{}, fmt.Errorf("create invitation of %s: creator %s: %w", inv.Email, inv.CreatedBy, errNotFound)
+			return Invitation{}, StoreChange{}, fmt.Errorf("create invitation of %s: creator %s: %w", inv.Email, inv.CreatedBy, errNotFound)
 		}
-		stored = Invitation{ID: newUUID(), CompanyID: companyID, Email: inv.Email, Role: role, CreatedBy: createdBy,
+		stored := Invitation{ID: newUUID(), CompanyID: companyID, Email: inv.Email, Role: role, CreatedBy: createdBy,
 			CreatedAt: memoryTime(time.Now()), ExpiresAt: memoryTime(inv.ExpiresAt)}
 		m.invSeq++
 		m.invitations[stored.ID] = &memoryInvitation{Invitation: stored, seq: m.invSeq}
-		return StoreChange{}, nil
+		return stored, StoreChange{}, nil
 	}, "create invitation of ", inv.Email)
-	if err != nil {
-		return Invitation{}, err
-	}
-	return stored, nil
 }
 
 func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
@@ -428,14 +433,14 @@ func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitatio
 	if !isUUID(companyID) || !isUUID(invitationID) {
 		return errNotFound
 	}
-	return m.write(ctx, func() (StoreChange, error) {
+	return m.write(ctx, func() error {
 		now := time.Now()
 		inv := m.invitations[memoryKey(invitationID)]
 		if inv == nil || inv.CompanyID != memoryKey(companyID) || !inv.open(now) {
-			return StoreChange{}, errNotFound
+			return errNotFound
 		}
 		inv.RevokedAt = memoryTime(now)
-		return StoreChange{}, nil
+		return nil
 	}, "revoke invitation ", invitationID, " of company ", companyID)
 }
 
@@ -444,15 +449,15 @@ func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) e
 		return err
 	}
 	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
-	return m.write(ctx, func() (StoreChange, error) {
+	return m.write(ctx, func() error {
 		if _, ok := m.companies[companyID]; !ok {
-			return StoreChange{}, errNotFound
+			return errNotFound
 		}
 		if holder, ok := m.domains[domain]; ok && holder != companyID {
-			return StoreChange{}, fmt.Errorf("add domain %s to company %s: registered to company %s: %w", domain, companyID, holder, errDuplicate)
+			return fmt.Errorf("add domain %s to company %s: registered to company %s: %w", domain, companyID, holder, errDuplicate)
 		}
 		m.domains[domain] = companyID
-		return StoreChange{}, nil
+		return nil
 	}, "add domain ", domain, " to company ", companyID)
 }
 
@@ -461,12 +466,12 @@ func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string
 		return errNotFound
 	}
 	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
-	return m.write(ctx, func() (StoreChange, error) {
+	return m.write(ctx, func() error {
 		if holder, ok := m.domains[domain]; !ok || holder != companyID {
-			return StoreChange{}, errNotFound
+			return errNotFound
 		}
 		delete(m.domains, domain)
-		return StoreChange{}, nil
+		return nil
 	}, "remove domain ", domain, " of company ", companyID)
 }
 
@@ -505,15 +510,15 @@ func (m *memoryStore) ActiveCompanies(ctx context.Context) ([]Company, error) {
 	return memRead(ctx, m, func() ([]Company, error) { return m.activeCompaniesLocked(), nil }, "active companies")
 }
 
-func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (co Company, err error) {
+func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error) {
 	if err := checkCompanyChange(id, ch); err != nil {
 		return Company{}, err
 	}
 	id = memoryKey(id)
-	err = m.write(ctx, func() (StoreChange, error) {
+	return memWrite(ctx, m, func() (Company, StoreChange, error) {
 		c, ok := m.companies[id]
 		if !ok {
-			return StoreChange{}, errNotFound
+			return Company{}, StoreChange{}, errNotFound
 		}
 		wasActive := c.IsActive
 		if ch.Name != nil {
@@ -522,16 +527,11 @@ func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyCh
 		if ch.IsActive != nil {
 			c.IsActive = *ch.IsActive
 		}
-		co = *c
 		if c.IsActive == wasActive { // the only column the database's trigger watches
-			return StoreChange{}, nil
+			return *c, StoreChange{}, nil
 		}
-		return StoreChange{Table: "companies", ID: id}, nil
+		return *c, StoreChange{Table: "companies", ID: id}, nil
 	}, "update company ", id)
-	if err != nil {
-		return Company{}, err
-	}
-	return co, nil
 }
 
 func (m *memoryStore) AccountByID(ctx context.Context, id string) (Account, error) {
