@@ -465,10 +465,7 @@ func (s *pgStore) UserByID(ctx context.Context, id string) (User, error) {
 	}
 	var u User
 	err := s.withConn(ctx, true, queryRow(&u, scanUser, "SELECT "+userColumns+userFrom+" WHERE u.id = $1", id))
-	if err != nil { // only then: dbErr's arguments would cost an allocation on every call
-		return User{}, dbErr(err, "user by id %s", id)
-	}
-	return u, nil
+	return dbResult(u, err, "user by id %s", id)
 }
 
 // UserByEmail matches case-insensitively. Should a legacy database hold two emails differing
