@@ -792,14 +792,21 @@ func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitat
 	return Invitation{}, fmt.Errorf("create invitation of %s to company %s: %w", inv.Email, inv.CompanyID, err)
 }
 
-// companyExists answers pgx.ErrNoRows when there is no company id: only an empty list of a
-// company's rows needs telling "no such company" from "nothing there".
-func companyExists(ctx context.Context, c *pgx.Conn, id string) error {
-	var exists bool
-	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", id).Scan(&exists); err != nil || exists {
-		return err
+// companyRows is queryRows for a list of the company's rows, $1 being the company id. Only
+// an empty list needs a second query, to tell "no such company" (pgx.ErrNoRows) from
+// "nothing there".
+func companyRows[T any](dst *[]T, scan func(pgx.Row, *T) error, sql, companyID string, args ...any) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, c *pgx.Conn) error {
+		err := queryRows(dst, scan, sql, append([]any{companyID}, args...)...)(ctx, c)
+		if err != nil || len(*dst) > 0 {
+			return err
+		}
+		var exists bool
+		if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", companyID).Scan(&exists); err != nil || exists {
+			return err
+		}
+		return pgx.ErrNoRows
 	}
-	return pgx.ErrNoRows
 }
 
 func (s *pgStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
@@ -807,14 +814,8 @@ func (s *pgStore) ListOpenInvitations(ctx context.Context, companyID string) ([]
 		return nil, errNotFound
 	}
 	var invs []Invitation
-	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		err := queryRows(&invs, scanInvitation, `SELECT `+invitationColumns+` FROM company_invitations i
-			WHERE i.company_id = $1 AND `+invitationOpen+` ORDER BY i.created_at DESC, i.id DESC`, companyID)(ctx, c)
-		if err != nil || len(invs) > 0 {
-			return err
-		}
-		return companyExists(ctx, c, companyID)
-	})
+	err := s.withConn(ctx, true, companyRows(&invs, scanInvitation, `SELECT `+invitationColumns+` FROM company_invitations i
+		WHERE i.company_id = $1 AND `+invitationOpen+` ORDER BY i.created_at DESC, i.id DESC`, companyID))
 	return dbResult(invs, err, "open invitations of company %s", companyID)
 }
 
@@ -827,9 +828,10 @@ func (s *pgStore) RevokeInvitation(ctx context.Context, companyID, invitationID 
 	return dbErr(err, "revoke invitation %s of company %s", invitationID, companyID)
 }
 
-// AddDomain stores domain in lower case. One statement decides every case without a race: no row when the company does not exist, and on a conflict the
-// no-op update locks and returns the row that holds the domain, even one committed by a
-// concurrent AddDomain after this statement began.
+// AddDomain stores domain in lower case. One statement decides every case without a race: no
+// row when the company does not exist, and on a conflict the no-op update locks and returns
+// the row that holds the domain, even one committed by a concurrent AddDomain after this
+// statement began.
 func (s *pgStore) AddDomain(ctx context.Context, domain, companyID string) error {
 	if err := checkNewDomain(domain, companyID); err != nil {
 		return err
@@ -1053,21 +1055,13 @@ func (s *pgStore) AccountByID(ctx context.Context, id string) (Account, error) {
 	return dbResult(a, err, "account %s", id)
 }
 
-// AccountsByCompany reads one page; only an empty page needs a second query to tell "no such
-// company" from "no users there".
 func (s *pgStore) AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error) {
 	if err := checkAccountPage(companyID, limit, offset); err != nil {
 		return nil, err
 	}
 	var accounts []Account
-	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		err := queryRows(&accounts, scanAccount, `SELECT `+accountColumns+userFrom+` WHERE u.company_id = $1
-			ORDER BY lower(u.email) COLLATE "C", u.id LIMIT $2 OFFSET $3`, companyID, limit, offset)(ctx, c)
-		if err != nil || len(accounts) > 0 {
-			return err
-		}
-		return companyExists(ctx, c, companyID)
-	})
+	err := s.withConn(ctx, true, companyRows(&accounts, scanAccount, `SELECT `+accountColumns+userFrom+`
+		WHERE u.company_id = $1 ORDER BY lower(u.email) COLLATE "C", u.id LIMIT $2 OFFSET $3`, companyID, limit, offset))
 	return dbResult(accounts, err, "accounts of company %s", companyID)
 }
 

@@ -199,13 +199,10 @@ func (m *memoryStore) CompanyActive(ctx context.Context, id string) (bool, error
 		"company ", id, " active")
 }
 
-func (m *memoryStore) Ping(ctx context.Context) error { return nil }
-
+func (m *memoryStore) Ping(ctx context.Context) error        { return nil }
 func (m *memoryStore) CheckSchema(ctx context.Context) error { return nil }
-
-func (m *memoryStore) Stats() PoolStats { return PoolStats{} }
-
-func (m *memoryStore) Close() {}
+func (m *memoryStore) Stats() PoolStats                      { return PoolStats{} }
+func (m *memoryStore) Close()                                {}
 
 func (m *memoryStore) CreateCompany(ctx context.Context, name string) (Company, error) {
 	return memWrite(ctx, m, func() (Company, StoreChange, error) {
