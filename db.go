@@ -505,18 +505,13 @@ func (s *pgStore) CompanyActive(ctx context.Context, id string) (bool, error) {
 		return false, nil
 	}
 	var active bool
-	err := s.withConn(ctx, true, queryRow(&active, scanValue, "SELECT coalesce(is_active, false) FROM companies WHERE id = $1", id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
+	err := s.withConn(ctx, true, queryRow(&active, scanValue, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1 AND is_active)", id))
 	return dbResult(active, err, "company %s active", id)
 }
 
 func (s *pgStore) Ping(ctx context.Context) error {
-	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "SELECT 1")
-		return err
-	})
+	var one int
+	err := s.withConn(ctx, true, queryRow(&one, scanValue, "SELECT 1"))
 	return dbErr(err, "ping database")
 }
 
