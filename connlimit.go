@@ -3,6 +3,7 @@
 package main
 
 import (
+	"container/list"
 	"net"
 	"net/http"
 	"sync"
@@ -25,10 +26,9 @@ type connLimiter struct {
 	max int
 	m   *metrics
 
-	mu   sync.Mutex
-	open int          // connections holding a place under max
-	head *trackedConn // oldest connection doing nothing; evicted first
-	tail *trackedConn // newest connection doing nothing
+	mu      sync.Mutex
+	open    int       // connections holding a place under max
+	waiting list.List // of *trackedConn doing nothing, oldest (evicted first) in front
 }
 
 func newConnLimiter(ln net.Listener, max int, m *metrics) *connLimiter {
@@ -38,12 +38,11 @@ func newConnLimiter(ln net.Listener, max int, m *metrics) *connLimiter {
 // trackedConn is an accepted connection with its place in the limiter.
 type trackedConn struct {
 	net.Conn
-	l          *connLimiter
-	prev, next *trackedConn
-	listed     bool // in the list of connections doing nothing
-	idle       bool // listed because it is between requests (not new)
-	counted    bool // holds one of l.open
-	closeOnce  sync.Once
+	l         *connLimiter
+	waiting   *list.Element // in l.waiting, nil when busy
+	idle      bool          // waiting because it is between requests (not new)
+	counted   bool          // holds one of l.open
+	closeOnce sync.Once
 }
 
 // Shedding reasons, as counted in gateway_client_connections_shed_total{reason}.
@@ -87,10 +86,11 @@ func (l *connLimiter) admit(tc *trackedConn) (victim *trackedConn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.max > 0 && l.open >= l.max {
-		victim = l.head
-		if victim == nil {
+		oldest := l.waiting.Front()
+		if oldest == nil {
 			return nil, false
 		}
+		victim = oldest.Value.(*trackedConn)
 		l.unlist(victim)
 		victim.counted = false // its place passes to tc
 		l.open--
@@ -141,30 +141,13 @@ func (c *trackedConn) Close() error {
 
 // push appends tc as the newest connection doing nothing. Callers hold l.mu.
 func (l *connLimiter) push(tc *trackedConn, idle bool) {
-	tc.listed, tc.idle = true, idle
-	tc.prev, tc.next = l.tail, nil
-	if l.tail != nil {
-		l.tail.next = tc
-	} else {
-		l.head = tc
-	}
-	l.tail = tc
+	tc.waiting, tc.idle = l.waiting.PushBack(tc), idle
 }
 
-// unlist removes tc from the list if it is there. Callers hold l.mu.
+// unlist removes tc from the waiting list if it is there. Callers hold l.mu.
 func (l *connLimiter) unlist(tc *trackedConn) {
-	if !tc.listed {
-		return
+	if tc.waiting != nil {
+		l.waiting.Remove(tc.waiting)
+		tc.waiting = nil
 	}
-	if tc.prev != nil {
-		tc.prev.next = tc.next
-	} else {
-		l.head = tc.next
-	}
-	if tc.next != nil {
-		tc.next.prev = tc.prev
-	} else {
-		l.tail = tc.prev
-	}
-	tc.prev, tc.next, tc.listed = nil, nil, false
 }

@@ -22,24 +22,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// errNotFound is returned by a store when the user or company does not exist. Any other
-// store error means the database could not answer (the caller answers 503).
-var errNotFound = errors.New("not found")
-
-// errInvitationClosed is returned by JoinCompany when the invitation was accepted, revoked or
-// expired meanwhile.
-var errInvitationClosed = errors.New("invitation no longer open")
-
-// errSchemaNotMigrated is returned by CheckSchema when migrate has not been run.
-var errSchemaNotMigrated = errors.New("database schema is not migrated")
-
-// errDuplicate is returned (wrapped) by CreateUser when a user with the same email, in any
-// letter case, already exists, and by AddDomain when another company has the domain.
-var errDuplicate = errors.New("already exists")
-
-// errInvalidInput is returned (wrapped) when a write carries a value the caller should have
-// refused (an unknown invitation role, an empty email): a client mistake, not an outage.
-var errInvalidInput = errors.New("invalid input")
+// The store's answers. Any other store error means the database could not answer (the
+// caller answers 503).
+var (
+	errNotFound          = errors.New("not found")
+	errInvitationClosed  = errors.New("invitation no longer open")
+	errSchemaNotMigrated = errors.New("database schema is not migrated")
+	errDuplicate         = errors.New("already exists") // wrapped
+	// errInvalidInput (wrapped): a value the caller should have refused, a client mistake.
+	errInvalidInput = errors.New("invalid input")
+	// errCompanyUnavailable (wrapped): the user's company does not exist or is inactive.
+	errCompanyUnavailable = errors.New("company does not exist or is inactive")
+)
 
 // User is a row of the users table.
 type User struct {
@@ -108,28 +102,30 @@ type PoolStats struct {
 	Total, Idle, Acquired int32
 }
 
-// Store is the one seam of the gateway: PostgreSQL in production, memory in -dev.
-// Every method applies its own deadline (Config.DBTimeout).
+// Store is the one seam of the gateway: PostgreSQL in production, memory in -dev. Every
+// method applies its own deadline (Config.DBTimeout). Emails and domains match in any letter
+// case; a malformed id is errNotFound, never a database error that would look like an outage.
 type Store interface {
-	UserByEmail(ctx context.Context, email string) (User, error) // case-insensitive
+	UserByEmail(ctx context.Context, email string) (User, error)
 	UserByID(ctx context.Context, id string) (User, error)
-	SetUserCompany(ctx context.Context, userID, companyID string) error
+	SetUserCompany(ctx context.Context, userID, companyID string) error // "" clears; errNotFound: user or company
 	TouchLastLogin(ctx context.Context, userID string) error
 	CompanyActive(ctx context.Context, id string) (bool, error) // false, nil: missing or inactive
 	Ping(ctx context.Context) error
 
 	// Tenancy (SPEC §7).
-	// OpenInvitation returns the newest open invitation of email (any letter case) to an
-	// active company, to companyID only when it is not ""; errNotFound when there is none.
+	// OpenInvitation returns the newest open invitation of email to an active company, to
+	// companyID only when it is not ""; errNotFound when there is none.
 	OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error)
-	// CompanyForDomain returns the active company registered for the email domain (any
-	// letter case); errNotFound when none.
-	CompanyForDomain(ctx context.Context, domain string) (string, error)
+	CompanyForDomain(ctx context.Context, domain string) (string, error) // an active company's; errNotFound
 	// JoinCompany moves the user into the company. With an invitationID it also accepts that
 	// invitation and gives the user its role, in one transaction (errInvitationClosed when it
 	// is no longer open; nothing changes then). errNotFound when the user or company is gone.
 	JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error)
-	// RevokeSessions sets tokens_valid_after to now (truncated to the second) and returns it.
+	// RevokeSessions refuses every token of the user issued before now: it sets
+	// tokens_valid_after to now truncated to the second, because tokens carry iat in whole
+	// seconds, so a token issued in the same second stays valid and the user may sign in
+	// again at once.
 	RevokeSessions(ctx context.Context, userID string) (time.Time, error)
 	// CheckSchema returns errSchemaNotMigrated (wrapped, naming what is missing) when migrate
 	// has not been applied; another error when the database cannot answer.
@@ -138,16 +134,25 @@ type Store interface {
 	// reconnecting by itself; it returns when ctx ends.
 	Watch(ctx context.Context, hooks WatchHooks)
 
-	CreateCompany(ctx context.Context, name string) (Company, error)
+	CreateCompany(ctx context.Context, name string) (Company, error) // active
+	// CreateUser inserts an active user into a company that exists, active or not
+	// (errNotFound); errDuplicate when the email is taken.
 	CreateUser(ctx context.Context, u NewUser) (User, error)
-	SetPassword(ctx context.Context, email, hashedPassword string) error // revokes older tokens too
-	SetActive(ctx context.Context, email string, active bool) error      // deactivation revokes tokens too
+	// SetPassword also revokes every older token: whoever knew the old password may hold one.
+	SetPassword(ctx context.Context, email, hashedPassword string) error
+	// SetActive(false) also revokes every older token, so that activating the user again
+	// does not bring back the sessions of whoever got them deactivated.
+	SetActive(ctx context.Context, email string, active bool) error
+	// SetCompanyActive revokes nothing: the users' tokens are refused while the company is
+	// inactive and work again once it is active.
 	SetCompanyActive(ctx context.Context, id string, active bool) error
-	CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) // fills ID and CreatedAt
-	ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error)
-	RevokeInvitation(ctx context.Context, companyID, invitationID string) error // errNotFound when not open
-	AddDomain(ctx context.Context, domain, companyID string) error              // errDuplicate when another company has it
-	RemoveDomain(ctx context.Context, domain, companyID string) error           // errNotFound
+	// CreateInvitation stores inv (email as given), filling ID and CreatedAt. The company
+	// need not be active: the invitation opens when it is.
+	CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error)
+	ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) // newest first; errNotFound
+	RevokeInvitation(ctx context.Context, companyID, invitationID string) error      // errNotFound when not open
+	AddDomain(ctx context.Context, domain, companyID string) error                   // errDuplicate when another company has it
+	RemoveDomain(ctx context.Context, domain, companyID string) error                // errNotFound
 
 	// Administration (SPEC §7). Every write is one statement or one transaction: a request
 	// that fails leaves nothing half-written.
@@ -155,7 +160,6 @@ type Store interface {
 	// ActiveCompanies returns the active companies by name (case-insensitively, then byte
 	// order, then id, so both stores agree whatever the database's collation).
 	ActiveCompanies(ctx context.Context) ([]Company, error)
-	CompanyByID(ctx context.Context, id string) (Company, error) // errNotFound
 	// UpdateCompany applies ch (errNotFound: no such company; errInvalidInput: empty name).
 	UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error)
 	// CreateAccount inserts an active user with nu's company, which must be active when set:
@@ -169,8 +173,8 @@ type Store interface {
 	// errCompanyUnavailable, errInvalidInput (a role other than user or admin, bad text).
 	UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error)
 
-	Stats() PoolStats
-	Close()
+	Stats() PoolStats // the connection pool, for metrics
+	Close()           // waits for connections in use to be released
 }
 
 // schemaSQL creates the tables the gateway reads; applied only by migrate.
@@ -265,10 +269,6 @@ type CompanyUsers struct {
 type PlatformStats struct {
 	Companies []CompanyUsers
 }
-
-// errCompanyUnavailable is returned (wrapped) by CreateAccount and UpdateAccount when the
-// company the user should be in does not exist or is inactive; nothing is written then.
-var errCompanyUnavailable = errors.New("company does not exist or is inactive")
 
 // pgStore is the production Store on a pgxpool pool.
 type pgStore struct {
@@ -465,10 +465,7 @@ func (s *pgStore) UserByID(ctx context.Context, id string) (User, error) {
 	}
 	var u User
 	err := s.withConn(ctx, true, queryRow(&u, scanUser, "SELECT "+userColumns+userFrom+" WHERE u.id = $1", id))
-	if err != nil { // only then: dbErr's arguments would cost an allocation on every call
-		return User{}, dbErr(err, "user by id %s", id)
-	}
-	return u, nil
+	return dbResult(u, err, "user by id %s", id)
 }
 
 // UserByEmail matches case-insensitively. Should a legacy database hold two emails differing
@@ -483,8 +480,6 @@ func (s *pgStore) UserByEmail(ctx context.Context, email string) (User, error) {
 	return dbResult(u, err, "user by email %s", email)
 }
 
-// SetUserCompany sets the user's company; "" clears it. errNotFound when the user or the
-// company does not exist.
 func (s *pgStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
 	if !isUUID(userID) || companyID != "" && !isUUID(companyID) {
 		return errNotFound
@@ -497,7 +492,6 @@ func (s *pgStore) SetUserCompany(ctx context.Context, userID, companyID string) 
 	return dbErr(err, "set company %s of user %s", companyID, userID)
 }
 
-// TouchLastLogin records a successful login.
 func (s *pgStore) TouchLastLogin(ctx context.Context, userID string) error {
 	if !isUUID(userID) {
 		return errNotFound
@@ -506,29 +500,21 @@ func (s *pgStore) TouchLastLogin(ctx context.Context, userID string) error {
 	return dbErr(err, "touch last login of user %s", userID)
 }
 
-// CompanyActive reports whether the company exists and is active.
 func (s *pgStore) CompanyActive(ctx context.Context, id string) (bool, error) {
 	if !isUUID(id) {
 		return false, nil
 	}
 	var active bool
-	err := s.withConn(ctx, true, queryRow(&active, scanValue, "SELECT coalesce(is_active, false) FROM companies WHERE id = $1", id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
+	err := s.withConn(ctx, true, queryRow(&active, scanValue, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1 AND is_active)", id))
 	return dbResult(active, err, "company %s active", id)
 }
 
-// Ping asks the database for an answer within the store's deadline (readiness).
 func (s *pgStore) Ping(ctx context.Context) error {
-	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "SELECT 1")
-		return err
-	})
+	var one int
+	err := s.withConn(ctx, true, queryRow(&one, scanValue, "SELECT 1"))
 	return dbErr(err, "ping database")
 }
 
-// CreateCompany inserts an active company.
 func (s *pgStore) CreateCompany(ctx context.Context, name string) (Company, error) {
 	var co Company
 	err := s.withConn(ctx, false, queryRow(&co, scanCompany,
@@ -581,18 +567,15 @@ func (in *insertedUser) result(err error, what string, nu NewUser, noCompany err
 	return in.user, nil
 }
 
-// CreateUser inserts an active user into a company that exists, active or not.
 func (s *pgStore) CreateUser(ctx context.Context, nu NewUser) (User, error) {
-	if nu.CompanyID != "" && !isUUID(nu.CompanyID) {
-		return User{}, fmt.Errorf("create user %s: company %q: %w", nu.Email, nu.CompanyID, errNotFound)
+	if err := checkNewUser(nu); err != nil {
+		return User{}, err
 	}
 	var in insertedUser
 	err := s.withConn(ctx, false, insertUser(nu, false, &in))
 	return in.result(err, "create user", nu, errNotFound)
 }
 
-// SetPassword replaces the password hash of the user with that email (any letter case) and
-// revokes every token issued before: whoever knew the old password may hold one.
 func (s *pgStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
 	if !sqlText(email) {
 		return errNotFound
@@ -603,9 +586,6 @@ func (s *pgStore) SetPassword(ctx context.Context, email, hashedPassword string)
 	return dbErr(err, "set password of user %s", email)
 }
 
-// SetActive activates or deactivates the user with that email (any letter case). A
-// deactivation also revokes every token issued before it, so that activating the user
-// again does not bring back the sessions of whoever got them deactivated.
 func (s *pgStore) SetActive(ctx context.Context, email string, active bool) error {
 	if !sqlText(email) {
 		return errNotFound
@@ -617,8 +597,6 @@ func (s *pgStore) SetActive(ctx context.Context, email string, active bool) erro
 	return dbErr(err, "set active of user %s", email)
 }
 
-// SetCompanyActive activates or deactivates a company. Its users' tokens are refused while it
-// is inactive and work again once it is active: nothing is revoked.
 func (s *pgStore) SetCompanyActive(ctx context.Context, id string, active bool) error {
 	if !isUUID(id) {
 		return errNotFound
@@ -627,9 +605,6 @@ func (s *pgStore) SetCompanyActive(ctx context.Context, id string, active bool) 
 	return dbErr(err, "set active of company %s", id)
 }
 
-// RevokeSessions refuses every token of the user issued before now. The value is truncated to
-// the second because tokens carry iat in whole seconds: a token issued in the same second
-// stays valid, which lets the user sign in again at once.
 func (s *pgStore) RevokeSessions(ctx context.Context, userID string) (time.Time, error) {
 	if !isUUID(userID) {
 		return time.Time{}, errNotFound
@@ -656,8 +631,7 @@ func scanInvitation(row pgx.Row, inv *Invitation) error {
 	return err
 }
 
-// OpenInvitation returns the newest open invitation of email to an active company. The
-// condition matches the partial index company_invitations_open_email.
+// OpenInvitation's condition matches the partial index company_invitations_open_email.
 func (s *pgStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
 	if companyID != "" && !isUUID(companyID) || !sqlText(email) {
 		return Invitation{}, errNotFound
@@ -671,7 +645,6 @@ func (s *pgStore) OpenInvitation(ctx context.Context, email, companyID string) (
 	return dbResult(inv, err, "open invitation of %s", email)
 }
 
-// CompanyForDomain returns the active company registered for domain.
 func (s *pgStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
 	if !sqlText(domain) {
 		return "", errNotFound
@@ -688,11 +661,8 @@ func (s *pgStore) CompanyForDomain(ctx context.Context, domain string) (string, 
 // invitation revoked meanwhile is never accepted. Not retried on another connection once
 // sent: a commit whose answer was lost would otherwise report the invitation closed.
 func (s *pgStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
-	if !isUUID(userID) || !isUUID(companyID) {
-		return User{}, errNotFound
-	}
-	if invitationID != "" && !isUUID(invitationID) {
-		return User{}, errInvitationClosed // no such invitation can be open
+	if err := checkJoinCompany(userID, companyID, invitationID); err != nil {
+		return User{}, err
 	}
 	var u User
 	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
@@ -796,13 +766,10 @@ func (s *pgStore) CheckSchema(ctx context.Context) error {
 	return nil
 }
 
-// CreateInvitation stores an invitation of inv.Email (as given; matched ignoring case) to
-// inv.CompanyID until inv.ExpiresAt. The company need not be active: the invitation opens
-// when it is.
 func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
 	role, err := checkNewInvitation(inv)
 	if err != nil {
-		return Invitation{}, fmt.Errorf("create invitation of %s: %w", inv.Email, err)
+		return Invitation{}, err
 	}
 	var out Invitation
 	err = s.withConn(ctx, false, queryRow(&out, scanInvitation, `INSERT INTO company_invitations AS i
@@ -820,35 +787,33 @@ func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitat
 	return Invitation{}, fmt.Errorf("create invitation of %s to company %s: %w", inv.Email, inv.CompanyID, err)
 }
 
-// companyExists answers pgx.ErrNoRows when there is no company id: only an empty list of a
-// company's rows needs telling "no such company" from "nothing there".
-func companyExists(ctx context.Context, c *pgx.Conn, id string) error {
-	var exists bool
-	if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", id).Scan(&exists); err != nil || exists {
-		return err
+// companyRows is queryRows for a list of the company's rows, $1 being the company id. Only
+// an empty list needs a second query, to tell "no such company" (pgx.ErrNoRows) from
+// "nothing there".
+func companyRows[T any](dst *[]T, scan func(pgx.Row, *T) error, sql, companyID string, args ...any) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, c *pgx.Conn) error {
+		err := queryRows(dst, scan, sql, append([]any{companyID}, args...)...)(ctx, c)
+		if err != nil || len(*dst) > 0 {
+			return err
+		}
+		var exists bool
+		if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", companyID).Scan(&exists); err != nil || exists {
+			return err
+		}
+		return pgx.ErrNoRows
 	}
-	return pgx.ErrNoRows
 }
 
-// ListOpenInvitations returns the company's open invitations, newest first; errNotFound
-// when the company does not exist.
 func (s *pgStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
 	if !isUUID(companyID) {
 		return nil, errNotFound
 	}
 	var invs []Invitation
-	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		err := queryRows(&invs, scanInvitation, `SELECT `+invitationColumns+` FROM company_invitations i
-			WHERE i.company_id = $1 AND `+invitationOpen+` ORDER BY i.created_at DESC, i.id DESC`, companyID)(ctx, c)
-		if err != nil || len(invs) > 0 {
-			return err
-		}
-		return companyExists(ctx, c, companyID)
-	})
+	err := s.withConn(ctx, true, companyRows(&invs, scanInvitation, `SELECT `+invitationColumns+` FROM company_invitations i
+		WHERE i.company_id = $1 AND `+invitationOpen+` ORDER BY i.created_at DESC, i.id DESC`, companyID))
 	return dbResult(invs, err, "open invitations of company %s", companyID)
 }
 
-// RevokeInvitation closes an open invitation of the company.
 func (s *pgStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
 	if !isUUID(companyID) || !isUUID(invitationID) {
 		return errNotFound
@@ -858,16 +823,13 @@ func (s *pgStore) RevokeInvitation(ctx context.Context, companyID, invitationID 
 	return dbErr(err, "revoke invitation %s of company %s", invitationID, companyID)
 }
 
-// AddDomain registers domain (stored in lower case) for the company. One statement decides
-// every case without a race: no row when the company does not exist, and on a conflict the
-// no-op update locks and returns the row that holds the domain, even one committed by a
-// concurrent AddDomain after this statement began.
+// AddDomain stores domain in lower case. One statement decides every case without a race: no
+// row when the company does not exist, and on a conflict the no-op update locks and returns
+// the row that holds the domain, even one committed by a concurrent AddDomain after this
+// statement began.
 func (s *pgStore) AddDomain(ctx context.Context, domain, companyID string) error {
-	if !isUUID(companyID) {
-		return errNotFound
-	}
-	if domain == "" || !sqlText(domain) {
-		return fmt.Errorf("add domain %q: %w", domain, errInvalidInput)
+	if err := checkNewDomain(domain, companyID); err != nil {
+		return err
 	}
 	domain = strings.ToLower(domain)
 	var holder string
@@ -897,51 +859,109 @@ func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) er
 	return dbErr(err, "remove domain %s of company %s", domain, companyID)
 }
 
+// The checks below are the refusals both stores make before touching any data, with the
+// same errors.
+
 // knownRole reports whether role may be handed out: only the two roles the gateway knows.
 func knownRole(role string) bool { return role == "user" || role == "admin" }
 
-// checkNewInvitation validates inv for CreateInvitation and returns its stored role ("" means
-// "user").
+func checkNewUser(nu NewUser) error {
+	if nu.CompanyID != "" && !isUUID(nu.CompanyID) {
+		return fmt.Errorf("create user %s: company %q: %w", nu.Email, nu.CompanyID, errNotFound)
+	}
+	return nil
+}
+
+func checkJoinCompany(userID, companyID, invitationID string) error {
+	switch {
+	case !isUUID(userID) || !isUUID(companyID):
+		return errNotFound
+	case invitationID != "" && !isUUID(invitationID):
+		return errInvitationClosed // no such invitation can be open
+	}
+	return nil
+}
+
+func checkNewDomain(domain, companyID string) error {
+	switch {
+	case !isUUID(companyID):
+		return errNotFound
+	case domain == "" || !sqlText(domain):
+		return fmt.Errorf("add domain %q: %w", domain, errInvalidInput)
+	}
+	return nil
+}
+
+func checkCompanyChange(id string, ch CompanyChange) error {
+	switch {
+	case !isUUID(id):
+		return errNotFound
+	case ch.Name != nil && (*ch.Name == "" || !sqlText(*ch.Name)):
+		return fmt.Errorf("update company %s: name: %w", id, errInvalidInput)
+	}
+	return nil
+}
+
+func checkAccountPage(companyID string, limit, offset int) error {
+	switch {
+	case !isUUID(companyID):
+		return errNotFound
+	case limit < 1 || offset < 0:
+		return fmt.Errorf("accounts of company %s: limit %d, offset %d: %w", companyID, limit, offset, errInvalidInput)
+	}
+	return nil
+}
+
+// checkNewInvitation returns inv's stored role ("" means "user").
 func checkNewInvitation(inv Invitation) (string, error) {
+	var err error
 	switch {
 	case !isUUID(inv.CompanyID):
-		return "", fmt.Errorf("company %q: %w", inv.CompanyID, errNotFound)
+		err = fmt.Errorf("company %q: %w", inv.CompanyID, errNotFound)
 	case inv.CreatedBy != "" && !isUUID(inv.CreatedBy):
-		return "", fmt.Errorf("creator %q: %w", inv.CreatedBy, errNotFound)
+		err = fmt.Errorf("creator %q: %w", inv.CreatedBy, errNotFound)
 	case inv.Email == "" || !sqlText(inv.Email):
-		return "", fmt.Errorf("email %q: %w", inv.Email, errInvalidInput)
+		err = fmt.Errorf("email %q: %w", inv.Email, errInvalidInput)
 	case inv.ExpiresAt.IsZero():
-		return "", fmt.Errorf("no expiry: %w", errInvalidInput)
+		err = fmt.Errorf("no expiry: %w", errInvalidInput)
 	case inv.Role != "" && !knownRole(inv.Role):
-		return "", fmt.Errorf("role %q is neither user nor admin: %w", inv.Role, errInvalidInput)
+		err = fmt.Errorf("role %q is neither user nor admin: %w", inv.Role, errInvalidInput)
+	default:
+		return cmp.Or(inv.Role, "user"), nil
 	}
-	return cmp.Or(inv.Role, "user"), nil
+	return "", fmt.Errorf("create invitation of %s: %w", inv.Email, err)
 }
 
-// checkAccountChange refuses values no database row should get.
-func checkAccountChange(ch AccountChange) error {
+func checkAccountChange(id string, ch AccountChange) error {
+	var err error
 	switch {
+	case !isUUID(id):
+		return errNotFound
 	case ch.Role != nil && !knownRole(*ch.Role):
-		return fmt.Errorf("role %q is neither user nor admin: %w", *ch.Role, errInvalidInput)
+		err = fmt.Errorf("role %q is neither user nor admin: %w", *ch.Role, errInvalidInput)
 	case ch.FullName != nil && !sqlText(*ch.FullName):
-		return fmt.Errorf("full name: %w", errInvalidInput)
+		err = fmt.Errorf("full name: %w", errInvalidInput)
 	case ch.CompanyID != nil && *ch.CompanyID != "" && !isUUID(*ch.CompanyID):
-		return fmt.Errorf("company %q: %w", *ch.CompanyID, errCompanyUnavailable)
+		err = fmt.Errorf("company %q: %w", *ch.CompanyID, errCompanyUnavailable)
+	default:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("update account %s: %w", id, err)
 }
 
-// checkNewAccount refuses what CreateAccount must not store.
 func checkNewAccount(nu NewUser) error {
+	var err error
 	switch {
 	case nu.Email == "" || !sqlText(nu.Email) || !sqlText(nu.FullName) || !sqlText(nu.HashedPassword):
-		return fmt.Errorf("email, name or hash: %w", errInvalidInput)
+		err = fmt.Errorf("email, name or hash: %w", errInvalidInput)
 	case nu.Role != "" && !knownRole(nu.Role):
-		return fmt.Errorf("role %q is neither user nor admin: %w", nu.Role, errInvalidInput)
+		err = fmt.Errorf("role %q is neither user nor admin: %w", nu.Role, errInvalidInput)
 	case nu.CompanyID != "" && !isUUID(nu.CompanyID):
-		return fmt.Errorf("company %q: %w", nu.CompanyID, errCompanyUnavailable)
+		err = fmt.Errorf("company %q: %w", nu.CompanyID, errCompanyUnavailable)
+	default:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("create account %s: %w", nu.Email, err)
 }
 
 // account is u as the administration API shows it.
@@ -994,23 +1014,11 @@ func (s *pgStore) ActiveCompanies(ctx context.Context) ([]Company, error) {
 	return dbResult(companies, err, "active companies")
 }
 
-func (s *pgStore) CompanyByID(ctx context.Context, id string) (Company, error) {
-	if !isUUID(id) {
-		return Company{}, errNotFound
-	}
-	var co Company
-	err := s.withConn(ctx, true, queryRow(&co, scanCompany, `SELECT `+companyColumns+` FROM companies c WHERE c.id = $1`, id))
-	return dbResult(co, err, "company %s", id)
-}
-
 // UpdateCompany changes what ch sets in one statement. Deactivating a company revokes
 // nothing: its users are refused while it is inactive (SetCompanyActive).
 func (s *pgStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error) {
-	if !isUUID(id) {
-		return Company{}, errNotFound
-	}
-	if ch.Name != nil && (*ch.Name == "" || !sqlText(*ch.Name)) {
-		return Company{}, fmt.Errorf("update company %s: name: %w", id, errInvalidInput)
+	if err := checkCompanyChange(id, ch); err != nil {
+		return Company{}, err
 	}
 	var co Company
 	err := s.withConn(ctx, true, queryRow(&co, scanCompany, `UPDATE companies c
@@ -1022,7 +1030,7 @@ func (s *pgStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange
 // CreateAccount inserts an active user into an active company (or none).
 func (s *pgStore) CreateAccount(ctx context.Context, nu NewUser) (Account, error) {
 	if err := checkNewAccount(nu); err != nil {
-		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, err)
+		return Account{}, err
 	}
 	var in insertedUser
 	err := s.withConn(ctx, false, insertUser(nu, true, &in))
@@ -1042,24 +1050,13 @@ func (s *pgStore) AccountByID(ctx context.Context, id string) (Account, error) {
 	return dbResult(a, err, "account %s", id)
 }
 
-// AccountsByCompany reads one page; only an empty page needs a second query to tell "no such
-// company" from "no users there".
 func (s *pgStore) AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error) {
-	if !isUUID(companyID) {
-		return nil, errNotFound
-	}
-	if limit < 1 || offset < 0 {
-		return nil, fmt.Errorf("accounts of company %s: limit %d, offset %d: %w", companyID, limit, offset, errInvalidInput)
+	if err := checkAccountPage(companyID, limit, offset); err != nil {
+		return nil, err
 	}
 	var accounts []Account
-	err := s.withConn(ctx, true, func(ctx context.Context, c *pgx.Conn) error {
-		err := queryRows(&accounts, scanAccount, `SELECT `+accountColumns+userFrom+` WHERE u.company_id = $1
-			ORDER BY lower(u.email) COLLATE "C", u.id LIMIT $2 OFFSET $3`, companyID, limit, offset)(ctx, c)
-		if err != nil || len(accounts) > 0 {
-			return err
-		}
-		return companyExists(ctx, c, companyID)
-	})
+	err := s.withConn(ctx, true, companyRows(&accounts, scanAccount, `SELECT `+accountColumns+userFrom+`
+		WHERE u.company_id = $1 ORDER BY lower(u.email) COLLATE "C", u.id LIMIT $2 OFFSET $3`, companyID, limit, offset))
 	return dbResult(accounts, err, "accounts of company %s", companyID)
 }
 
@@ -1067,11 +1064,8 @@ func (s *pgStore) AccountsByCompany(ctx context.Context, companyID string, limit
 // JoinCompany does, so a concurrent deactivation cannot slip in between the check and the
 // move. Not retried once sent: a commit whose answer was lost is reported as an outage.
 func (s *pgStore) UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error) {
-	if !isUUID(id) {
-		return Account{}, errNotFound
-	}
-	if err := checkAccountChange(ch); err != nil {
-		return Account{}, fmt.Errorf("update account %s: %w", id, err)
+	if err := checkAccountChange(id, ch); err != nil {
+		return Account{}, err
 	}
 	var fullName, company any // NULL stores NULL; the $2 and $5 flags say whether to store
 	if ch.FullName != nil {
@@ -1229,11 +1223,9 @@ func parseStoreChange(channel, payload string) (StoreChange, bool) {
 	return StoreChange{Table: table, ID: strings.ToLower(id)}, true
 }
 
-// Stats reports the pool's connections, for metrics.
 func (s *pgStore) Stats() PoolStats {
 	st := s.pool.Stat()
 	return PoolStats{Total: st.TotalConns(), Idle: st.IdleConns(), Acquired: st.AcquiredConns()}
 }
 
-// Close closes the pool, waiting for connections in use to be released.
 func (s *pgStore) Close() { s.pool.Close() }

@@ -1,5 +1,5 @@
-// memstore.go: the in-memory Store of -dev and of tests without PostgreSQL, keeping the same
-// contract as pgStore (db.go); the contract tests run against both.
+// memstore.go: the in-memory Store of -dev and of tests without PostgreSQL. The contract
+// tests run against both stores.
 package main
 
 import (
@@ -13,7 +13,6 @@ import (
 	"time"
 )
 
-// memoryStore is the -dev Store: the same contract as pgStore, held in memory.
 type memoryStore struct {
 	mu          sync.RWMutex
 	users       map[string]*memoryUser       // by id
@@ -57,30 +56,42 @@ func memoryTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 // revokeNow is tokens_valid_after as the database stores it: now, in whole seconds.
 func revokeNow() time.Time { return time.Now().Truncate(time.Second) }
 
-// read runs f under the read lock. Like a database call, it fails first when ctx has ended;
-// the parts of what name the call in that error (joined only then: no allocation otherwise).
-func (m *memoryStore) read(ctx context.Context, f func() error, what ...string) error {
+// memRead runs f under the read lock. Like a database call, it fails first when ctx has
+// ended; the parts of what name the call in that error (joined only then: no allocation
+// otherwise).
+func memRead[T any](ctx context.Context, m *memoryStore, f func() (T, error), what ...string) (T, error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", strings.Join(what, ""), err)
+		var zero T
+		return zero, fmt.Errorf("%s: %w", strings.Join(what, ""), err)
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return f()
+	return f() // every f answers the zero value with an error
 }
 
-// write runs f under the write lock. f returns the row it changed, if a column the
-// database's triggers watch changed; watchers are told after the lock is released, so that
-// a hook may call the store.
-func (m *memoryStore) write(ctx context.Context, f func() (StoreChange, error), what ...string) error {
+// memWrite runs f under the write lock, failing first as memRead does. f also returns the
+// row it changed, if a column the database's triggers watch changed; watchers are told after
+// the lock is released, so that a hook may call the store.
+func memWrite[T any](ctx context.Context, m *memoryStore, f func() (T, StoreChange, error), what ...string) (T, error) {
+	var zero T
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", strings.Join(what, ""), err)
+		return zero, fmt.Errorf("%s: %w", strings.Join(what, ""), err)
 	}
 	m.mu.Lock()
-	ch, err := f()
+	v, ch, err := f()
 	m.mu.Unlock()
-	if err == nil && ch.Table != "" {
+	if err != nil {
+		return zero, err
+	}
+	if ch.Table != "" {
 		m.notify(ch)
 	}
+	return v, nil
+}
+
+// write is memWrite for a change no trigger reports.
+func (m *memoryStore) write(ctx context.Context, f func() error, what ...string) error {
+	_, err := memWrite(ctx, m, func() (any, StoreChange, error) { return nil, StoreChange{}, f() }, what...)
 	return err
 }
 
@@ -92,13 +103,17 @@ func userChanged(u *memoryUser, before User) StoreChange {
 	return StoreChange{Table: "users", ID: u.ID}
 }
 
-// userLocked is u as the store returns it; m.mu must be held.
-func (m *memoryStore) userLocked(u *memoryUser) User {
+// userLocked is u as the store returns it, errNotFound for nil; m.mu must be held.
+func (m *memoryStore) userLocked(u *memoryUser) (User, error) {
+	if u == nil {
+		return User{}, errNotFound
+	}
 	out := u.User
-	c, ok := m.companies[u.CompanyID]
-	out.CompanyActive = ok && u.CompanyID != "" && c.IsActive
-	return out
+	out.CompanyActive = m.activeCompanyLocked(u.CompanyID)
+	return out, nil
 }
+
+func (u *memoryUser) asAccount() Account { return u.User.account(u.createdAt) }
 
 // userByIDLocked is the user with id, or nil; m.mu must be held.
 func (m *memoryStore) userByIDLocked(id string) *memoryUser {
@@ -108,49 +123,41 @@ func (m *memoryStore) userByIDLocked(id string) *memoryUser {
 	return m.users[memoryKey(id)]
 }
 
-func (m *memoryStore) UserByID(ctx context.Context, id string) (u User, err error) {
-	err = m.read(ctx, func() error {
-		mu := m.userByIDLocked(id)
-		if mu == nil {
-			return errNotFound
-		}
-		u = m.userLocked(mu)
-		return nil
-	}, "user by id ", id)
-	return u, err
-}
-
-func (m *memoryStore) UserByEmail(ctx context.Context, email string) (u User, err error) {
-	err = m.read(ctx, func() error {
-		mu := m.userByEmailLocked(email)
-		if mu == nil {
-			return errNotFound
-		}
-		u = m.userLocked(mu)
-		return nil
-	}, "user by email ", email)
-	return u, err
-}
-
 // userByEmailLocked is the user with that email (any letter case), or nil; m.mu must be held.
 func (m *memoryStore) userByEmailLocked(email string) *memoryUser {
 	return m.users[m.byEmail[strings.ToLower(email)]]
 }
 
+// activeCompanyLocked reports whether the company with that (lower-case) id exists and is
+// active; m.mu must be held.
+func (m *memoryStore) activeCompanyLocked(id string) bool {
+	c := m.companies[id]
+	return c != nil && c.IsActive
+}
+
+func (m *memoryStore) UserByID(ctx context.Context, id string) (User, error) {
+	return memRead(ctx, m, func() (User, error) { return m.userLocked(m.userByIDLocked(id)) }, "user by id ", id)
+}
+
+func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, error) {
+	return memRead(ctx, m, func() (User, error) { return m.userLocked(m.userByEmailLocked(email)) }, "user by email ", email)
+}
+
 // updateUser applies update, under the write lock, to the user find returns for key (an id
 // or an email); errNotFound when there is none.
 func (m *memoryStore) updateUser(ctx context.Context, what, key string, find func(string) *memoryUser, update func(*memoryUser) error) error {
-	return m.write(ctx, func() (StoreChange, error) {
+	_, err := memWrite(ctx, m, func() (any, StoreChange, error) {
 		u := find(key)
 		if u == nil {
-			return StoreChange{}, errNotFound
+			return nil, StoreChange{}, errNotFound
 		}
 		before := u.User
 		if err := update(u); err != nil {
-			return StoreChange{}, err
+			return nil, StoreChange{}, err
 		}
-		return userChanged(u, before), nil
+		return nil, userChanged(u, before), nil
 	}, what, " of user ", key)
+	return err
 }
 
 func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID string) error {
@@ -187,56 +194,49 @@ func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (validA
 	return validAfter, nil
 }
 
-func (m *memoryStore) CompanyActive(ctx context.Context, id string) (active bool, err error) {
-	err = m.read(ctx, func() error {
-		c, ok := m.companies[memoryKey(id)]
-		active = isUUID(id) && ok && c.IsActive
-		return nil
-	}, "company ", id, " active")
-	return active, err
+func (m *memoryStore) CompanyActive(ctx context.Context, id string) (bool, error) {
+	return memRead(ctx, m, func() (bool, error) { return isUUID(id) && m.activeCompanyLocked(memoryKey(id)), nil },
+		"company ", id, " active")
 }
 
-func (m *memoryStore) Ping(ctx context.Context) error { return nil }
-
+func (m *memoryStore) Ping(ctx context.Context) error        { return nil }
 func (m *memoryStore) CheckSchema(ctx context.Context) error { return nil }
+func (m *memoryStore) Stats() PoolStats                      { return PoolStats{} }
+func (m *memoryStore) Close()                                {}
 
-func (m *memoryStore) Stats() PoolStats { return PoolStats{} }
-
-func (m *memoryStore) Close() {}
-
-func (m *memoryStore) CreateCompany(ctx context.Context, name string) (c Company, err error) {
-	err = m.write(ctx, func() (StoreChange, error) {
-		c = Company{ID: newUUID(), Name: name, IsActive: true, CreatedAt: memoryTime(time.Now())}
+func (m *memoryStore) CreateCompany(ctx context.Context, name string) (Company, error) {
+	return memWrite(ctx, m, func() (Company, StoreChange, error) {
+		c := Company{ID: newUUID(), Name: name, IsActive: true, CreatedAt: memoryTime(time.Now())}
 		m.companies[c.ID] = &c
-		return StoreChange{}, nil
+		return c, StoreChange{}, nil
 	}, fmt.Sprintf("create company %q", name))
-	return c, err
 }
 
 // insertUser adds an active user to a company that exists (and is active, when
 // activeCompany); noCompany is the error when it is not.
 func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, activeCompany bool, noCompany error) (out User, created time.Time, err error) {
-	err = m.write(ctx, func() (StoreChange, error) {
+	err = m.write(ctx, func() error {
 		key, companyID := strings.ToLower(nu.Email), memoryKey(nu.CompanyID)
 		if _, ok := m.byEmail[key]; ok {
-			return StoreChange{}, fmt.Errorf("%s %s: %w", what, nu.Email, errDuplicate)
+			return fmt.Errorf("%s %s: %w", what, nu.Email, errDuplicate)
 		}
 		if c, ok := m.companies[companyID]; companyID != "" && (!ok || activeCompany && !c.IsActive) {
-			return StoreChange{}, fmt.Errorf("%s %s: company %s: %w", what, nu.Email, nu.CompanyID, noCompany)
+			return fmt.Errorf("%s %s: company %s: %w", what, nu.Email, nu.CompanyID, noCompany)
 		}
 		u := &memoryUser{User: User{ID: newUUID(), CompanyID: companyID, Email: nu.Email, HashedPassword: nu.HashedPassword,
 			FullName: nu.FullName, Role: cmp.Or(nu.Role, "user"), IsActive: true}, createdAt: memoryTime(time.Now())}
 		m.users[u.ID] = u
 		m.byEmail[key] = u.ID
-		out, created = m.userLocked(u), u.createdAt
-		return StoreChange{}, nil
+		out, _ = m.userLocked(u)
+		created = u.createdAt
+		return nil
 	}, what, " ", nu.Email)
 	return out, created, err
 }
 
 func (m *memoryStore) CreateUser(ctx context.Context, nu NewUser) (User, error) {
-	if nu.CompanyID != "" && !isUUID(nu.CompanyID) {
-		return User{}, fmt.Errorf("create user %s: company %q: %w", nu.Email, nu.CompanyID, errNotFound)
+	if err := checkNewUser(nu); err != nil {
+		return User{}, err
 	}
 	u, _, err := m.insertUser(ctx, "create user", nu, false, errNotFound)
 	return u, err
@@ -244,7 +244,7 @@ func (m *memoryStore) CreateUser(ctx context.Context, nu NewUser) (User, error) 
 
 func (m *memoryStore) CreateAccount(ctx context.Context, nu NewUser) (Account, error) {
 	if err := checkNewAccount(nu); err != nil {
-		return Account{}, fmt.Errorf("create account %s: %w", nu.Email, err)
+		return Account{}, err
 	}
 	u, created, err := m.insertUser(ctx, "create account", nu, true, errCompanyUnavailable)
 	if err != nil {
@@ -280,16 +280,8 @@ func (inv *memoryInvitation) open(now time.Time) bool {
 	return inv.AcceptedAt.IsZero() && inv.RevokedAt.IsZero() && inv.ExpiresAt.After(now)
 }
 
-// newer orders invitations newest first, as ORDER BY created_at DESC does.
-func (inv *memoryInvitation) newer(than *memoryInvitation) bool {
-	if !inv.CreatedAt.Equal(than.CreatedAt) {
-		return inv.CreatedAt.After(than.CreatedAt)
-	}
-	return inv.seq > than.seq
-}
-
-// openInvitationsLocked returns the open invitations keep accepts, newest first; m.mu must
-// be held.
+// openInvitationsLocked returns the open invitations keep accepts, newest first (ORDER BY
+// created_at DESC); m.mu must be held.
 func (m *memoryStore) openInvitationsLocked(keep func(*memoryInvitation) bool) []Invitation {
 	now := time.Now()
 	var open []*memoryInvitation
@@ -299,10 +291,7 @@ func (m *memoryStore) openInvitationsLocked(keep func(*memoryInvitation) bool) [
 		}
 	}
 	slices.SortFunc(open, func(a, b *memoryInvitation) int {
-		if a.newer(b) {
-			return -1
-		}
-		return 1
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(b.seq, a.seq))
 	})
 	invs := make([]Invitation, len(open))
 	for i, inv := range open {
@@ -311,73 +300,62 @@ func (m *memoryStore) openInvitationsLocked(keep func(*memoryInvitation) bool) [
 	return invs
 }
 
-func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID string) (inv Invitation, err error) {
+func (m *memoryStore) OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error) {
 	if companyID != "" && !isUUID(companyID) {
 		return Invitation{}, errNotFound
 	}
 	companyID = memoryKey(companyID)
-	err = m.read(ctx, func() error {
+	return memRead(ctx, m, func() (Invitation, error) {
 		invs := m.openInvitationsLocked(func(inv *memoryInvitation) bool {
-			c := m.companies[inv.CompanyID]
-			return strings.ToLower(inv.Email) == strings.ToLower(email) && (companyID == "" || inv.CompanyID == companyID) && c != nil && c.IsActive
+			return strings.ToLower(inv.Email) == strings.ToLower(email) && (companyID == "" || inv.CompanyID == companyID) &&
+				m.activeCompanyLocked(inv.CompanyID)
 		})
 		if len(invs) == 0 {
-			return errNotFound
+			return Invitation{}, errNotFound
 		}
-		inv = invs[0]
-		return nil
+		return invs[0], nil
 	}, "open invitation of ", email)
-	return inv, err
 }
 
-func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (id string, err error) {
-	err = m.read(ctx, func() error {
-		var ok bool
-		id, ok = m.domains[strings.ToLower(domain)]
-		if c := m.companies[id]; !ok || c == nil || !c.IsActive {
-			return errNotFound
+func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (string, error) {
+	return memRead(ctx, m, func() (string, error) {
+		id, ok := m.domains[strings.ToLower(domain)]
+		if !ok || !m.activeCompanyLocked(id) {
+			return "", errNotFound
 		}
-		return nil
+		return id, nil
 	}, "company for domain ", domain)
-	if err != nil {
-		return "", err
-	}
-	return id, nil
 }
 
 // JoinCompany checks and changes everything under one write lock: all or nothing, as the
 // database's transaction, and in the order pgStore checks: user, invitation, company.
-func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (out User, err error) {
-	if !isUUID(userID) || !isUUID(companyID) {
-		return User{}, errNotFound
-	}
-	if invitationID != "" && !isUUID(invitationID) {
-		return User{}, errInvitationClosed
+func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
+	if err := checkJoinCompany(userID, companyID, invitationID); err != nil {
+		return User{}, err
 	}
 	companyID = memoryKey(companyID)
-	err = m.write(ctx, func() (StoreChange, error) {
+	return memWrite(ctx, m, func() (User, StoreChange, error) {
 		u := m.userByIDLocked(userID)
 		if u == nil {
-			return StoreChange{}, errNotFound
+			return User{}, StoreChange{}, errNotFound
 		}
 		inv := m.invitations[memoryKey(invitationID)]
 		if invitationID != "" && (inv == nil || !inv.open(time.Now()) || inv.CompanyID != companyID ||
 			strings.ToLower(inv.Email) != strings.ToLower(u.Email)) {
-			return StoreChange{}, errInvitationClosed
+			return User{}, StoreChange{}, errInvitationClosed
 		}
-		if c, ok := m.companies[companyID]; !ok || !c.IsActive {
-			return StoreChange{}, errNotFound
+		if !m.activeCompanyLocked(companyID) {
+			return User{}, StoreChange{}, errNotFound
 		}
-		before, now := u.User, time.Now()
+		before := u.User
 		if inv != nil {
-			inv.AcceptedAt = memoryTime(now)
+			inv.AcceptedAt = memoryTime(time.Now())
 			u.Role = inv.Role
 		}
 		u.CompanyID = companyID
-		out = m.userLocked(u)
-		return userChanged(u, before), nil
+		out, _ := m.userLocked(u)
+		return out, userChanged(u, before), nil
 	}, "user ", userID, " join company ", companyID)
-	return out, err
 }
 
 // Watch reports every change from the goroutine that made it, after the store's lock is
@@ -399,8 +377,7 @@ func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
 	<-ctx.Done()
 }
 
-// notify tells every watcher that the row changed, as the database's triggers do: only when a
-// value changed. m.mu must not be held.
+// notify tells every watcher that the row changed. m.mu must not be held.
 func (m *memoryStore) notify(ch StoreChange) {
 	m.watchMu.Lock()
 	changed := make([]func(StoreChange), 0, len(m.watchers))
@@ -415,78 +392,69 @@ func (m *memoryStore) notify(ch StoreChange) {
 	}
 }
 
-func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (stored Invitation, err error) {
+func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
 	role, err := checkNewInvitation(inv)
-	if err != nil {
-		return Invitation{}, fmt.Errorf("create invitation of %s: %w", inv.Email, err)
-	}
-	err = m.write(ctx, func() (StoreChange, error) {
-		companyID, createdBy := memoryKey(inv.CompanyID), memoryKey(inv.CreatedBy)
-		if _, ok := m.companies[companyID]; !ok {
-			return StoreChange{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
-		}
-		if _, ok := m.users[createdBy]; createdBy != "" && !ok {
-			return StoreChange{}, fmt.Errorf("create invitation of %s: creator %s: %w", inv.Email, inv.CreatedBy, errNotFound)
-		}
-		stored = Invitation{ID: newUUID(), CompanyID: companyID, Email: inv.Email, Role: role, CreatedBy: createdBy,
-			CreatedAt: memoryTime(time.Now()), ExpiresAt: memoryTime(inv.ExpiresAt)}
-		m.invSeq++
-		m.invitations[stored.ID] = &memoryInvitation{Invitation: stored, seq: m.invSeq}
-		return StoreChange{}, nil
-	}, "create invitation of ", inv.Email)
 	if err != nil {
 		return Invitation{}, err
 	}
-	return stored, nil
+	return memWrite(ctx, m, func() (Invitation, StoreChange, error) {
+		companyID, createdBy := memoryKey(inv.CompanyID), memoryKey(inv.CreatedBy)
+		if _, ok := m.companies[companyID]; !ok {
+			return Invitation{}, StoreChange{}, fmt.Errorf("create invitation of %s: company %s: %w", inv.Email, inv.CompanyID, errNotFound)
+		}
+		if _, ok := m.users[createdBy]; createdBy != "" && !ok {
+			return Invitation{}, StoreChange{}, fmt.Errorf("create invitation of %s: creator %s: %w", inv.Email, inv.CreatedBy, errNotFound)
+		}
+		stored := Invitation{ID: newUUID(), CompanyID: companyID, Email: inv.Email, Role: role, CreatedBy: createdBy,
+			CreatedAt: memoryTime(time.Now()), ExpiresAt: memoryTime(inv.ExpiresAt)}
+		m.invSeq++
+		m.invitations[stored.ID] = &memoryInvitation{Invitation: stored, seq: m.invSeq}
+		return stored, StoreChange{}, nil
+	}, "create invitation of ", inv.Email)
 }
 
-func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string) (invs []Invitation, err error) {
+func (m *memoryStore) ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) {
 	if !isUUID(companyID) {
 		return nil, errNotFound
 	}
 	companyID = memoryKey(companyID)
-	err = m.read(ctx, func() error {
+	return memRead(ctx, m, func() ([]Invitation, error) {
 		if _, ok := m.companies[companyID]; !ok {
-			return errNotFound
+			return nil, errNotFound
 		}
-		invs = m.openInvitationsLocked(func(inv *memoryInvitation) bool { return inv.CompanyID == companyID })
-		return nil
+		return m.openInvitationsLocked(func(inv *memoryInvitation) bool { return inv.CompanyID == companyID }), nil
 	}, "open invitations of company ", companyID)
-	return invs, err
 }
 
 func (m *memoryStore) RevokeInvitation(ctx context.Context, companyID, invitationID string) error {
 	if !isUUID(companyID) || !isUUID(invitationID) {
 		return errNotFound
 	}
-	return m.write(ctx, func() (StoreChange, error) {
+	return m.write(ctx, func() error {
 		now := time.Now()
 		inv := m.invitations[memoryKey(invitationID)]
 		if inv == nil || inv.CompanyID != memoryKey(companyID) || !inv.open(now) {
-			return StoreChange{}, errNotFound
+			return errNotFound
 		}
 		inv.RevokedAt = memoryTime(now)
-		return StoreChange{}, nil
+		return nil
 	}, "revoke invitation ", invitationID, " of company ", companyID)
 }
 
 func (m *memoryStore) AddDomain(ctx context.Context, domain, companyID string) error {
-	if !isUUID(companyID) {
-		return errNotFound
-	}
-	if domain == "" || !sqlText(domain) {
-		return fmt.Errorf("add domain %q: %w", domain, errInvalidInput)
+	if err := checkNewDomain(domain, companyID); err != nil {
+		return err
 	}
 	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
-	return m.write(ctx, func() (StoreChange, error) {
+	return m.write(ctx, func() error {
 		if _, ok := m.companies[companyID]; !ok {
-			return StoreChange{}, errNotFound
+			return errNotFound
 		}
 		if holder, ok := m.domains[domain]; ok && holder != companyID {
-			return StoreChange{}, fmt.Errorf("add domain %s to company %s: registered to company %s: %w", domain, companyID, holder, errDuplicate)
+			return fmt.Errorf("add domain %s to company %s: registered to company %s: %w", domain, companyID, holder, errDuplicate)
 		}
 		m.domains[domain] = companyID
-		return StoreChange{}, nil
+		return nil
 	}, "add domain ", domain, " to company ", companyID)
 }
 
@@ -495,22 +463,17 @@ func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string
 		return errNotFound
 	}
 	domain, companyID = strings.ToLower(domain), memoryKey(companyID)
-	return m.write(ctx, func() (StoreChange, error) {
+	return m.write(ctx, func() error {
 		if holder, ok := m.domains[domain]; !ok || holder != companyID {
-			return StoreChange{}, errNotFound
+			return errNotFound
 		}
 		delete(m.domains, domain)
-		return StoreChange{}, nil
+		return nil
 	}, "remove domain ", domain, " of company ", companyID)
 }
 
-// companyLess is ActiveCompanies' order, as pgStore's companyOrder sorts.
-func companyLess(a, b Company) int {
-	return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)),
-		strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
-}
-
-// activeCompaniesLocked returns the active companies in order; m.mu must be held.
+// activeCompaniesLocked returns the active companies in pgStore's companyOrder; m.mu must be
+// held.
 func (m *memoryStore) activeCompaniesLocked() []Company {
 	var companies []Company
 	for _, c := range m.companies {
@@ -518,12 +481,15 @@ func (m *memoryStore) activeCompaniesLocked() []Company {
 			companies = append(companies, *c)
 		}
 	}
-	slices.SortFunc(companies, companyLess)
+	slices.SortFunc(companies, func(a, b Company) int {
+		return cmp.Or(strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)),
+			strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+	})
 	return companies
 }
 
-func (m *memoryStore) PlatformStats(ctx context.Context) (stats PlatformStats, err error) {
-	err = m.read(ctx, func() error {
+func (m *memoryStore) PlatformStats(ctx context.Context) (PlatformStats, error) {
+	return memRead(ctx, m, func() (stats PlatformStats, _ error) {
 		users := make(map[string]int)
 		for _, u := range m.users {
 			if u.IsActive && u.CompanyID != "" {
@@ -533,43 +499,23 @@ func (m *memoryStore) PlatformStats(ctx context.Context) (stats PlatformStats, e
 		for _, co := range m.activeCompaniesLocked() {
 			stats.Companies = append(stats.Companies, CompanyUsers{CompanyID: co.ID, Name: co.Name, Users: users[co.ID]})
 		}
-		return nil
+		return stats, nil
 	}, "platform stats")
-	return stats, err
 }
 
-func (m *memoryStore) ActiveCompanies(ctx context.Context) (companies []Company, err error) {
-	err = m.read(ctx, func() error {
-		companies = m.activeCompaniesLocked()
-		return nil
-	}, "active companies")
-	return companies, err
+func (m *memoryStore) ActiveCompanies(ctx context.Context) ([]Company, error) {
+	return memRead(ctx, m, func() ([]Company, error) { return m.activeCompaniesLocked(), nil }, "active companies")
 }
 
-func (m *memoryStore) CompanyByID(ctx context.Context, id string) (co Company, err error) {
-	err = m.read(ctx, func() error {
-		c, ok := m.companies[memoryKey(id)]
-		if !ok || !isUUID(id) {
-			return errNotFound
-		}
-		co = *c
-		return nil
-	}, "company ", id)
-	return co, err
-}
-
-func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (co Company, err error) {
-	if !isUUID(id) {
-		return Company{}, errNotFound
-	}
-	if ch.Name != nil && (*ch.Name == "" || !sqlText(*ch.Name)) {
-		return Company{}, fmt.Errorf("update company %s: name: %w", id, errInvalidInput)
+func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error) {
+	if err := checkCompanyChange(id, ch); err != nil {
+		return Company{}, err
 	}
 	id = memoryKey(id)
-	err = m.write(ctx, func() (StoreChange, error) {
+	return memWrite(ctx, m, func() (Company, StoreChange, error) {
 		c, ok := m.companies[id]
 		if !ok {
-			return StoreChange{}, errNotFound
+			return Company{}, StoreChange{}, errNotFound
 		}
 		wasActive := c.IsActive
 		if ch.Name != nil {
@@ -578,73 +524,56 @@ func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyCh
 		if ch.IsActive != nil {
 			c.IsActive = *ch.IsActive
 		}
-		co = *c
 		if c.IsActive == wasActive { // the only column the database's trigger watches
-			return StoreChange{}, nil
+			return *c, StoreChange{}, nil
 		}
-		return StoreChange{Table: "companies", ID: id}, nil
+		return *c, StoreChange{Table: "companies", ID: id}, nil
 	}, "update company ", id)
-	if err != nil {
-		return Company{}, err
-	}
-	return co, nil
 }
 
-func (m *memoryStore) AccountByID(ctx context.Context, id string) (a Account, err error) {
-	err = m.read(ctx, func() error {
-		u := m.userByIDLocked(id)
-		if u == nil {
-			return errNotFound
+func (m *memoryStore) AccountByID(ctx context.Context, id string) (Account, error) {
+	return memRead(ctx, m, func() (Account, error) {
+		if u := m.userByIDLocked(id); u != nil {
+			return u.asAccount(), nil
 		}
-		a = u.User.account(u.createdAt)
-		return nil
+		return Account{}, errNotFound
 	}, "account ", id)
-	return a, err
 }
 
-func (m *memoryStore) AccountsByCompany(ctx context.Context, companyID string, limit, offset int) (page []Account, err error) {
-	if !isUUID(companyID) {
-		return nil, errNotFound
-	}
-	if limit < 1 || offset < 0 {
-		return nil, fmt.Errorf("accounts of company %s: limit %d, offset %d: %w", companyID, limit, offset, errInvalidInput)
+func (m *memoryStore) AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error) {
+	if err := checkAccountPage(companyID, limit, offset); err != nil {
+		return nil, err
 	}
 	companyID = memoryKey(companyID)
-	err = m.read(ctx, func() error {
+	return memRead(ctx, m, func() ([]Account, error) {
 		if _, ok := m.companies[companyID]; !ok {
-			return errNotFound
+			return nil, errNotFound
 		}
 		var accounts []Account
 		for _, u := range m.users {
 			if u.CompanyID == companyID {
-				accounts = append(accounts, u.User.account(u.createdAt))
+				accounts = append(accounts, u.asAccount())
 			}
 		}
 		slices.SortFunc(accounts, func(a, b Account) int {
 			return cmp.Or(strings.Compare(strings.ToLower(a.Email), strings.ToLower(b.Email)), strings.Compare(a.ID, b.ID))
 		})
-		if offset < len(accounts) {
-			page = accounts[offset:min(offset+limit, len(accounts))]
+		if offset >= len(accounts) {
+			return nil, nil
 		}
-		return nil
+		return accounts[offset:min(offset+limit, len(accounts))], nil
 	}, "accounts of company ", companyID)
-	return page, err
 }
 
 // UpdateAccount checks and changes everything under one write lock: all or nothing, as the
 // database's transaction.
 func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountChange) (a Account, err error) {
-	if !isUUID(id) {
-		return Account{}, errNotFound
-	}
-	if err := checkAccountChange(ch); err != nil {
-		return Account{}, fmt.Errorf("update account %s: %w", id, err)
+	if err := checkAccountChange(id, ch); err != nil {
+		return Account{}, err
 	}
 	err = m.updateUser(ctx, "update account", id, m.userByIDLocked, func(u *memoryUser) error {
-		if ch.CompanyID != nil && *ch.CompanyID != "" {
-			if c, ok := m.companies[memoryKey(*ch.CompanyID)]; !ok || !c.IsActive {
-				return fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
-			}
+		if ch.CompanyID != nil && *ch.CompanyID != "" && !m.activeCompanyLocked(memoryKey(*ch.CompanyID)) {
+			return fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
 		}
 		if ch.FullName != nil {
 			u.FullName = *ch.FullName
@@ -661,7 +590,7 @@ func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountCh
 				u.TokensValidAfter = revokeNow()
 			}
 		}
-		a = u.User.account(u.createdAt)
+		a = u.asAccount()
 		return nil
 	})
 	if err != nil {
@@ -677,16 +606,5 @@ func newUUID() string {
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
-	const hexDigits = "0123456789abcdef"
-	var out [36]byte
-	j := 0
-	for i, c := range b {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			out[j] = '-'
-			j++
-		}
-		out[j], out[j+1] = hexDigits[c>>4], hexDigits[c&0x0f]
-		j += 2
-	}
-	return string(out[:])
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

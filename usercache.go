@@ -177,33 +177,30 @@ func (c *userCache) probe(ctx context.Context) error {
 	return err
 }
 
-// forget drops a user's entry, so the next request reads the database.
-func (c *userCache) forget(userID string) {
+// invalidate runs drop under the lock; a load that started before does not store its result.
+func (c *userCache) invalidate(drop func()) {
 	c.mu.Lock()
-	delete(c.entries, userID)
+	drop()
 	c.gen++
 	c.mu.Unlock()
 }
+
+// forget drops a user's entry, so the next request reads the database.
+func (c *userCache) forget(userID string) { c.invalidate(func() { delete(c.entries, userID) }) }
 
 // forgetCompany drops every user of the company (its active flag is part of their state).
 func (c *userCache) forgetCompany(companyID string) {
-	c.mu.Lock()
-	for id, e := range c.entries {
-		if e.state.CompanyID == companyID {
-			delete(c.entries, id)
+	c.invalidate(func() {
+		for id, e := range c.entries {
+			if e.state.CompanyID == companyID {
+				delete(c.entries, id)
+			}
 		}
-	}
-	c.gen++
-	c.mu.Unlock()
+	})
 }
 
 // clear drops everything: notifications may have been missed.
-func (c *userCache) clear() {
-	c.mu.Lock()
-	clear(c.entries)
-	c.gen++
-	c.mu.Unlock()
-}
+func (c *userCache) clear() { c.invalidate(func() { clear(c.entries) }) }
 
 // errDatabaseFailingFast is what a lookup gets while the breaker is open: the database
 // failed repeatedly and is not asked again until the next probe.
