@@ -622,14 +622,6 @@ func parseOTLPHeaders(v string) ([]otlpHeader, error) {
 	return out, nil
 }
 
-// otlpEndpointText is GATEWAY_OTLP_ENDPOINT as the start-up log shows it.
-func (c *Config) otlpEndpointText() string {
-	if c.OTLPEndpoint == nil {
-		return "unset (no export)"
-	}
-	return c.OTLPEndpoint.String()
-}
-
 // otlpHeadersText is GATEWAY_OTLP_HEADERS as the start-up log shows it: names only.
 func (c *Config) otlpHeadersText() string {
 	if len(c.OTLPHeaders) == 0 {
