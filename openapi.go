@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -102,6 +103,10 @@ func schemaListOf(name string) jsonSchema {
 }
 
 var (
+	stringSchema       = jsonSchema{"type": "string"}
+	boolSchema         = jsonSchema{"type": "boolean"}
+	bearerSchema       = jsonSchema{"const": "bearer"}
+	emailSchema        = jsonSchema{"type": "string", "format": "email"}
 	uuidSchema         = jsonSchema{"type": "string", "format": "uuid"}
 	nullableUUIDSchema = jsonSchema{"type": []string{"string", "null"}, "format": "uuid"}
 	nullableString     = jsonSchema{"type": []string{"string", "null"}}
@@ -111,12 +116,29 @@ var (
 	nullableTimeSchema = jsonSchema{"type": []string{"string", "null"}, "format": "date-time"}
 )
 
-func schemaObject(required []string, props jsonSchema) jsonSchema {
-	s := jsonSchema{"type": "object", "properties": props}
+// object is an object schema of the properties named in names (space-separated; a trailing
+// '!' marks a required one), each with the schema at its position in props.
+func object(names string, props ...jsonSchema) jsonSchema {
+	properties := jsonSchema{}
+	var required []string
+	for i, name := range strings.Fields(names) {
+		name, req := strings.CutSuffix(name, "!")
+		properties[name] = props[i]
+		if req {
+			required = append(required, name)
+		}
+	}
+	s := jsonSchema{"type": "object", "properties": properties}
 	if len(required) > 0 {
 		s["required"] = required
 	}
 	return s
+}
+
+func described(s jsonSchema, description string) jsonSchema {
+	c := maps.Clone(s)
+	c["description"] = description
+	return c
 }
 
 // apiSchemas are the bodies routeDocs refer to.
@@ -125,89 +147,48 @@ func apiSchemas() map[string]jsonSchema {
 	for i, c := range errorCodes {
 		codes[i] = c.Code
 	}
-	health := schemaObject([]string{"status", "service", "checks"}, jsonSchema{
-		"status": jsonSchema{"type": "string"}, "service": jsonSchema{"type": "string"},
-		"checks": jsonSchema{"type": "object", "additionalProperties": jsonSchema{"type": "string"}},
-	})
-	user := schemaObject([]string{"id", "email", "name", "company_id", "roles", "is_active", "created_at"}, jsonSchema{
-		"id": uuidSchema, "email": jsonSchema{"type": "string", "format": "email"}, "name": nullableString,
-		"company_id": nullableUUIDSchema, "roles": rolesSchema, "is_active": jsonSchema{"type": "boolean"},
-		"created_at": nullableTimeSchema,
-	})
+	password := func(minLength int) jsonSchema {
+		return jsonSchema{"type": "string", "minLength": minLength, "maxLength": maxPasswordBytes}
+	}
+	loginEmail := jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes}
+	name := jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}
 	return map[string]jsonSchema{
-		"Error": schemaObject([]string{"detail", "code"}, jsonSchema{
-			"detail":     jsonSchema{"type": "string", "description": "for humans; may change"},
-			"code":       jsonSchema{"type": "string", "enum": codes, "description": "stable; clients branch on it"},
-			"request_id": jsonSchema{"type": "string"},
-		}),
-		"Message": schemaObject([]string{"message"}, jsonSchema{"message": jsonSchema{"type": "string"}}),
-		"Health":  health,
-		"Status":  schemaObject([]string{"status"}, jsonSchema{"status": jsonSchema{"type": "string"}}),
-		"LoginRequest": schemaObject([]string{"email", "password"}, jsonSchema{
-			"email":    jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
-			"password": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
-		}),
-		"LoginResponse": schemaObject([]string{"access_token", "token_type", "user_id", "email", "full_name", "role", "company_id"}, jsonSchema{
-			"access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"}, "user_id": uuidSchema,
-			"email": jsonSchema{"type": "string"}, "full_name": nullableString, "role": jsonSchema{"type": "string"},
-			"company_id": nullableUUIDSchema,
-		}),
-		"EnsureCompanyRequest": schemaObject(nil, jsonSchema{"company_id": uuidSchema}),
-		"EnsureCompanyResponse": schemaObject([]string{"user_id", "company_id", "message", "new_access_token", "token_type"}, jsonSchema{
-			"user_id": uuidSchema, "company_id": uuidSchema, "message": jsonSchema{"type": "string"},
-			"new_access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"},
-		}),
-		"TokenResponse": schemaObject([]string{"access_token", "token_type"}, jsonSchema{
-			"access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"},
-		}),
-		"PasswordChange": schemaObject([]string{"current_password", "new_password"}, jsonSchema{
-			"current_password": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
-			"new_password":     jsonSchema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
-		}),
-		"Me": schemaObject([]string{"user_id", "email", "full_name", "role", "company_id", "is_active"}, jsonSchema{
-			"user_id": uuidSchema, "email": jsonSchema{"type": "string"}, "full_name": nullableString,
-			"role": jsonSchema{"type": "string"}, "company_id": nullableUUIDSchema, "is_active": jsonSchema{"type": "boolean"},
-		}),
-		"AdminStats": schemaObject([]string{"company_count", "users_per_company"}, jsonSchema{
-			"company_count": jsonSchema{"type": "integer", "description": "active companies"},
-			"users_per_company": jsonSchema{"type": "array", "items": schemaObject([]string{"company_id", "name", "user_count"}, jsonSchema{
-				"company_id": uuidSchema, "name": jsonSchema{"type": "string"},
-				"user_count": jsonSchema{"type": "integer", "description": "active users"},
-			})},
-		}),
-		"CompanyCreate": schemaObject([]string{"name"}, jsonSchema{"name": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}}),
-		"CompanyCreated": schemaObject([]string{"id", "name", "created_at"}, jsonSchema{
-			"id": uuidSchema, "name": jsonSchema{"type": "string"}, "created_at": nullableTimeSchema,
-		}),
-		"CompanyOption": schemaObject([]string{"id", "name"}, jsonSchema{"id": uuidSchema, "name": jsonSchema{"type": "string"}}),
-		"Company": schemaObject([]string{"id", "name", "is_active", "created_at"}, jsonSchema{
-			"id": uuidSchema, "name": jsonSchema{"type": "string"}, "is_active": jsonSchema{"type": "boolean"}, "created_at": nullableTimeSchema,
-		}),
-		"CompanyPatch": withNoOther(schemaObject(nil, jsonSchema{
-			"name": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}, "is_active": jsonSchema{"type": "boolean"},
-		})),
-		"UserCreate": schemaObject([]string{"email", "password"}, jsonSchema{
-			"email":      jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
-			"password":   jsonSchema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
-			"name":       nullableString,
-			"company_id": jsonSchema{"type": []string{"string", "null"}, "format": "uuid", "description": "an active company; null or absent: none yet"},
-			"roles":      rolesSchema,
-		}),
-		"User": user,
-		"UserPatch": withNoOther(schemaObject(nil, jsonSchema{
-			"name": nullableString, "is_active": jsonSchema{"type": "boolean", "description": "false also revokes every token"},
-			"roles": rolesSchema, "company_id": jsonSchema{"type": []string{"string", "null"}, "format": "uuid", "description": "null: no company"},
-		})),
-		"InvitationCreate": schemaObject([]string{"email"}, jsonSchema{
-			"email":           jsonSchema{"type": "string", "format": "email"},
-			"role":            jsonSchema{"type": "string", "enum": []string{"user", "admin"}, "default": "user"},
-			"expires_in_days": jsonSchema{"type": "integer", "minimum": 1, "maximum": maxInvitationDays, "default": defaultInvitationDays},
-		}),
-		"Invitation": schemaObject([]string{"id", "company_id", "email", "role", "created_by", "created_at", "expires_at"}, jsonSchema{
-			"id": uuidSchema, "company_id": uuidSchema, "email": jsonSchema{"type": "string"}, "role": jsonSchema{"type": "string"},
-			"created_by": nullableUUIDSchema, "created_at": timeSchema, "expires_at": timeSchema,
-		}),
-		"Domain": schemaObject([]string{"domain", "company_id"}, jsonSchema{"domain": jsonSchema{"type": "string"}, "company_id": uuidSchema}),
+		"Error": object("detail! code! request_id", described(stringSchema, "for humans; may change"),
+			jsonSchema{"type": "string", "enum": codes, "description": "stable; clients branch on it"}, stringSchema),
+		"Message": object("message!", stringSchema),
+		"Health": object("status! service! checks!", stringSchema, stringSchema,
+			jsonSchema{"type": "object", "additionalProperties": stringSchema}),
+		"Status":       object("status!", stringSchema),
+		"LoginRequest": object("email! password!", loginEmail, password(1)),
+		"LoginResponse": object("access_token! token_type! user_id! email! full_name! role! company_id!",
+			stringSchema, bearerSchema, uuidSchema, stringSchema, nullableString, stringSchema, nullableUUIDSchema),
+		"EnsureCompanyRequest": object("company_id", uuidSchema),
+		"EnsureCompanyResponse": object("user_id! company_id! message! new_access_token! token_type!",
+			uuidSchema, uuidSchema, stringSchema, stringSchema, bearerSchema),
+		"TokenResponse":  object("access_token! token_type!", stringSchema, bearerSchema),
+		"PasswordChange": object("current_password! new_password!", password(1), password(minUserPasswordBytes)),
+		"Me": object("user_id! email! full_name! role! company_id! is_active!",
+			uuidSchema, stringSchema, nullableString, stringSchema, nullableUUIDSchema, boolSchema),
+		"AdminStats": object("company_count! users_per_company!", jsonSchema{"type": "integer", "description": "active companies"},
+			jsonSchema{"type": "array", "items": object("company_id! name! user_count!",
+				uuidSchema, stringSchema, jsonSchema{"type": "integer", "description": "active users"})}),
+		"CompanyCreate":  object("name!", name),
+		"CompanyCreated": object("id! name! created_at!", uuidSchema, stringSchema, nullableTimeSchema),
+		"CompanyOption":  object("id! name!", uuidSchema, stringSchema),
+		"Company":        object("id! name! is_active! created_at!", uuidSchema, stringSchema, boolSchema, nullableTimeSchema),
+		"CompanyPatch":   withNoOther(object("name is_active", name, boolSchema)),
+		"UserCreate": object("email! password! name company_id roles", loginEmail, password(minUserPasswordBytes), nullableString,
+			described(nullableUUIDSchema, "an active company; null or absent: none yet"), rolesSchema),
+		"User": object("id! email! name! company_id! roles! is_active! created_at!",
+			uuidSchema, emailSchema, nullableString, nullableUUIDSchema, rolesSchema, boolSchema, nullableTimeSchema),
+		"UserPatch": withNoOther(object("name is_active roles company_id", nullableString,
+			described(boolSchema, "false also revokes every token"), rolesSchema, described(nullableUUIDSchema, "null: no company"))),
+		"InvitationCreate": object("email! role expires_in_days", emailSchema,
+			jsonSchema{"type": "string", "enum": []string{"user", "admin"}, "default": "user"},
+			jsonSchema{"type": "integer", "minimum": 1, "maximum": maxInvitationDays, "default": defaultInvitationDays}),
+		"Invitation": object("id! company_id! email! role! created_by! created_at! expires_at!",
+			uuidSchema, uuidSchema, stringSchema, stringSchema, nullableUUIDSchema, timeSchema, timeSchema),
+		"Domain": object("domain! company_id!", stringSchema, uuidSchema),
 	}
 }
 
