@@ -508,16 +508,8 @@ func (api *apiDescription) handlePage() http.Handler {
 
 // pageOperation is one operation as the page shows it.
 type pageOperation struct {
-	Anchor, Method, Path, Auth, Summary, Description string
-	Parameters                                       []oaParameter
-	Request                                          *pageSchema
-	RequestOptional                                  bool
-	Responses                                        []pageResponse
-}
-
-type pageResponse struct {
-	Status, Description string
-	Schema              *pageSchema // nil for none, and for errors: the description lists their codes
+	Method, Path string
+	*oaOperation
 }
 
 // pageSchema is a schema as the page shows it: a link to a named schema (List: an array of
@@ -528,8 +520,9 @@ type pageSchema struct {
 	Inline string
 }
 
-// pageSchemaOf shows s as a link when it names a schema of the document.
-func pageSchemaOf(s jsonSchema, pretty func(any) string) *pageSchema {
+// pageSchemaOf shows s as a link when it names a schema of the document. Error responses
+// show their codes in the description, so their schema (Error) is not shown: nil.
+func pageSchemaOf(s jsonSchema) *pageSchema {
 	refName := func(v any) (string, bool) {
 		m, ok := v.(jsonSchema)
 		if !ok || len(m) != 1 {
@@ -537,6 +530,9 @@ func pageSchemaOf(s jsonSchema, pretty func(any) string) *pageSchema {
 		}
 		r, _ := m["$ref"].(string)
 		return strings.CutPrefix(r, "#/components/schemas/")
+	}
+	if s == nil || s["$ref"] == "#/components/schemas/Error" {
+		return nil
 	}
 	if name, ok := refName(s); ok {
 		return &pageSchema{Name: name}
@@ -546,79 +542,36 @@ func pageSchemaOf(s jsonSchema, pretty func(any) string) *pageSchema {
 			return &pageSchema{Name: name, List: true}
 		}
 	}
-	return &pageSchema{Inline: pretty(s)}
+	return &pageSchema{Inline: prettyJSON(s)}
 }
 
-var methodOrder = []string{"get", "post", "put", "patch", "delete"}
+func prettyJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}
 
 // renderAPIPage renders doc as one HTML page: operations grouped by tag, each with its auth,
 // parameters, request schema and every response (error codes included), then the schemas.
 func renderAPIPage(doc oaDocument) []byte {
-	pretty := func(v any) string {
-		b, _ := json.MarshalIndent(v, "", "  ")
-		return string(b)
-	}
-	type tagGroup struct {
-		Name, Description string
-		Operations        []pageOperation
-	}
-	var groups []tagGroup
-	paths := make([]string, 0, len(doc.Paths))
-	for p := range doc.Paths {
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, tag := range doc.Tags {
-		g := tagGroup{Name: tag.Name, Description: tag.Description}
-		for _, p := range paths {
-			for _, m := range methodOrder {
-				op := doc.Paths[p][m]
-				if op == nil || !slices.Contains(op.Tags, tag.Name) {
-					continue
-				}
-				po := pageOperation{Anchor: op.OperationID, Method: strings.ToUpper(m), Path: p, Auth: op.Auth,
-					Summary: op.Summary, Description: op.Description, Parameters: op.Parameters}
-				if op.RequestBody != nil {
-					po.Request = pageSchemaOf(op.RequestBody.Content["application/json"].Schema, pretty)
-					po.RequestOptional = !op.RequestBody.Required
-				}
-				statuses := make([]string, 0, len(op.Responses))
-				for s := range op.Responses {
-					statuses = append(statuses, s)
-				}
-				slices.Sort(statuses)
-				for _, s := range statuses {
-					resp := op.Responses[s]
-					pr := pageResponse{Status: s, Description: resp.Description}
-					// Error responses show their codes in the description; the schema is Error.
-					if media, ok := resp.Content["application/json"]; ok && media.Schema["$ref"] != "#/components/schemas/Error" {
-						pr.Schema = pageSchemaOf(media.Schema, pretty)
-					}
-					po.Responses = append(po.Responses, pr)
-				}
-				g.Operations = append(g.Operations, po)
+	byTag := map[string][]pageOperation{}
+	for _, p := range slices.Sorted(maps.Keys(doc.Paths)) {
+		for _, m := range anyMethod {
+			if op := doc.Paths[p][m]; op != nil {
+				byTag[op.Tags[0]] = append(byTag[op.Tags[0]], pageOperation{strings.ToUpper(m), p, op})
 			}
 		}
-		groups = append(groups, g)
-	}
-	names := make([]string, 0, len(doc.Components.Schemas))
-	for n := range doc.Components.Schemas {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	type namedSchema struct{ Name, Schema string }
-	var schemas []namedSchema
-	for _, n := range names {
-		schemas = append(schemas, namedSchema{n, pretty(doc.Components.Schemas[n])})
 	}
 	var buf bytes.Buffer
-	if err := apiPageTemplate.Execute(&buf, map[string]any{"Info": doc.Info, "Version": doc.OpenAPI, "Groups": groups, "Schemas": schemas}); err != nil {
+	if err := apiPageTemplate.Execute(&buf, struct {
+		oaDocument
+		ByTag map[string][]pageOperation
+	}{doc, byTag}); err != nil {
 		panic("render /docs: " + err.Error()) // a template bug, caught by the tests
 	}
 	return buf.Bytes()
 }
 
-var apiPageTemplate = template.Must(template.New("docs").Parse(`<!doctype html>
+var apiPageTemplate = template.Must(template.New("docs").Funcs(template.FuncMap{"schemaOf": pageSchemaOf, "pretty": prettyJSON}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Info.Title}}: API</title>
 <style>
@@ -633,17 +586,17 @@ table{border-collapse:collapse;width:100%;margin:.3rem 0} td,th{border-top:1px s
 td.s{width:4rem;font-weight:700} .d{white-space:pre-line}
 </style></head><body>
 <h1>{{.Info.Title}}</h1>
-<p>API version {{.Info.Version}} · OpenAPI {{.Version}} · the document: <a href="/openapi.json">/openapi.json</a></p>
+<p>API version {{.Info.Version}} · OpenAPI {{.OpenAPI}} · the document: <a href="/openapi.json">/openapi.json</a></p>
 <p>{{.Info.Description}}</p>
-{{range .Groups}}{{if .Operations}}<h2 id="tag-{{.Name}}">{{.Name}}</h2><p>{{.Description}}</p>
-{{range .Operations}}<section class="op" id="{{.Anchor}}">
+{{range $tag := .Tags}}{{with index $.ByTag $tag.Name}}<h2 id="tag-{{$tag.Name}}">{{$tag.Name}}</h2><p>{{$tag.Description}}</p>
+{{range .}}<section class="op" id="{{.OperationID}}">
 <h3><span class="m {{.Method}}">{{.Method}}</span> <code>{{.Path}}</code> <span class="auth">{{.Auth}}</span></h3>
 <p>{{.Summary}}</p>{{if .Description}}<p>{{.Description}}</p>{{end}}
 {{if .Parameters}}<table><tr><th>parameter</th><th>in</th><th>description</th></tr>{{range .Parameters}}<tr><td><code>{{.Name}}</code></td><td>{{.In}}</td><td>{{.Description}}</td></tr>{{end}}</table>{{end}}
-{{with .Request}}<p>request body{{if $.RequestOptional}} (optional){{end}}: {{template "schema" .}}</p>{{end}}
-<table>{{range .Responses}}<tr><td class="s">{{.Status}}</td><td><div class="d">{{.Description}}</div>{{with .Schema}}{{template "schema" .}}{{end}}</td></tr>{{end}}</table>
+{{with .RequestBody}}<p>request body{{if not .Required}} (optional){{end}}: {{template "schema" schemaOf (index .Content "application/json").Schema}}</p>{{end}}
+<table>{{range $status, $r := .Responses}}<tr><td class="s">{{$status}}</td><td><div class="d">{{$r.Description}}</div>{{with schemaOf (index $r.Content "application/json").Schema}}{{template "schema" .}}{{end}}</td></tr>{{end}}</table>
 </section>{{end}}{{end}}{{end}}
 <h2 id="schemas">schemas</h2>
-{{range .Schemas}}<h3 id="schema-{{.Name}}">{{.Name}}</h3><pre>{{.Schema}}</pre>{{end}}
+{{range $name, $s := .Components.Schemas}}<h3 id="schema-{{$name}}">{{$name}}</h3><pre>{{pretty $s}}</pre>{{end}}
 </body></html>
 {{define "schema"}}{{if .Name}}{{if .List}}list of {{end}}<a href="#schema-{{.Name}}">{{.Name}}</a>{{else}}<pre>{{.Inline}}</pre>{{end}}{{end}}`))
