@@ -351,29 +351,29 @@ func newIdleStream(w http.ResponseWriter, r *http.Request, idle time.Duration) h
 	return &st.w
 }
 
-// idleWriter is the response side of an idleStream.
-type idleWriter struct {
-	http.ResponseWriter
-	st       *idleStream
-	deadline time.Time
-	off      bool // the writer has no deadlines (a test recorder): nothing to enforce
+// idleDeadline is one side's deadline; off when the connection has none (a test recorder).
+type idleDeadline struct {
+	at  time.Time
+	off bool
 }
 
-func (w *idleWriter) arm() {
-	if w.off {
-		return
+func (st *idleStream) arm(d *idleDeadline, set func(*http.ResponseController, time.Time) error) {
+	if now := time.Now(); !d.off && d.at.Sub(now) < st.idle {
+		d.at = now.Add(st.idle + st.idle/4)
+		d.off = set(&st.rc, d.at) != nil
 	}
-	now := time.Now()
-	if w.deadline.Sub(now) >= w.st.idle {
-		return
-	}
-	w.deadline = now.Add(w.st.idle + w.st.idle/4)
-	if w.st.rc.SetWriteDeadline(w.deadline) != nil {
-		w.off = true
-	}
-	// The deadline is left in place when the handler returns: it also bounds net/http's
-	// final flush, and the server clears it before the connection's next request.
 }
+
+// idleWriter is the response side of an idleStream. Its deadline is left in place when the
+// handler returns: it also bounds net/http's final flush, and the server clears it before
+// the connection's next request.
+type idleWriter struct {
+	http.ResponseWriter
+	st *idleStream
+	d  idleDeadline
+}
+
+func (w *idleWriter) arm() { w.st.arm(&w.d, (*http.ResponseController).SetWriteDeadline) }
 
 func (w *idleWriter) WriteHeader(code int) {
 	w.arm() // a 1xx is written to the connection at once
@@ -396,28 +396,20 @@ func (w *idleWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // idleBody is the request-body side of an idleStream.
 type idleBody struct {
 	io.ReadCloser
-	st       *idleStream
-	deadline time.Time
-	off      bool
-	eof      bool
+	st  *idleStream
+	d   idleDeadline
+	eof bool
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	// After EOF net/http reads the connection in the background (to notice a client that
 	// leaves) with no deadline; setting one again would end that read and the request's
 	// context with it, cutting a response that is still streaming.
-	if !b.off && !b.eof {
-		if now := time.Now(); b.deadline.Sub(now) < b.st.idle {
-			b.deadline = now.Add(b.st.idle + b.st.idle/4)
-			if b.st.rc.SetReadDeadline(b.deadline) != nil {
-				b.off = true
-			}
-		}
+	if !b.eof {
+		b.st.arm(&b.d, (*http.ResponseController).SetReadDeadline)
 	}
 	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.eof = true
-	}
+	b.eof = b.eof || err == io.EOF
 	// Any other error leaves the deadline as it is: if it has passed, net/http's attempt to
 	// discard the rest of the body fails at once and the connection is closed, instead of
 	// waiting on a client that sends nothing.
