@@ -531,17 +531,8 @@ func unhex(c byte) byte {
 	}
 }
 
-// Canonical header keys, written out so setting them never re-canonicalises (allocates).
-const (
-	hdrUserID         = "X-User-Id"
-	hdrCompanyID      = "X-Company-Id"
-	hdrUserEmail      = "X-User-Email"
-	hdrForwardedFor   = "X-Forwarded-For"
-	hdrForwardedHost  = "X-Forwarded-Host"
-	hdrForwardedProto = "X-Forwarded-Proto"
-	hdrTraceParent    = "Traceparent"
-	hdrTraceState     = "Tracestate"
-)
+// hdrTraceParent is the W3C trace context header in canonical form, as the header map keys it.
+const hdrTraceParent = "Traceparent"
 
 // rewrite builds the outbound request. ReverseProxy has already removed hop-by-hop headers
 // (including those named in Connection) and the client's Forwarded / X-Forwarded-* headers
@@ -651,45 +642,43 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			delete(h, k)
 		}
 	}
-	set := func(key, value string) { h[key] = []string{value} }
-
 	// Only values from the verified token; the auth route has no identity and gets none, yet
 	// the client's forged values were removed above all the same.
 	if id, ok := identityFrom(in.Context()); ok {
 		if id.UserID != "" {
-			set(hdrUserID, id.UserID)
+			h.Set("X-User-Id", id.UserID)
 		}
 		if id.CompanyID != "" {
-			set(hdrCompanyID, id.CompanyID)
+			h.Set("X-Company-Id", id.CompanyID)
 		}
 		if id.Email != "" {
-			set(hdrUserEmail, id.Email)
+			h.Set("X-User-Email", id.Email)
 		}
 	}
 	if info.ID != "" {
-		set(hdrRequestID, info.ID)
+		h.Set(hdrRequestID, info.ID)
 	}
 	if info.TraceParent != "" {
 		// tracestate belongs to the trace the client started; when the client's traceparent
 		// was invalid and replaced, its tracestate describes another trace and must go.
 		if !info.KeepTraceState {
-			delete(h, hdrTraceState)
+			delete(h, "Tracestate")
 		}
-		set(hdrTraceParent, info.TraceParent)
+		h.Set(hdrTraceParent, info.TraceParent)
 	}
 
 	trusted := info.PeerTrusted
 	if peer, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		// A trusted proxy in front of us has already recorded the chain; anyone else's
 		// X-Forwarded-For is a claim we cannot check, so the upstream sees only the peer.
-		if prior := in.Header[hdrForwardedFor]; trusted && len(prior) > 0 {
-			set(hdrForwardedFor, strings.Join(prior, ", ")+", "+peer)
+		if prior := in.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
+			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
 		} else {
-			set(hdrForwardedFor, peer)
+			h.Set("X-Forwarded-For", peer)
 		}
 	}
 	if in.Host != "" {
-		set(hdrForwardedHost, in.Host)
+		h.Set("X-Forwarded-Host", in.Host)
 	}
 	proto := "http"
 	if in.TLS != nil {
@@ -697,14 +686,14 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 	}
 	if trusted {
 		// A trusted TLS-terminating proxy knows the scheme the browser used.
-		switch v := in.Header.Get(hdrForwardedProto); {
+		switch v := in.Header.Get("X-Forwarded-Proto"); {
 		case strings.EqualFold(v, "https"):
 			proto = "https"
 		case strings.EqualFold(v, "http"):
 			proto = "http"
 		}
 	}
-	set(hdrForwardedProto, proto)
+	h.Set("X-Forwarded-Proto", proto)
 }
 
 // modifyResponse records the upstream status and removes the upstream's CORS headers;
