@@ -482,11 +482,9 @@ func safePath(p string) bool {
 				return false
 			}
 		case '%':
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-				return false
-			}
-			switch d := unhex(p[i+1])<<4 | unhex(p[i+2]); {
-			case d == '.', d == '/', d == '\\', d == '%', d < 0x20, d == 0x7f:
+			d, ok := escapedByteAt(p, i)
+			switch {
+			case !ok, d == '.', d == '/', d == '\\', d == '%', d < 0x20, d == 0x7f:
 				return false
 			case d == 0xc0, d == 0xc1, d >= 0xf5:
 				return false // never in UTF-8; 0xc0/0xc1 only start overlong forms of ASCII
@@ -807,14 +805,9 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if p.log.Enabled(ctx, level) {
 		// Never headers: they carry tokens and identities.
-		p.log.LogAttrs(ctx, level, "upstream request failed",
-			slog.String("request_id", info.ID),
-			slog.String("upstream", p.up.name),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.EscapedPath()),
-			slog.String("kind", kind),
-			slog.String("error", err.Error()),
-		)
+		p.log.LogAttrs(ctx, level, "upstream request failed", slog.String("request_id", info.ID),
+			slog.String("upstream", p.up.name), slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
+			slog.String("kind", kind), slog.String("error", err.Error()))
 	}
 	if answer != nil {
 		writeAPIError(w, r, nil, answer)
