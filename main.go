@@ -370,8 +370,8 @@ type routeAuth int
 
 const (
 	authNone    routeAuth = iota
-	authInitial           // InitialAuth: a valid token of an active user
-	authStrict            // StrictAuth: and the token's company is the user's current one
+	authInitial           // InitialAuth (user routes): a valid token of an active user, with or without a company
+	authStrict            // StrictAuth (proxied routes): and the token's company is the user's current one
 	authAdmin             // AdminAuth: StrictAuth, and the user's database role is admin
 )
 
@@ -393,14 +393,12 @@ func (g *gateway) serveMux(table []route) *http.ServeMux {
 
 func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
 	switch auth {
-	case authInitial:
-		return g.initialAuth(h)
-	case authStrict:
-		return g.strictAuth(h)
+	case authNone:
+		return h
 	case authAdmin:
 		return g.adminAuth(h)
 	}
-	return h
+	return g.requireAuth(h, auth)
 }
 
 // routeTable is the one table of every route and the wrapper each one gets.

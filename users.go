@@ -334,7 +334,7 @@ func (g *gateway) currentUser(r *http.Request) (User, error) {
 	if err == nil {
 		state = stateOf(user)
 	}
-	if reason := checkTokenAgainstUser(Claims{IssuedAt: id.IssuedAt}, state, initialRule); reason != "" {
+	if reason := checkTokenAgainstUser(Claims{IssuedAt: id.IssuedAt}, state, authInitial); reason != "" {
 		g.users.forget(id.UserID)
 		return User{}, g.refuse(reason)
 	}
