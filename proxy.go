@@ -21,12 +21,9 @@ import (
 // newUpstreamTransport returns the one http.Transport every proxy shares, so keep-alive
 // connections are pooled per process rather than per route.
 func newUpstreamTransport(cfg *Config) *http.Transport {
-	dialer := &net.Dialer{
-		// An upstream that does not accept a connection within 5 s is down, not slow: fail
-		// fast with a 503 rather than holding the client for the whole header timeout.
-		Timeout:   5 * time.Second,
-		KeepAlive: 30 * time.Second,
-	}
+	// An upstream that does not accept a connection within 5 s is down, not slow: fail fast
+	// with a 503 rather than holding the client for the whole header timeout.
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	// HTTP/1.1 only: the upstreams are plain in-cluster services, and one protocol keeps
 	// streaming and error behaviour predictable.
 	var protocols http.Protocols
@@ -37,10 +34,8 @@ func newUpstreamTransport(cfg *Config) *http.Transport {
 		Proxy:       nil,
 		DialContext: dialer.DialContext,
 		Protocols:   &protocols,
-		// Go's default keeps only 2 idle connections per host. Under concurrent load every
-		// request beyond the second would then open (and soon close) a fresh connection,
-		// piling up TIME_WAIT sockets and adding a handshake to the latency; size the idle
-		// pool from the settings so the steady state reuses connections.
+		// Go's default keeps only 2 idle connections per host: under load every further
+		// request would open (and soon close) a connection, piling up TIME_WAIT sockets.
 		MaxConnsPerHost:     cfg.MaxConnsPerHost,
 		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
 		// Three upstreams (ingest, query, auth) plus headroom; the per-host cap is the real
@@ -58,9 +53,8 @@ func newUpstreamTransport(cfg *Config) *http.Transport {
 		// Bodies pass through byte for byte: asking for gzip and decompressing would change
 		// what the client receives and cost CPU for nothing.
 		DisableCompression: true,
-		// Larger buffers than the 4 KiB default mean fewer syscalls on big uploads and downloads.
-		WriteBufferSize: 32 << 10,
-		ReadBufferSize:  32 << 10,
+		WriteBufferSize:    32 << 10, // fewer syscalls on big bodies than the 4 KiB default
+		ReadBufferSize:     32 << 10,
 	}
 }
 
@@ -229,15 +223,7 @@ func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.L
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &proxy{
-		up:                 up,
-		base:               base,
-		cfg:                cfg,
-		log:                log,
-		m:                  m,
-		idle:               cfg.ProxyIdleTimeout,
-		forwardCredentials: cfg.ForwardCredentials,
-	}
+	p := &proxy{up: up, base: base, cfg: cfg, log: log, m: m, idle: cfg.ProxyIdleTimeout, forwardCredentials: cfg.ForwardCredentials}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
@@ -578,12 +564,9 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // clientBody marks failures to read the client's request body, so that a client hanging up
-// mid-upload (or sending a broken chunked body) is not counted as an upstream failure: the
-// transport reports such read errors in preference to any network error they cause.
-//
-// The first such failure is also kept: when it is the idle timeout, net/http has cancelled
-// the request's context as well (it does on any failed read of the connection), and the
-// transport then reports the cancellation instead.
+// mid-upload (or sending a broken chunked body) is not counted as an upstream failure. The
+// first failure is kept: when it is the idle timeout, net/http has cancelled the request's
+// context too (as on any failed read of the connection), and the transport reports that.
 type clientBody struct {
 	io.ReadCloser
 	failed atomic.Pointer[clientBodyError]
