@@ -80,22 +80,10 @@ func bearerToken(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// authRule is what a route asks of its caller beyond a valid token of an active user.
-type authRule int
-
-const (
-	// initialRule (InitialAuth): the user routes, which work from the database row; a token
-	// without a company, or with a company the user has since left, is enough.
-	initialRule authRule = iota
-	// strictRule (StrictAuth): the proxied routes; the token's company must be the user's
-	// current company.
-	strictRule
-)
-
 // authenticate verifies the request's token and checks it against the user's current state
 // (from the user cache: no database round trip at steady state). A refusal is its reason
 // (refusals).
-func (g *gateway) authenticate(r *http.Request, rule authRule) (Claims, userState, string) {
+func (g *gateway) authenticate(r *http.Request, rule routeAuth) (Claims, userState, string) {
 	token, ok := bearerToken(r)
 	if !ok {
 		return Claims{}, userState{}, "missing_token"
@@ -108,7 +96,7 @@ func (g *gateway) authenticate(r *http.Request, rule authRule) (Claims, userStat
 		return Claims{}, userState{}, "bad_signature"
 	case err != nil:
 		return Claims{}, userState{}, "invalid_token"
-	case rule == strictRule && claims.CompanyID == "":
+	case rule >= authStrict && claims.CompanyID == "":
 		return Claims{}, userState{}, "no_company"
 	}
 	state, err := g.users.get(r.Context(), claims.Subject)
@@ -124,9 +112,9 @@ func (g *gateway) authenticate(r *http.Request, rule authRule) (Claims, userStat
 
 // checkTokenAgainstUser applies the rules that make a token follow the database: the user
 // is active, the token was issued after the user's last revocation, the company is active,
-// and (strictRule) the token's company is still the user's. Both the cached state and a
+// and (StrictAuth and above) the token's company is still the user's. Both the cached state and a
 // freshly read row go through it. A refusal is its reason (refusals).
-func checkTokenAgainstUser(claims Claims, state userState, rule authRule) string {
+func checkTokenAgainstUser(claims Claims, state userState, rule routeAuth) string {
 	switch {
 	case !state.Found || !state.Active:
 		return "inactive_user"
@@ -136,7 +124,7 @@ func checkTokenAgainstUser(claims Claims, state userState, rule authRule) string
 		return "revoked_token"
 	case state.CompanyID != "" && !state.CompanyActive:
 		return "company_inactive"
-	case rule == strictRule && claims.CompanyID != state.CompanyID:
+	case rule >= authStrict && claims.CompanyID != state.CompanyID:
 		return "stale_token"
 	}
 	return ""
@@ -144,7 +132,7 @@ func checkTokenAgainstUser(claims Claims, state userState, rule authRule) string
 
 // requireAuth wraps next so it runs only for a verified caller, recorded on the request's
 // info (setCaller) for next, the proxy and the request's log fields.
-func (g *gateway) requireAuth(next http.Handler, rule authRule) http.Handler {
+func (g *gateway) requireAuth(next http.Handler, rule routeAuth) http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		claims, state, reason := g.authenticate(r, rule)
 		if reason != "" {
@@ -164,7 +152,7 @@ func (g *gateway) requireAuth(next http.Handler, rule authRule) http.Handler {
 }
 
 // strictAuth is for the proxied routes: the token must carry the user's current company.
-func (g *gateway) strictAuth(next http.Handler) http.Handler { return g.requireAuth(next, strictRule) }
+func (g *gateway) strictAuth(next http.Handler) http.Handler { return g.requireAuth(next, authStrict) }
 
 // detailAdminRequired is what the platform's admin dashboard shows a non-administrator.
 const detailAdminRequired = "Insufficient permissions. Administrator role required."
@@ -181,11 +169,6 @@ func (g *gateway) adminAuth(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 		return nil
 	}))
-}
-
-// initialAuth is for the user routes: a token without a company is enough.
-func (g *gateway) initialAuth(next http.Handler) http.Handler {
-	return g.requireAuth(next, initialRule)
 }
 
 // limitCompany applies the optional per-company rate limit (off unless configured).

@@ -136,16 +136,10 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
-	srv := &http.Server{
-		Handler:           gw.routes(),
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		// No ReadTimeout or WriteTimeout: either would cut a slow upload or a long SSE
-		// stream; the header timeout and idle timeout bound idle clients, and the proxy
-		// cuts a body or a reader that stalls (GATEWAY_PROXY_IDLE_TIMEOUT).
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	// No ReadTimeout or WriteTimeout: either would cut a slow upload or a long SSE stream; the
+	// header and idle timeouts bound idle clients, and the proxy cuts a body or a reader that
+	// stalls (GATEWAY_PROXY_IDLE_TIMEOUT).
+	srv := newServer(cfg, log, gw.routes())
 	// Every open connection costs memory whether it does anything or not; the cap keeps the
 	// sum under the pod's limit (see connlimit.go). With no cap they are still counted.
 	cl := newConnLimiter(ln, cfg.MaxConnections, m)
@@ -153,22 +147,16 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
 	serveErr := make(chan error, 2)
 
-	var admin *http.Server
+	admin := newServer(cfg, log, newAdminHandlerFor(m, cfg.PProf))
+	// Bounds every answer, so a slow scraper cannot hold a connection open at will. pprof
+	// stretches it by ?seconds=, which its handlers cap (adminMaxProfileSeconds).
+	admin.WriteTimeout = adminWriteTimeout
+	defer admin.Close()
 	if cfg.AdminPort > 0 {
 		adminLn, err := net.Listen("tcp", net.JoinHostPort(listenHost, strconv.Itoa(cfg.AdminPort)))
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("listen on admin port %d: %w", cfg.AdminPort, err)
-		}
-		admin = &http.Server{
-			Handler:           newAdminHandlerFor(m, cfg.PProf),
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-			// Bounds every answer, so a slow scraper cannot hold a connection open at will.
-			// pprof stretches it by ?seconds=, which its handlers cap (adminMaxProfileSeconds).
-			WriteTimeout:   adminWriteTimeout,
-			IdleTimeout:    cfg.IdleTimeout,
-			MaxHeaderBytes: 64 << 10,
-			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		go func() { serveErr <- admin.Serve(adminLn) }()
 		log.Info("admin listening", "addr", adminLn.Addr().String())
@@ -179,9 +167,6 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	select {
 	case err := <-serveErr:
 		srv.Close()
-		if admin != nil {
-			admin.Close()
-		}
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -202,11 +187,13 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	if err := gw.tracer.shutdown(graceCtx); err != nil {
 		log.Warn("grace period over: unsent spans dropped", "error", err.Error())
 	}
-	if admin != nil {
-		admin.Close()
-	}
 	log.Info("stopped")
 	return nil
+}
+
+func newServer(cfg *Config, log *slog.Logger, h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
 // applyRuntimeLimits sets the garbage collector from the configuration unless the operator
@@ -383,8 +370,8 @@ type routeAuth int
 
 const (
 	authNone    routeAuth = iota
-	authInitial           // InitialAuth: a valid token of an active user
-	authStrict            // StrictAuth: and the token's company is the user's current one
+	authInitial           // InitialAuth (user routes): a valid token of an active user, with or without a company
+	authStrict            // StrictAuth (proxied routes): and the token's company is the user's current one
 	authAdmin             // AdminAuth: StrictAuth, and the user's database role is admin
 )
 
@@ -406,14 +393,12 @@ func (g *gateway) serveMux(table []route) *http.ServeMux {
 
 func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
 	switch auth {
-	case authInitial:
-		return g.initialAuth(h)
-	case authStrict:
-		return g.strictAuth(h)
+	case authNone:
+		return h
 	case authAdmin:
 		return g.adminAuth(h)
 	}
-	return h
+	return g.requireAuth(h, auth)
 }
 
 // routeTable is the one table of every route and the wrapper each one gets.

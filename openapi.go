@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -102,6 +103,10 @@ func schemaListOf(name string) jsonSchema {
 }
 
 var (
+	stringSchema       = jsonSchema{"type": "string"}
+	boolSchema         = jsonSchema{"type": "boolean"}
+	bearerSchema       = jsonSchema{"const": "bearer"}
+	emailSchema        = jsonSchema{"type": "string", "format": "email"}
 	uuidSchema         = jsonSchema{"type": "string", "format": "uuid"}
 	nullableUUIDSchema = jsonSchema{"type": []string{"string", "null"}, "format": "uuid"}
 	nullableString     = jsonSchema{"type": []string{"string", "null"}}
@@ -111,12 +116,29 @@ var (
 	nullableTimeSchema = jsonSchema{"type": []string{"string", "null"}, "format": "date-time"}
 )
 
-func schemaObject(required []string, props jsonSchema) jsonSchema {
-	s := jsonSchema{"type": "object", "properties": props}
+// object is an object schema of the properties named in names (space-separated; a trailing
+// '!' marks a required one), each with the schema at its position in props.
+func object(names string, props ...jsonSchema) jsonSchema {
+	properties := jsonSchema{}
+	var required []string
+	for i, name := range strings.Fields(names) {
+		name, req := strings.CutSuffix(name, "!")
+		properties[name] = props[i]
+		if req {
+			required = append(required, name)
+		}
+	}
+	s := jsonSchema{"type": "object", "properties": properties}
 	if len(required) > 0 {
 		s["required"] = required
 	}
 	return s
+}
+
+func described(s jsonSchema, description string) jsonSchema {
+	c := maps.Clone(s)
+	c["description"] = description
+	return c
 }
 
 // apiSchemas are the bodies routeDocs refer to.
@@ -125,89 +147,48 @@ func apiSchemas() map[string]jsonSchema {
 	for i, c := range errorCodes {
 		codes[i] = c.Code
 	}
-	health := schemaObject([]string{"status", "service", "checks"}, jsonSchema{
-		"status": jsonSchema{"type": "string"}, "service": jsonSchema{"type": "string"},
-		"checks": jsonSchema{"type": "object", "additionalProperties": jsonSchema{"type": "string"}},
-	})
-	user := schemaObject([]string{"id", "email", "name", "company_id", "roles", "is_active", "created_at"}, jsonSchema{
-		"id": uuidSchema, "email": jsonSchema{"type": "string", "format": "email"}, "name": nullableString,
-		"company_id": nullableUUIDSchema, "roles": rolesSchema, "is_active": jsonSchema{"type": "boolean"},
-		"created_at": nullableTimeSchema,
-	})
+	password := func(minLength int) jsonSchema {
+		return jsonSchema{"type": "string", "minLength": minLength, "maxLength": maxPasswordBytes}
+	}
+	loginEmail := jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes}
+	name := jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}
 	return map[string]jsonSchema{
-		"Error": schemaObject([]string{"detail", "code"}, jsonSchema{
-			"detail":     jsonSchema{"type": "string", "description": "for humans; may change"},
-			"code":       jsonSchema{"type": "string", "enum": codes, "description": "stable; clients branch on it"},
-			"request_id": jsonSchema{"type": "string"},
-		}),
-		"Message": schemaObject([]string{"message"}, jsonSchema{"message": jsonSchema{"type": "string"}}),
-		"Health":  health,
-		"Status":  schemaObject([]string{"status"}, jsonSchema{"status": jsonSchema{"type": "string"}}),
-		"LoginRequest": schemaObject([]string{"email", "password"}, jsonSchema{
-			"email":    jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
-			"password": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
-		}),
-		"LoginResponse": schemaObject([]string{"access_token", "token_type", "user_id", "email", "full_name", "role", "company_id"}, jsonSchema{
-			"access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"}, "user_id": uuidSchema,
-			"email": jsonSchema{"type": "string"}, "full_name": nullableString, "role": jsonSchema{"type": "string"},
-			"company_id": nullableUUIDSchema,
-		}),
-		"EnsureCompanyRequest": schemaObject(nil, jsonSchema{"company_id": uuidSchema}),
-		"EnsureCompanyResponse": schemaObject([]string{"user_id", "company_id", "message", "new_access_token", "token_type"}, jsonSchema{
-			"user_id": uuidSchema, "company_id": uuidSchema, "message": jsonSchema{"type": "string"},
-			"new_access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"},
-		}),
-		"TokenResponse": schemaObject([]string{"access_token", "token_type"}, jsonSchema{
-			"access_token": jsonSchema{"type": "string"}, "token_type": jsonSchema{"const": "bearer"},
-		}),
-		"PasswordChange": schemaObject([]string{"current_password", "new_password"}, jsonSchema{
-			"current_password": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxPasswordBytes},
-			"new_password":     jsonSchema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
-		}),
-		"Me": schemaObject([]string{"user_id", "email", "full_name", "role", "company_id", "is_active"}, jsonSchema{
-			"user_id": uuidSchema, "email": jsonSchema{"type": "string"}, "full_name": nullableString,
-			"role": jsonSchema{"type": "string"}, "company_id": nullableUUIDSchema, "is_active": jsonSchema{"type": "boolean"},
-		}),
-		"AdminStats": schemaObject([]string{"company_count", "users_per_company"}, jsonSchema{
-			"company_count": jsonSchema{"type": "integer", "description": "active companies"},
-			"users_per_company": jsonSchema{"type": "array", "items": schemaObject([]string{"company_id", "name", "user_count"}, jsonSchema{
-				"company_id": uuidSchema, "name": jsonSchema{"type": "string"},
-				"user_count": jsonSchema{"type": "integer", "description": "active users"},
-			})},
-		}),
-		"CompanyCreate": schemaObject([]string{"name"}, jsonSchema{"name": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}}),
-		"CompanyCreated": schemaObject([]string{"id", "name", "created_at"}, jsonSchema{
-			"id": uuidSchema, "name": jsonSchema{"type": "string"}, "created_at": nullableTimeSchema,
-		}),
-		"CompanyOption": schemaObject([]string{"id", "name"}, jsonSchema{"id": uuidSchema, "name": jsonSchema{"type": "string"}}),
-		"Company": schemaObject([]string{"id", "name", "is_active", "created_at"}, jsonSchema{
-			"id": uuidSchema, "name": jsonSchema{"type": "string"}, "is_active": jsonSchema{"type": "boolean"}, "created_at": nullableTimeSchema,
-		}),
-		"CompanyPatch": withNoOther(schemaObject(nil, jsonSchema{
-			"name": jsonSchema{"type": "string", "minLength": 1, "maxLength": maxNameBytes}, "is_active": jsonSchema{"type": "boolean"},
-		})),
-		"UserCreate": schemaObject([]string{"email", "password"}, jsonSchema{
-			"email":      jsonSchema{"type": "string", "format": "email", "maxLength": maxEmailBytes},
-			"password":   jsonSchema{"type": "string", "minLength": minUserPasswordBytes, "maxLength": maxPasswordBytes},
-			"name":       nullableString,
-			"company_id": jsonSchema{"type": []string{"string", "null"}, "format": "uuid", "description": "an active company; null or absent: none yet"},
-			"roles":      rolesSchema,
-		}),
-		"User": user,
-		"UserPatch": withNoOther(schemaObject(nil, jsonSchema{
-			"name": nullableString, "is_active": jsonSchema{"type": "boolean", "description": "false also revokes every token"},
-			"roles": rolesSchema, "company_id": jsonSchema{"type": []string{"string", "null"}, "format": "uuid", "description": "null: no company"},
-		})),
-		"InvitationCreate": schemaObject([]string{"email"}, jsonSchema{
-			"email":           jsonSchema{"type": "string", "format": "email"},
-			"role":            jsonSchema{"type": "string", "enum": []string{"user", "admin"}, "default": "user"},
-			"expires_in_days": jsonSchema{"type": "integer", "minimum": 1, "maximum": maxInvitationDays, "default": defaultInvitationDays},
-		}),
-		"Invitation": schemaObject([]string{"id", "company_id", "email", "role", "created_by", "created_at", "expires_at"}, jsonSchema{
-			"id": uuidSchema, "company_id": uuidSchema, "email": jsonSchema{"type": "string"}, "role": jsonSchema{"type": "string"},
-			"created_by": nullableUUIDSchema, "created_at": timeSchema, "expires_at": timeSchema,
-		}),
-		"Domain": schemaObject([]string{"domain", "company_id"}, jsonSchema{"domain": jsonSchema{"type": "string"}, "company_id": uuidSchema}),
+		"Error": object("detail! code! request_id", described(stringSchema, "for humans; may change"),
+			jsonSchema{"type": "string", "enum": codes, "description": "stable; clients branch on it"}, stringSchema),
+		"Message": object("message!", stringSchema),
+		"Health": object("status! service! checks!", stringSchema, stringSchema,
+			jsonSchema{"type": "object", "additionalProperties": stringSchema}),
+		"Status":       object("status!", stringSchema),
+		"LoginRequest": object("email! password!", loginEmail, password(1)),
+		"LoginResponse": object("access_token! token_type! user_id! email! full_name! role! company_id!",
+			stringSchema, bearerSchema, uuidSchema, stringSchema, nullableString, stringSchema, nullableUUIDSchema),
+		"EnsureCompanyRequest": object("company_id", uuidSchema),
+		"EnsureCompanyResponse": object("user_id! company_id! message! new_access_token! token_type!",
+			uuidSchema, uuidSchema, stringSchema, stringSchema, bearerSchema),
+		"TokenResponse":  object("access_token! token_type!", stringSchema, bearerSchema),
+		"PasswordChange": object("current_password! new_password!", password(1), password(minUserPasswordBytes)),
+		"Me": object("user_id! email! full_name! role! company_id! is_active!",
+			uuidSchema, stringSchema, nullableString, stringSchema, nullableUUIDSchema, boolSchema),
+		"AdminStats": object("company_count! users_per_company!", jsonSchema{"type": "integer", "description": "active companies"},
+			jsonSchema{"type": "array", "items": object("company_id! name! user_count!",
+				uuidSchema, stringSchema, jsonSchema{"type": "integer", "description": "active users"})}),
+		"CompanyCreate":  object("name!", name),
+		"CompanyCreated": object("id! name! created_at!", uuidSchema, stringSchema, nullableTimeSchema),
+		"CompanyOption":  object("id! name!", uuidSchema, stringSchema),
+		"Company":        object("id! name! is_active! created_at!", uuidSchema, stringSchema, boolSchema, nullableTimeSchema),
+		"CompanyPatch":   withNoOther(object("name is_active", name, boolSchema)),
+		"UserCreate": object("email! password! name company_id roles", loginEmail, password(minUserPasswordBytes), nullableString,
+			described(nullableUUIDSchema, "an active company; null or absent: none yet"), rolesSchema),
+		"User": object("id! email! name! company_id! roles! is_active! created_at!",
+			uuidSchema, emailSchema, nullableString, nullableUUIDSchema, rolesSchema, boolSchema, nullableTimeSchema),
+		"UserPatch": withNoOther(object("name is_active roles company_id", nullableString,
+			described(boolSchema, "false also revokes every token"), rolesSchema, described(nullableUUIDSchema, "null: no company"))),
+		"InvitationCreate": object("email! role expires_in_days", emailSchema,
+			jsonSchema{"type": "string", "enum": []string{"user", "admin"}, "default": "user"},
+			jsonSchema{"type": "integer", "minimum": 1, "maximum": maxInvitationDays, "default": defaultInvitationDays}),
+		"Invitation": object("id! company_id! email! role! created_by! created_at! expires_at!",
+			uuidSchema, uuidSchema, stringSchema, stringSchema, nullableUUIDSchema, timeSchema, timeSchema),
+		"Domain": object("domain! company_id!", stringSchema, uuidSchema),
 	}
 }
 
@@ -527,16 +508,8 @@ func (api *apiDescription) handlePage() http.Handler {
 
 // pageOperation is one operation as the page shows it.
 type pageOperation struct {
-	Anchor, Method, Path, Auth, Summary, Description string
-	Parameters                                       []oaParameter
-	Request                                          *pageSchema
-	RequestOptional                                  bool
-	Responses                                        []pageResponse
-}
-
-type pageResponse struct {
-	Status, Description string
-	Schema              *pageSchema // nil for none, and for errors: the description lists their codes
+	Method, Path string
+	*oaOperation
 }
 
 // pageSchema is a schema as the page shows it: a link to a named schema (List: an array of
@@ -547,8 +520,9 @@ type pageSchema struct {
 	Inline string
 }
 
-// pageSchemaOf shows s as a link when it names a schema of the document.
-func pageSchemaOf(s jsonSchema, pretty func(any) string) *pageSchema {
+// pageSchemaOf shows s as a link when it names a schema of the document. Error responses
+// show their codes in the description, so their schema (Error) is not shown: nil.
+func pageSchemaOf(s jsonSchema) *pageSchema {
 	refName := func(v any) (string, bool) {
 		m, ok := v.(jsonSchema)
 		if !ok || len(m) != 1 {
@@ -556,6 +530,9 @@ func pageSchemaOf(s jsonSchema, pretty func(any) string) *pageSchema {
 		}
 		r, _ := m["$ref"].(string)
 		return strings.CutPrefix(r, "#/components/schemas/")
+	}
+	if s == nil || s["$ref"] == "#/components/schemas/Error" {
+		return nil
 	}
 	if name, ok := refName(s); ok {
 		return &pageSchema{Name: name}
@@ -565,79 +542,36 @@ func pageSchemaOf(s jsonSchema, pretty func(any) string) *pageSchema {
 			return &pageSchema{Name: name, List: true}
 		}
 	}
-	return &pageSchema{Inline: pretty(s)}
+	return &pageSchema{Inline: prettyJSON(s)}
 }
 
-var methodOrder = []string{"get", "post", "put", "patch", "delete"}
+func prettyJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}
 
 // renderAPIPage renders doc as one HTML page: operations grouped by tag, each with its auth,
 // parameters, request schema and every response (error codes included), then the schemas.
 func renderAPIPage(doc oaDocument) []byte {
-	pretty := func(v any) string {
-		b, _ := json.MarshalIndent(v, "", "  ")
-		return string(b)
-	}
-	type tagGroup struct {
-		Name, Description string
-		Operations        []pageOperation
-	}
-	var groups []tagGroup
-	paths := make([]string, 0, len(doc.Paths))
-	for p := range doc.Paths {
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, tag := range doc.Tags {
-		g := tagGroup{Name: tag.Name, Description: tag.Description}
-		for _, p := range paths {
-			for _, m := range methodOrder {
-				op := doc.Paths[p][m]
-				if op == nil || !slices.Contains(op.Tags, tag.Name) {
-					continue
-				}
-				po := pageOperation{Anchor: op.OperationID, Method: strings.ToUpper(m), Path: p, Auth: op.Auth,
-					Summary: op.Summary, Description: op.Description, Parameters: op.Parameters}
-				if op.RequestBody != nil {
-					po.Request = pageSchemaOf(op.RequestBody.Content["application/json"].Schema, pretty)
-					po.RequestOptional = !op.RequestBody.Required
-				}
-				statuses := make([]string, 0, len(op.Responses))
-				for s := range op.Responses {
-					statuses = append(statuses, s)
-				}
-				slices.Sort(statuses)
-				for _, s := range statuses {
-					resp := op.Responses[s]
-					pr := pageResponse{Status: s, Description: resp.Description}
-					// Error responses show their codes in the description; the schema is Error.
-					if media, ok := resp.Content["application/json"]; ok && media.Schema["$ref"] != "#/components/schemas/Error" {
-						pr.Schema = pageSchemaOf(media.Schema, pretty)
-					}
-					po.Responses = append(po.Responses, pr)
-				}
-				g.Operations = append(g.Operations, po)
+	byTag := map[string][]pageOperation{}
+	for _, p := range slices.Sorted(maps.Keys(doc.Paths)) {
+		for _, m := range anyMethod {
+			if op := doc.Paths[p][m]; op != nil {
+				byTag[op.Tags[0]] = append(byTag[op.Tags[0]], pageOperation{strings.ToUpper(m), p, op})
 			}
 		}
-		groups = append(groups, g)
-	}
-	names := make([]string, 0, len(doc.Components.Schemas))
-	for n := range doc.Components.Schemas {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	type namedSchema struct{ Name, Schema string }
-	var schemas []namedSchema
-	for _, n := range names {
-		schemas = append(schemas, namedSchema{n, pretty(doc.Components.Schemas[n])})
 	}
 	var buf bytes.Buffer
-	if err := apiPageTemplate.Execute(&buf, map[string]any{"Info": doc.Info, "Version": doc.OpenAPI, "Groups": groups, "Schemas": schemas}); err != nil {
+	if err := apiPageTemplate.Execute(&buf, struct {
+		oaDocument
+		ByTag map[string][]pageOperation
+	}{doc, byTag}); err != nil {
 		panic("render /docs: " + err.Error()) // a template bug, caught by the tests
 	}
 	return buf.Bytes()
 }
 
-var apiPageTemplate = template.Must(template.New("docs").Parse(`<!doctype html>
+var apiPageTemplate = template.Must(template.New("docs").Funcs(template.FuncMap{"schemaOf": pageSchemaOf, "pretty": prettyJSON}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Info.Title}}: API</title>
 <style>
@@ -652,17 +586,17 @@ table{border-collapse:collapse;width:100%;margin:.3rem 0} td,th{border-top:1px s
 td.s{width:4rem;font-weight:700} .d{white-space:pre-line}
 </style></head><body>
 <h1>{{.Info.Title}}</h1>
-<p>API version {{.Info.Version}} · OpenAPI {{.Version}} · the document: <a href="/openapi.json">/openapi.json</a></p>
+<p>API version {{.Info.Version}} · OpenAPI {{.OpenAPI}} · the document: <a href="/openapi.json">/openapi.json</a></p>
 <p>{{.Info.Description}}</p>
-{{range .Groups}}{{if .Operations}}<h2 id="tag-{{.Name}}">{{.Name}}</h2><p>{{.Description}}</p>
-{{range .Operations}}<section class="op" id="{{.Anchor}}">
+{{range $tag := .Tags}}{{with index $.ByTag $tag.Name}}<h2 id="tag-{{$tag.Name}}">{{$tag.Name}}</h2><p>{{$tag.Description}}</p>
+{{range .}}<section class="op" id="{{.OperationID}}">
 <h3><span class="m {{.Method}}">{{.Method}}</span> <code>{{.Path}}</code> <span class="auth">{{.Auth}}</span></h3>
 <p>{{.Summary}}</p>{{if .Description}}<p>{{.Description}}</p>{{end}}
 {{if .Parameters}}<table><tr><th>parameter</th><th>in</th><th>description</th></tr>{{range .Parameters}}<tr><td><code>{{.Name}}</code></td><td>{{.In}}</td><td>{{.Description}}</td></tr>{{end}}</table>{{end}}
-{{with .Request}}<p>request body{{if $.RequestOptional}} (optional){{end}}: {{template "schema" .}}</p>{{end}}
-<table>{{range .Responses}}<tr><td class="s">{{.Status}}</td><td><div class="d">{{.Description}}</div>{{with .Schema}}{{template "schema" .}}{{end}}</td></tr>{{end}}</table>
+{{with .RequestBody}}<p>request body{{if not .Required}} (optional){{end}}: {{template "schema" schemaOf (index .Content "application/json").Schema}}</p>{{end}}
+<table>{{range $status, $r := .Responses}}<tr><td class="s">{{$status}}</td><td><div class="d">{{$r.Description}}</div>{{with schemaOf (index $r.Content "application/json").Schema}}{{template "schema" .}}{{end}}</td></tr>{{end}}</table>
 </section>{{end}}{{end}}{{end}}
 <h2 id="schemas">schemas</h2>
-{{range .Schemas}}<h3 id="schema-{{.Name}}">{{.Name}}</h3><pre>{{.Schema}}</pre>{{end}}
+{{range $name, $s := .Components.Schemas}}<h3 id="schema-{{$name}}">{{$name}}</h3><pre>{{pretty $s}}</pre>{{end}}
 </body></html>
 {{define "schema"}}{{if .Name}}{{if .List}}list of {{end}}<a href="#schema-{{.Name}}">{{.Name}}</a>{{else}}<pre>{{.Inline}}</pre>{{end}}{{end}}`))

@@ -21,12 +21,9 @@ import (
 // newUpstreamTransport returns the one http.Transport every proxy shares, so keep-alive
 // connections are pooled per process rather than per route.
 func newUpstreamTransport(cfg *Config) *http.Transport {
-	dialer := &net.Dialer{
-		// An upstream that does not accept a connection within 5 s is down, not slow: fail
-		// fast with a 503 rather than holding the client for the whole header timeout.
-		Timeout:   5 * time.Second,
-		KeepAlive: 30 * time.Second,
-	}
+	// An upstream that does not accept a connection within 5 s is down, not slow: fail fast
+	// with a 503 rather than holding the client for the whole header timeout.
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	// HTTP/1.1 only: the upstreams are plain in-cluster services, and one protocol keeps
 	// streaming and error behaviour predictable.
 	var protocols http.Protocols
@@ -37,10 +34,8 @@ func newUpstreamTransport(cfg *Config) *http.Transport {
 		Proxy:       nil,
 		DialContext: dialer.DialContext,
 		Protocols:   &protocols,
-		// Go's default keeps only 2 idle connections per host. Under concurrent load every
-		// request beyond the second would then open (and soon close) a fresh connection,
-		// piling up TIME_WAIT sockets and adding a handshake to the latency; size the idle
-		// pool from the settings so the steady state reuses connections.
+		// Go's default keeps only 2 idle connections per host: under load every further
+		// request would open (and soon close) a connection, piling up TIME_WAIT sockets.
 		MaxConnsPerHost:     cfg.MaxConnsPerHost,
 		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
 		// Three upstreams (ingest, query, auth) plus headroom; the per-host cap is the real
@@ -58,9 +53,8 @@ func newUpstreamTransport(cfg *Config) *http.Transport {
 		// Bodies pass through byte for byte: asking for gzip and decompressing would change
 		// what the client receives and cost CPU for nothing.
 		DisableCompression: true,
-		// Larger buffers than the 4 KiB default mean fewer syscalls on big uploads and downloads.
-		WriteBufferSize: 32 << 10,
-		ReadBufferSize:  32 << 10,
+		WriteBufferSize:    32 << 10, // fewer syscalls on big bodies than the 4 KiB default
+		ReadBufferSize:     32 << 10,
 	}
 }
 
@@ -229,15 +223,7 @@ func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.L
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &proxy{
-		up:                 up,
-		base:               base,
-		cfg:                cfg,
-		log:                log,
-		m:                  m,
-		idle:               cfg.ProxyIdleTimeout,
-		forwardCredentials: cfg.ForwardCredentials,
-	}
+	p := &proxy{up: up, base: base, cfg: cfg, log: log, m: m, idle: cfg.ProxyIdleTimeout, forwardCredentials: cfg.ForwardCredentials}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
@@ -351,29 +337,29 @@ func newIdleStream(w http.ResponseWriter, r *http.Request, idle time.Duration) h
 	return &st.w
 }
 
-// idleWriter is the response side of an idleStream.
-type idleWriter struct {
-	http.ResponseWriter
-	st       *idleStream
-	deadline time.Time
-	off      bool // the writer has no deadlines (a test recorder): nothing to enforce
+// idleDeadline is one side's deadline; off when the connection has none (a test recorder).
+type idleDeadline struct {
+	at  time.Time
+	off bool
 }
 
-func (w *idleWriter) arm() {
-	if w.off {
-		return
+func (st *idleStream) arm(d *idleDeadline, set func(*http.ResponseController, time.Time) error) {
+	if now := time.Now(); !d.off && d.at.Sub(now) < st.idle {
+		d.at = now.Add(st.idle + st.idle/4)
+		d.off = set(&st.rc, d.at) != nil
 	}
-	now := time.Now()
-	if w.deadline.Sub(now) >= w.st.idle {
-		return
-	}
-	w.deadline = now.Add(w.st.idle + w.st.idle/4)
-	if w.st.rc.SetWriteDeadline(w.deadline) != nil {
-		w.off = true
-	}
-	// The deadline is left in place when the handler returns: it also bounds net/http's
-	// final flush, and the server clears it before the connection's next request.
 }
+
+// idleWriter is the response side of an idleStream. Its deadline is left in place when the
+// handler returns: it also bounds net/http's final flush, and the server clears it before
+// the connection's next request.
+type idleWriter struct {
+	http.ResponseWriter
+	st *idleStream
+	d  idleDeadline
+}
+
+func (w *idleWriter) arm() { w.st.arm(&w.d, (*http.ResponseController).SetWriteDeadline) }
 
 func (w *idleWriter) WriteHeader(code int) {
 	w.arm() // a 1xx is written to the connection at once
@@ -396,28 +382,20 @@ func (w *idleWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // idleBody is the request-body side of an idleStream.
 type idleBody struct {
 	io.ReadCloser
-	st       *idleStream
-	deadline time.Time
-	off      bool
-	eof      bool
+	st  *idleStream
+	d   idleDeadline
+	eof bool
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
 	// After EOF net/http reads the connection in the background (to notice a client that
 	// leaves) with no deadline; setting one again would end that read and the request's
 	// context with it, cutting a response that is still streaming.
-	if !b.off && !b.eof {
-		if now := time.Now(); b.deadline.Sub(now) < b.st.idle {
-			b.deadline = now.Add(b.st.idle + b.st.idle/4)
-			if b.st.rc.SetReadDeadline(b.deadline) != nil {
-				b.off = true
-			}
-		}
+	if !b.eof {
+		b.st.arm(&b.d, (*http.ResponseController).SetReadDeadline)
 	}
 	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.eof = true
-	}
+	b.eof = b.eof || err == io.EOF
 	// Any other error leaves the deadline as it is: if it has passed, net/http's attempt to
 	// discard the rest of the body fails at once and the connection is closed, instead of
 	// waiting on a client that sends nothing.
@@ -490,11 +468,9 @@ func safePath(p string) bool {
 				return false
 			}
 		case '%':
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-				return false
-			}
-			switch d := unhex(p[i+1])<<4 | unhex(p[i+2]); {
-			case d == '.', d == '/', d == '\\', d == '%', d < 0x20, d == 0x7f:
+			d, ok := escapedByteAt(p, i)
+			switch {
+			case !ok, d == '.', d == '/', d == '\\', d == '%', d < 0x20, d == 0x7f:
 				return false
 			case d == 0xc0, d == 0xc1, d >= 0xf5:
 				return false // never in UTF-8; 0xc0/0xc1 only start overlong forms of ASCII
@@ -539,17 +515,8 @@ func unhex(c byte) byte {
 	}
 }
 
-// Canonical header keys, written out so setting them never re-canonicalises (allocates).
-const (
-	hdrUserID         = "X-User-Id"
-	hdrCompanyID      = "X-Company-Id"
-	hdrUserEmail      = "X-User-Email"
-	hdrForwardedFor   = "X-Forwarded-For"
-	hdrForwardedHost  = "X-Forwarded-Host"
-	hdrForwardedProto = "X-Forwarded-Proto"
-	hdrTraceParent    = "Traceparent"
-	hdrTraceState     = "Tracestate"
-)
+// hdrTraceParent is the W3C trace context header in canonical form, as the header map keys it.
+const hdrTraceParent = "Traceparent"
 
 // rewrite builds the outbound request. ReverseProxy has already removed hop-by-hop headers
 // (including those named in Connection) and the client's Forwarded / X-Forwarded-* headers
@@ -597,12 +564,9 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // clientBody marks failures to read the client's request body, so that a client hanging up
-// mid-upload (or sending a broken chunked body) is not counted as an upstream failure: the
-// transport reports such read errors in preference to any network error they cause.
-//
-// The first such failure is also kept: when it is the idle timeout, net/http has cancelled
-// the request's context as well (it does on any failed read of the connection), and the
-// transport then reports the cancellation instead.
+// mid-upload (or sending a broken chunked body) is not counted as an upstream failure. The
+// first failure is kept: when it is the idle timeout, net/http has cancelled the request's
+// context too (as on any failed read of the connection), and the transport reports that.
 type clientBody struct {
 	io.ReadCloser
 	failed atomic.Pointer[clientBodyError]
@@ -659,45 +623,43 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			delete(h, k)
 		}
 	}
-	set := func(key, value string) { h[key] = []string{value} }
-
 	// Only values from the verified token; the auth route has no identity and gets none, yet
 	// the client's forged values were removed above all the same.
 	if id, ok := identityFrom(in.Context()); ok {
 		if id.UserID != "" {
-			set(hdrUserID, id.UserID)
+			h.Set("X-User-Id", id.UserID)
 		}
 		if id.CompanyID != "" {
-			set(hdrCompanyID, id.CompanyID)
+			h.Set("X-Company-Id", id.CompanyID)
 		}
 		if id.Email != "" {
-			set(hdrUserEmail, id.Email)
+			h.Set("X-User-Email", id.Email)
 		}
 	}
 	if info.ID != "" {
-		set(hdrRequestID, info.ID)
+		h.Set(hdrRequestID, info.ID)
 	}
 	if info.TraceParent != "" {
 		// tracestate belongs to the trace the client started; when the client's traceparent
 		// was invalid and replaced, its tracestate describes another trace and must go.
 		if !info.KeepTraceState {
-			delete(h, hdrTraceState)
+			delete(h, "Tracestate")
 		}
-		set(hdrTraceParent, info.TraceParent)
+		h.Set(hdrTraceParent, info.TraceParent)
 	}
 
 	trusted := info.PeerTrusted
 	if peer, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		// A trusted proxy in front of us has already recorded the chain; anyone else's
 		// X-Forwarded-For is a claim we cannot check, so the upstream sees only the peer.
-		if prior := in.Header[hdrForwardedFor]; trusted && len(prior) > 0 {
-			set(hdrForwardedFor, strings.Join(prior, ", ")+", "+peer)
+		if prior := in.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
+			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
 		} else {
-			set(hdrForwardedFor, peer)
+			h.Set("X-Forwarded-For", peer)
 		}
 	}
 	if in.Host != "" {
-		set(hdrForwardedHost, in.Host)
+		h.Set("X-Forwarded-Host", in.Host)
 	}
 	proto := "http"
 	if in.TLS != nil {
@@ -705,14 +667,14 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 	}
 	if trusted {
 		// A trusted TLS-terminating proxy knows the scheme the browser used.
-		switch v := in.Header.Get(hdrForwardedProto); {
+		switch v := in.Header.Get("X-Forwarded-Proto"); {
 		case strings.EqualFold(v, "https"):
 			proto = "https"
 		case strings.EqualFold(v, "http"):
 			proto = "http"
 		}
 	}
-	set(hdrForwardedProto, proto)
+	h.Set("X-Forwarded-Proto", proto)
 }
 
 // modifyResponse records the upstream status and removes the upstream's CORS headers;
@@ -826,14 +788,9 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if p.log.Enabled(ctx, level) {
 		// Never headers: they carry tokens and identities.
-		p.log.LogAttrs(ctx, level, "upstream request failed",
-			slog.String("request_id", info.ID),
-			slog.String("upstream", p.up.name),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.EscapedPath()),
-			slog.String("kind", kind),
-			slog.String("error", err.Error()),
-		)
+		p.log.LogAttrs(ctx, level, "upstream request failed", slog.String("request_id", info.ID),
+			slog.String("upstream", p.up.name), slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()),
+			slog.String("kind", kind), slog.String("error", err.Error()))
 	}
 	if answer != nil {
 		writeAPIError(w, r, nil, answer)

@@ -232,15 +232,14 @@ func (g *gateway) handleLogin() http.Handler {
 		}
 		match, err := g.comparePassword(r.Context(), charge, hash, password)
 		if err != nil {
-			if !errors.Is(err, errHashBusy) {
-				// The only other error is the request's: its client left while the login
-				// waited for a worker. Nobody reads an answer, and it says nothing of the
-				// pool's capacity, which the "busy" count is watched for.
-				g.metrics.login("client_gone")
-				return nil
+			// Not busy: the client left while the login waited for a worker, which says
+			// nothing of the pool's capacity the "busy" count is watched for.
+			outcome := "client_gone"
+			if errors.Is(err, errHashBusy) {
+				outcome = "busy"
 			}
-			g.metrics.login("busy")
-			return errLoginBusy
+			g.metrics.login(outcome)
+			return hashFailed(err)
 		}
 		valid := match && user.ID != "" && user.IsActive
 		g.loginPasswordChecked(charge, valid)
@@ -334,7 +333,7 @@ func (g *gateway) currentUser(r *http.Request) (User, error) {
 	if err == nil {
 		state = stateOf(user)
 	}
-	if reason := checkTokenAgainstUser(Claims{IssuedAt: id.IssuedAt}, state, initialRule); reason != "" {
+	if reason := checkTokenAgainstUser(Claims{IssuedAt: id.IssuedAt}, state, authInitial); reason != "" {
 		g.users.forget(id.UserID)
 		return User{}, g.refuse(reason)
 	}
