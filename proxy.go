@@ -677,8 +677,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 	h.Set("X-Forwarded-Proto", proto)
 }
 
-// modifyResponse records the upstream status and removes the upstream's CORS headers;
-// everything else passes through unchanged.
+// modifyResponse records the upstream status; everything else passes through unchanged.
 func (p *proxy) modifyResponse(res *http.Response) error {
 	requestInfoFrom(res.Request.Context()).UpstreamStatus = res.StatusCode
 	if res.StatusCode == http.StatusSwitchingProtocols {
@@ -686,15 +685,7 @@ func (p *proxy) modifyResponse(res *http.Response) error {
 		// protocols anyway is misbehaving; failing here also closes its connection.
 		return errUnrequestedUpgrade
 	}
-	// The gateway owns CORS. A backend answering with its own Access-Control-* headers would
-	// either contradict the gateway's policy or duplicate Access-Control-Allow-Origin, and
-	// browsers reject a response carrying that header twice.
-	for k := range res.Header {
-		if len(k) > len("Access-Control-") && strings.EqualFold(k[:len("Access-Control-")], "Access-Control-") {
-			delete(res.Header, k)
-		}
-	}
-	return nil
+	return nil // CORS headers are the middleware's (setCORSHeaders), whatever the backend sent
 }
 
 // Upstream failure kinds, as counted in gateway_upstream_errors_total{kind}.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -47,4 +48,43 @@ func TestOneUpstreamRowBringsItsSettingAndRoutes(t *testing.T) {
 	unset := startGateway(t, withStore(newMemoryStore(), ""))
 	other := unset.createUser("bea@example.com", "a-long-password", unset.createCompany("Globex"), 4)
 	mustStatus(t, unset.do(http.MethodGet, "/api/v1/reports/monthly", unset.token(other), ""), http.StatusNotFound)
+}
+
+// The gateway owns CORS: a backend's own Access-Control-* headers never reach the browser,
+// whatever origin asks.
+func TestUpstreamCORSHeadersNeverReachTheClient(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Set("Access-Control-Expose-Headers", "X-Secret")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(up.Close)
+	e := startGateway(t, withStore(newMemoryStore(), ""), withUpstream(up.URL),
+		withEnv(map[string]string{"GATEWAY_CORS_ALLOWED_ORIGINS": "https://app.example.com"}))
+	u := e.createUser("ana@example.com", "a-long-password", e.createCompany("Acme"), 4)
+	for _, origin := range []string{"", "https://evil.example", "https://app.example.com"} {
+		var hdr []string
+		if origin != "" {
+			hdr = []string{"Origin", origin}
+		}
+		r := e.do(http.MethodGet, "/api/v1/query/chats", e.token(u), "", hdr...)
+		mustStatus(t, r, http.StatusOK)
+		var cors []string
+		for k, v := range r.header {
+			if strings.HasPrefix(k, "Access-Control-") {
+				cors = append(cors, k+": "+strings.Join(v, ","))
+			}
+		}
+		slices.Sort(cors)
+		want := []string(nil)
+		if origin == "https://app.example.com" {
+			want = []string{"Access-Control-Allow-Credentials: true", "Access-Control-Allow-Origin: " + origin,
+				"Access-Control-Expose-Headers: X-Request-ID, X-Process-Time"}
+		}
+		if !slices.Equal(cors, want) {
+			t.Errorf("origin %q: CORS headers %q, want only the gateway's %q", origin, cors, want)
+		}
+	}
 }
