@@ -16,20 +16,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-const programName = "atenex-api-gateway"
-
-// minOperatorPasswordBytes is the shortest password an operator may set.
-const minOperatorPasswordBytes = 8
-
-// migrateTimeout bounds a whole migration; the database's reachability is checked first
-// within GATEWAY_DB_TIMEOUT, so an unreachable server still fails fast.
-const migrateTimeout = 30 * time.Second
-
-// Invitations last -days days: a week unless told, at most a year, so that a forgotten one
-// does not stay usable for ever.
 const (
+	programName              = "atenex-api-gateway"
+	minOperatorPasswordBytes = 8 // the shortest password an operator may set
+	// migrateTimeout bounds a whole migration; the database's reachability is checked first
+	// within GATEWAY_DB_TIMEOUT, so an unreachable server still fails fast.
+	migrateTimeout = 30 * time.Second
+	// Invitations last -days days: a week unless told, at most a year, so that a forgotten
+	// one does not stay usable for ever.
 	defaultInvitationDays = 7
 	maxInvitationDays     = 365
+	companyUUIDUsage      = "the company's `UUID` (required; printed by company create)"
 )
 
 const passwordSources = `Passwords are read from the first line of standard input, or from the environment variable
@@ -40,8 +37,6 @@ const databaseSettings = `Database settings come from GATEWAY_POSTGRES_USER, _PA
 (an optional .env file is read too); GATEWAY_DB_TIMEOUT bounds every database call.
 Exit codes: 0 success, 1 operation failed, 2 invalid usage or configuration.
 `
-
-const companyUUIDUsage = "the company's `UUID` (required; printed by company create)"
 
 // operatorArgs holds every flag value; each command defines only the flags it uses.
 type operatorArgs struct {
@@ -58,11 +53,9 @@ type operatorCommand struct {
 	details  string // more for `COMMAND -h`; may be empty
 	password bool   // reads a new password (adds -password-env)
 	flags    func(f *cmdFlags, a *operatorArgs)
-	// run returns what to print, or an error: a store error as it came, which fail words
-	// for the operator, or one the command explained itself with errorf.
-	run func(ctx context.Context, op *operation) (string, error)
-	// missing says which row errNotFound from the store stands for.
-	missing func(a *operatorArgs) string
+	// run returns what to print, or an error: a store error for fail to explain, or its own from errorf.
+	run     func(ctx context.Context, op *operation) (string, error)
+	missing func(a *operatorArgs) string // the row errNotFound from the store stands for
 }
 
 // operation is one command being carried out, after its usage checks passed.
@@ -403,13 +396,9 @@ func normalizeDomain(s string) (string, bool) {
 		return "", false
 	}
 	for _, label := range labels {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' ||
+			strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
 			return "", false
-		}
-		for _, c := range []byte(label) {
-			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-				return "", false
-			}
 		}
 	}
 	return d, true
@@ -623,10 +612,9 @@ func (op *operation) errorf(format string, args ...any) error {
 // fail explains a store error: the row the command names is missing, the command was
 // interrupted, the schema is missing, the server refused, or it could not be reached.
 func (op *operation) fail(ctx context.Context, err error) error {
-	var explained *exitError
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &explained):
+	case errors.As(err, new(*exitError)):
 		return err
 	case op.missing != nil && errors.Is(err, errNotFound):
 		return fmt.Errorf("%s: %s: %w", op.name, op.missing(&op.args), errNotFound)
