@@ -16,14 +16,18 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-const programName = "atenex-api-gateway"
-
-// minOperatorPasswordBytes is the shortest password an operator may set.
-const minOperatorPasswordBytes = 8
-
-// migrateTimeout bounds a whole migration; the database's reachability is checked first
-// within GATEWAY_DB_TIMEOUT, so an unreachable server still fails fast.
-const migrateTimeout = 30 * time.Second
+const (
+	programName              = "atenex-api-gateway"
+	minOperatorPasswordBytes = 8 // the shortest password an operator may set
+	// migrateTimeout bounds a whole migration; the database's reachability is checked first
+	// within GATEWAY_DB_TIMEOUT, so an unreachable server still fails fast.
+	migrateTimeout = 30 * time.Second
+	// Invitations last -days days: a week unless told, at most a year, so that a forgotten
+	// one does not stay usable for ever.
+	defaultInvitationDays = 7
+	maxInvitationDays     = 365
+	companyUUIDUsage      = "the company's `UUID` (required; printed by company create)"
+)
 
 const passwordSources = `Passwords are read from the first line of standard input, or from the environment variable
 named by -password-env; never from the command line, which the shell history and the process
@@ -36,19 +40,11 @@ Exit codes: 0 success, 1 operation failed, 2 invalid usage or configuration.
 
 // operatorArgs holds every flag value; each command defines only the flags it uses.
 type operatorArgs struct {
-	name, email, role, company, passwordEnv string
-	id, domain                              string
-	days                                    int
+	name, email, role, company, passwordEnv, id, domain string
+	days                                                int
 }
 
-// Invitations last -days days: a week unless told, at most a year, so that a forgotten one
-// does not stay usable for ever.
-const (
-	defaultInvitationDays = 7
-	maxInvitationDays     = 365
-)
-
-// operatorCommand is one subcommand: its flags, the checks that need no database, and
+// operatorCommand is one subcommand: its flags, with the checks that need no database, and
 // what it does.
 type operatorCommand struct {
 	name     string // as typed: "user create"
@@ -56,59 +52,53 @@ type operatorCommand struct {
 	summary  string // one line for the command list
 	details  string // more for `COMMAND -h`; may be empty
 	password bool   // reads a new password (adds -password-env)
-	flags    func(fs *flag.FlagSet, a *operatorArgs)
-	check    func(a *operatorArgs) error // usage errors, before any configuration or database work
-	run      func(ctx context.Context, op *operation) error
+	flags    func(f *cmdFlags, a *operatorArgs)
+	// run returns what to print, or an error: a store error for fail to explain, or its own from errorf.
+	run     func(ctx context.Context, op *operation) (string, error)
+	missing func(a *operatorArgs) string // the row errNotFound from the store stands for
 }
 
 // operation is one command being carried out, after its usage checks passed.
 type operation struct {
-	name     string
+	*operatorCommand
 	args     operatorArgs
 	cfg      *Config
 	store    *pgStore
 	password string // the validated new password, for commands that take one
-	stdout   io.Writer
 }
 
 var operatorCommands = []*operatorCommand{
 	{
 		name:    "migrate",
 		summary: "Apply the embedded schema.sql (idempotent: safe to run on every deploy).",
-		run: func(ctx context.Context, op *operation) error {
+		run: func(ctx context.Context, op *operation) (string, error) {
 			// migrate's own deadline must leave room for a slow schema change, so first make
 			// sure, within GATEWAY_DB_TIMEOUT, that the server answers at all.
 			if err := op.store.Ping(ctx); err != nil {
-				return op.failure(ctx, err)
+				return "", err
 			}
 			if err := migrate(ctx, postgresConnString(op.cfg), max(migrateTimeout, op.cfg.DBTimeout)); err != nil {
-				return err // already says "migrate: …"
+				return "", &exitError{code: 1, err: err} // already says "migrate: …"
 			}
-			fmt.Fprintf(op.stdout, "schema applied to database %s\n", op.cfg.PostgresDB)
-			return nil
+			return fmt.Sprintf("schema applied to database %s\n", op.cfg.PostgresDB), nil
 		},
 	},
 	{
 		name:     "company create",
 		synopsis: "-name NAME",
 		summary:  "Create an active company and print its id.",
-		flags: func(fs *flag.FlagSet, a *operatorArgs) {
-			fs.StringVar(&a.name, "name", "", "the company's `NAME` (required)")
+		flags: func(f *cmdFlags, a *operatorArgs) {
+			f.StringVar(&a.name, "name", "", "the company's `NAME` (required)")
+			f.check(func() error {
+				if a.name = strings.TrimSpace(a.name); a.name == "" {
+					return errors.New("-name is required")
+				}
+				return nil
+			})
 		},
-		check: func(a *operatorArgs) error {
-			a.name = strings.TrimSpace(a.name)
-			if a.name == "" {
-				return errors.New("-name is required")
-			}
-			return nil
-		},
-		run: func(ctx context.Context, op *operation) error {
+		run: func(ctx context.Context, op *operation) (string, error) {
 			c, err := op.store.CreateCompany(ctx, op.args.name)
-			if err != nil {
-				return op.failure(ctx, err)
-			}
-			fmt.Fprintln(op.stdout, c.ID)
-			return nil
+			return c.ID + "\n", err
 		},
 	},
 	{
@@ -116,9 +106,11 @@ var operatorCommands = []*operatorCommand{
 		synopsis: "-id UUID",
 		summary:  "Let the users of a company log in and use their tokens again.",
 		details:  "Running gateways are told within a second.",
-		flags:    idFlag("the company's `UUID` (required; printed by company create)"),
-		check:    checkID,
-		run:      runCompanySetActive(true),
+		flags:    func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return "company " + op.args.id + " activated\n", op.store.SetCompanyActive(ctx, op.args.id, true)
+		},
+		missing: func(a *operatorArgs) string { return noCompany(a.id) },
 	},
 	{
 		name:     "company deactivate",
@@ -126,9 +118,11 @@ var operatorCommands = []*operatorCommand{
 		summary:  "Refuse the logins and tokens of every user of a company.",
 		details: "Running gateways are told within a second and answer 403 company_inactive. No token is\n" +
 			"revoked: `company activate` restores access as it was.",
-		flags: idFlag("the company's `UUID` (required; printed by company create)"),
-		check: checkID,
-		run:   runCompanySetActive(false),
+		flags: func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return "company " + op.args.id + " deactivated\n", op.store.SetCompanyActive(ctx, op.args.id, false)
+		},
+		missing: func(a *operatorArgs) string { return noCompany(a.id) },
 	},
 	{
 		name:     "user create",
@@ -136,47 +130,42 @@ var operatorCommands = []*operatorCommand{
 		summary:  "Create an active user with a bcrypt (cost 12) password hash and print its id.",
 		details:  "Emails are unique ignoring letter case, as the login compares them.",
 		password: true,
-		flags: func(fs *flag.FlagSet, a *operatorArgs) {
-			fs.StringVar(&a.email, "email", "", "the user's `EMAIL` (required)")
-			fs.StringVar(&a.name, "name", "", "the user's `FULL_NAME`")
-			fs.StringVar(&a.role, "role", "user", "the user's `ROLE`")
-			fs.StringVar(&a.company, "company", "", "`UUID` of the company the user belongs to (printed by company create)")
+		flags: func(f *cmdFlags, a *operatorArgs) {
+			f.email(&a.email, "the user's `EMAIL` (required)")
+			f.StringVar(&a.name, "name", "", "the user's `FULL_NAME`")
+			f.StringVar(&a.role, "role", "user", "the user's `ROLE`")
+			f.check(func() error {
+				if a.name, a.role = strings.TrimSpace(a.name), strings.TrimSpace(a.role); a.role == "" {
+					return errors.New("-role must not be empty")
+				}
+				return nil
+			})
+			f.uuid(&a.company, "company", "`UUID` of the company the user belongs to (printed by company create)", false)
 		},
-		check: checks(checkEmail, func(a *operatorArgs) error {
-			a.name, a.role = strings.TrimSpace(a.name), strings.TrimSpace(a.role)
-			if a.role == "" {
-				return errors.New("-role must not be empty")
-			}
-			if a.company != "" && !isUUID(a.company) {
-				return fmt.Errorf("-company %q is not a UUID (e.g. 0f8fad5b-d9cb-469f-a165-70867728950e)", a.company)
-			}
-			a.company = strings.ToLower(a.company)
-			return nil
-		}),
-		run: func(ctx context.Context, op *operation) error {
+		run: func(ctx context.Context, op *operation) (string, error) {
 			a := op.args
+			duplicate := func(email string) error {
+				return op.errorf("a user with email %s already exists (emails match ignoring letter case): %w", email, errDuplicate)
+			}
 			// Checked before the slow hash; CreateUser still refuses a duplicate created meanwhile.
 			if u, err := op.store.UserByEmail(ctx, a.email); err == nil {
-				return op.duplicate(u.Email)
+				return "", duplicate(u.Email)
 			} else if !errors.Is(err, errNotFound) {
-				return op.failure(ctx, err)
+				return "", err
 			}
 			hash, err := op.hashPassword(ctx)
 			if err != nil {
-				return err
+				return "", err
 			}
 			u, err := op.store.CreateUser(ctx, NewUser{Email: a.email, HashedPassword: hash, FullName: a.name, Role: a.role, CompanyID: a.company})
-			switch {
-			case errors.Is(err, errDuplicate):
-				return op.duplicate(a.email)
-			case errors.Is(err, errNotFound): // the only row CreateUser looks up is the company
-				return fmt.Errorf("%s: no company with id %s (create one with `%s company create -name NAME`): %w",
-					op.name, a.company, programName, errNotFound)
-			case err != nil:
-				return op.failure(ctx, err)
+			if errors.Is(err, errDuplicate) {
+				return "", duplicate(a.email)
 			}
-			fmt.Fprintln(op.stdout, u.ID)
-			return nil
+			return u.ID + "\n", err
+		},
+		// The only row CreateUser looks up is the company.
+		missing: func(a *operatorArgs) string {
+			return fmt.Sprintf("no company with id %s (create one with `%s company create -name NAME`)", a.company, programName)
 		},
 	},
 	{
@@ -187,30 +176,28 @@ var operatorCommands = []*operatorCommand{
 			"within a second.",
 		password: true,
 		flags:    emailFlag,
-		check:    checkEmail,
-		run: func(ctx context.Context, op *operation) error {
+		run: func(ctx context.Context, op *operation) (string, error) {
 			// An unknown email fails before the slow hash.
 			if _, err := op.store.UserByEmail(ctx, op.args.email); err != nil {
-				return op.userFailure(ctx, err)
+				return "", err
 			}
 			hash, err := op.hashPassword(ctx)
 			if err != nil {
-				return err
+				return "", err
 			}
-			if err := op.store.SetPassword(ctx, op.args.email, hash); err != nil {
-				return op.userFailure(ctx, err)
-			}
-			fmt.Fprintf(op.stdout, "password of %s updated\n", op.args.email)
-			return nil
+			return "password of " + op.args.email + " updated\n", op.store.SetPassword(ctx, op.args.email, hash)
 		},
+		missing: noUser,
 	},
 	{
 		name:     "user activate",
 		synopsis: "-email EMAIL",
 		summary:  "Allow a user to log in again (tokens revoked by the deactivation stay revoked).",
 		flags:    emailFlag,
-		check:    checkEmail,
-		run:      runUserSetActive(true),
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return op.args.email + " activated\n", op.store.SetActive(ctx, op.args.email, true)
+		},
+		missing: noUser,
 	},
 	{
 		name:     "user deactivate",
@@ -220,8 +207,10 @@ var operatorCommands = []*operatorCommand{
 			"the user again does not bring them back. A gateway whose database notifications are down\n" +
 			"notices within GATEWAY_USER_CACHE_TTL.",
 		flags: emailFlag,
-		check: checkEmail,
-		run:   runUserSetActive(false),
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return op.args.email + " deactivated\n", op.store.SetActive(ctx, op.args.email, false)
+		},
+		missing: noUser,
 	},
 	{
 		name:     "user revoke-sessions",
@@ -230,19 +219,15 @@ var operatorCommands = []*operatorCommand{
 		details: "Running gateways are told within a second. The user may sign in again at once: a token\n" +
 			"issued later, even within the same second, stays valid.",
 		flags: emailFlag,
-		check: checkEmail,
-		run: func(ctx context.Context, op *operation) error {
+		run: func(ctx context.Context, op *operation) (string, error) {
 			u, err := op.store.UserByEmail(ctx, op.args.email)
 			if err != nil {
-				return op.userFailure(ctx, err)
+				return "", err
 			}
 			at, err := op.store.RevokeSessions(ctx, u.ID)
-			if err != nil {
-				return op.userFailure(ctx, err)
-			}
-			fmt.Fprintf(op.stdout, "sessions of %s revoked: tokens issued before %s are refused\n", op.args.email, at.UTC().Format(time.RFC3339))
-			return nil
+			return fmt.Sprintf("sessions of %s revoked: tokens issued before %s are refused\n", op.args.email, at.UTC().Format(time.RFC3339)), err
 		},
+		missing: noUser,
 	},
 	{
 		name:     "invite create",
@@ -251,71 +236,59 @@ var operatorCommands = []*operatorCommand{
 		details: "The user with that email (any letter case) joins the company with the invitation's role at\n" +
 			"their next login when they have no company yet, or when they ask to join it. An invitation\n" +
 			"is used once; it is not open while the company is inactive.",
-		flags: func(fs *flag.FlagSet, a *operatorArgs) {
-			companyFlag(fs, a)
-			fs.StringVar(&a.email, "email", "", "the invited `EMAIL` (required)")
-			fs.StringVar(&a.role, "role", "user", "the `ROLE` the user gets on joining: user or admin")
-			fs.IntVar(&a.days, "days", defaultInvitationDays, fmt.Sprintf("the invitation expires after `N` days (1 to %d)", maxInvitationDays))
+		flags: func(f *cmdFlags, a *operatorArgs) {
+			f.uuid(&a.company, "company", companyUUIDUsage, true)
+			f.email(&a.email, "the invited `EMAIL` (required)")
+			f.StringVar(&a.role, "role", "user", "the `ROLE` the user gets on joining: user or admin")
+			f.IntVar(&a.days, "days", defaultInvitationDays, fmt.Sprintf("the invitation expires after `N` days (1 to %d)", maxInvitationDays))
+			f.check(func() error {
+				if !knownRole(a.role) {
+					return fmt.Errorf("-role %q must be user or admin", a.role)
+				}
+				if a.days < 1 || a.days > maxInvitationDays {
+					return fmt.Errorf("-days %d must be between 1 and %d", a.days, maxInvitationDays)
+				}
+				return nil
+			})
 		},
-		check: checks(checkCompany, checkEmail, func(a *operatorArgs) error {
-			if !knownRole(a.role) {
-				return fmt.Errorf("-role %q must be user or admin", a.role)
-			}
-			if a.days < 1 || a.days > maxInvitationDays {
-				return fmt.Errorf("-days %d must be between 1 and %d", a.days, maxInvitationDays)
-			}
-			return nil
-		}),
-		run: func(ctx context.Context, op *operation) error {
+		run: func(ctx context.Context, op *operation) (string, error) {
 			a := op.args
 			inv, err := op.store.CreateInvitation(ctx, Invitation{CompanyID: a.company, Email: a.email, Role: a.role,
 				ExpiresAt: time.Now().Add(time.Duration(a.days) * 24 * time.Hour)})
-			if err != nil {
-				return op.companyFailure(ctx, a.company, err)
-			}
-			fmt.Fprintln(op.stdout, inv.ID)
-			return nil
+			return inv.ID + "\n", err
 		},
+		missing: func(a *operatorArgs) string { return noCompany(a.company) },
 	},
 	{
 		name:     "invite list",
 		synopsis: "-company UUID",
 		summary:  "List a company's open invitations, newest first: id, email, role, expiry (RFC 3339).",
 		details:  "One line per invitation, fields separated by tabs; nothing when there is none.",
-		flags:    companyFlag,
-		check:    checkCompany,
-		run: func(ctx context.Context, op *operation) error {
+		flags:    func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.company, "company", companyUUIDUsage, true) },
+		run: func(ctx context.Context, op *operation) (string, error) {
 			invs, err := op.store.ListOpenInvitations(ctx, op.args.company)
-			if err != nil {
-				return op.companyFailure(ctx, op.args.company, err)
-			}
+			var b strings.Builder
 			for _, inv := range invs {
-				fmt.Fprintf(op.stdout, "%s\t%s\t%s\t%s\n", inv.ID, inv.Email, inv.Role, inv.ExpiresAt.UTC().Format(time.RFC3339))
+				fmt.Fprintf(&b, "%s\t%s\t%s\t%s\n", inv.ID, inv.Email, inv.Role, inv.ExpiresAt.UTC().Format(time.RFC3339))
 			}
-			return nil
+			return b.String(), err
 		},
+		missing: func(a *operatorArgs) string { return noCompany(a.company) },
 	},
 	{
 		name:     "invite revoke",
 		synopsis: "-company UUID -id UUID",
 		summary:  "Revoke an open invitation of a company.",
-		flags: func(fs *flag.FlagSet, a *operatorArgs) {
-			companyFlag(fs, a)
-			idFlag("the invitation's `UUID` (required; printed by invite create and invite list)")(fs, a)
+		flags: func(f *cmdFlags, a *operatorArgs) {
+			f.uuid(&a.company, "company", companyUUIDUsage, true)
+			f.uuid(&a.id, "id", "the invitation's `UUID` (required; printed by invite create and invite list)", true)
 		},
-		check: checks(checkCompany, checkID),
-		run: func(ctx context.Context, op *operation) error {
-			a := op.args
-			err := op.store.RevokeInvitation(ctx, a.company, a.id)
-			if errors.Is(err, errNotFound) {
-				return fmt.Errorf("%s: no open invitation %s in company %s (accepted, revoked and expired ones cannot be revoked; "+
-					"`%s invite list -company %s` shows the open ones): %w", op.name, a.id, a.company, programName, a.company, err)
-			}
-			if err != nil {
-				return op.failure(ctx, err)
-			}
-			fmt.Fprintf(op.stdout, "invitation %s revoked\n", a.id)
-			return nil
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return "invitation " + op.args.id + " revoked\n", op.store.RevokeInvitation(ctx, op.args.company, op.args.id)
+		},
+		missing: func(a *operatorArgs) string {
+			return fmt.Sprintf("no open invitation %s in company %s (accepted, revoked and expired ones cannot be revoked; "+
+				"`%s invite list -company %s` shows the open ones)", a.id, a.company, programName, a.company)
 		},
 	},
 	{
@@ -325,99 +298,91 @@ var operatorCommands = []*operatorCommand{
 		details: "A domain belongs to one company at most; adding it again to the same company changes\n" +
 			"nothing. Domains are stored in lower case; a leading '@' is ignored.",
 		flags: domainFlags,
-		check: checks(checkCompany, checkDomain),
-		run: func(ctx context.Context, op *operation) error {
+		run: func(ctx context.Context, op *operation) (string, error) {
 			a := op.args
 			err := op.store.AddDomain(ctx, a.domain, a.company)
 			if errors.Is(err, errDuplicate) {
-				return fmt.Errorf("%s: %s belongs to another company; remove it there first with `%s domain remove`: %w",
-					op.name, a.domain, programName, err)
+				return "", op.errorf("%s belongs to another company; remove it there first with `%s domain remove`: %w", a.domain, programName, err)
 			}
-			if err != nil {
-				return op.companyFailure(ctx, a.company, err)
-			}
-			fmt.Fprintf(op.stdout, "domain %s registered for company %s\n", a.domain, a.company)
-			return nil
+			return fmt.Sprintf("domain %s registered for company %s\n", a.domain, a.company), err
 		},
+		missing: func(a *operatorArgs) string { return noCompany(a.company) },
 	},
 	{
 		name:     "domain remove",
 		synopsis: "-company UUID -domain DOMAIN",
 		summary:  "Unregister an email domain of a company (users who joined through it stay).",
 		flags:    domainFlags,
-		check:    checks(checkCompany, checkDomain),
-		run: func(ctx context.Context, op *operation) error {
-			a := op.args
-			err := op.store.RemoveDomain(ctx, a.domain, a.company)
-			if errors.Is(err, errNotFound) {
-				return fmt.Errorf("%s: company %s has no domain %s: %w", op.name, a.company, a.domain, err)
-			}
-			if err != nil {
-				return op.failure(ctx, err)
-			}
-			fmt.Fprintf(op.stdout, "domain %s removed from company %s\n", a.domain, a.company)
-			return nil
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return fmt.Sprintf("domain %s removed from company %s\n", op.args.domain, op.args.company),
+				op.store.RemoveDomain(ctx, op.args.domain, op.args.company)
 		},
+		missing: func(a *operatorArgs) string { return fmt.Sprintf("company %s has no domain %s", a.company, a.domain) },
 	},
 }
 
-func idFlag(usage string) func(fs *flag.FlagSet, a *operatorArgs) {
-	return func(fs *flag.FlagSet, a *operatorArgs) { fs.StringVar(&a.id, "id", "", usage) }
+func noUser(a *operatorArgs) string { return "no user with email " + a.email }
+
+func noCompany(id string) string {
+	return fmt.Sprintf("no company with id %s (`%s company create -name NAME` prints the id of a new one)", id, programName)
 }
 
-func companyFlag(fs *flag.FlagSet, a *operatorArgs) {
-	fs.StringVar(&a.company, "company", "", "the company's `UUID` (required; printed by company create)")
+func emailFlag(f *cmdFlags, a *operatorArgs) {
+	f.email(&a.email, "the user's `EMAIL`, in any letter case (required)")
 }
 
-func domainFlags(fs *flag.FlagSet, a *operatorArgs) {
-	companyFlag(fs, a)
-	fs.StringVar(&a.domain, "domain", "", "the email `DOMAIN`, e.g. example.com (required)")
+func domainFlags(f *cmdFlags, a *operatorArgs) {
+	f.uuid(&a.company, "company", companyUUIDUsage, true)
+	f.StringVar(&a.domain, "domain", "", "the email `DOMAIN`, e.g. example.com (required)")
+	f.check(func() error {
+		if a.domain == "" {
+			return errors.New("-domain is required")
+		}
+		d, ok := normalizeDomain(a.domain)
+		if !ok {
+			return fmt.Errorf("-domain %q is not a domain name like example.com (letters, digits and hyphens in "+
+				"dot-separated labels; internationalised names in their xn-- form)", a.domain)
+		}
+		a.domain = d
+		return nil
+	})
 }
 
-// checkUUIDFlag validates a required UUID flag and returns it in lower case, as stored.
-func checkUUIDFlag(name, value string) (string, error) {
-	if value == "" {
-		return "", fmt.Errorf("-%s is required", name)
-	}
-	if !isUUID(value) {
-		return "", fmt.Errorf("-%s %q is not a UUID (e.g. 0f8fad5b-d9cb-469f-a165-70867728950e)", name, value)
-	}
-	return strings.ToLower(value), nil
+// cmdFlags is a command's flags and the checks of their values, which run in the order the
+// flags were defined, before any configuration or database work.
+type cmdFlags struct {
+	*flag.FlagSet
+	checks []func() error
 }
 
-func checkID(a *operatorArgs) (err error) {
-	a.id, err = checkUUIDFlag("id", a.id)
-	return err
+func (f *cmdFlags) check(c func() error) { f.checks = append(f.checks, c) }
+
+// uuid defines a UUID flag, required or not, whose value is kept in lower case, as stored.
+func (f *cmdFlags) uuid(p *string, name, usage string, required bool) {
+	f.StringVar(p, name, "", usage)
+	f.check(func() error {
+		switch {
+		case *p == "" && required:
+			return fmt.Errorf("-%s is required", name)
+		case *p != "" && !isUUID(*p):
+			return fmt.Errorf("-%s %q is not a UUID (e.g. 0f8fad5b-d9cb-469f-a165-70867728950e)", name, *p)
+		}
+		*p = strings.ToLower(*p)
+		return nil
+	})
 }
 
-func checkCompany(a *operatorArgs) (err error) {
-	a.company, err = checkUUIDFlag("company", a.company)
-	return err
-}
-
-// checks runs each check in turn, up to the first that fails.
-func checks(each ...func(a *operatorArgs) error) func(a *operatorArgs) error {
-	return func(a *operatorArgs) error {
-		for _, check := range each {
-			if err := check(a); err != nil {
-				return err
-			}
+func (f *cmdFlags) email(p *string, usage string) {
+	f.StringVar(p, "email", "", usage)
+	f.check(func() error {
+		switch {
+		case *p == "":
+			return errors.New("-email is required")
+		case !validEmail(*p):
+			return fmt.Errorf("-email %q is not a valid email address", *p)
 		}
 		return nil
-	}
-}
-
-func checkDomain(a *operatorArgs) error {
-	if a.domain == "" {
-		return errors.New("-domain is required")
-	}
-	d, ok := normalizeDomain(a.domain)
-	if !ok {
-		return fmt.Errorf("-domain %q is not a domain name like example.com (letters, digits and hyphens in "+
-			"dot-separated labels; internationalised names in their xn-- form)", a.domain)
-	}
-	a.domain = d
-	return nil
+	})
 }
 
 // normalizeDomain returns s as company_domains stores it, lower case, or false when it is
@@ -426,38 +391,17 @@ func checkDomain(a *operatorArgs) error {
 // end of an address.
 func normalizeDomain(s string) (string, bool) {
 	d := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(s), "@"))
-	if len(d) > 253 {
-		return "", false
-	}
 	labels := strings.Split(d, ".")
-	if len(labels) < 2 {
+	if len(d) > 253 || len(labels) < 2 {
 		return "", false
 	}
 	for _, label := range labels {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' ||
+			strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
 			return "", false
-		}
-		for i := 0; i < len(label); i++ {
-			if c := label[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-				return "", false
-			}
 		}
 	}
 	return d, true
-}
-
-func emailFlag(fs *flag.FlagSet, a *operatorArgs) {
-	fs.StringVar(&a.email, "email", "", "the user's `EMAIL`, in any letter case (required)")
-}
-
-func checkEmail(a *operatorArgs) error {
-	if a.email == "" {
-		return errors.New("-email is required")
-	}
-	if !validEmail(a.email) {
-		return fmt.Errorf("-email %q is not a valid email address", a.email)
-	}
-	return nil
 }
 
 // cliUsage lists every command, or only those of group ("user") when group is not "";
@@ -470,33 +414,25 @@ func cliUsage(group string) string {
 	}
 	for _, c := range operatorCommands {
 		if g, _, _ := strings.Cut(c.name, " "); group == "" || g == group {
-			fmt.Fprintf(&b, "  %s\n\t%s\n", strings.TrimSpace(programName+" "+c.name+" "+c.synopsis), c.summary)
+			fmt.Fprintf(&b, "  %s\n\t%s\n", c.usageLine(), c.summary)
 		}
 	}
 	fmt.Fprintf(&b, "  %s help [COMMAND]\n\tDescribe one command and its flags (same as COMMAND -h).\n\n", programName)
-	b.WriteString(passwordSources + "\n")
-	b.WriteString(databaseSettings)
+	b.WriteString(passwordSources + "\n" + databaseSettings)
 	return b.String()
 }
 
 func isHelpArg(s string) bool {
-	switch s {
-	case "help", "-h", "-help", "--help":
-		return true
-	}
-	return false
+	return s == "help" || s == "-h" || s == "-help" || s == "--help"
 }
 
 func isSubcommand(name string) bool {
-	if isHelpArg(name) {
-		return true
-	}
 	for _, c := range operatorCommands {
 		if group, _, _ := strings.Cut(c.name, " "); group == name {
 			return true
 		}
 	}
-	return false
+	return isHelpArg(name)
 }
 
 // commandGroup is the actions of a group ("user": create, set-password, …).
@@ -509,54 +445,57 @@ func commandGroup(group string) (actions []string) {
 	return actions
 }
 
-// findCommand splits args into the command and its flags. help is true when args ask
-// for a group's list of actions instead.
-func findCommand(args []string) (cmd *operatorCommand, rest []string, help bool, err error) {
+// findCommand splits args into the command and its flags. It returns no command and no
+// error when args ask for a group's list of actions instead, as does a bare group after
+// help.
+func findCommand(args []string, help bool) (*operatorCommand, []string, error) {
 	name, rest := args[0], args[1:]
 	if actions := commandGroup(name); len(actions) > 0 {
-		if len(rest) == 0 {
-			return nil, nil, false, fmt.Errorf("%s: missing action: one of %s", name, strings.Join(actions, ", "))
-		}
-		if isHelpArg(rest[0]) {
-			return nil, nil, true, nil
+		switch {
+		case len(rest) == 0 && help, len(rest) > 0 && isHelpArg(rest[0]):
+			return nil, nil, nil
+		case len(rest) == 0:
+			return nil, nil, fmt.Errorf("%s: missing action: one of %s", name, strings.Join(actions, ", "))
 		}
 		name, rest = name+" "+rest[0], rest[1:]
 	}
 	for _, c := range operatorCommands {
 		if c.name == name {
-			return c, rest, false, nil
+			return c, rest, nil
 		}
 	}
 	if group, _, _ := strings.Cut(name, " "); len(commandGroup(group)) > 0 {
-		return nil, nil, false, fmt.Errorf("unknown command %q: %s actions are %s", name, group, strings.Join(commandGroup(group), ", "))
+		return nil, nil, fmt.Errorf("unknown command %q: %s actions are %s", name, group, strings.Join(commandGroup(group), ", "))
 	}
-	return nil, nil, false, fmt.Errorf("unknown command %q", name)
+	return nil, nil, fmt.Errorf("unknown command %q", name)
 }
 
-func (c *operatorCommand) flagSet(a *operatorArgs) *flag.FlagSet {
-	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // a parse error is returned, and main prints it once
+func (c *operatorCommand) usageLine() string {
+	return strings.TrimSpace(programName + " " + c.name + " " + c.synopsis)
+}
+
+func (c *operatorCommand) flagSet(a *operatorArgs) *cmdFlags {
+	f := &cmdFlags{FlagSet: flag.NewFlagSet(c.name, flag.ContinueOnError)}
+	f.SetOutput(io.Discard) // a parse error is returned, and main prints it once
 	if c.flags != nil {
-		c.flags(fs, a)
+		c.flags(f, a)
 	}
 	if c.password {
-		fs.StringVar(&a.passwordEnv, "password-env", "", "read the password from the environment variable `VAR` instead of standard input")
+		f.StringVar(&a.passwordEnv, "password-env", "", "read the password from the environment variable `VAR` instead of standard input")
 	}
-	return fs
+	return f
 }
 
 func (c *operatorCommand) printUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: %s\n\n%s\n", strings.TrimSpace(programName+" "+c.name+" "+c.synopsis), c.summary)
+	fmt.Fprintf(w, "Usage: %s\n\n%s\n", c.usageLine(), c.summary)
 	if c.details != "" {
 		fmt.Fprintln(w, c.details)
 	}
-	fs := c.flagSet(&operatorArgs{})
-	hasFlags := false
-	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
-	if hasFlags {
+	if c.flags != nil {
 		fmt.Fprintln(w, "\nFlags:")
-		fs.SetOutput(w)
-		fs.PrintDefaults()
+		f := c.flagSet(&operatorArgs{})
+		f.SetOutput(w)
+		f.PrintDefaults()
 	}
 	if c.password {
 		fmt.Fprintf(w, "\n%s\n", passwordSources)
@@ -587,55 +526,47 @@ func refusePasswordFlag(c *operatorCommand, args []string) error {
 
 // runSubcommand runs one operator command and prints its result on stdout.
 func runSubcommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if isHelpArg(args[0]) {
-		if args[0] != "help" || len(args) == 1 {
-			fmt.Fprint(stdout, cliUsage(""))
-			return nil
-		}
-		if len(args) == 2 && len(commandGroup(args[1])) > 0 {
-			fmt.Fprint(stdout, cliUsage(args[1]))
-			return nil
-		}
-		cmd, _, groupHelp, err := findCommand(args[1:])
-		switch {
-		case err != nil:
-			return usageError(fmt.Errorf("help: %w", err))
-		case groupHelp:
-			fmt.Fprint(stdout, cliUsage(args[1]))
-		default:
-			cmd.printUsage(stdout)
-		}
+	if isHelpArg(args[0]) && (args[0] != "help" || len(args) == 1) {
+		fmt.Fprint(stdout, cliUsage(""))
 		return nil
 	}
-	cmd, rest, groupHelp, err := findCommand(args)
-	if err != nil {
-		return usageError(fmt.Errorf("%w (run `%s help`)", err, programName))
+	help := args[0] == "help"
+	if help {
+		args = args[1:]
 	}
-	if groupHelp {
+	cmd, rest, err := findCommand(args, help)
+	switch {
+	case err != nil && help:
+		return usageError(fmt.Errorf("help: %w", err))
+	case err != nil:
+		return usageError(fmt.Errorf("%w (run `%s help`)", err, programName))
+	case cmd == nil:
 		fmt.Fprint(stdout, cliUsage(args[0]))
+		return nil
+	case help:
+		cmd.printUsage(stdout)
 		return nil
 	}
 
 	var a operatorArgs
-	fs := cmd.flagSet(&a)
+	f := cmd.flagSet(&a)
 	if err := refusePasswordFlag(cmd, rest); err != nil {
 		return usageError(fmt.Errorf("%s: %w", cmd.name, err))
 	}
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			cmd.printUsage(stdout)
-			return nil
-		}
+	if err := f.Parse(rest); errors.Is(err, flag.ErrHelp) {
+		cmd.printUsage(stdout)
+		return nil
+	} else if err != nil {
 		return usageError(fmt.Errorf("%s: %w (run `%s %s -h`)", cmd.name, err, programName, cmd.name))
 	}
-	if fs.NArg() > 0 {
+	if f.NArg() > 0 {
 		if cmd.password { // the stray argument may well be a password: do not print it
 			return usageError(fmt.Errorf("%s: unexpected argument after the flags (quote values that contain spaces; passwords are read from standard input or -password-env VAR, never from arguments)", cmd.name))
 		}
-		return usageError(fmt.Errorf("%s: unexpected argument %q (run `%s %s -h`)", cmd.name, fs.Arg(0), programName, cmd.name))
+		return usageError(fmt.Errorf("%s: unexpected argument %q (run `%s %s -h`)", cmd.name, f.Arg(0), programName, cmd.name))
 	}
-	if cmd.check != nil {
-		if err := cmd.check(&a); err != nil {
+	for _, check := range f.checks {
+		if err := check(); err != nil {
 			return usageError(fmt.Errorf("%s: %w", cmd.name, err))
 		}
 	}
@@ -644,47 +575,23 @@ func runSubcommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return usageError(fmt.Errorf("%s: invalid configuration:\n%w", cmd.name, err))
 	}
-	op := &operation{name: cmd.name, args: a, cfg: cfg, stdout: stdout}
+	op := &operation{operatorCommand: cmd, args: a, cfg: cfg}
 	if cmd.password {
 		// Before any database work, so a mistake here costs nothing.
 		if op.password, err = readPassword(ctx, stdin, stderr, getenv, a.passwordEnv); err != nil {
 			return fmt.Errorf("%s: %w", cmd.name, err)
 		}
 	}
-	store, err := openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout)
-	if err != nil {
+	if op.store, err = openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout); err != nil {
 		return usageError(fmt.Errorf("%s: invalid database settings: %w", cmd.name, err))
 	}
-	defer store.Close()
-	op.store = store
-	return cmd.run(ctx, op)
-}
-
-func runUserSetActive(active bool) func(ctx context.Context, op *operation) error {
-	return func(ctx context.Context, op *operation) error {
-		if err := op.store.SetActive(ctx, op.args.email, active); err != nil {
-			return op.userFailure(ctx, err)
-		}
-		fmt.Fprintf(op.stdout, "%s %s\n", op.args.email, activatedWord(active))
-		return nil
+	defer op.store.Close()
+	out, err := cmd.run(ctx, op)
+	if err != nil {
+		return op.fail(ctx, err)
 	}
-}
-
-func runCompanySetActive(active bool) func(ctx context.Context, op *operation) error {
-	return func(ctx context.Context, op *operation) error {
-		if err := op.store.SetCompanyActive(ctx, op.args.id, active); err != nil {
-			return op.companyFailure(ctx, op.args.id, err)
-		}
-		fmt.Fprintf(op.stdout, "company %s %s\n", op.args.id, activatedWord(active))
-		return nil
-	}
-}
-
-func activatedWord(active bool) string {
-	if active {
-		return "activated"
-	}
-	return "deactivated"
+	fmt.Fprint(stdout, out)
+	return nil
 }
 
 func (op *operation) hashPassword(ctx context.Context) (string, error) {
@@ -692,37 +599,25 @@ func (op *operation) hashPassword(ctx context.Context) (string, error) {
 	defer pool.close()
 	hash, err := pool.hash(ctx, op.password)
 	if err != nil {
-		return "", fmt.Errorf("%s: hash password: %w", op.name, err)
+		return "", op.errorf("hash password: %w", err)
 	}
 	return hash, nil
 }
 
-func (op *operation) duplicate(email string) error {
-	return fmt.Errorf("%s: a user with email %s already exists (emails match ignoring letter case): %w", op.name, email, errDuplicate)
+// errorf is an error the command explains itself, prefixed with its name; fail passes it on.
+func (op *operation) errorf(format string, args ...any) error {
+	return &exitError{code: 1, err: fmt.Errorf("%s: "+format, append([]any{op.name}, args...)...)}
 }
 
-// userFailure explains a failed lookup or update of the user named by -email.
-func (op *operation) userFailure(ctx context.Context, err error) error {
-	if errors.Is(err, errNotFound) {
-		return fmt.Errorf("%s: no user with email %s: %w", op.name, op.args.email, errNotFound)
-	}
-	return op.failure(ctx, err)
-}
-
-// companyFailure explains a failed command on the company named by id.
-func (op *operation) companyFailure(ctx context.Context, id string, err error) error {
-	if errors.Is(err, errNotFound) {
-		return fmt.Errorf("%s: no company with id %s (`%s company create -name NAME` prints the id of a new one): %w",
-			op.name, id, programName, errNotFound)
-	}
-	return op.failure(ctx, err)
-}
-
-// failure explains a store error that is not about a missing row: the command was
+// fail explains a store error: the row the command names is missing, the command was
 // interrupted, the schema is missing, the server refused, or it could not be reached.
-func (op *operation) failure(ctx context.Context, err error) error {
+func (op *operation) fail(ctx context.Context, err error) error {
 	var pgErr *pgconn.PgError
 	switch {
+	case errors.As(err, new(*exitError)):
+		return err
+	case op.missing != nil && errors.Is(err, errNotFound):
+		return fmt.Errorf("%s: %s: %w", op.name, op.missing(&op.args), errNotFound)
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: interrupted: %w", op.name, err)
 	case errors.Is(err, errInvalidInput): // the usage checks should have caught it
@@ -739,25 +634,37 @@ func (op *operation) failure(ctx context.Context, err error) error {
 
 // readPassword returns the new password from the environment variable envName, or else
 // from the first line of stdin without its line ending. A password that breaks the rules
-// is a usage error. The wait for stdin ends with ctx: main's context, not the default
-// handler, receives Ctrl-C.
+// is a usage error. The wait for stdin ends with ctx (main's context, not the default
+// handler, receives Ctrl-C); the reading goroutine then stays blocked until stdin has data
+// or closes.
 func readPassword(ctx context.Context, stdin io.Reader, stderr io.Writer, getenv func(string) string, envName string) (string, error) {
 	var password string
 	if envName != "" {
-		password = getenv(envName)
-		if password == "" {
+		if password = getenv(envName); password == "" {
 			return "", usageError(fmt.Errorf("environment variable %s (named by -password-env) is empty or unset", envName))
 		}
 	} else {
-		if isTerminal(stdin) {
-			fmt.Fprint(stderr, "New password (shown as typed; end with Enter): ")
+		if f, ok := stdin.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				fmt.Fprint(stderr, "New password (shown as typed; end with Enter): ")
+			}
 		}
-		line, err := readLine(ctx, stdin, maxPasswordBytes+2) // room for "\r\n"
-		if err != nil {
-			return "", err
+		var line string
+		var err error
+		read := make(chan struct{})
+		go func() {
+			line, err = bufio.NewReader(io.LimitReader(stdin, maxPasswordBytes+2)).ReadString('\n') // room for "\r\n"
+			close(read)
+		}()
+		select {
+		case <-read:
+		case <-ctx.Done():
+			return "", fmt.Errorf("interrupted while waiting for the password: %w", ctx.Err())
 		}
-		password = line
-		if password == "" {
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password from standard input: %w", err)
+		}
+		if password = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"); password == "" {
 			return "", usageError(errors.New("no password on standard input: pipe it in (its first line is used) or name an environment variable with -password-env VAR"))
 		}
 	}
@@ -773,36 +680,4 @@ func readPassword(ctx context.Context, stdin io.Reader, stderr io.Writer, getenv
 		fmt.Fprintf(stderr, "note: bcrypt uses only the first %d bytes of the password\n", bcryptMaxPassword)
 	}
 	return password, nil
-}
-
-// readLine reads at most limit bytes of r up to and without a "\n" or "\r\n", giving up
-// when ctx ends; the reading goroutine then stays blocked until r has data or closes.
-func readLine(ctx context.Context, r io.Reader, limit int64) (string, error) {
-	type result struct {
-		line string
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		line, err := bufio.NewReader(io.LimitReader(r, limit)).ReadString('\n')
-		done <- result{line, err}
-	}()
-	select {
-	case res := <-done:
-		if res.err != nil && !errors.Is(res.err, io.EOF) {
-			return "", fmt.Errorf("read password from standard input: %w", res.err)
-		}
-		return strings.TrimSuffix(strings.TrimSuffix(res.line, "\n"), "\r"), nil
-	case <-ctx.Done():
-		return "", fmt.Errorf("interrupted while waiting for the password: %w", ctx.Err())
-	}
-}
-
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -57,13 +57,24 @@ func mustSucceed(t *testing.T, env map[string]string, stdin string, args ...stri
 	return strings.TrimSpace(r.stdout)
 }
 
+// openCLITestStore is a store on dbURL for checking what a command did, closed at the end.
+func openCLITestStore(t *testing.T, dbURL string) *pgStore {
+	t.Helper()
+	s, err := openPostgres(context.Background(), dbURL, testDBTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
 func storedUser(t *testing.T, dbURL, email string) User {
 	t.Helper()
 	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer store.Close() // at once: tests look users up many times
 	u, err := store.UserByEmail(context.Background(), email)
 	if err != nil {
 		t.Fatalf("user %s: %v", email, err)
@@ -172,12 +183,7 @@ func TestCLICreatesCompanyAndUserWhoCanLogIn(t *testing.T) {
 	// The login below proves the hash verifies the password.
 	checkCost12Prefix(t, u.HashedPassword)
 
-	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	e := newTestEnvWithStore(t, nil, store, dbURL)
+	e := newTestEnvWithStore(t, nil, openCLITestStore(t, dbURL), dbURL)
 	resp := e.login("ana@example.com", password)
 	mustStatus(t, resp, 200)
 	body := resp.json(t)
@@ -265,11 +271,7 @@ func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
 
 func TestCLIUsageErrors(t *testing.T) {
 	dbURL := testDatabaseURL(t)
-	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openCLITestStore(t, dbURL)
 	hash, _ := bcrypt.GenerateFromPassword([]byte("existing-password"), bcrypt.MinCost)
 	if _, err := store.CreateUser(context.Background(), NewUser{Email: "taken@example.com", HashedPassword: string(hash)}); err != nil {
 		t.Fatal(err)
@@ -481,17 +483,6 @@ type firstReadSignal struct {
 func (r *firstReadSignal) Read(p []byte) (int, error) {
 	r.once.Do(func() { close(r.reading) })
 	return r.Reader.Read(p)
-}
-
-// openCLITestStore is a store on dbURL for checking what a command did, closed at the end.
-func openCLITestStore(t *testing.T, dbURL string) *pgStore {
-	t.Helper()
-	s, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
 }
 
 func TestCLICompanyDeactivateRefusesItsUsersAndActivateRestores(t *testing.T) {
