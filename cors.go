@@ -11,21 +11,17 @@ import (
 // corsPolicy decides which browser origins may call the gateway with credentials.
 type corsPolicy struct {
 	origins map[string]struct{}
-	// previewPrefix is "https://<project>-" when VercelFrontendURL is https://<project>.vercel.app,
-	// so that project's preview deployments are allowed; "" otherwise.
+	// previewPrefix is "https://<project>-" when VercelFrontendURL is a vercel.app project,
+	// whose preview deployments are then allowed; "" otherwise.
 	previewPrefix string
-	// previewSuffix is what a preview origin ends with: ".vercel.app", or
-	// "-<team>.vercel.app" when CORSVercelTeam is set. Vercel names previews
-	// <project>-<hash>-<team> and <project>-git-<branch>-<team>; without the team, any
-	// Vercel account can deploy a project whose name starts with ours.
+	// previewSuffix is ".vercel.app", or "-<team>.vercel.app" with CORSVercelTeam: without
+	// the team, any Vercel account can deploy a project whose name starts with ours.
 	previewSuffix string
 }
 
 const vercelAppSuffix = ".vercel.app"
 
-// newCORSPolicy builds the allowed origins of SPEC §4 and §8: http://localhost:3000…3009 when
-// CORSAllowLocalhost, VercelFrontendURL, its preview deployments (of CORSVercelTeam when
-// set), and CORSAllowedOrigins.
+// newCORSPolicy builds the allowed origins of SPEC §4 and §8.
 func newCORSPolicy(cfg *Config) *corsPolicy {
 	p := &corsPolicy{origins: make(map[string]struct{}), previewSuffix: vercelAppSuffix}
 	if cfg.CORSVercelTeam != "" {
@@ -59,10 +55,9 @@ func newCORSPolicy(cfg *Config) *corsPolicy {
 	return p
 }
 
-// allowed reports whether origin (the Origin header, verbatim) may make credentialed requests.
-// Matching is exact: a configured origin, or the whole string is the preview-deployment shape
-// https://<project>-<suffix>.vercel.app with one DNS label before .vercel.app. Note that the
-// shape itself is what SPEC asks for: any Vercel project named "<project>-…" matches it.
+// allowed reports whether origin may make credentialed requests: a configured origin, or
+// exactly the preview shape https://<project>-<suffix>.vercel.app with one DNS label before
+// .vercel.app. SPEC asks for that shape, although any project named "<project>-…" matches.
 func (p *corsPolicy) allowed(origin string) bool {
 	if _, ok := p.origins[origin]; ok {
 		return true
@@ -97,12 +92,10 @@ func validDNSLabel(s string) bool {
 	return true
 }
 
-// corsAllowedMethods is what a preflight may ask for.
 const corsAllowedMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
-// handle is the CORS layer. It answers a preflight itself (reporting true): preflights never
-// reach a backend and never need a token. For any other request it notes an allowed Origin
-// so setCORSHeaders adds the CORS headers to whatever response follows.
+// handle answers a preflight itself (reporting true): preflights never reach a backend and
+// never need a token. Otherwise it notes an allowed Origin for setCORSHeaders.
 func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	originValues := r.Header["Origin"]
 	if len(originValues) == 0 {
@@ -147,11 +140,9 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	return true
 }
 
-// setCORSHeaders puts the gateway's CORS headers on a response that is not a preflight
-// answer: those of an allowed origin ("" for none). The gateway owns CORS, and this is the one
-// place any other Access-Control-* header is removed: a backend's own would contradict the
-// policy or duplicate Access-Control-Allow-Origin, and browsers reject a response carrying
-// that header twice.
+// setCORSHeaders puts the CORS headers of origin ("" for none) on a non-preflight response.
+// It is the one place any other Access-Control-* header is removed: a backend's own would
+// contradict the policy or duplicate Access-Control-Allow-Origin, which browsers reject.
 func setCORSHeaders(h http.Header, origin string) {
 	const prefix = "Access-Control-"
 	for k := range h {
@@ -177,8 +168,7 @@ func corsMethodAllowed(m string) bool {
 	return false
 }
 
-// validTokenList reports whether values form a comma-separated list of RFC 9110 tokens
-// (header names), with optional spaces and tabs around items; empty items are allowed.
+// validTokenList reports whether values form a comma-separated list of RFC 9110 tokens.
 func validTokenList(values []string) bool {
 	return !anyListItem(values, func(item string) bool {
 		for i := 0; i < len(item); i++ {
@@ -190,13 +180,11 @@ func validTokenList(values []string) bool {
 	})
 }
 
-// varyHasOrigin reports whether the Vary values already cover Origin.
 func varyHasOrigin(values []string) bool {
 	return anyListItem(values, func(item string) bool { return item == "*" || strings.EqualFold(item, "Origin") })
 }
 
-// anyListItem reports whether f holds for an item of comma-separated header values, each
-// trimmed of spaces and tabs.
+// anyListItem reports whether f holds for a trimmed item of comma-separated header values.
 func anyListItem(values []string, f func(item string) bool) bool {
 	for _, v := range values {
 		for v != "" {
