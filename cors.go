@@ -81,15 +81,9 @@ func (p *corsPolicy) allowed(origin string) bool {
 // validDNSLabel: one or more [a-z0-9-], not starting or ending with '-'. Lower case only:
 // browsers send the host lower-cased, so anything else is not a browser's Origin.
 func validDNSLabel(s string) bool {
-	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return s != "" && s[0] != '-' && s[len(s)-1] != '-' && !strings.ContainsFunc(s, func(c rune) bool {
+		return !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-')
+	})
 }
 
 const corsAllowedMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -171,12 +165,7 @@ func corsMethodAllowed(m string) bool {
 // validTokenList reports whether values form a comma-separated list of RFC 9110 tokens.
 func validTokenList(values []string) bool {
 	return !anyListItem(values, func(item string) bool {
-		for i := 0; i < len(item); i++ {
-			if !isTokenChar(item[i]) {
-				return true
-			}
-		}
-		return false
+		return strings.ContainsFunc(item, func(c rune) bool { return c >= 0x80 || !isTokenChar(byte(c)) })
 	})
 }
 

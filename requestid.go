@@ -48,15 +48,7 @@ func appendRandomHex(b []byte, n int) []byte {
 // validRequestID accepts 1–128 visible ASCII characters: nothing that could split a header
 // or a log line.
 func validRequestID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return len(s) > 0 && len(s) <= 128 && !strings.ContainsFunc(s, func(c rune) bool { return c < 0x21 || c > 0x7e })
 }
 
 const traceParentLen = 55
@@ -83,10 +75,5 @@ func parseTraceParent(s string) (traceID, parentID, flags string, ok bool) {
 }
 
 func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return !strings.ContainsFunc(s, func(c rune) bool { return !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') })
 }
