@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"maps"
 	"net/http"
@@ -114,23 +113,12 @@ func (s *seriesMap[K, V]) get(k K) *V {
 	return v
 }
 
-// sorted returns a snapshot of the series ordered by cmpKey, for a stable exposition.
-func (s *seriesMap[K, V]) sorted(cmpKey func(a, b K) int) []entry[K, V] {
-	p := s.cur.Load()
-	if p == nil {
-		return nil
+// snapshot is the current series; it must not be written.
+func (s *seriesMap[K, V]) snapshot() map[K]*V {
+	if p := s.cur.Load(); p != nil {
+		return *p
 	}
-	out := make([]entry[K, V], 0, len(*p))
-	for k, v := range *p {
-		out = append(out, entry[K, V]{k, v})
-	}
-	slices.SortFunc(out, func(a, b entry[K, V]) int { return cmpKey(a.k, b.k) })
-	return out
-}
-
-type entry[K comparable, V any] struct {
-	k K
-	v *V
+	return nil
 }
 
 // methodLabel folds any non-standard method, which clients choose, into "OTHER". Constants
@@ -311,11 +299,17 @@ func boolToInt(b bool) int {
 func countsOf(vec func(m *metrics) *counterVec) func(m *metrics) []sample {
 	return func(m *metrics) []sample {
 		var out []sample
-		for _, e := range vec(m).sorted(strings.Compare) {
-			out = append(out, sample{values: []string{e.k}, value: strconv.FormatUint(e.v.Load(), 10)})
+		for k, v := range vec(m).snapshot() {
+			out = append(out, sample{values: []string{k}, value: strconv.FormatUint(v.Load(), 10)})
 		}
-		return out
+		return sortSamples(out)
 	}
+}
+
+// sortSamples orders series by their label values, for a stable exposition.
+func sortSamples(out []sample) []sample {
+	slices.SortFunc(out, func(a, b sample) int { return slices.Compare(a.values, b.values) })
+	return out
 }
 
 func poolSamples(m *metrics) []sample {
@@ -324,53 +318,46 @@ func poolSamples(m *metrics) []sample {
 		return nil
 	}
 	s := (*f)()
-	var out []sample
-	for _, st := range []struct {
-		state string
-		n     int32
-	}{{"acquired", s.Acquired}, {"idle", s.Idle}, {"total", s.Total}} {
-		out = append(out, sample{values: []string{st.state}, value: strconv.Itoa(int(max(st.n, 0)))})
+	n := func(state string, v int32) sample {
+		return sample{values: []string{state}, value: strconv.Itoa(int(max(v, 0)))}
 	}
-	return out
+	return []sample{n("acquired", s.Acquired), n("idle", s.Idle), n("total", s.Total)}
 }
 
 func durationSamples(m *metrics) []sample {
 	var out []sample
-	for _, e := range m.durations.sorted(strings.Compare) {
-		var cum uint64
-		for i := range e.v.buckets {
-			cum += e.v.buckets[i].Load()
+	series := m.durations.snapshot()
+	for _, route := range slices.Sorted(maps.Keys(series)) {
+		h, cum := series[route], uint64(0)
+		for i := range h.buckets {
+			cum += h.buckets[i].Load()
 			le := "+Inf"
 			if i < len(durationBounds) {
 				le = strconv.FormatFloat(durationBounds[i].Seconds(), 'g', -1, 64)
 			}
-			out = append(out, sample{"_bucket", []string{e.k, le}, strconv.FormatUint(cum, 10)})
+			out = append(out, sample{"_bucket", []string{route, le}, strconv.FormatUint(cum, 10)})
 		}
-		sum := strconv.FormatFloat(float64(e.v.sumNanos.Load())/1e9, 'g', -1, 64)
-		out = append(out, sample{"_sum", []string{e.k}, sum}, sample{"_count", []string{e.k}, strconv.FormatUint(cum, 10)})
+		sum := strconv.FormatFloat(float64(h.sumNanos.Load())/1e9, 'g', -1, 64)
+		out = append(out, sample{"_sum", []string{route}, sum}, sample{"_count", []string{route}, strconv.FormatUint(cum, 10)})
 	}
 	return out
 }
 
 func requestSamples(m *metrics) []sample {
 	var out []sample
-	for _, e := range m.requests.sorted(func(x, y requestKey) int {
-		return cmp.Or(strings.Compare(x.route, y.route), strings.Compare(x.method, y.method), cmp.Compare(x.code, y.code))
-	}) {
-		code := fmt.Sprintf("%03d", e.k.code) // 0 (out of range) is "000"
-		out = append(out, sample{values: []string{e.k.route, e.k.method, code}, value: strconv.FormatUint(e.v.Load(), 10)})
+	for k, v := range m.requests.snapshot() {
+		code := fmt.Sprintf("%03d", k.code) // 0 (out of range) is "000"; three digits sort as numbers
+		out = append(out, sample{values: []string{k.route, k.method, code}, value: strconv.FormatUint(v.Load(), 10)})
 	}
-	return out
+	return sortSamples(out)
 }
 
 func upstreamErrorSamples(m *metrics) []sample {
 	var out []sample
-	for _, e := range m.upstreamErrs.sorted(func(x, y [2]string) int {
-		return cmp.Or(strings.Compare(x[0], y[0]), strings.Compare(x[1], y[1]))
-	}) {
-		out = append(out, sample{values: e.k[:], value: strconv.FormatUint(e.v.Load(), 10)})
+	for k, v := range m.upstreamErrs.snapshot() {
+		out = append(out, sample{values: []string{k[0], k[1]}, value: strconv.FormatUint(v.Load(), 10)})
 	}
-	return out
+	return sortSamples(out)
 }
 
 // heapInuse reads runtime/metrics, not runtime.ReadMemStats, which stops the world.
