@@ -112,9 +112,6 @@ func parseIPEntry(s string) (netip.Addr, bool) {
 
 // peerTrusted is the one place that decides whether X-Forwarded-* may be believed.
 func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {
-	if len(trusted) == 0 {
-		return false
-	}
 	peer, ok := parseIPEntry(remoteAddr)
 	return ok && inPrefixes(peer, trusted)
 }

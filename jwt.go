@@ -19,8 +19,8 @@ import (
 	"unicode/utf8"
 )
 
-// Claims is what the gateway reads from and writes into a token.
-// Absent or null members are zero values; dates are Unix seconds.
+// Claims is what the gateway reads from and writes into a token; absent or null members are
+// zero, dates Unix seconds.
 type Claims struct {
 	Subject   string // sub: user UUID
 	Email     string
@@ -297,11 +297,9 @@ func numericDate(raw json.RawMessage) (int64, bool) {
 	return int64(f), err == nil && f >= 0 && f <= maxNumericDate
 }
 
-// decodeJSONObject decodes a header or payload object into its members, keeping the raw
-// text of each value. It is stricter than encoding/json, which would take the last of
-// duplicate names (so {"alg":"HS256","alg":"none"} could read differently elsewhere),
-// replace invalid UTF-8 and lone surrogates with U+FFFD, and nest 10 000 levels deep:
-// here each of those is refused, as are more than maxJSONMembers members.
+// decodeJSONObject decodes an object into its members' raw text. encoding/json would take the
+// last of duplicate names ({"alg":"HS256","alg":"none"} could read differently elsewhere),
+// replace invalid UTF-8 and lone surrogates, and nest 10 000 deep: here each is refused.
 func decodeJSONObject(b []byte) (map[string]json.RawMessage, bool) {
 	if !json.Valid(b) || !utf8.Valid(b) || !plainJSONText(b) {
 		return nil, false

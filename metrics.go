@@ -146,7 +146,7 @@ func (m *metrics) observeRequest(route, method string, code int, d time.Duration
 	m.durations.get(route).observe(d)
 }
 
-// count adds n to the series label of the counter family vec picks.
+// count adds n to one series of the counter family vec picks.
 func (m *metrics) count(vec func(m *metrics) *counterVec, label string, n uint64) {
 	if m != nil && n > 0 {
 		vec(m).get(label).Add(n)
@@ -197,14 +197,9 @@ func (m *metrics) clientConnsAdd(delta int64) {
 
 // setPoolStats installs the scrape-time callback of gateway_db_pool_connections; nil removes it.
 func (m *metrics) setPoolStats(f func() PoolStats) {
-	if m == nil {
-		return
+	if m != nil {
+		m.poolStats.Store(&f)
 	}
-	if f == nil {
-		m.poolStats.Store(nil)
-		return
-	}
-	m.poolStats.Store(&f)
 }
 
 // ServeHTTP writes the exposition; HEAD gets the headers only.
@@ -314,7 +309,7 @@ func sortSamples(out []sample) []sample {
 
 func poolSamples(m *metrics) []sample {
 	f := m.poolStats.Load()
-	if f == nil {
+	if f == nil || *f == nil {
 		return nil
 	}
 	s := (*f)()

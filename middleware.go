@@ -1,6 +1,5 @@
 // middleware.go: the chain of layers around every request, the request-info contract they
-// share with the handlers, and panic recovery. Each layer has its own file: requestid.go,
-// clientip.go, responsewriter.go, accesslog.go, cors.go.
+// share with the handlers, and panic recovery.
 package main
 
 import (
@@ -13,10 +12,8 @@ import (
 	"time"
 )
 
-// requestInfo travels with a request, as a pointer in the context: a layer fills in what it
-// learns without copying the request, and the access log reads the result at the end. Who
-// writes what:
-//
+// requestInfo travels with a request as a pointer in the context: a layer fills in what it
+// learns without copying the request, and the access log reads the result. Who writes what:
 //   - ID, TraceParent, TraceID, KeepTraceState: requestid.go, before any handler.
 //   - ClientIP, PeerTrusted, ClientIsProxy: clientip.go, before any handler.
 //   - Caller, Authenticated, UserID, CompanyID: auth.go's withIdentity once a token verifies;

@@ -228,10 +228,7 @@ func loginClientKey(ip string) string {
 	if err != nil || !a.Is6() || a.Is4In6() {
 		return ip
 	}
-	p, err := a.Prefix(64)
-	if err != nil {
-		return ip
-	}
+	p, _ := a.Prefix(64) // cannot fail for an IPv6 address
 	return p.String()
 }
 
