@@ -62,20 +62,12 @@ func (p *corsPolicy) allowed(origin string) bool {
 	if _, ok := p.origins[origin]; ok {
 		return true
 	}
-	if p.previewPrefix == "" {
-		return false
-	}
-	host, ok := strings.CutPrefix(origin, "https://")
-	if !ok {
-		return false
-	}
-	label, ok := strings.CutSuffix(host, vercelAppSuffix)
-	if !ok || !strings.HasPrefix(origin, p.previewPrefix) || !strings.HasSuffix(origin, p.previewSuffix) ||
-		len(label) > 63 || !validDNSLabel(label) {
-		return false
-	}
-	// Something between the project and the suffix, and prefix and suffix not overlapping.
-	return len(origin) > len(p.previewPrefix)+len(p.previewSuffix)
+	// previewPrefix starts with "https://", so the label is the whole host before .vercel.app.
+	label, ok := strings.CutSuffix(strings.TrimPrefix(origin, "https://"), vercelAppSuffix)
+	return p.previewPrefix != "" && ok && strings.HasPrefix(origin, p.previewPrefix) &&
+		strings.HasSuffix(origin, p.previewSuffix) && len(label) <= 63 && validDNSLabel(label) &&
+		// something between the project and the suffix, the two not overlapping
+		len(origin) > len(p.previewPrefix)+len(p.previewSuffix)
 }
 
 // validDNSLabel: one or more [a-z0-9-], not starting or ending with '-'. Lower case only:

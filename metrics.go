@@ -268,7 +268,7 @@ var metricFamilies = []metricFamily{
 	{"gateway_user_cache_events_total", "counter", "User cache events: stale_served (the database failed and the last known state was used), fail_fast (the database was not asked while failing), notifications_lost.",
 		[]string{"event"}, countsOf(userCacheVec), false},
 	{"gateway_user_notifications_up", "gauge", "1 while the database's change notifications reach the user cache, else 0 (the TTL alone then bounds staleness).",
-		nil, func(m *metrics) []sample { return one(strconv.Itoa(boolToInt(m.notifyUp.Load()))) }, false},
+		nil, func(m *metrics) []sample { return one(map[bool]string{false: "0", true: "1"}[m.notifyUp.Load()]) }, false},
 	{"go_goroutines", "gauge", "Number of goroutines that currently exist.",
 		nil, func(*metrics) []sample { return one(strconv.Itoa(runtime.NumGoroutine())) }, false},
 	{"go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.",
@@ -282,13 +282,6 @@ var metricFamilies = []metricFamily{
 }
 
 func one(value string) []sample { return []sample{{value: value}} }
-
-func boolToInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 // countsOf reads a counter family keyed by one label.
 func countsOf(vec func(m *metrics) *counterVec) func(m *metrics) []sample {
