@@ -73,8 +73,7 @@ var defaultHashPolicy = hashPolicy{niceDelta: hashNiceDelta, ownProcs: true}
 // procsMu serialises GOMAXPROCS read-modify-write between pools.
 var procsMu sync.Mutex
 
-// newHashPool starts workers hashing workers (runtime.NumCPU() when workers <= 0); a
-// caller waits at most queueWait for a free one.
+// newHashPool starts workers workers (NumCPU when <= 0); callers wait at most queueWait.
 func newHashPool(workers int, queueWait time.Duration) *hashPool {
 	return newHashPoolWith(workers, queueWait, defaultHashPolicy)
 }

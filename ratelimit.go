@@ -91,15 +91,16 @@ func (l *limiter) allow(key string, now time.Time) (ok bool, retryAfter time.Dur
 		l.buckets[key] = e
 	}
 	b := e.Value.(*bucket)
-	tat := max(b.tat, t)
-	if ahead := tat - t; ahead > l.maxAhead {
-		retryAfter = time.Duration(ahead - l.maxAhead)
-	} else {
-		b.tat = tat + l.interval
-		ok = true
+	if retryAfter = l.wait(b.tat, t); retryAfter == 0 {
+		b.tat = max(b.tat, t) + l.interval
 	}
 	l.sweep(t)
-	return ok, retryAfter
+	return retryAfter == 0, retryAfter
+}
+
+// wait is how long a bucket at tat needs at t until it holds a token; 0 when it has one.
+func (l *limiter) wait(tat, t int64) time.Duration {
+	return time.Duration(max(max(tat, t)-t-l.maxAhead, 0))
 }
 
 // check reports whether allow would succeed now, without taking a token or creating a bucket.
@@ -110,14 +111,11 @@ func (l *limiter) check(key string, now time.Time) (ok bool, retryAfter time.Dur
 	t := l.nanos(now)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ok = true
 	if e, found := l.buckets[key]; found {
-		if ahead := max(e.Value.(*bucket).tat, t) - t; ahead > l.maxAhead {
-			ok, retryAfter = false, time.Duration(ahead-l.maxAhead)
-		}
+		retryAfter = l.wait(e.Value.(*bucket).tat, t)
 	}
 	l.sweep(t)
-	return ok, retryAfter
+	return retryAfter == 0, retryAfter
 }
 
 // refund gives back one token that allow took.
