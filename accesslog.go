@@ -1,5 +1,4 @@
-// accesslog.go: what is recorded once a request is done: the access log line, the request
-// metrics and the end of the server span.
+// accesslog.go: the access log line, request metrics and server span of a finished request.
 package main
 
 import (
@@ -8,8 +7,7 @@ import (
 	"time"
 )
 
-// finish records the request in metrics and the access log once the response is done (or
-// aborted).
+// finish records the request once the response is done or aborted.
 func (mw *middleware) finish(info *requestInfo, tw *trackingWriter, r *http.Request) {
 	d := time.Since(tw.start)
 	mw.m.inflightAdd(-1)

@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// setClientAddr sets info's client address fields from r's peer and, only when that peer is
-// a trusted proxy, its X-Forwarded-For.
+// setClientAddr sets info's client address fields; X-Forwarded-For counts only from a
+// trusted proxy.
 func setClientAddr(info *requestInfo, r *http.Request, trusted []netip.Prefix, warn *untrustedProxyWarning) {
 	xff := r.Header["X-Forwarded-For"]
 	info.PeerTrusted = peerTrusted(r.RemoteAddr, trusted)
@@ -29,12 +29,10 @@ func setClientAddr(info *requestInfo, r *http.Request, trusted []netip.Prefix, w
 	info.ClientIsProxy = info.PeerTrusted && inPrefixes(client, trusted)
 }
 
-// untrustedProxyWarning says, at most once per every, that a peer in a private or loopback
-// range sent X-Forwarded-For without being a trusted proxy. That is what a gateway behind an
-// ingress looks like when GATEWAY_TRUSTED_PROXIES is missing: every client then has the
-// ingress's address, so the login limits count everyone's failures against one key and one
-// attacker locks every user out. A public peer sending the header is just a client forging
-// it, which is ignored without comment.
+// untrustedProxyWarning says, at most once per every, that a private or loopback peer sent
+// X-Forwarded-For without being trusted: a gateway behind an ingress without
+// GATEWAY_TRUSTED_PROXIES, where one attacker's failures lock every user out. A public peer
+// sending the header is a client forging it, ignored without comment.
 type untrustedProxyWarning struct {
 	log   *slog.Logger
 	now   func() time.Time
@@ -62,14 +60,11 @@ func (u *untrustedProxyWarning) observe(remoteAddr string) {
 	)
 }
 
-// clientIP is the address rate limits and logs attribute a request to. It is the TCP peer,
-// unless the peer is one of our trusted proxies: then X-Forwarded-For (every line,
-// comma-separated) is walked from the right, past the trusted proxies, and the first
-// untrusted entry is the client. Everything left of it may be forged by the client, so it
-// is never read. An unparseable entry stops the walk at the last trusted hop; if every entry
-// is trusted the left-most one is returned. X-Forwarded-For from an untrusted peer is
-// ignored. IPv4-mapped IPv6 addresses are unmapped and zones dropped so one client has one
-// key. The zero Addr means the peer address itself is unparseable.
+// clientIP is the TCP peer, unless the peer is a trusted proxy: then X-Forwarded-For is
+// walked from the right past the trusted proxies, and the first untrusted entry is the
+// client. Everything left of it may be forged, so it is never read. An unparseable entry
+// stops the walk at the last trusted hop; if every entry is trusted the left-most one is
+// returned. The zero Addr means the peer address is unparseable.
 func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Addr {
 	peer, ok := parseIPEntry(remoteAddr)
 	if !ok || !inPrefixes(peer, trusted) {
@@ -97,8 +92,8 @@ func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Add
 	return last
 }
 
-// parseIPEntry parses an address with or without a port ("1.2.3.4", "1.2.3.4:80", "::1",
-// "[::1]", "[::1]:80"), unmapping IPv4-mapped IPv6 and dropping any zone.
+// parseIPEntry parses an address with or without a port and brackets, unmapping IPv4-mapped
+// IPv6 and dropping any zone so one client has one key.
 func parseIPEntry(s string) (netip.Addr, bool) {
 	host := s
 	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
@@ -115,12 +110,8 @@ func parseIPEntry(s string) (netip.Addr, bool) {
 	return a.Unmap().WithZone(""), true
 }
 
-// peerTrusted reports whether the TCP peer is one of the trusted proxies: the one place that
-// decides whether a client's X-Forwarded-* headers may be believed.
+// peerTrusted is the one place that decides whether X-Forwarded-* may be believed.
 func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {
-	if len(trusted) == 0 {
-		return false
-	}
 	peer, ok := parseIPEntry(remoteAddr)
 	return ok && inPrefixes(peer, trusted)
 }

@@ -11,21 +11,17 @@ import (
 // corsPolicy decides which browser origins may call the gateway with credentials.
 type corsPolicy struct {
 	origins map[string]struct{}
-	// previewPrefix is "https://<project>-" when VercelFrontendURL is https://<project>.vercel.app,
-	// so that project's preview deployments are allowed; "" otherwise.
+	// previewPrefix is "https://<project>-" when VercelFrontendURL is a vercel.app project,
+	// whose preview deployments are then allowed; "" otherwise.
 	previewPrefix string
-	// previewSuffix is what a preview origin ends with: ".vercel.app", or
-	// "-<team>.vercel.app" when CORSVercelTeam is set. Vercel names previews
-	// <project>-<hash>-<team> and <project>-git-<branch>-<team>; without the team, any
-	// Vercel account can deploy a project whose name starts with ours.
+	// previewSuffix is ".vercel.app", or "-<team>.vercel.app" with CORSVercelTeam: without
+	// the team, any Vercel account can deploy a project whose name starts with ours.
 	previewSuffix string
 }
 
 const vercelAppSuffix = ".vercel.app"
 
-// newCORSPolicy builds the allowed origins of SPEC §4 and §8: http://localhost:3000…3009 when
-// CORSAllowLocalhost, VercelFrontendURL, its preview deployments (of CORSVercelTeam when
-// set), and CORSAllowedOrigins.
+// newCORSPolicy builds the allowed origins of SPEC §4 and §8.
 func newCORSPolicy(cfg *Config) *corsPolicy {
 	p := &corsPolicy{origins: make(map[string]struct{}), previewSuffix: vercelAppSuffix}
 	if cfg.CORSVercelTeam != "" {
@@ -59,50 +55,33 @@ func newCORSPolicy(cfg *Config) *corsPolicy {
 	return p
 }
 
-// allowed reports whether origin (the Origin header, verbatim) may make credentialed requests.
-// Matching is exact: a configured origin, or the whole string is the preview-deployment shape
-// https://<project>-<suffix>.vercel.app with one DNS label before .vercel.app. Note that the
-// shape itself is what SPEC asks for: any Vercel project named "<project>-…" matches it.
+// allowed reports whether origin may make credentialed requests: a configured origin, or
+// exactly the preview shape https://<project>-<suffix>.vercel.app with one DNS label before
+// .vercel.app. SPEC asks for that shape, although any project named "<project>-…" matches.
 func (p *corsPolicy) allowed(origin string) bool {
 	if _, ok := p.origins[origin]; ok {
 		return true
 	}
-	if p.previewPrefix == "" {
-		return false
-	}
-	host, ok := strings.CutPrefix(origin, "https://")
-	if !ok {
-		return false
-	}
-	label, ok := strings.CutSuffix(host, vercelAppSuffix)
-	if !ok || !strings.HasPrefix(origin, p.previewPrefix) || !strings.HasSuffix(origin, p.previewSuffix) ||
-		len(label) > 63 || !validDNSLabel(label) {
-		return false
-	}
-	// Something between the project and the suffix, and prefix and suffix not overlapping.
-	return len(origin) > len(p.previewPrefix)+len(p.previewSuffix)
+	// previewPrefix starts with "https://", so the label is the whole host before .vercel.app.
+	label, ok := strings.CutSuffix(strings.TrimPrefix(origin, "https://"), vercelAppSuffix)
+	return p.previewPrefix != "" && ok && strings.HasPrefix(origin, p.previewPrefix) &&
+		strings.HasSuffix(origin, p.previewSuffix) && len(label) <= 63 && validDNSLabel(label) &&
+		// something between the project and the suffix, the two not overlapping
+		len(origin) > len(p.previewPrefix)+len(p.previewSuffix)
 }
 
 // validDNSLabel: one or more [a-z0-9-], not starting or ending with '-'. Lower case only:
 // browsers send the host lower-cased, so anything else is not a browser's Origin.
 func validDNSLabel(s string) bool {
-	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return s != "" && s[0] != '-' && s[len(s)-1] != '-' && !strings.ContainsFunc(s, func(c rune) bool {
+		return !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-')
+	})
 }
 
-// corsAllowedMethods is what a preflight may ask for.
 const corsAllowedMethods = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 
-// handle is the CORS layer. It answers a preflight itself (reporting true): preflights never
-// reach a backend and never need a token. For any other request it notes an allowed Origin
-// so setCORSHeaders adds the CORS headers to whatever response follows.
+// handle answers a preflight itself (reporting true): preflights never reach a backend and
+// never need a token. Otherwise it notes an allowed Origin for setCORSHeaders.
 func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	originValues := r.Header["Origin"]
 	if len(originValues) == 0 {
@@ -147,11 +126,9 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	return true
 }
 
-// setCORSHeaders puts the gateway's CORS headers on a response that is not a preflight
-// answer: those of an allowed origin ("" for none). The gateway owns CORS, and this is the one
-// place any other Access-Control-* header is removed: a backend's own would contradict the
-// policy or duplicate Access-Control-Allow-Origin, and browsers reject a response carrying
-// that header twice.
+// setCORSHeaders puts the CORS headers of origin ("" for none) on a non-preflight response.
+// It is the one place any other Access-Control-* header is removed: a backend's own would
+// contradict the policy or duplicate Access-Control-Allow-Origin, which browsers reject.
 func setCORSHeaders(h http.Header, origin string) {
 	const prefix = "Access-Control-"
 	for k := range h {
@@ -177,26 +154,18 @@ func corsMethodAllowed(m string) bool {
 	return false
 }
 
-// validTokenList reports whether values form a comma-separated list of RFC 9110 tokens
-// (header names), with optional spaces and tabs around items; empty items are allowed.
+// validTokenList reports whether values form a comma-separated list of RFC 9110 tokens.
 func validTokenList(values []string) bool {
 	return !anyListItem(values, func(item string) bool {
-		for i := 0; i < len(item); i++ {
-			if !isTokenChar(item[i]) {
-				return true
-			}
-		}
-		return false
+		return strings.ContainsFunc(item, func(c rune) bool { return c >= 0x80 || !isTokenChar(byte(c)) })
 	})
 }
 
-// varyHasOrigin reports whether the Vary values already cover Origin.
 func varyHasOrigin(values []string) bool {
 	return anyListItem(values, func(item string) bool { return item == "*" || strings.EqualFold(item, "Origin") })
 }
 
-// anyListItem reports whether f holds for an item of comma-separated header values, each
-// trimmed of spaces and tabs.
+// anyListItem reports whether f holds for a trimmed item of comma-separated header values.
 func anyListItem(values []string, f func(item string) bool) bool {
 	for _, v := range values {
 		for v != "" {

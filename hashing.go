@@ -24,17 +24,14 @@ import (
 var errHashBusy = errors.New("password hashing busy")
 
 const (
-	// hashCost is the bcrypt cost of new hashes: passlib's default, which every
-	// production hash was written with.
+	// hashCost is passlib's default, which every production hash was written with.
 	hashCost = 12
-	// maxCompareCost refuses stored hashes that would hold a worker for many seconds
-	// (each step doubles the time: cost 16 is 16× cost 12) instead of hanging on them.
+	// maxCompareCost refuses stored hashes that would hold a worker for many seconds.
 	maxCompareCost = 16
-	// bcryptMaxPassword is how much of a password bcrypt reads. passlib truncated
-	// silently; x/crypto/bcrypt refuses longer passwords, so we truncate the same way.
+	// bcryptMaxPassword: passlib truncated silently, x/crypto/bcrypt refuses longer, so we
+	// truncate as passlib did.
 	bcryptMaxPassword = 72
-	// hashNiceDelta is how far below the process the hashing threads run. At +10 the
-	// kernel weighs a normal thread about 9× a hashing one when both want a CPU.
+	// hashNiceDelta: at +10 the kernel weighs a normal thread about 9× a hashing one.
 	hashNiceDelta = 10
 )
 
@@ -43,22 +40,17 @@ const (
 // attacker cannot tell from the timing which emails exist.
 var dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
 
-// hashPool runs bcrypt on a fixed set of long-lived worker goroutines, one per CPU
-// normally, each locked to its own OS thread whose scheduling priority is lowered.
+// hashPool runs bcrypt on a fixed set of worker goroutines, each locked to its own OS thread
+// of lowered priority. The Go scheduler knows nothing of priorities, so bcrypt on ordinary
+// goroutines would compete evenly with the proxy and a login flood would take most of the
+// CPU; on threads of their own the kernel runs hashing only when the proxy does not want the
+// CPU. For the kernel to have that choice the workers must not hold the Ps the rest of the
+// program runs on, so the pool raises GOMAXPROCS by its worker count while it lives.
 //
-// Why threads of their own and a lower priority: the Go scheduler knows nothing of
-// priorities, so bcrypt on ordinary goroutines competes evenly with the proxy, and a
-// login flood would take most of the CPU. Locked threads let the kernel see hashing as
-// separate, lower-priority work: when the proxy wants a CPU it gets it, and when the
-// machine is otherwise idle hashing still has every core. For the kernel to have that
-// choice, the workers must not hold the processors (Ps) the rest of the program runs on,
-// so the pool raises GOMAXPROCS by its worker count while it lives.
-//
-// The pool admits at most one job per worker; a caller waits at most queueWait for one to
-// free up, then gets errHashBusy, so the backlog (and memory) stays bounded whatever the
-// load. Waiting callers are served in two classes: a free worker takes a first-class job
-// (a returning user's login) whenever one waits, and an ordinary one only otherwise, so a
-// flood of strangers' logins delays strangers, not the users who signed in before.
+// At most one job per worker is admitted; a caller waits at most queueWait, then gets
+// errHashBusy, so the backlog stays bounded. A free worker takes a first-class job (a
+// returning user's login) before any ordinary one, so a flood of strangers' logins delays
+// strangers, not the users who signed in before.
 type hashPool struct {
 	jobs      chan func() // unbuffered: a send succeeds only when a worker is free
 	first     chan func() // the same, for first-class jobs, which workers prefer
@@ -67,11 +59,10 @@ type hashPool struct {
 	quit      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
-	procs     int // GOMAXPROCS added at start, given back by close
+	procs     int // GOMAXPROCS added, given back by close
 }
 
-// hashPolicy is how the pool shares the CPU with the rest of the program; the benchmark
-// compares the alternatives.
+// hashPolicy is how the pool shares the CPU; the benchmark compares the alternatives.
 type hashPolicy struct {
 	niceDelta int  // added to the worker threads' nice value; 0 keeps their priority
 	ownProcs  bool // raise GOMAXPROCS by the number of workers
@@ -82,8 +73,7 @@ var defaultHashPolicy = hashPolicy{niceDelta: hashNiceDelta, ownProcs: true}
 // procsMu serialises GOMAXPROCS read-modify-write between pools.
 var procsMu sync.Mutex
 
-// newHashPool starts workers hashing workers (runtime.NumCPU() when workers <= 0); a
-// caller waits at most queueWait for a free one.
+// newHashPool starts workers workers (NumCPU when <= 0); callers wait at most queueWait.
 func newHashPool(workers int, queueWait time.Duration) *hashPool {
 	return newHashPoolWith(workers, queueWait, defaultHashPolicy)
 }
@@ -98,7 +88,7 @@ func newHashPoolWith(workers int, queueWait time.Duration, policy hashPolicy) *h
 		queueWait: queueWait,
 		quit:      make(chan struct{}),
 	}
-	if policy.ownProcs { // see hashPool: the workers must not take the program's Ps
+	if policy.ownProcs {
 		p.procs = workers
 		addProcs(workers)
 	}
@@ -143,8 +133,7 @@ func (p *hashPool) work(niceDelta int, ready *sync.WaitGroup) {
 	}
 	ready.Done()
 	for {
-		// A first-class caller already waiting is taken before any ordinary one: the
-		// blocking select below would choose at random among ready senders.
+		// A waiting first-class job first: the blocking select below picks at random.
 		select {
 		case job := <-p.first:
 			job()
@@ -162,11 +151,9 @@ func (p *hashPool) work(niceDelta int, ready *sync.WaitGroup) {
 	}
 }
 
-// lowerThreadPriority raises the calling thread's nice value by delta (at most 19). On
-// Linux the nice value belongs to each thread, and setpriority(PRIO_PROCESS, 0) applies
-// to the calling thread only — the same as passing its gettid(). Elsewhere it would renice
-// the whole process, so it is skipped there. Failure is harmless (hashing then simply
-// runs at normal priority), so it is ignored.
+// lowerThreadPriority raises the calling thread's nice value by delta (at most 19). On Linux
+// setpriority(PRIO_PROCESS, 0) applies to the calling thread only; elsewhere it would renice
+// the whole process, so it is skipped. Failure only leaves hashing at normal priority.
 func lowerThreadPriority(delta int) {
 	if runtime.GOOS != "linux" {
 		return
@@ -189,8 +176,8 @@ func onMainThread() bool {
 	return err == nil && strings.HasSuffix(self, "/task/"+strconv.Itoa(os.Getpid()))
 }
 
-// close stops the workers (after any bcrypt in progress) and gives back their
-// GOMAXPROCS share. Later calls fail with errHashBusy. Safe to call more than once.
+// close stops the workers after any bcrypt in progress and gives back their GOMAXPROCS
+// share; later calls fail with errHashBusy. Idempotent.
 func (p *hashPool) close() {
 	p.closeOnce.Do(func() {
 		close(p.quit)
@@ -201,7 +188,6 @@ func (p *hashPool) close() {
 	})
 }
 
-// hashClass is a caller's place in the queue for a worker.
 type hashClass int
 
 const (
@@ -209,14 +195,12 @@ const (
 	hashFirst              // served before any ordinary caller: returning users' logins
 )
 
-// compare reports whether password matches the stored bcrypt hash ($2a$, $2b$ or $2y$).
-// A malformed hash is a mismatch, after burning the same time as a real comparison. The
-// error wraps errHashBusy when no worker freed up within the queue wait, or is ctx's.
+// compare reports whether password matches the stored bcrypt hash. A malformed hash is a
+// mismatch, after the time of a real comparison. The error wraps errHashBusy or ctx's.
 func (p *hashPool) compare(ctx context.Context, hash string, password string) (bool, error) {
 	return p.compareAs(ctx, hashOrdinary, hash, password)
 }
 
-// compareAs is compare for a caller of the given class.
 func (p *hashPool) compareAs(ctx context.Context, class hashClass, hash string, password string) (bool, error) {
 	wellFormed := wellFormedBcrypt(hash)
 	if !wellFormed {
@@ -232,8 +216,7 @@ func (p *hashPool) compareAs(ctx context.Context, class hashClass, hash string, 
 	return match && wellFormed, nil
 }
 
-// hash returns a new cost-12 bcrypt hash of password, in passlib's "$2b$" form, for
-// operator commands. Only the first 72 bytes count, as for compare.
+// hash returns a new bcrypt hash of password in passlib's "$2b$" form, for operator commands.
 func (p *hashPool) hash(ctx context.Context, password string) (string, error) {
 	// passlib refuses NUL bytes (C bcrypt would stop reading at one), so a hash of such
 	// a password could never be verified by the other services sharing the table.
@@ -262,7 +245,6 @@ func (p *hashPool) run(ctx context.Context, fn func()) error {
 	return p.runAs(ctx, hashOrdinary, fn)
 }
 
-// runAs is run for a caller of the given class.
 func (p *hashPool) runAs(ctx context.Context, class hashClass, fn func()) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("password hashing: %w", err)
@@ -316,15 +298,12 @@ func (p *hashPool) wait(ctx context.Context, queue chan func(), job func()) erro
 	}
 }
 
-// bcryptPassword is the part of password bcrypt reads: its first 72 bytes.
 func bcryptPassword(password string) []byte {
 	return []byte(password[:min(len(password), bcryptMaxPassword)])
 }
 
-// bcryptHash is exactly a modular-crypt bcrypt hash: "$2a$" / "$2b$" / "$2y$", a two-digit
-// cost from 04 (bcrypt.MinCost) to 16 (maxCompareCost), "$", then 53 characters of
-// bcrypt's base64 (22 of salt, 31 of hash). x/crypto/bcrypt alone would accept trailing
-// bytes after a valid hash and any version letter.
+// bcryptHash is exactly a bcrypt hash of cost 04 to 16 (maxCompareCost): x/crypto/bcrypt
+// alone would accept trailing bytes and any version letter.
 var bcryptHash = regexp.MustCompile(`^\$2[aby]\$(0[4-9]|1[0-6])\$[./A-Za-z0-9]{53}$`)
 
 func wellFormedBcrypt(h string) bool { return bcryptHash.MatchString(h) }

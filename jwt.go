@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,17 +19,18 @@ import (
 	"unicode/utf8"
 )
 
-// Claims is what the gateway reads from and writes into a token.
+// Claims is what the gateway reads from and writes into a token; absent or null members are
+// zero, dates Unix seconds.
 type Claims struct {
-	Subject   string   // sub: user UUID
-	Email     string   // email ("" when absent)
-	CompanyID string   // company_id ("" when absent or null)
-	Name      string   // name ("" when absent)
-	Roles     []string // roles (nil when absent)
-	ExpiresAt int64    // exp, Unix seconds
-	IssuedAt  int64    // iat, Unix seconds (0 when absent)
-	NotBefore int64    // nbf, Unix seconds (0 when absent)
-	AuthTime  int64    // auth_time, Unix seconds of the original sign-in (0 when absent)
+	Subject   string // sub: user UUID
+	Email     string
+	CompanyID string // company_id
+	Name      string
+	Roles     []string
+	ExpiresAt int64 // exp
+	IssuedAt  int64 // iat
+	NotBefore int64 // nbf
+	AuthTime  int64 // auth_time: the original sign-in
 }
 
 // Verification failures; verifyToken wraps exactly one of them.
@@ -49,8 +51,8 @@ const (
 	// tokenLeeway absorbs clock skew between the gateway and whoever issued the token.
 	tokenLeeway = 30 * time.Second
 
-	maxJSONDepth   = 32 // nesting bound, counting the header or payload object itself
-	maxJSONMembers = 64 // members per header or payload
+	maxJSONDepth   = 32 // counting the header or payload object itself
+	maxJSONMembers = 64
 	maxTokenRoles  = 64
 	// maxNumericDate is 9999-12-31T23:59:59Z; anything later (or negative) is not a real date.
 	maxNumericDate = 253402300799
@@ -60,11 +62,9 @@ const (
 // non-zero trailing bits are refused (otherwise several texts decode to one signature).
 var b64url = base64.RawURLEncoding.Strict()
 
-// tokenHeaderSegment is the encoded header of every token signToken issues.
 var tokenHeaderSegment = b64url.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
-// tokenErr wraps kind with a fixed reason. Reasons never quote the token, so errors are
-// safe to log.
+// tokenErr wraps kind with a fixed reason: never quoting the token, errors are safe to log.
 func tokenErr(kind error, reason string) error { return fmt.Errorf("%w: %s", kind, reason) }
 
 // signToken returns a compact HS256 JWS of c. UUIDs are written in lower case; company_id,
@@ -123,28 +123,22 @@ func signToken(secret []byte, c Claims) (string, error) {
 }
 
 // tokenVerifier checks tokens against the one secret the gateway was configured with.
-type tokenVerifier struct {
-	secret []byte
-}
+type tokenVerifier struct{ secret []byte }
 
 func newTokenVerifier(secret []byte) *tokenVerifier {
 	return &tokenVerifier{secret: bytes.Clone(secret)}
 }
 
-// verifyToken checks one token with a verifier built for the purpose; the gateway keeps
-// its own verifier instead.
+// verifyToken checks one token; the gateway keeps its own verifier instead.
 func verifyToken(secret []byte, token string, now time.Time) (Claims, error) {
 	return newTokenVerifier(secret).verify(token, now)
 }
 
-// verify checks token against the secret at time now and returns its claims.
-//
-// The order matters: the size bound comes before any work; the header is read only to
-// refuse anything but HS256 (alg "none" and algorithm confusion) and critical extensions;
-// the signature is compared in constant time before a single byte of the payload is
-// interpreted. Key-bearing headers (kid, jwk, jku, x5u, x5c) are ignored: the only key is
-// the secret. Header and payload are read stricter than encoding/json alone reads them
-// (see decodeJSONObject).
+// verify checks token at time now and returns its claims. The order matters: the size bound
+// before any work; the header only to refuse anything but HS256 (alg "none", algorithm
+// confusion) and critical extensions; the signature in constant time before any byte of the
+// payload is read. Key-bearing headers (kid, jwk, jku, x5u, x5c) are ignored: the only key is
+// the secret.
 func (v *tokenVerifier) verify(token string, now time.Time) (Claims, error) {
 	if len(token) > maxTokenBytes {
 		return Claims{}, tokenErr(errTokenTooLarge, "longer than 8192 bytes")
@@ -161,14 +155,11 @@ func (v *tokenVerifier) verify(token string, now time.Time) (Claims, error) {
 		return Claims{}, tokenErr(errTokenSignature, "no secret to verify with")
 	}
 
-	header, ok := decodeSegment(headerSeg)
-	if !ok {
+	if header, ok := decodeSegment(headerSeg); !ok {
 		return Claims{}, tokenErr(errTokenMalformed, "header is not canonical base64url")
-	}
-	if err := checkTokenHeader(header); err != nil {
+	} else if err := checkTokenHeader(header); err != nil {
 		return Claims{}, err
 	}
-
 	sig, ok := decodeSegment(sigSeg)
 	if !ok {
 		return Claims{}, tokenErr(errTokenMalformed, "signature is not canonical base64url")
@@ -186,9 +177,9 @@ func (v *tokenVerifier) verify(token string, now time.Time) (Claims, error) {
 	return readTokenClaims(payload, now)
 }
 
-// decodeSegment decodes one unpadded base64url segment.
+// decodeSegment decodes one unpadded base64url segment. encoding/base64 skips CR and LF even
+// in Strict mode; a token has no place for them.
 func decodeSegment(seg string) ([]byte, bool) {
-	// encoding/base64 skips CR and LF even in Strict mode; a token has no place for them.
 	if strings.ContainsAny(seg, "\r\n") {
 		return nil, false
 	}
@@ -217,8 +208,7 @@ func checkTokenHeader(b []byte) error {
 	return nil
 }
 
-// readTokenClaims interprets an authenticated payload. A member that is null counts as
-// absent.
+// readTokenClaims interprets an authenticated payload; a null member counts as absent.
 func readTokenClaims(b []byte, now time.Time) (Claims, error) {
 	p, ok := decodeJSONObject(b)
 	if !ok {
@@ -260,39 +250,32 @@ func readTokenClaims(b []byte, now time.Time) (Claims, error) {
 	if raw := p["exp"]; raw == nil || string(raw) == "null" {
 		return Claims{}, tokenErr(errTokenClaims, "exp is missing")
 	}
-	var hasNbf, hasIat bool
 	for _, d := range []struct {
-		name    string
-		dst     *int64
-		present *bool
-	}{{"exp", &c.ExpiresAt, nil}, {"iat", &c.IssuedAt, &hasIat}, {"nbf", &c.NotBefore, &hasNbf}, {"auth_time", &c.AuthTime, nil}} {
-		v, present, ok := numericDate(p, d.name)
-		if !ok {
+		name string
+		dst  *int64
+	}{{"exp", &c.ExpiresAt}, {"iat", &c.IssuedAt}, {"nbf", &c.NotBefore}, {"auth_time", &c.AuthTime}} {
+		var ok bool
+		if *d.dst, ok = numericDate(p[d.name]); !ok {
 			return Claims{}, tokenErr(errTokenClaims, d.name+" is not a date")
-		}
-		*d.dst = v
-		if d.present != nil {
-			*d.present = present
 		}
 	}
 
 	// Whole seconds are exact here: for an integer t, now < t exactly when now.Unix() < t.
-	// Valid while now < exp+leeway; not yet valid while now < nbf-leeway (same for iat).
+	// An absent nbf or iat is 0, which no clock after 1970 is before.
 	nowSec, leeway := now.Unix(), int64(tokenLeeway/time.Second)
 	if nowSec >= c.ExpiresAt+leeway {
 		return Claims{}, tokenErr(errTokenExpired, "exp is past")
 	}
-	if hasNbf && nowSec < c.NotBefore-leeway {
+	if nowSec < c.NotBefore-leeway {
 		return Claims{}, tokenErr(errTokenNotYetValid, "nbf is in the future")
 	}
-	if hasIat && nowSec < c.IssuedAt-leeway {
+	if nowSec < c.IssuedAt-leeway {
 		return Claims{}, tokenErr(errTokenNotYetValid, "iat is in the future")
 	}
 	return c, nil
 }
 
-// stringMember reads member name as a string: nil when absent or null, ok false when it
-// is something else.
+// stringMember reads member name as a string: nil when absent or null, !ok when not a string.
 func stringMember(m map[string]json.RawMessage, name string) (s *string, ok bool) {
 	raw, found := m[name]
 	if !found {
@@ -301,29 +284,22 @@ func stringMember(m map[string]json.RawMessage, name string) (s *string, ok bool
 	return s, json.Unmarshal(raw, &s) == nil
 }
 
-// numericDate reads member name as a NumericDate: seconds since the epoch within
-// [0, maxNumericDate], integer or not. Fractions are truncated, which can only bring an
-// expiry forward, by less than a second. Absent or null is (0, false, true).
-func numericDate(m map[string]json.RawMessage, name string) (v int64, present, ok bool) {
-	raw := m[name]
+// numericDate reads a NumericDate in [0, maxNumericDate]; absent or null is 0. Fractions are
+// truncated, which can only bring an expiry forward.
+func numericDate(raw json.RawMessage) (int64, bool) {
 	if raw == nil || string(raw) == "null" {
-		return 0, false, true
+		return 0, true
 	}
 	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') { // a number, not a string holding one
-		return 0, true, false
+		return 0, false
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil || f < 0 || f > maxNumericDate {
-		return 0, true, false
-	}
-	return int64(f), true, true
+	return int64(f), err == nil && f >= 0 && f <= maxNumericDate
 }
 
-// decodeJSONObject decodes a header or payload object into its members, keeping the raw
-// text of each value. It is stricter than encoding/json, which would take the last of
-// duplicate names (so {"alg":"HS256","alg":"none"} could read differently elsewhere),
-// replace invalid UTF-8 and lone surrogates with U+FFFD, and nest 10 000 levels deep:
-// here each of those is refused, as are more than maxJSONMembers members.
+// decodeJSONObject decodes an object into its members' raw text. encoding/json would take the
+// last of duplicate names ({"alg":"HS256","alg":"none"} could read differently elsewhere),
+// replace invalid UTF-8 and lone surrogates, and nest 10 000 deep: here each is refused.
 func decodeJSONObject(b []byte) (map[string]json.RawMessage, bool) {
 	if !json.Valid(b) || !utf8.Valid(b) || !plainJSONText(b) {
 		return nil, false
@@ -381,7 +357,6 @@ func plainJSONText(b []byte) bool {
 	return true
 }
 
-// hex4 reads the four hex digits that follow \u in valid JSON.
 func hex4(b []byte) rune {
 	v, _ := strconv.ParseUint(string(b[:4]), 16, 16)
 	return rune(v)
@@ -389,18 +364,9 @@ func hex4(b []byte) rune {
 
 // isUUID reports whether s is a UUID in the canonical 8-4-4-4-12 hex form (either case).
 func isUUID(s string) bool {
-	if len(s) != 36 {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if c != '-' {
-				return false
-			}
-		} else if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
+	_, err := hex.DecodeString(s[:8] + s[9:13] + s[14:18] + s[19:23] + s[24:])
+	return err == nil
 }

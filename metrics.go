@@ -4,14 +4,11 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"maps"
 	"net/http"
-	// Importing net/http/pprof also registers its handlers on http.DefaultServeMux as a side
-	// effect. That is acceptable only because the public listener never uses
-	// DefaultServeMux (it serves the handler built by routes()); the admin handler below
-	// registers the pprof handlers explicitly on its own mux.
+	// Also registers pprof on http.DefaultServeMux, which is safe only because the public
+	// listener never serves DefaultServeMux.
 	"net/http/pprof"
 	"os"
 	"runtime"
@@ -24,7 +21,6 @@ import (
 	"time"
 )
 
-// metricsContentType is the Prometheus text exposition format this file writes.
 const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 
 // durationBounds are the upper bounds (le) of gateway_http_request_duration_seconds, +Inf
@@ -37,12 +33,10 @@ var durationBounds = [...]time.Duration{
 	30 * time.Second,
 }
 
-// processStart approximates process_start_time_seconds: package initialisation runs a few
-// milliseconds after exec, which is well inside what a scraper can resolve.
+// processStart approximates process_start_time_seconds, a few milliseconds after exec.
 var processStart = time.Now()
 
-// metrics holds every metric family. All methods are safe on a nil *metrics (no-op), so
-// tests and tools may pass nil.
+// metrics holds every metric family. All methods are no-ops on a nil *metrics.
 type metrics struct {
 	requests     seriesMap[requestKey, atomic.Uint64]
 	durations    seriesMap[string, histogram]
@@ -55,8 +49,8 @@ type metrics struct {
 	notifyUp     atomic.Bool
 	inflight     atomic.Int64
 	poolStats    atomic.Pointer[func() PoolStats]
-	clientConns  atomic.Int64 // open client connections (GATEWAY_MAX_CONNECTIONS)
-	connsShed    counterVec   // client connections closed by the cap, by reason
+	clientConns  atomic.Int64
+	connsShed    counterVec
 }
 
 func newMetrics() *metrics { return &metrics{} }
@@ -64,8 +58,7 @@ func newMetrics() *metrics { return &metrics{} }
 // counterVec is a counter family keyed by one label.
 type counterVec = seriesMap[string, atomic.Uint64]
 
-// requestKey is one gateway_http_requests_total series. code stays an int so the hot path
-// never formats it.
+// requestKey is one gateway_http_requests_total series.
 type requestKey struct {
 	route, method string
 	code          int
@@ -91,10 +84,9 @@ func (h *histogram) observe(d time.Duration) {
 	h.sumNanos.Add(uint64(d))
 }
 
-// seriesMap maps label values to a series. Reads are one atomic load and one map lookup,
-// with no lock and no allocation; a new series copies the map under mu. Copying is fine
-// because every label set is bounded (route patterns, normalised methods, status codes,
-// fixed reasons), so after warm-up the map never changes.
+// seriesMap maps label values to a series: reads take no lock, a new series copies the map
+// under mu. Copying is fine because every label set is bounded, so after warm-up the map
+// never changes.
 type seriesMap[K comparable, V any] struct {
 	mu  sync.Mutex
 	cur atomic.Pointer[map[K]*V]
@@ -121,28 +113,16 @@ func (s *seriesMap[K, V]) get(k K) *V {
 	return v
 }
 
-// sorted returns a snapshot of the series ordered by cmpKey, for a stable exposition.
-func (s *seriesMap[K, V]) sorted(cmpKey func(a, b K) int) []entry[K, V] {
-	p := s.cur.Load()
-	if p == nil {
-		return nil
+// snapshot is the current series; it must not be written.
+func (s *seriesMap[K, V]) snapshot() map[K]*V {
+	if p := s.cur.Load(); p != nil {
+		return *p
 	}
-	out := make([]entry[K, V], 0, len(*p))
-	for k, v := range *p {
-		out = append(out, entry[K, V]{k, v})
-	}
-	slices.SortFunc(out, func(a, b entry[K, V]) int { return cmpKey(a.k, b.k) })
-	return out
+	return nil
 }
 
-type entry[K comparable, V any] struct {
-	k K
-	v *V
-}
-
-// methodLabel bounds the method label of metrics, logs and spans: clients choose the method,
-// so anything beyond the standard ones is folded into "OTHER". Constants are returned so a
-// series never keeps a client's string (and the request line it was cut from) alive.
+// methodLabel folds any non-standard method, which clients choose, into "OTHER". Constants
+// are returned so a series never keeps a client's string alive.
 func methodLabel(m string) string {
 	for _, known := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace} {
@@ -153,9 +133,8 @@ func methodLabel(m string) string {
 	return "OTHER"
 }
 
-// observeRequest counts one finished request and its duration. route must be the route
-// pattern (e.g. "/api/v1/query/{path...}"), never the raw path, which clients control.
-// A code outside 100–999 is recorded as "000" so it cannot widen the label set.
+// observeRequest counts one finished request. route must be the route pattern, never the raw
+// path, which clients control; a code outside 100–999 is recorded as "000".
 func (m *metrics) observeRequest(route, method string, code int, d time.Duration) {
 	if m == nil {
 		return
@@ -167,6 +146,13 @@ func (m *metrics) observeRequest(route, method string, code int, d time.Duration
 	m.durations.get(route).observe(d)
 }
 
+// count adds n to one series of the counter family vec picks.
+func (m *metrics) count(vec func(m *metrics) *counterVec, label string, n uint64) {
+	if m != nil && n > 0 {
+		vec(m).get(label).Add(n)
+	}
+}
+
 // upstreamError counts a failed proxy attempt; kind is e.g. "unreachable", "timeout".
 func (m *metrics) upstreamError(upstream, kind string) {
 	if m != nil {
@@ -174,83 +160,46 @@ func (m *metrics) upstreamError(upstream, kind string) {
 	}
 }
 
-// authFailure counts a refused token; reason is a fixed word, never the token.
-func (m *metrics) authFailure(reason string) {
-	if m != nil {
-		m.authFails.get(reason).Add(1)
-	}
-}
-
-// login counts a login attempt by outcome ("success", "failure", "rate_limited", "busy", "unavailable", "client_gone").
-func (m *metrics) login(outcome string) {
-	if m != nil {
-		m.logins.get(outcome).Add(1)
-	}
-}
-
-// rateLimitRejection counts a 429 by the limit that refused it.
-func (m *metrics) rateLimitRejection(limit string) {
-	if m != nil {
-		m.rateLimited.get(limit).Add(1)
-	}
-}
-
-// userCacheEvent counts what the user cache did besides answering from memory:
-// "stale_served", "fail_fast", "notifications_lost".
-func (m *metrics) userCacheEvent(event string) {
-	if m != nil {
-		m.userCache.get(event).Add(1)
-	}
-}
-
-// traceSpansDropped counts n spans that were never exported, by reason: "queue_full",
-// "export_failed", "rejected" (by the collector), "shutdown".
+// The label of each counter below is one of a fixed set of words, never client input.
+func (m *metrics) authFailure(reason string)   { m.count(authFailsVec, reason, 1) }
+func (m *metrics) login(outcome string)        { m.count(loginsVec, outcome, 1) }
+func (m *metrics) rateLimitRejection(l string) { m.count(rateLimitedVec, l, 1) }
+func (m *metrics) userCacheEvent(event string) { m.count(userCacheVec, event, 1) }
+func (m *metrics) connShed(reason string)      { m.count(connsShedVec, reason, 1) }
 func (m *metrics) traceSpansDropped(reason string, n int) {
-	if m == nil || n <= 0 {
-		return
-	}
-	m.traceDrops.get(reason).Add(uint64(n))
+	m.count(traceDropsVec, reason, uint64(max(n, 0)))
 }
 
-// setNotificationsUp records whether the database's change notifications reach the cache.
+func authFailsVec(m *metrics) *counterVec   { return &m.authFails }
+func loginsVec(m *metrics) *counterVec      { return &m.logins }
+func rateLimitedVec(m *metrics) *counterVec { return &m.rateLimited }
+func userCacheVec(m *metrics) *counterVec   { return &m.userCache }
+func connsShedVec(m *metrics) *counterVec   { return &m.connsShed }
+func traceDropsVec(m *metrics) *counterVec  { return &m.traceDrops }
+
 func (m *metrics) setNotificationsUp(up bool) {
 	if m != nil {
 		m.notifyUp.Store(up)
 	}
 }
 
-// inflightAdd moves gateway_inflight_requests; callers pair +1 with a deferred -1.
 func (m *metrics) inflightAdd(delta int64) {
 	if m != nil {
 		m.inflight.Add(delta)
 	}
 }
 
-// clientConnsAdd moves gateway_client_connections.
 func (m *metrics) clientConnsAdd(delta int64) {
 	if m != nil {
 		m.clientConns.Add(delta)
 	}
 }
 
-// connShed counts a client connection the connection cap closed; reason is a fixed word.
-func (m *metrics) connShed(reason string) {
-	if m != nil {
-		m.connsShed.get(reason).Add(1)
-	}
-}
-
-// setPoolStats installs the callback read at scrape time for gateway_db_pool_connections;
-// nil removes it (no pool, no series).
+// setPoolStats installs the scrape-time callback of gateway_db_pool_connections; nil removes it.
 func (m *metrics) setPoolStats(f func() PoolStats) {
-	if m == nil {
-		return
+	if m != nil {
+		m.poolStats.Store(&f)
 	}
-	if f == nil {
-		m.poolStats.Store(nil)
-		return
-	}
-	m.poolStats.Store(&f)
 }
 
 // ServeHTTP writes the exposition; HEAD gets the headers only.
@@ -275,9 +224,8 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// metricFamily is one family of the exposition: its name, type, help and label names, and
-// how its series are read at scrape time. Adding a metric is one row of metricFamilies (plus
-// the field and method that feed it).
+// metricFamily is one family of the exposition and how its series are read at scrape time.
+// Adding a metric is one row of metricFamilies, plus the field and method that feed it.
 type metricFamily struct {
 	name, typ, help string
 	labels          []string
@@ -285,9 +233,8 @@ type metricFamily struct {
 	optional        bool // left out entirely when it has no series
 }
 
-// sample is one series: a name suffix (a histogram's _bucket, _sum, _count), its label values
-// paired in order with the family's label names (_sum and _count stop before le), and its
-// value as text.
+// sample is one series: a name suffix (_bucket, _sum, _count), label values paired in order
+// with the family's labels, and its value as text.
 type sample struct {
 	suffix string
 	values []string
@@ -297,11 +244,11 @@ type sample struct {
 // metricFamilies is every family, in name order.
 var metricFamilies = []metricFamily{
 	{"gateway_auth_failures_total", "counter", "Requests refused for a missing or invalid token, by reason.",
-		[]string{"reason"}, countsOf(func(m *metrics) *counterVec { return &m.authFails }), false},
+		[]string{"reason"}, countsOf(authFailsVec), false},
 	{"gateway_client_connections", "gauge", "Open client connections on the public listener.",
 		nil, func(m *metrics) []sample { return one(strconv.FormatInt(m.clientConns.Load(), 10)) }, false},
 	{"gateway_client_connections_shed_total", "counter", "Client connections closed by GATEWAY_MAX_CONNECTIONS, by reason.",
-		[]string{"reason"}, countsOf(func(m *metrics) *counterVec { return &m.connsShed }), false},
+		[]string{"reason"}, countsOf(connsShedVec), false},
 	{"gateway_db_pool_connections", "gauge", "Database pool connections by state.",
 		[]string{"state"}, poolSamples, false},
 	{"gateway_http_request_duration_seconds", "histogram", "Time from request received to response finished, by route pattern.",
@@ -311,17 +258,17 @@ var metricFamilies = []metricFamily{
 	{"gateway_inflight_requests", "gauge", "Requests being served right now.",
 		nil, func(m *metrics) []sample { return one(strconv.FormatInt(m.inflight.Load(), 10)) }, false},
 	{"gateway_logins_total", "counter", "Login attempts, by outcome.",
-		[]string{"outcome"}, countsOf(func(m *metrics) *counterVec { return &m.logins }), false},
+		[]string{"outcome"}, countsOf(loginsVec), false},
 	{"gateway_ratelimit_rejections_total", "counter", "Requests refused with 429, by limit.",
-		[]string{"limit"}, countsOf(func(m *metrics) *counterVec { return &m.rateLimited }), false},
+		[]string{"limit"}, countsOf(rateLimitedVec), false},
 	{"gateway_trace_spans_dropped_total", "counter", "Spans never exported, by reason: queue_full (the collector is slow or down), export_failed, rejected (by the collector), shutdown (not flushed within the shutdown grace).",
-		[]string{"reason"}, countsOf(func(m *metrics) *counterVec { return &m.traceDrops }), false},
+		[]string{"reason"}, countsOf(traceDropsVec), false},
 	{"gateway_upstream_errors_total", "counter", "Failed upstream calls, by upstream and kind.",
 		[]string{"upstream", "kind"}, upstreamErrorSamples, false},
 	{"gateway_user_cache_events_total", "counter", "User cache events: stale_served (the database failed and the last known state was used), fail_fast (the database was not asked while failing), notifications_lost.",
-		[]string{"event"}, countsOf(func(m *metrics) *counterVec { return &m.userCache }), false},
+		[]string{"event"}, countsOf(userCacheVec), false},
 	{"gateway_user_notifications_up", "gauge", "1 while the database's change notifications reach the user cache, else 0 (the TTL alone then bounds staleness).",
-		nil, func(m *metrics) []sample { return one(strconv.Itoa(boolToInt(m.notifyUp.Load()))) }, false},
+		nil, func(m *metrics) []sample { return one(map[bool]string{false: "0", true: "1"}[m.notifyUp.Load()]) }, false},
 	{"go_goroutines", "gauge", "Number of goroutines that currently exist.",
 		nil, func(*metrics) []sample { return one(strconv.Itoa(runtime.NumGoroutine())) }, false},
 	{"go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.",
@@ -336,81 +283,72 @@ var metricFamilies = []metricFamily{
 
 func one(value string) []sample { return []sample{{value: value}} }
 
-func boolToInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // countsOf reads a counter family keyed by one label.
 func countsOf(vec func(m *metrics) *counterVec) func(m *metrics) []sample {
 	return func(m *metrics) []sample {
 		var out []sample
-		for _, e := range vec(m).sorted(strings.Compare) {
-			out = append(out, sample{values: []string{e.k}, value: strconv.FormatUint(e.v.Load(), 10)})
+		for k, v := range vec(m).snapshot() {
+			out = append(out, sample{values: []string{k}, value: strconv.FormatUint(v.Load(), 10)})
 		}
-		return out
+		return sortSamples(out)
 	}
+}
+
+// sortSamples orders series by their label values, for a stable exposition.
+func sortSamples(out []sample) []sample {
+	slices.SortFunc(out, func(a, b sample) int { return slices.Compare(a.values, b.values) })
+	return out
 }
 
 func poolSamples(m *metrics) []sample {
 	f := m.poolStats.Load()
-	if f == nil {
+	if f == nil || *f == nil {
 		return nil
 	}
 	s := (*f)()
-	var out []sample
-	for _, st := range []struct {
-		state string
-		n     int32
-	}{{"acquired", s.Acquired}, {"idle", s.Idle}, {"total", s.Total}} {
-		out = append(out, sample{values: []string{st.state}, value: strconv.Itoa(int(max(st.n, 0)))})
+	n := func(state string, v int32) sample {
+		return sample{values: []string{state}, value: strconv.Itoa(int(max(v, 0)))}
 	}
-	return out
+	return []sample{n("acquired", s.Acquired), n("idle", s.Idle), n("total", s.Total)}
 }
 
 func durationSamples(m *metrics) []sample {
 	var out []sample
-	for _, e := range m.durations.sorted(strings.Compare) {
-		var cum uint64
-		for i := range e.v.buckets {
-			cum += e.v.buckets[i].Load()
+	series := m.durations.snapshot()
+	for _, route := range slices.Sorted(maps.Keys(series)) {
+		h, cum := series[route], uint64(0)
+		for i := range h.buckets {
+			cum += h.buckets[i].Load()
 			le := "+Inf"
 			if i < len(durationBounds) {
 				le = strconv.FormatFloat(durationBounds[i].Seconds(), 'g', -1, 64)
 			}
-			out = append(out, sample{"_bucket", []string{e.k, le}, strconv.FormatUint(cum, 10)})
+			out = append(out, sample{"_bucket", []string{route, le}, strconv.FormatUint(cum, 10)})
 		}
-		sum := strconv.FormatFloat(float64(e.v.sumNanos.Load())/1e9, 'g', -1, 64)
-		out = append(out, sample{"_sum", []string{e.k}, sum}, sample{"_count", []string{e.k}, strconv.FormatUint(cum, 10)})
+		sum := strconv.FormatFloat(float64(h.sumNanos.Load())/1e9, 'g', -1, 64)
+		out = append(out, sample{"_sum", []string{route}, sum}, sample{"_count", []string{route}, strconv.FormatUint(cum, 10)})
 	}
 	return out
 }
 
 func requestSamples(m *metrics) []sample {
 	var out []sample
-	for _, e := range m.requests.sorted(func(x, y requestKey) int {
-		return cmp.Or(strings.Compare(x.route, y.route), strings.Compare(x.method, y.method), cmp.Compare(x.code, y.code))
-	}) {
-		code := fmt.Sprintf("%03d", e.k.code) // 0 (out of range) is "000"
-		out = append(out, sample{values: []string{e.k.route, e.k.method, code}, value: strconv.FormatUint(e.v.Load(), 10)})
+	for k, v := range m.requests.snapshot() {
+		code := fmt.Sprintf("%03d", k.code) // 0 (out of range) is "000"; three digits sort as numbers
+		out = append(out, sample{values: []string{k.route, k.method, code}, value: strconv.FormatUint(v.Load(), 10)})
 	}
-	return out
+	return sortSamples(out)
 }
 
 func upstreamErrorSamples(m *metrics) []sample {
 	var out []sample
-	for _, e := range m.upstreamErrs.sorted(func(x, y [2]string) int {
-		return cmp.Or(strings.Compare(x[0], y[0]), strings.Compare(x[1], y[1]))
-	}) {
-		out = append(out, sample{values: e.k[:], value: strconv.FormatUint(e.v.Load(), 10)})
+	for k, v := range m.upstreamErrs.snapshot() {
+		out = append(out, sample{values: []string{k[0], k[1]}, value: strconv.FormatUint(v.Load(), 10)})
 	}
-	return out
+	return sortSamples(out)
 }
 
-// heapInuse reads runtime/metrics instead of runtime.ReadMemStats, which stops the world.
-// HeapInuse is the bytes of in-use spans: live objects plus the unused space inside them.
+// heapInuse reads runtime/metrics, not runtime.ReadMemStats, which stops the world.
 func heapInuse() uint64 {
 	samples := []rtmetrics.Sample{
 		{Name: "/memory/classes/heap/objects:bytes"},
@@ -428,10 +366,7 @@ func heapInuse() uint64 {
 
 // residentSamples reads the resident set from /proc/self/statm (pages); absent off Linux.
 func residentSamples(*metrics) []sample {
-	raw, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return nil
-	}
+	raw, _ := os.ReadFile("/proc/self/statm")
 	fields := strings.Fields(string(raw))
 	if len(fields) < 2 {
 		return nil
@@ -443,14 +378,12 @@ func residentSamples(*metrics) []sample {
 	return one(strconv.FormatUint(pages*uint64(os.Getpagesize()), 10))
 }
 
-// Format 0.0.4 escapes backslash and newline everywhere, and the double quote inside label
-// values. Invalid UTF-8 becomes U+FFFD, as the format is UTF-8.
+// Format 0.0.4 escapes backslash and newline, and '"' in label values; it is UTF-8.
 var (
 	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
 )
 
-// writeExposition writes every family in name order, each series in label order.
 func (m *metrics) writeExposition(buf *bytes.Buffer) {
 	for _, f := range metricFamilies {
 		samples := f.read(m)
@@ -476,22 +409,20 @@ func (m *metrics) writeExposition(buf *bytes.Buffer) {
 	}
 }
 
-// adminWriteTimeout bounds every answer of the admin listener. pprof extends it for
-// endpoints that sample for ?seconds=, which adminMaxProfileSeconds bounds in turn.
+// adminWriteTimeout bounds every admin answer; pprof extends it for ?seconds= up to
+// adminMaxProfileSeconds.
 const adminWriteTimeout = 60 * time.Second
 
-// adminMaxProfileSeconds is the longest ?seconds= any pprof endpoint accepts: a CPU profile,
-// an execution trace or a delta profile holds a connection (and, for the trace, costs CPU)
-// for that long. pprof's default CPU profile is 30 s.
+// adminMaxProfileSeconds is the longest ?seconds= pprof accepts: a profile or trace holds a
+// connection (and CPU) that long.
 const adminMaxProfileSeconds = 60
 
 // newAdminHandler serves /metrics and pprof, and a JSON 404 for anything else.
 func newAdminHandler(m *metrics) http.Handler { return newAdminHandlerFor(m, true) }
 
-// newAdminHandlerFor serves the admin listener (GATEWAY_ADMIN_PORT): /metrics, pprof only
-// when withPprof (GATEWAY_PPROF=true), and a JSON 404 for anything else. It must never be
-// mounted on the public port: pprof exposes the command line, heap contents and CPU
-// profiles, which is also why it is off unless asked for.
+// newAdminHandlerFor is newAdminHandler with pprof only when withPprof. It must never be
+// mounted on the public port: pprof exposes the command line, heap and CPU profiles, which
+// is also why it is off unless asked for.
 func newAdminHandlerFor(m *metrics, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m)
@@ -508,11 +439,9 @@ func newAdminHandlerFor(m *metrics, withPprof bool) http.Handler {
 	return mux
 }
 
-// boundProfileSeconds refuses a pprof request whose ?seconds= exceeds
-// adminMaxProfileSeconds. pprof itself accepts any duration and moves the write deadline
-// out to match, so without this one request could hold a connection for days. Only GET
-// and HEAD are served, so the form pprof reads is the query string checked here (a POST
-// body could carry another "seconds").
+// boundProfileSeconds refuses ?seconds= over adminMaxProfileSeconds: pprof moves the write
+// deadline to match any duration. Only GET and HEAD pass, so a POST body cannot carry
+// another "seconds".
 func boundProfileSeconds(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

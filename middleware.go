@@ -1,6 +1,5 @@
 // middleware.go: the chain of layers around every request, the request-info contract they
-// share with the handlers, and panic recovery. Each layer has its own file: requestid.go,
-// clientip.go, responsewriter.go, accesslog.go, cors.go.
+// share with the handlers, and panic recovery.
 package main
 
 import (
@@ -13,24 +12,18 @@ import (
 	"time"
 )
 
-// requestInfo travels with a request through every layer, one per request, as a pointer in
-// the context (withRequestInfo): a layer fills in what it learns without copying the request,
-// and the access log reads the result once the handler has returned. Who writes what, when:
-//
-//   - ID, TraceParent, TraceID, KeepTraceState: the middleware (requestid.go), before any
-//     handler runs; read by the proxy (forwarded headers), errors (request_id), trace.go.
-//   - ClientIP, PeerTrusted, ClientIsProxy: the middleware (clientip.go), before any handler;
-//     read by the login limits (users.go) and the proxy (X-Forwarded-*).
+// requestInfo travels with a request as a pointer in the context: a layer fills in what it
+// learns without copying the request, and the access log reads the result. Who writes what:
+//   - ID, TraceParent, TraceID, KeepTraceState: requestid.go, before any handler.
+//   - ClientIP, PeerTrusted, ClientIsProxy: clientip.go, before any handler.
 //   - Caller, Authenticated, UserID, CompanyID: auth.go's withIdentity once a token verifies;
-//     users.go sets UserID/CompanyID after a login and CompanyID after ensure-company.
-//   - Upstream, UpstreamStatus: proxy.go when it forwards and when the upstream answers (or
-//     the client gives up).
+//     users.go after a login and after ensure-company.
+//   - Upstream, UpstreamStatus: proxy.go.
 //
-// Only the request's own goroutine writes, and every write happens before the handler
-// returns, so no lock is needed.
+// Only the request's own goroutine writes, before the handler returns, so no lock is needed.
 type requestInfo struct {
-	ID             string // X-Request-ID (validated client value or generated)
-	TraceParent    string // traceparent forwarded upstream
+	ID             string // X-Request-ID
+	TraceParent    string // forwarded upstream
 	TraceID        string
 	ClientIP       string
 	UserID         string
@@ -42,14 +35,12 @@ type requestInfo struct {
 	Authenticated bool
 
 	PeerTrusted bool // the TCP peer is in GATEWAY_TRUSTED_PROXIES (its X-Forwarded-* count)
-	// ClientIsProxy: ClientIP is itself a trusted proxy (the request came from the proxy,
-	// or every X-Forwarded-For hop was trusted), so it stands for no one client.
+	// ClientIsProxy: ClientIP is itself a trusted proxy, so it stands for no one client.
 	ClientIsProxy bool
 
-	// KeepTraceState reports that the client's traceparent was valid, so its tracestate
-	// belongs to the same trace and may be forwarded untouched. When false the traceparent
-	// was replaced by a new trace and the proxy must drop any tracestate header: W3C Trace
-	// Context forbids pairing a vendor's state with a trace it does not belong to.
+	// KeepTraceState: the client's traceparent was valid, so its tracestate may be forwarded.
+	// Otherwise the proxy drops tracestate: W3C Trace Context forbids pairing a vendor's
+	// state with a trace it does not belong to.
 	KeepTraceState bool
 }
 
@@ -59,7 +50,7 @@ func withRequestInfo(ctx context.Context, info *requestInfo) context.Context {
 	return context.WithValue(ctx, requestInfoKey{}, info)
 }
 
-// requestInfoFrom returns the request's info, or a throwaway one so callers never check nil.
+// requestInfoFrom returns the request's info, or a throwaway one.
 func requestInfoFrom(ctx context.Context) *requestInfo {
 	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
 		return info
@@ -67,18 +58,14 @@ func requestInfoFrom(ctx context.Context) *requestInfo {
 	return &requestInfo{}
 }
 
-// withMiddleware wraps next (the route mux) in the gateway's cross-cutting layers, outermost
-// first: request info (request ID, traceparent, client IP) → access log, X-Process-Time and
-// metrics → panic recovery → CORS → next.
-//
-// next should be the ServeMux itself, or pass the request it receives on unchanged: the
-// route pattern for metrics and logs is read from that request's Pattern after next returns.
+// withMiddleware wraps next in the gateway's layers (see ServeHTTP). next should be the
+// ServeMux itself, or pass its request on unchanged: metrics and logs read the route from
+// that request's Pattern after next returns.
 func withMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
 	return withTracedMiddleware(next, cfg, log, m, nil)
 }
 
-// withTracedMiddleware is withMiddleware with a server span per request exported by tr (nil:
-// no export).
+// withTracedMiddleware is withMiddleware with a server span per request exported by tr.
 func withTracedMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics, tr *tracer) http.Handler {
 	if cfg == nil {
 		cfg = &Config{}
@@ -100,8 +87,7 @@ type middleware struct {
 	xffWarning *untrustedProxyWarning
 }
 
-// ServeHTTP is the whole chain, outermost layer first; each layer lives in the file named
-// in its comment.
+// ServeHTTP is the whole chain, outermost layer first.
 func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := &requestInfo{}
 	setRequestIDs(info, r, mw.tracer)                                  // requestid.go
@@ -133,15 +119,13 @@ func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// recoverPanic turns a panic in a handler into a logged 500 JSON response. The server keeps
-// serving either way: net/http recovers per connection, this only makes the answer useful.
+// recoverPanic turns a panic in a handler into a logged 500 JSON response.
 func (mw *middleware) recoverPanic(tw *trackingWriter, r *http.Request) {
 	v := recover()
 	if v == nil {
 		return
 	}
 	if v == http.ErrAbortHandler {
-		// net/http's own way to abort a response: let it close the connection quietly.
 		tw.aborted = true
 		panic(v)
 	}

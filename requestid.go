@@ -8,12 +8,10 @@ import (
 	"strings"
 )
 
-// hdrRequestID is the request id header in canonical form, as the header map keys it.
 const hdrRequestID = "X-Request-Id"
 
-// setRequestIDs sets info's request id and trace context from r: the client's X-Request-ID
-// when valid, else a generated one; the client's trace id when its traceparent is valid, else
-// a new trace (sampled by tr's ratio when tracing); and a new span id for this hop.
+// setRequestIDs keeps the client's X-Request-ID and trace id when valid, else makes new ones
+// (a new trace sampled by tr's ratio), with a new span id for this hop.
 func setRequestIDs(info *requestInfo, r *http.Request, tr *tracer) {
 	traceID, flags := "", "01"
 	if tp := r.Header["Traceparent"]; len(tp) == 1 { // several traceparent lines are invalid
@@ -23,27 +21,23 @@ func setRequestIDs(info *requestInfo, r *http.Request, tr *tracer) {
 		}
 	}
 	if traceID == "" {
-		traceID = randomHex(2)
+		traceID = string(appendRandomHex(nil, 2))
 		if tr != nil {
 			flags = tr.rootFlags() // a trace this gateway starts is sampled by its ratio
 		}
 	}
 	info.TraceID = traceID
-	info.TraceParent = "00-" + traceID + "-" + randomHex(1) + "-" + flags // this hop's span id
+	info.TraceParent = "00-" + traceID + "-" + string(appendRandomHex(nil, 1)) + "-" + flags // this hop's span id
 
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
 		info.ID = v[0]
 	} else {
-		info.ID = randomHex(2)
+		info.ID = string(appendRandomHex(nil, 2))
 	}
 }
 
-// randomHex returns n random non-zero 64-bit words as 16 lower-case hex digits each.
-func randomHex(n int) string { return string(appendRandomHex(nil, n)) }
-
-// appendRandomHex appends n random non-zero 64-bit words as 16 lower-case hex digits each.
-// math/rand/v2's global source is ChaCha8 seeded by the runtime: unpredictable enough for
-// request and trace IDs, and it needs no system call or lock.
+// appendRandomHex appends n random non-zero 64-bit words as 16 hex digits each. math/rand/v2's
+// ChaCha8 source is unpredictable enough for request and trace ids.
 func appendRandomHex(b []byte, n int) []byte {
 	for range n {
 		b = fmt.Appendf(b, "%016x", rand.Uint64()|1) // never all zeros, which W3C forbids for ids
@@ -51,27 +45,16 @@ func appendRandomHex(b []byte, n int) []byte {
 	return b
 }
 
-// validRequestID accepts 1–128 visible ASCII characters (0x21–0x7E): enough for any UUID or
-// tracing ID, nothing that could split a header or a log line.
+// validRequestID accepts 1–128 visible ASCII characters: nothing that could split a header
+// or a log line.
 func validRequestID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
+	return len(s) > 0 && len(s) <= 128 && !strings.ContainsFunc(s, func(c rune) bool { return c < 0x21 || c > 0x7e })
 }
 
-// traceParentLen is the length of a version-00 traceparent.
 const traceParentLen = 55
 
-// parseTraceParent parses a W3C Trace Context (level 1) traceparent header
-// "version-traceid-parentid-flags". Version 00 must be exactly 55 characters; a later
-// version may append "-…" fields, which are ignored. Version ff, upper-case hex and all-zero
-// ids are invalid.
+// parseTraceParent parses a W3C traceparent. Version 00 is exactly traceParentLen long; a
+// later version may append "-…" fields. Version ff, upper-case hex and zero ids are invalid.
 func parseTraceParent(s string) (traceID, parentID, flags string, ok bool) {
 	if len(s) < traceParentLen || s[2] != '-' || s[35] != '-' || s[52] != '-' {
 		return "", "", "", false
@@ -92,10 +75,5 @@ func parseTraceParent(s string) (traceID, parentID, flags string, ok bool) {
 }
 
 func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return !strings.ContainsFunc(s, func(c rune) bool { return !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') })
 }

@@ -1,5 +1,4 @@
-// responsewriter.go: the response writer every request is served through, which records
-// status and size and stamps the gateway's own headers just before the status goes out.
+// responsewriter.go: the response writer every request is served through.
 package main
 
 import (
@@ -11,13 +10,13 @@ import (
 )
 
 // trackingWriter records status and size, and sets the headers every response carries just
-// before they are written. Unwrap lets http.ResponseController reach the real writer.
+// before they are written.
 type trackingWriter struct {
 	w           http.ResponseWriter
 	start       time.Time
 	requestID   string
-	corsOrigin  string // allowed Origin of an actual CORS request; "" = send no CORS headers
-	corsDone    bool   // the CORS layer answered a preflight with its own headers
+	corsOrigin  string // allowed Origin of a CORS request; "" for none
+	corsDone    bool   // a preflight answer set its own headers
 	status      int
 	bytes       int64
 	wroteHeader bool
@@ -50,8 +49,7 @@ func (t *trackingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// FlushError is what http.ResponseController.Flush looks for first; it keeps the real
-// writer's error, which a plain Flush would drop.
+// FlushError keeps the real writer's error for http.ResponseController, which Flush drops.
 func (t *trackingWriter) FlushError() error {
 	if !t.wroteHeader && !t.hijacked {
 		t.WriteHeader(http.StatusOK)
@@ -73,9 +71,7 @@ func (t *trackingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.w }
 
-// beforeHeaders sets X-Request-ID, X-Process-Time, the CORS headers (unless a preflight
-// answer set its own) and Vary, over whatever a handler or an upstream set for these: the
-// gateway's answer is the one that counts.
+// beforeHeaders sets the gateway's own headers over whatever a handler or an upstream set.
 func (t *trackingWriter) beforeHeaders() {
 	h := t.w.Header()
 	h.Set("X-Request-ID", t.requestID)
