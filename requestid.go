@@ -21,28 +21,29 @@ func setRequestIDs(info *requestInfo, r *http.Request, tr *tracer) {
 		}
 	}
 	if traceID == "" {
-		traceID = string(appendRandomHex(nil, 2))
+		traceID = randomHex(2)
 		if tr != nil {
 			flags = tr.rootFlags() // a trace this gateway starts is sampled by its ratio
 		}
 	}
 	info.TraceID = traceID
-	info.TraceParent = "00-" + traceID + "-" + string(appendRandomHex(nil, 1)) + "-" + flags // this hop's span id
+	info.TraceParent = "00-" + traceID + "-" + randomHex(1) + "-" + flags // this hop's span id
 
 	if v := r.Header["X-Request-Id"]; len(v) == 1 && validRequestID(v[0]) {
 		info.ID = v[0]
 	} else {
-		info.ID = string(appendRandomHex(nil, 2))
+		info.ID = randomHex(2)
 	}
 }
 
-// appendRandomHex appends n random non-zero 64-bit words as 16 hex digits each. math/rand/v2's
+// randomHex is n random non-zero 64-bit words as 16 hex digits each. math/rand/v2's
 // ChaCha8 source is unpredictable enough for request and trace ids.
-func appendRandomHex(b []byte, n int) []byte {
+func randomHex(n int) string {
+	var b []byte
 	for range n {
 		b = fmt.Appendf(b, "%016x", rand.Uint64()|1) // never all zeros, which W3C forbids for ids
 	}
-	return b
+	return string(b)
 }
 
 // validRequestID accepts 1–128 visible ASCII characters: nothing that could split a header
