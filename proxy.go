@@ -207,6 +207,29 @@ type proxy struct {
 	forwardCredentials bool
 }
 
+// bufPool lends the 32 KiB copy buffers of every proxy, so streaming a response costs no
+// allocation per request.
+var bufPool = &bufferPool{}
+
+const copyBufferSize = 32 << 10
+
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return buf[:]
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) < copyBufferSize {
+		return
+	}
+	// An array pointer converted from the slice: storing it in the pool allocates nothing.
+	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+}
+
 // newProxy returns the handler forwarding up's route. It panics on a malformed upstream: that
 // is a wiring mistake caught at start, never a request-time condition.
 func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
@@ -227,6 +250,7 @@ func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.L
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
+		BufferPool:     bufPool,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		// FlushInterval 0: ReverseProxy already flushes text/event-stream and bodies of
