@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -55,17 +54,7 @@ func expectDatabaseOutage(t *testing.T, e *testEnv, calls []dbCall, limit time.D
 
 func TestDatabaseOutageAnswers503AndRecovers(t *testing.T) {
 	t.Parallel()
-	dbURL := testDatabaseURL(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := newTCPRelay(t, u.Host)
-	store, err := openPostgres(context.Background(), withHost(t, dbURL, relay.Addr()), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
+	store, relay, dbURL := relayedTestPostgres(t, time.Second)
 	up, _ := countingUpstream(t)
 	// No cache and no stale state: every call needs the database (the stale-if-error path
 	// has its own test).

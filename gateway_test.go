@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -599,18 +598,7 @@ func TestDeactivatedUserRefusedWithinCacheTTL(t *testing.T) {
 
 func TestHealthTurns503WhileTheDatabaseIsDownAndRecovers(t *testing.T) {
 	t.Parallel()
-	dbURL := testDatabaseURL(t)
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := newTCPRelay(t, u.Host)
-	u.Host = relay.Addr()
-	store, err := openPostgres(context.Background(), u.String(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
+	store, relay, dbURL := relayedTestPostgres(t, time.Second)
 	clk := newFakeClock()
 	e := startGateway(t, withStore(store, dbURL), withClock(clk))
 	company := e.createCompany("Acme")
