@@ -642,9 +642,20 @@ func TestConcurrentRequestsShareOneUserLookup(t *testing.T) {
 	pg := openPostgresAt(t, dbURL, testDBTimeout)
 	store := &slowStore{Store: pg, release: make(chan struct{})}
 	up, hits := countingUpstream(t)
+	// The user exists before the gateway listens for changes, and the rounds start once it
+	// listens: neither the user's creation nor the listener's start may empty the cache
+	// in the middle of a round, which would make one lookup more than the rounds count.
+	co, err := pg.CreateCompany(context.Background(), "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw-pw-pw-pw"), bcrypt.MinCost)
+	u, err := pg.CreateUser(context.Background(), NewUser{Email: "herd@example.com", HashedPassword: string(hash), Role: "user", CompanyID: co.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := startGateway(t, withUpstream(up.URL), withStore(store, dbURL), withClock(clk))
-	co := e.createCompany("Acme")
-	u := e.createUser("herd@example.com", "pw-pw-pw-pw", co, bcrypt.MinCost)
+	waitFor(t, 10*time.Second, "notifications flow", e.gw.metrics.notifyUp.Load)
 	tok := e.token(u)
 
 	for round, want := range []int64{1, 2} {
