@@ -98,13 +98,8 @@ GO
 printf 'module connflood\ngo 1.22\n' >"$OUT/connflood/go.mod"
 (cd "$OUT/connflood" && go build -o ../connflood-bin .)
 
-echo "== database $DB"
-psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-export GATEWAY_POSTGRES_SERVER=127.0.0.1 GATEWAY_POSTGRES_USER=postgres GATEWAY_POSTGRES_PASSWORD=trust GATEWAY_POSTGRES_DB=$DB
-"$OUT/gateway" migrate >/dev/null
-COMPANY=$("$OUT/gateway" company create -name "Bench Co")
-export BENCH_PASSWORD=bench-password-123
-"$OUT/gateway" user create -email bench@example.com -name Bench -company "$COMPANY" -password-env BENCH_PASSWORD >/dev/null
+. bench/seed.sh
+seed_bench_db
 
 "$OUT/connflood-bin" upstream "127.0.0.1:$UP_PORT" &
 pids+=("$!")

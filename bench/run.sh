@@ -111,13 +111,8 @@ GO
 printf 'module otlpsink\ngo 1.22\n' >"$OUT/otlpsink/go.mod"
 (cd "$OUT/otlpsink" && go build -o ../otlp-sink .)
 
-echo "== database $DB"
-psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-export GATEWAY_POSTGRES_SERVER=127.0.0.1 GATEWAY_POSTGRES_USER=postgres GATEWAY_POSTGRES_PASSWORD=trust GATEWAY_POSTGRES_DB=$DB
-"$OUT/gateway" migrate >/dev/null
-COMPANY=$("$OUT/gateway" company create -name "Bench Co")
-export BENCH_PASSWORD=bench-password-123
-"$OUT/gateway" user create -email bench@example.com -name Bench -company "$COMPANY" -password-env BENCH_PASSWORD >/dev/null
+. bench/seed.sh
+seed_bench_db
 
 echo "== nginx: upstream on :$UP_PORT, reference proxy on :$NGINX_PORT"
 cat > "$OUT/nginx.conf" <<NGINX
