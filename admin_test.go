@@ -29,9 +29,10 @@ type adminEnv struct {
 	tok   string // the administrator's token
 }
 
-func newAdminEnv(t *testing.T) *adminEnv {
+func newAdminEnv(t *testing.T, opts ...envOption) *adminEnv {
 	t.Helper()
-	e := tenancyEnv(t, nil)
+	up, _ := countingUpstream(t)
+	e := startGateway(t, append([]envOption{withUpstream(up.URL)}, opts...)...)
 	home := e.createCompany("Home")
 	admin := e.createAdmin("admin@example.com", home)
 	return &adminEnv{testEnv: e, home: home, admin: admin, tok: e.token(admin)}
@@ -331,7 +332,8 @@ func TestAdminCreateCompanyThenSelectListsIt(t *testing.T) {
 }
 
 func TestAdminCreateUserSignsInWithItsPassword(t *testing.T) {
-	e := newAdminEnv(t)
+	t.Parallel()
+	e := newAdminEnv(t, withProductionHashCost())
 	const password = "a-long-secret-password"
 	n := len(e.auditLines())
 	r := e.do("POST", "/api/v1/admin/users", e.tok, fmt.Sprintf(
@@ -861,6 +863,7 @@ func TestDocumentsStatsProxiedToIngestStatsWithStrictAuth(t *testing.T) {
 // TestRunDevModeDemoUserIsAnAdmin runs the README's administration examples against
 // `go run . -dev`: the demo user is an administrator and the start log says so.
 func TestRunDevModeDemoUserIsAnAdmin(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g := startRun(t, ctx, []string{"-dev"}, map[string]string{"GATEWAY_DRAIN_DELAY": "0s"})

@@ -20,6 +20,9 @@ import (
 const (
 	demoEmail    = "demo@atenex.dev"
 	demoPassword = "atenex-demo-password"
+	// demoHash is a cost-12 hash of demoPassword, written once so that -dev does not spend
+	// a bcrypt at every start.
+	demoHash = "$2b$12$BGsX/avW7Sbn9K1XnEPCdeqSY6NAIWWUoZbWMMt/mMrAdbk4DL.Ze"
 	// demoRole makes the demo user an administrator, so the administration API can be tried
 	// (the README's examples) with nothing set up.
 	demoRole = "admin"
@@ -35,14 +38,8 @@ func seedDemo(ctx context.Context, store Store) (demoAccount, error) {
 	if err != nil {
 		return demoAccount{}, fmt.Errorf("create demo company: %w", err)
 	}
-	pool := newHashPool(1, time.Minute)
-	defer pool.close()
-	hash, err := pool.hash(ctx, demoPassword)
-	if err != nil {
-		return demoAccount{}, fmt.Errorf("hash demo password: %w", err)
-	}
 	if _, err := store.CreateUser(ctx, NewUser{
-		Email: demoEmail, HashedPassword: hash, FullName: "Demo User", Role: demoRole, CompanyID: company.ID,
+		Email: demoEmail, HashedPassword: demoHash, FullName: "Demo User", Role: demoRole, CompanyID: company.ID,
 	}); err != nil {
 		return demoAccount{}, fmt.Errorf("create demo user: %w", err)
 	}

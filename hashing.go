@@ -36,8 +36,8 @@ const (
 )
 
 // dummyHash is a real cost-12 hash of a random password nobody knows. Logins for an
-// unknown or inactive user compare against it, so every failure costs one bcrypt and an
-// attacker cannot tell from the timing which emails exist.
+// unknown user compare against it (the pool's dummy), so every failure costs one bcrypt and
+// an attacker cannot tell from the timing which emails exist.
 var dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
 
 // hashPool runs bcrypt on a fixed set of worker goroutines, each locked to its own OS thread
@@ -52,6 +52,8 @@ var dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
 // returning user's login) before any ordinary one, so a flood of strangers' logins delays
 // strangers, not the users who signed in before.
 type hashPool struct {
+	cost      int         // of the hashes it writes: hashCost
+	dummy     string      // compared instead of a missing or malformed hash; of the same cost
 	jobs      chan func() // unbuffered: a send succeeds only when a worker is free
 	first     chan func() // the same, for first-class jobs, which workers prefer
 	waiting   [2]atomic.Int32
@@ -83,6 +85,8 @@ func newHashPoolWith(workers int, queueWait time.Duration, policy hashPolicy) *h
 		workers = runtime.NumCPU()
 	}
 	p := &hashPool{
+		cost:      hashCost,
+		dummy:     dummyHash,
 		jobs:      make(chan func()),
 		first:     make(chan func()),
 		queueWait: queueWait,
@@ -195,8 +199,9 @@ const (
 	hashFirst              // served before any ordinary caller: returning users' logins
 )
 
-// compare reports whether password matches the stored bcrypt hash. A malformed hash is a
-// mismatch, after the time of a real comparison. The error wraps errHashBusy or ctx's.
+// compare reports whether password matches the stored bcrypt hash. A missing ("") or
+// malformed hash is a mismatch, after the time of a real comparison against the pool's
+// dummy. The error wraps errHashBusy or ctx's.
 func (p *hashPool) compare(ctx context.Context, hash string, password string) (bool, error) {
 	return p.compareAs(ctx, hashOrdinary, hash, password)
 }
@@ -204,7 +209,7 @@ func (p *hashPool) compare(ctx context.Context, hash string, password string) (b
 func (p *hashPool) compareAs(ctx context.Context, class hashClass, hash string, password string) (bool, error) {
 	wellFormed := wellFormedBcrypt(hash)
 	if !wellFormed {
-		hash = dummyHash // one real comparison: fails in the time of a wrong password
+		hash = p.dummy // one real comparison: fails in the time of a wrong password
 	}
 	var match bool
 	err := p.runAs(ctx, class, func() {
@@ -226,7 +231,7 @@ func (p *hashPool) hash(ctx context.Context, password string) (string, error) {
 	var out []byte
 	var herr error
 	if err := p.run(ctx, func() {
-		out, herr = bcrypt.GenerateFromPassword(bcryptPassword(password), hashCost)
+		out, herr = bcrypt.GenerateFromPassword(bcryptPassword(password), p.cost)
 	}); err != nil {
 		return "", err
 	}

@@ -226,11 +226,8 @@ func (g *gateway) handleLogin() http.Handler {
 			g.metrics.login("unavailable")
 			return dbUnavailable("login", err)
 		}
-		hash := user.HashedPassword
-		if err != nil {
-			hash = dummyHash
-		}
-		match, err := g.comparePassword(r.Context(), charge, hash, password)
+		// An unknown user has no hash: the pool compares its dummy, in a wrong password's time.
+		match, err := g.comparePassword(r.Context(), charge, user.HashedPassword, password)
 		if err != nil {
 			// Not busy: the client left while the login waited for a worker, which says
 			// nothing of the pool's capacity the "busy" count is watched for.
