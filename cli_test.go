@@ -156,6 +156,7 @@ func TestCLIMigrateIsIdempotent(t *testing.T) {
 }
 
 func TestCLICreatesCompanyAndUserWhoCanLogIn(t *testing.T) {
+	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
 	const password = "correct horse battery"
@@ -196,6 +197,7 @@ func TestCLICreatesCompanyAndUserWhoCanLogIn(t *testing.T) {
 }
 
 func TestCLIPasswordFromEnvironment(t *testing.T) {
+	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
 	env["NEW_USER_PASSWORD"] = "from-the-environment"
@@ -215,6 +217,7 @@ func TestCLIPasswordFromEnvironment(t *testing.T) {
 }
 
 func TestCLISetPasswordChangesLogin(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil)
 	env := postgresEnv(t, e.dbURL)
 	const oldPassword, newPassword = "old-password-1", "new-password-2"
@@ -270,6 +273,7 @@ func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
 }
 
 func TestCLIUsageErrors(t *testing.T) {
+	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	store := openCLITestStore(t, dbURL)
 	hash, _ := bcrypt.GenerateFromPassword([]byte("existing-password"), bcrypt.MinCost)
@@ -401,6 +405,7 @@ func TestCLIHelp(t *testing.T) {
 }
 
 func TestCLIDatabaseDownFailsFast(t *testing.T) {
+	t.Parallel()
 	const dbPassword = "db-password-never-printed"
 	servers := map[string]string{
 		"closed port": closedLoopbackAddr(t),
@@ -422,6 +427,7 @@ func TestCLIDatabaseDownFailsFast(t *testing.T) {
 	for server, addr := range servers {
 		for _, c := range commands {
 			t.Run(server+"/"+strings.Join(c.args[:min(2, len(c.args))], " "), func(t *testing.T) {
+				t.Parallel()
 				port := addr[strings.LastIndexByte(addr, ':')+1:]
 				env := map[string]string{
 					"GATEWAY_POSTGRES_USER":     "postgres",

@@ -755,6 +755,7 @@ func expectOutage(t *testing.T, s Store, calls []storeCall, timeout time.Duratio
 }
 
 func TestPostgresStoreAnswersErrorNotHangWhenDatabaseDown(t *testing.T) {
+	t.Parallel()
 	const timeout = 300 * time.Millisecond
 	downs := []struct {
 		name string
@@ -765,6 +766,7 @@ func TestPostgresStoreAnswersErrorNotHangWhenDatabaseDown(t *testing.T) {
 	}
 	for _, down := range downs {
 		t.Run(down.name, func(t *testing.T) {
+			t.Parallel()
 			connString := withHost(t, testServerURL(), down.addr(t))
 			// With a long deadline, a start that waited for the database would show.
 			start := time.Now()

@@ -986,6 +986,7 @@ func TestDockerfileIsStaticDistrolessNonRoot(t *testing.T) {
 
 // The image is distroless/static: the binary must not need a dynamic loader or libc.
 func TestBinaryBuildsStatically(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the whole binary")
 	}

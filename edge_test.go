@@ -1285,6 +1285,7 @@ func TestConnectionCapNeverCutsABusyConnection(t *testing.T) {
 
 // pprof listened unauthenticated on the admin port, and profile?seconds= had no upper bound.
 func TestPprofIsOffUnlessEnabledAndProfilesAreBounded(t *testing.T) {
+	t.Parallel()
 	get := func(t *testing.T, u string) (int, string) {
 		t.Helper()
 		client := &http.Client{Timeout: 10 * time.Second}

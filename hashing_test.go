@@ -131,16 +131,17 @@ func newTestHashPool(t testing.TB, workers int, queueWait time.Duration) *hashPo
 }
 
 func TestPasslibVectorsVerify(t *testing.T) {
+	t.Parallel()
 	vectors := loadPasslibVectors(t)
 	p := newTestHashPool(t, runtime.NumCPU(), time.Hour)
+	// Each hash with its own password and with the next vector's: a cross product would
+	// only repeat wrong-password checks, at several seconds each under the race detector.
 	var cases []compareCase
 	for i, v := range vectors {
-		cases = append(cases, compareCase{fmt.Sprintf("vector %d own password", i), v.hash, v.password, true})
-		for j, other := range vectors {
-			if j != i {
-				cases = append(cases, compareCase{fmt.Sprintf("vector %d with password of %d", i, j), v.hash, other.password, false})
-			}
-		}
+		j := (i + 1) % len(vectors)
+		cases = append(cases,
+			compareCase{fmt.Sprintf("vector %d own password", i), v.hash, v.password, true},
+			compareCase{fmt.Sprintf("vector %d with password of %d", i, j), v.hash, vectors[j].password, false})
 	}
 	runCompares(t, p, cases)
 }
@@ -162,6 +163,7 @@ func TestCompareAcceptsAllBcryptPrefixes(t *testing.T) {
 // TestCompareUsesOnlyFirst72Bytes pins passlib's behaviour: bytes after the 72nd never
 // matter, while any change within them does.
 func TestCompareUsesOnlyFirst72Bytes(t *testing.T) {
+	t.Parallel()
 	p := newTestHashPool(t, runtime.NumCPU(), time.Hour)
 	var long72 string
 	for _, v := range loadPasslibVectors(t) {
@@ -181,7 +183,6 @@ func TestCompareUsesOnlyFirst72Bytes(t *testing.T) {
 		{"first 71 bytes", h, base[:71], false},
 		{"passlib 72-byte vector, 300 bytes", long72, strings.Repeat("x", 300), true},
 		{"passlib 72-byte vector, 71 bytes", long72, strings.Repeat("x", 71), false},
-		{"passlib 72-byte vector, extra bytes", long72, strings.Repeat("x", 72) + "yz", true},
 	})
 }
 
@@ -226,7 +227,9 @@ func TestWellFormedBcrypt(t *testing.T) {
 // TestCompareMalformedHashIsMismatch: a broken stored hash is a failed login, never a
 // panic or an error, and it still costs a bcrypt (the dummy one).
 func TestCompareMalformedHashIsMismatch(t *testing.T) {
+	t.Parallel()
 	p := newTestHashPool(t, runtime.NumCPU(), time.Hour)
+	p.cost, p.dummy = bcrypt.MinCost, fastDummyHash() // the subject is the mismatch, not the cost
 	good := loadPasslibVectors(t)[0]
 	runCompares(t, p, []compareCase{
 		{"empty hash", "", good.password, false},
@@ -239,6 +242,7 @@ func TestCompareMalformedHashIsMismatch(t *testing.T) {
 }
 
 func TestDummyHashIsARealCost12Hash(t *testing.T) {
+	t.Parallel()
 	if !wellFormedBcrypt(dummyHash) {
 		t.Fatalf("dummyHash %q is not a well-formed bcrypt hash", dummyHash)
 	}
@@ -246,8 +250,8 @@ func TestDummyHashIsARealCost12Hash(t *testing.T) {
 		t.Fatalf("dummyHash cost = %d, %v; want %d", cost, err, hashCost)
 	}
 	p := newTestHashPool(t, runtime.NumCPU(), time.Hour)
-	if _, err := p.compare(context.Background(), "not a hash", "any password"); err != nil {
-		t.Fatalf("compare against the dummy hash: %v", err)
+	if p.dummy != dummyHash || p.cost != hashCost {
+		t.Fatalf("a production pool compares against %q and hashes at cost %d", p.dummy, p.cost)
 	}
 	runCompares(t, p, []compareCase{
 		{"empty password", dummyHash, "", false},
@@ -256,6 +260,7 @@ func TestDummyHashIsARealCost12Hash(t *testing.T) {
 }
 
 func TestHashWritesPasslibStyleCost12(t *testing.T) {
+	t.Parallel()
 	p := newTestHashPool(t, runtime.NumCPU(), time.Hour)
 	ctx := context.Background()
 	const pw = "n3w-operator-password"
@@ -279,10 +284,7 @@ func TestHashWritesPasslibStyleCost12(t *testing.T) {
 	if err := bcrypt.CompareHashAndPassword([]byte(h), []byte(pw)); err != nil {
 		t.Fatalf("reference bcrypt rejects the pool's hash: %v", err)
 	}
-	runCompares(t, p, []compareCase{
-		{"round trip, second salt", h2, pw, true},
-		{"wrong password", h, pw[:len(pw)-1] + "e", false},
-	})
+	runCompares(t, p, []compareCase{{"round trip, second salt", h2, pw, true}})
 	if _, err := p.hash(ctx, "nul\x00byte"); err == nil {
 		t.Fatal("hash accepted a password with a NUL byte")
 	}

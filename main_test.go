@@ -146,6 +146,7 @@ func TestRunRefusesUnsafeConfigurationWithExitCode2(t *testing.T) {
 }
 
 func TestRunDevModeLogsInAndEchoesIdentity(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g := startRun(t, ctx, []string{"-dev"}, map[string]string{"GATEWAY_DRAIN_DELAY": "0s"})
