@@ -104,6 +104,21 @@ func openTestPostgres(t testing.TB) *pgStore {
 	return s
 }
 
+// postgresWithUser is a fresh store holding the company Acme and a user of no company.
+func postgresWithUser(t testing.TB, email string) (*pgStore, Company, User) {
+	t.Helper()
+	s := openTestPostgres(t)
+	co, err := s.CreateCompany(context.Background(), "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.CreateUser(context.Background(), NewUser{Email: email, HashedPassword: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, co, u
+}
+
 // withHost returns connString with its host:port replaced.
 func withHost(t testing.TB, connString, hostport string) string {
 	t.Helper()
@@ -563,15 +578,7 @@ func TestPostgresTouchLastLoginSetsColumn(t *testing.T) {
 
 func TestPostgresUserUpdatesBumpUpdatedAt(t *testing.T) {
 	ctx := context.Background()
-	s := openTestPostgres(t)
-	co, err := s.CreateCompany(ctx, "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := s.CreateUser(ctx, NewUser{Email: "upd@example.com", HashedPassword: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, co, u := postgresWithUser(t, "upd@example.com")
 	updates := []struct {
 		name string
 		do   func() error

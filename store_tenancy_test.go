@@ -999,15 +999,7 @@ func TestParseStoreChangeIgnoresMalformedPayloads(t *testing.T) {
 
 func TestPostgresJoinCompanySetsAcceptedAtToNow(t *testing.T) {
 	ctx := context.Background()
-	s := openTestPostgres(t)
-	co, err := s.CreateCompany(ctx, "Acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := s.CreateUser(ctx, NewUser{Email: "accept@example.com", HashedPassword: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, co, u := postgresWithUser(t, "accept@example.com")
 	inv, err := s.CreateInvitation(ctx, Invitation{CompanyID: co.ID, Email: u.Email, ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)

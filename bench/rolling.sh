@@ -61,13 +61,8 @@ echo "== build"
 go build -trimpath -o bench/out/gateway .
 go build -o bench/out/balancer bench/balancer.go
 
-echo "== throw-away database $DB"
-psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-export GATEWAY_POSTGRES_SERVER=127.0.0.1 GATEWAY_POSTGRES_USER=postgres GATEWAY_POSTGRES_PASSWORD=trust GATEWAY_POSTGRES_DB=$DB
-bench/out/gateway migrate >/dev/null
-COMPANY=$(bench/out/gateway company create -name "Rolling Co")
-export ROLLING_PASSWORD=rolling-password-123
-bench/out/gateway user create -email rolling@example.com -name Rolling -company "$COMPANY" -password-env ROLLING_PASSWORD >/dev/null
+. bench/seed.sh
+seed_bench_db bench/out/gateway
 
 echo "== upstream (nginx) on :$UP_PORT"
 cat >"$OUT/nginx.conf" <<NGINX
@@ -131,7 +126,7 @@ DRAIN_S=$(awk -v d="$DRAIN" 'BEGIN { if (d ~ /ms$/) { sub(/ms/, "", d); d /= 100
 echo "== two replicas on :${PORTS[0]} and :${PORTS[1]} (drain $DRAIN, shutdown grace $GRACE), balancer on :$BAL_PORT"
 
 TOKEN=$(curl -fsS -H 'Content-Type: application/json' \
-  -d '{"email":"rolling@example.com","password":"rolling-password-123"}' \
+  -d '{"email":"bench@example.com","password":"bench-password-123"}' \
   "$BAL/api/v1/users/login" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 
 # Load for the whole sequence: per replica the drain, a start, a probe period or two to be

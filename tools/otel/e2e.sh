@@ -76,13 +76,8 @@ wait_for "http://127.0.0.1:$UP_PORT/" 50 || fail "echo upstream did not start"
 USE_PG=0
 if psql "$PGURL/postgres" -qAtc "SELECT 1" >/dev/null 2>&1; then
   USE_PG=1
-  echo "== PostgreSQL database $DB"
-  psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB" >/dev/null
-  export GATEWAY_POSTGRES_SERVER=127.0.0.1 GATEWAY_POSTGRES_USER=postgres GATEWAY_POSTGRES_PASSWORD=trust GATEWAY_POSTGRES_DB=$DB
-  "$WORK/gateway" migrate >/dev/null
-  COMPANY=$("$WORK/gateway" company create -name "E2E Co")
-  export E2E_PASSWORD=e2e-password-123
-  "$WORK/gateway" user create -email e2e@example.com -name E2E -company "$COMPANY" -password-env E2E_PASSWORD >/dev/null
+  . "$ROOT/bench/seed.sh"
+  seed_bench_db "$WORK/gateway"
 else
   echo "== no PostgreSQL on 127.0.0.1:5432: in-memory store (database spans not checked)"
 fi
@@ -102,7 +97,7 @@ LOGIN_TRACE=$(hex 16) LOGIN_PARENT=$(hex 8) PROXY_TRACE=$(hex 16) PROXY_PARENT=$
 echo "== requests: a failed login (trace $LOGIN_TRACE), a proxied call (trace $PROXY_TRACE)"
 status=$(curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
   -H "traceparent: 00-$LOGIN_TRACE-$LOGIN_PARENT-01" \
-  -d '{"email":"e2e@example.com","password":"not-the-password"}' "http://127.0.0.1:$GW_PORT/api/v1/users/login")
+  -d '{"email":"bench@example.com","password":"not-the-password"}' "http://127.0.0.1:$GW_PORT/api/v1/users/login")
 [ "$status" = 401 ] || fail "login answered $status, want 401"
 curl -fsS -H "traceparent: 00-$PROXY_TRACE-$PROXY_PARENT-01" \
   "http://127.0.0.1:$GW_PORT/api/v1/auth/e2e/check?secret=in-query" >"$WORK/echo.json" || fail "proxied call failed"
@@ -183,7 +178,7 @@ check(echo["traceparent"] == f"00-{proxy_trace}-{client['spanID']}-01",
 conn = named(proxy, "upstream connection")
 check(parent(conn) == client["spanID"], "connection wait is not a child of the client span")
 raw = open(f"{work}/{proxy_trace}.json").read() + open(f"{work}/{login_trace}.json").read()
-check("in-query" not in raw and "e2e@example.com" not in raw, "a query string or an email reached the traces")
+check("in-query" not in raw and "bench@example.com" not in raw, "a query string or an email reached the traces")
 
 if problems:
     print("\n".join(problems))
