@@ -363,15 +363,9 @@ func (g *gateway) handleAdminCreateUser() http.Handler {
 			return in.err
 		}
 		nu := NewUser{Email: email, Role: "user"}
-		if name != nil {
-			nu.FullName = *name
-		}
-		if companyID != nil {
-			nu.CompanyID = *companyID
-		}
-		if role != nil {
-			nu.Role = *role
-		}
+		setIf(&nu.FullName, name)
+		setIf(&nu.CompanyID, companyID)
+		setIf(&nu.Role, role)
 
 		// Checked before the slow hash, as the CLI does; CreateAccount still refuses whatever
 		// changes meanwhile.

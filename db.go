@@ -257,6 +257,13 @@ type CompanyChange struct {
 	IsActive *bool
 }
 
+// setIf applies one field of a partial update: *dst = *v unless v is nil.
+func setIf[T any](dst, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
 // CompanyUsers is an active company and how many active users it has.
 type CompanyUsers struct {
 	CompanyID string

@@ -21,9 +21,7 @@ type memoryStore struct {
 	invitations map[string]*memoryInvitation // by id
 	invSeq      uint64                       // orders invitations created in the same instant
 	domains     map[string]string            // lower(domain) → company id
-
-	watchMu  sync.Mutex
-	watchers map[*WatchHooks]struct{}
+	watchers    sync.Map                     // *WatchHooks → nil
 }
 
 type memoryUser struct {
@@ -43,7 +41,6 @@ func newMemoryStore() *memoryStore {
 		companies:   make(map[string]*Company),
 		invitations: make(map[string]*memoryInvitation),
 		domains:     make(map[string]string),
-		watchers:    make(map[*WatchHooks]struct{}),
 	}
 }
 
@@ -362,14 +359,8 @@ func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invita
 // released, so a hook may call the store.
 func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
 	h := &hooks
-	m.watchMu.Lock()
-	m.watchers[h] = struct{}{}
-	m.watchMu.Unlock()
-	defer func() {
-		m.watchMu.Lock()
-		delete(m.watchers, h)
-		m.watchMu.Unlock()
-	}()
+	m.watchers.Store(h, nil)
+	defer m.watchers.Delete(h)
 	// Registered first: a change made meanwhile is reported, never lost.
 	if hooks.Listening != nil {
 		hooks.Listening()
@@ -379,17 +370,12 @@ func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
 
 // notify tells every watcher that the row changed. m.mu must not be held.
 func (m *memoryStore) notify(ch StoreChange) {
-	m.watchMu.Lock()
-	changed := make([]func(StoreChange), 0, len(m.watchers))
-	for h := range m.watchers {
-		if h.Changed != nil {
-			changed = append(changed, h.Changed)
+	m.watchers.Range(func(h, _ any) bool {
+		if changed := h.(*WatchHooks).Changed; changed != nil {
+			changed(ch)
 		}
-	}
-	m.watchMu.Unlock()
-	for _, f := range changed {
-		f(ch)
-	}
+		return true
+	})
 }
 
 func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
@@ -518,12 +504,8 @@ func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyCh
 			return Company{}, StoreChange{}, errNotFound
 		}
 		wasActive := c.IsActive
-		if ch.Name != nil {
-			c.Name = *ch.Name
-		}
-		if ch.IsActive != nil {
-			c.IsActive = *ch.IsActive
-		}
+		setIf(&c.Name, ch.Name)
+		setIf(&c.IsActive, ch.IsActive)
 		if c.IsActive == wasActive { // the only column the database's trigger watches
 			return *c, StoreChange{}, nil
 		}
@@ -575,12 +557,8 @@ func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountCh
 		if ch.CompanyID != nil && *ch.CompanyID != "" && !m.activeCompanyLocked(memoryKey(*ch.CompanyID)) {
 			return fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
 		}
-		if ch.FullName != nil {
-			u.FullName = *ch.FullName
-		}
-		if ch.Role != nil {
-			u.Role = *ch.Role
-		}
+		setIf(&u.FullName, ch.FullName)
+		setIf(&u.Role, ch.Role)
 		if ch.CompanyID != nil {
 			u.CompanyID = memoryKey(*ch.CompanyID)
 		}
