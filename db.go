@@ -345,7 +345,6 @@ func execRow(sql string, args ...any) func(context.Context, *pgx.Conn) error {
 	}
 }
 
-// scanValue reads a one-column row.
 func scanValue[T any](row pgx.Row, v *T) error { return row.Scan(v) }
 
 // dbErr is a call's error as the store returns it: errNotFound for no row, any other error
@@ -377,7 +376,6 @@ func sqlNull(s string) any {
 	return s
 }
 
-// isPgCode reports whether err is a PostgreSQL error with that SQLSTATE.
 func isPgCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
