@@ -1,10 +1,7 @@
-// admin.go: the administration API the platform's admin dashboard calls (SPEC §7): handlers
-// only; the store does the SQL and adminAuth (auth.go) decides who may call them.
-//
-// An administrator is platform-wide: a user whose role in the database is admin manages every
-// company, not only their own, since the dashboard lists, counts and creates companies. The
-// right comes from the database row alone (never a token claim), so the first administrator
-// is made with the CLI: `atenex-api-gateway user create -role admin …`.
+// admin.go: the admin dashboard's API (SPEC §7), handlers only; adminAuth (auth.go) decides
+// who may call it. An administrator manages every company. The right comes from the database
+// row alone, never a token claim, so the first one is made with the CLI:
+// `atenex-api-gateway user create -role admin …`.
 package main
 
 import (
@@ -60,8 +57,7 @@ type statsView struct {
 	UsersPerCompany []companyUsersView `json:"users_per_company"`
 }
 
-// userView is a user as the administration API shows it. The database keeps one role per
-// user; the dashboard reads a list.
+// userView is a user as the administration API shows it: one role, as a list.
 type userView struct {
 	ID        string     `json:"id"`
 	Email     string     `json:"email"`
@@ -110,9 +106,8 @@ func invitationViewOf(inv Invitation) invitationView {
 		CreatedBy: nullable(inv.CreatedBy), CreatedAt: timeView(inv.CreatedAt), ExpiresAt: timeView(inv.ExpiresAt)}
 }
 
-// audit writes the one log line of an administrative change: who (actor_id), what (action)
-// to what (target_id), and the values set — never a password. It is written whatever
-// GATEWAY_LOG_LEVEL says: quieting the logs must not lose the record of who changed what.
+// audit logs who changed what, with the values set (never a password), whatever
+// GATEWAY_LOG_LEVEL says: quieting the logs must not lose that record.
 func (g *gateway) audit(r *http.Request, action, targetID string, attrs ...slog.Attr) {
 	id, _ := identityFrom(r.Context())
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, "admin change", 0)
@@ -137,8 +132,7 @@ type on struct {
 	answer *apiError
 }
 
-// adminStoreError is the answer to a store error of an administrative action: the first
-// answer whose error it is, else 503 (the database did not answer in time).
+// adminStoreError answers a store error with the first matching answer, else 503.
 func adminStoreError(action string, err error, answers ...on) error {
 	for _, a := range answers {
 		if errors.Is(err, a.err) {
@@ -148,8 +142,7 @@ func adminStoreError(action string, err error, answers ...on) error {
 	return databaseUnavailable(detailAdminDBUnavailable, "admin "+action, err)
 }
 
-// changed finishes an administrative change made: it is audited, then answered with status
-// and body (none when body is nil).
+// changed audits a change made, then answers status and body (none when nil).
 func (g *gateway) changed(w http.ResponseWriter, r *http.Request, action, targetID string, status int, body any, attrs ...slog.Attr) error {
 	g.audit(r, action, targetID, attrs...)
 	if body == nil {
@@ -170,8 +163,7 @@ func answerList[T, V any](w http.ResponseWriter, items []T, view func(T) V) erro
 	return nil
 }
 
-// pathUUID reads the path parameter name, which must be a UUID; lower case, as the store
-// returns ids.
+// pathUUID reads a UUID path parameter, in lower case as the store returns ids.
 func (in *input) pathUUID(name string) string {
 	v := in.r.PathValue(name)
 	in.check(isUUID(v), "Path parameter %s must be a UUID", name)
@@ -196,8 +188,8 @@ func (in *input) queryInt(name string, def, lo, hi int) int {
 	return n
 }
 
-// name reads a company or person name: trimmed, at most maxNameBytes, printable. An absent
-// or null field is nil; required refuses it and an empty name.
+// name reads a trimmed, printable name of at most maxNameBytes; absent or null is nil unless
+// required, which also refuses "".
 func (in *input) name(field string, required bool) *string {
 	if !in.has(field) && !required {
 		return nil
@@ -220,8 +212,8 @@ func (in *input) boolean(name string) *bool {
 	return &b
 }
 
-// roles reads the roles list (absent or null: nil) and returns the one role the database
-// keeps: admin when the list holds it, else user.
+// roles reads the roles list (absent or null: nil) as the one role the database keeps: admin
+// when listed, else user.
 func (in *input) roles() *string {
 	if !in.has("roles") || in.err != nil {
 		return nil
@@ -266,8 +258,7 @@ func (g *gateway) handleAdminStats() http.Handler {
 	})
 }
 
-// handleAdminCreateCompany creates an active company. Names need not be unique: the schema
-// never required it, and companies are told apart by id.
+// handleAdminCreateCompany creates an active company; names need not be unique (ids are).
 func (g *gateway) handleAdminCreateCompany() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := g.readBody(w, &input{r: r}, false)
@@ -295,10 +286,8 @@ func (g *gateway) handleAdminCompanySelect() http.Handler {
 	})
 }
 
-// handleAdminUpdateCompany renames, deactivates or activates a company. A deactivation takes
-// effect at once: every user of the company is refused (403 company_inactive) on this replica
-// now and on the others within the notification delay; activating it again lets their
-// unexpired tokens work again, as the CLI's `company activate` does.
+// handleAdminUpdateCompany renames, deactivates or activates a company. Its users are
+// refused at once while it is inactive; activating it lets their unexpired tokens work again.
 func (g *gateway) handleAdminUpdateCompany() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -345,9 +334,8 @@ func changeAttrs(pairs ...any) []slog.Attr {
 	return attrs
 }
 
-// handleAdminCreateUser creates an active user with a bcrypt-hashed password, in an active
-// company or in none (then the user joins one through an invitation or their email domain at
-// their first sign-in).
+// handleAdminCreateUser creates an active user in an active company or none (then the user
+// joins one by invitation or email domain at their first sign-in).
 func (g *gateway) handleAdminCreateUser() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := g.readBody(w, &input{r: r}, false)
@@ -363,18 +351,11 @@ func (g *gateway) handleAdminCreateUser() http.Handler {
 			return in.err
 		}
 		nu := NewUser{Email: email, Role: "user"}
-		if name != nil {
-			nu.FullName = *name
-		}
-		if companyID != nil {
-			nu.CompanyID = *companyID
-		}
-		if role != nil {
-			nu.Role = *role
-		}
+		setIf(&nu.FullName, name)
+		setIf(&nu.CompanyID, companyID)
+		setIf(&nu.Role, role)
 
-		// Checked before the slow hash, as the CLI does; CreateAccount still refuses whatever
-		// changes meanwhile.
+		// Checked before the slow hash; CreateAccount still refuses what changes meanwhile.
 		ctx := r.Context()
 		if _, err := g.store.UserByEmail(ctx, email); err == nil {
 			return emailTaken
@@ -430,11 +411,9 @@ func (g *gateway) handleAdminUsersByCompany() http.Handler {
 	})
 }
 
-// handleAdminUpdateUser renames, activates or deactivates a user, changes their role or
-// moves them. A deactivation revokes every token issued before it (and the cache entry is
-// dropped here at once), so activating the user again does not bring old sessions back. A
-// user moved to another company keeps their tokens but gets 401 token_stale on proxied routes
-// until they sign in again.
+// handleAdminUpdateUser changes a user's name, activity, role or company. A deactivation
+// revokes older tokens, so reactivation brings no session back; a moved user's tokens are
+// stale on proxied routes until they sign in again.
 func (g *gateway) handleAdminUpdateUser() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -453,9 +432,8 @@ func (g *gateway) handleAdminUpdateUser() http.Handler {
 		if in.err != nil {
 			return in.err
 		}
-		// The API must never leave the platform without a way in: an administrator who
-		// deactivated or demoted themselves could not undo it. Another administrator, or
-		// the CLI, can.
+		// An administrator who deactivated or demoted themselves could not undo it: the API
+		// must never leave the platform without a way in.
 		if caller, _ := identityFrom(r.Context()); caller.UserID == id &&
 			(ch.IsActive != nil && !*ch.IsActive || ch.Role != nil && *ch.Role != "admin") {
 			return newError(http.StatusConflict, codeSelfLockout, "You cannot deactivate yourself or remove your own administrator role")
@@ -471,9 +449,8 @@ func (g *gateway) handleAdminUpdateUser() http.Handler {
 	})
 }
 
-// handleAdminCreateInvitation invites an email into the company, for expires_in_days days
-// (the CLI's default and bound: defaultInvitationDays, maxInvitationDays). The invited user
-// joins at their next sign-in (or ensure-company) with the invitation's role.
+// handleAdminCreateInvitation invites an email into the company for expires_in_days; the
+// user joins with its role at their next sign-in (or ensure-company).
 func (g *gateway) handleAdminCreateInvitation() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -523,8 +500,7 @@ func (g *gateway) handleAdminListInvitations() http.Handler {
 	})
 }
 
-// handleAdminRevokeInvitation closes an open invitation of the company: one of another
-// company, or one already accepted, revoked or expired, is not found.
+// handleAdminRevokeInvitation closes an open invitation of the company; any other is not found.
 func (g *gateway) handleAdminRevokeInvitation() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -540,8 +516,8 @@ func (g *gateway) handleAdminRevokeInvitation() http.Handler {
 	})
 }
 
-// handleAdminPutDomain registers an email domain for the company: users signing in with an
-// address of that domain and no company join it. Idempotent; one company per domain.
+// handleAdminPutDomain registers an email domain whose users without a company join it at
+// sign-in. Idempotent; one company per domain.
 func (g *gateway) handleAdminPutDomain() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -558,8 +534,7 @@ func (g *gateway) handleAdminPutDomain() http.Handler {
 	})
 }
 
-// handleAdminDeleteDomain unregisters an email domain of the company; a domain of another
-// company is not found.
+// handleAdminDeleteDomain unregisters a domain of the company; another's is not found.
 func (g *gateway) handleAdminDeleteDomain() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -575,8 +550,7 @@ func (g *gateway) handleAdminDeleteDomain() http.Handler {
 	})
 }
 
-// handleAdminRevokeSessions signs a user out everywhere: every token issued before now is
-// refused, here at once and on every replica within the notification delay.
+// handleAdminRevokeSessions signs a user out everywhere: every older token is refused.
 func (g *gateway) handleAdminRevokeSessions() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}

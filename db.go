@@ -1,5 +1,4 @@
-// db.go: the user store: its interface and types, and PostgreSQL's implementation (SQL and
-// pgxpool only). The in-memory development store is in memstore.go.
+// db.go: the user store's interface and types, and its PostgreSQL implementation.
 package main
 
 import (
@@ -22,8 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// The store's answers. Any other store error means the database could not answer (the
-// caller answers 503).
+// The store's answers; any other error means the database could not answer (503).
 var (
 	errNotFound          = errors.New("not found")
 	errInvitationClosed  = errors.New("invitation no longer open")
@@ -37,21 +35,18 @@ var (
 
 // User is a row of the users table.
 type User struct {
-	ID             string // canonical lower-case UUID
-	CompanyID      string // "" when NULL
-	Email          string
-	HashedPassword string
-	FullName       string // "" when NULL
-	Role           string
-	IsActive       bool
-	// TokensValidAfter revokes every token issued (iat, whole seconds) before it; zero when
-	// NULL. Stored truncated to the second.
-	TokensValidAfter time.Time
-	CompanyActive    bool // the company's is_active; false when the user has no company
+	ID               string // canonical lower-case UUID
+	CompanyID        string // "" when NULL
+	Email            string
+	HashedPassword   string
+	FullName         string // "" when NULL
+	Role             string
+	IsActive         bool
+	TokensValidAfter time.Time // tokens with an earlier iat are revoked; whole seconds, zero when NULL
+	CompanyActive    bool      // the company's is_active; false when the user has no company
 }
 
-// Invitation is a row of company_invitations. Open means not accepted, not revoked and not
-// expired.
+// Invitation is a row of company_invitations; open means not accepted, revoked or expired.
 type Invitation struct {
 	ID         string
 	CompanyID  string
@@ -70,10 +65,8 @@ type StoreChange struct {
 	ID    string
 }
 
-// WatchHooks receive what Store.Watch sees. Each may be nil. Lost and Listening alternate: a
-// listener that keeps failing to reconnect reports Lost once, not at every attempt. pgStore
-// calls every hook from Watch's goroutine; the memory store calls Changed from the goroutine
-// that made the change, so Changed must be safe for concurrent use.
+// WatchHooks receive what Store.Watch sees; each may be nil. Lost and Listening alternate (a
+// listener failing to reconnect reports Lost once). Changed must be safe for concurrent use.
 type WatchHooks struct {
 	Changed   func(StoreChange)
 	Lost      func(err error) // notifications stopped: changes may go unseen until Listening
@@ -102,9 +95,8 @@ type PoolStats struct {
 	Total, Idle, Acquired int32
 }
 
-// Store is the one seam of the gateway: PostgreSQL in production, memory in -dev. Every
-// method applies its own deadline (Config.DBTimeout). Emails and domains match in any letter
-// case; a malformed id is errNotFound, never a database error that would look like an outage.
+// Store is PostgreSQL in production, memory in -dev; every method applies Config.DBTimeout.
+// Emails and domains match in any case; a malformed id is errNotFound, never an outage.
 type Store interface {
 	UserByEmail(ctx context.Context, email string) (User, error)
 	UserByID(ctx context.Context, id string) (User, error)
@@ -113,64 +105,51 @@ type Store interface {
 	CompanyActive(ctx context.Context, id string) (bool, error) // false, nil: missing or inactive
 	Ping(ctx context.Context) error
 
-	// Tenancy (SPEC §7).
-	// OpenInvitation returns the newest open invitation of email to an active company, to
-	// companyID only when it is not ""; errNotFound when there is none.
+	// Tenancy (SPEC §7). OpenInvitation: the newest open invitation of email to an active
+	// company (to companyID unless ""); errNotFound.
 	OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error)
 	CompanyForDomain(ctx context.Context, domain string) (string, error) // an active company's; errNotFound
-	// JoinCompany moves the user into the company. With an invitationID it also accepts that
-	// invitation and gives the user its role, in one transaction (errInvitationClosed when it
-	// is no longer open; nothing changes then). errNotFound when the user or company is gone.
+	// JoinCompany moves the user in; with an invitationID it also accepts it and gives its
+	// role, all or nothing (errInvitationClosed). errNotFound when the user or company is gone.
 	JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error)
-	// RevokeSessions refuses every token of the user issued before now: it sets
-	// tokens_valid_after to now truncated to the second, because tokens carry iat in whole
-	// seconds, so a token issued in the same second stays valid and the user may sign in
-	// again at once.
+	// RevokeSessions refuses the user's older tokens: tokens_valid_after is now truncated to
+	// the second (iat's unit), so the user may sign in again at once.
 	RevokeSessions(ctx context.Context, userID string) (time.Time, error)
-	// CheckSchema returns errSchemaNotMigrated (wrapped, naming what is missing) when migrate
-	// has not been applied; another error when the database cannot answer.
+	// CheckSchema: errSchemaNotMigrated (wrapped, naming what is missing) until migrate ran.
 	CheckSchema(ctx context.Context) error
-	// Watch reports changes to users and companies made by anyone, until ctx ends,
-	// reconnecting by itself; it returns when ctx ends.
+	// Watch reports anyone's changes to users and companies, reconnecting, until ctx ends.
 	Watch(ctx context.Context, hooks WatchHooks)
 
 	CreateCompany(ctx context.Context, name string) (Company, error) // active
-	// CreateUser inserts an active user into a company that exists, active or not
-	// (errNotFound); errDuplicate when the email is taken.
+	// CreateUser: an active user, in a company that exists (errNotFound); errDuplicate.
 	CreateUser(ctx context.Context, u NewUser) (User, error)
 	// SetPassword also revokes every older token: whoever knew the old password may hold one.
 	SetPassword(ctx context.Context, email, hashedPassword string) error
-	// SetActive(false) also revokes every older token, so that activating the user again
-	// does not bring back the sessions of whoever got them deactivated.
+	// SetActive(false) also revokes every older token, so reactivation brings no session back.
 	SetActive(ctx context.Context, email string, active bool) error
-	// SetCompanyActive revokes nothing: the users' tokens are refused while the company is
-	// inactive and work again once it is active.
+	// SetCompanyActive revokes nothing: tokens are refused only while the company is inactive.
 	SetCompanyActive(ctx context.Context, id string, active bool) error
-	// CreateInvitation stores inv (email as given), filling ID and CreatedAt. The company
-	// need not be active: the invitation opens when it is.
+	// CreateInvitation fills ID and CreatedAt; the company need not be active yet.
 	CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error)
 	ListOpenInvitations(ctx context.Context, companyID string) ([]Invitation, error) // newest first; errNotFound
 	RevokeInvitation(ctx context.Context, companyID, invitationID string) error      // errNotFound when not open
 	AddDomain(ctx context.Context, domain, companyID string) error                   // errDuplicate when another company has it
 	RemoveDomain(ctx context.Context, domain, companyID string) error                // errNotFound
 
-	// Administration (SPEC §7). Every write is one statement or one transaction: a request
-	// that fails leaves nothing half-written.
+	// Administration (SPEC §7). Every write is one statement or transaction: nothing half-written.
 	PlatformStats(ctx context.Context) (PlatformStats, error)
-	// ActiveCompanies returns the active companies by name (case-insensitively, then byte
-	// order, then id, so both stores agree whatever the database's collation).
+	// ActiveCompanies orders by lower-case name, name, id in byte order: both stores agree.
 	ActiveCompanies(ctx context.Context) ([]Company, error)
 	// UpdateCompany applies ch (errNotFound: no such company; errInvalidInput: empty name).
 	UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error)
-	// CreateAccount inserts an active user with nu's company, which must be active when set:
-	// errDuplicate when the email is taken in any letter case, errCompanyUnavailable.
+	// CreateAccount: an active user, in an active company or none; errDuplicate (any case),
+	// errCompanyUnavailable.
 	CreateAccount(ctx context.Context, nu NewUser) (Account, error)
 	AccountByID(ctx context.Context, id string) (Account, error) // errNotFound
-	// AccountsByCompany returns the company's users, active or not, ordered by email (lower
-	// case), limit from offset; errNotFound when the company does not exist.
+	// AccountsByCompany: a page of the company's users by lower-case email; errNotFound.
 	AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error)
-	// UpdateAccount applies ch in one transaction: errNotFound (no such user),
-	// errCompanyUnavailable, errInvalidInput (a role other than user or admin, bad text).
+	// UpdateAccount applies ch in one transaction: errNotFound, errCompanyUnavailable,
+	// errInvalidInput.
 	UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error)
 
 	Stats() PoolStats // the connection pool, for metrics
@@ -182,9 +161,8 @@ type Store interface {
 //go:embed schema.sql
 var schemaSQL string
 
-// postgresConnString builds the pgx URL for cfg, TLS settings included (sslmode prefer when
-// unset), for the gateway and the operator subcommands alike. Every part is escaped, so a
-// password holding '@', ':', '/' or '%' reaches the server unchanged.
+// postgresConnString builds the pgx URL for cfg (sslmode prefer when unset). Every part is
+// escaped, so a password holding '@', ':', '/' or '%' reaches the server unchanged.
 func postgresConnString(cfg *Config) string {
 	q := url.Values{"sslmode": {cmp.Or(cfg.PostgresSSLMode, "prefer")}}
 	if cfg.PostgresSSLRootCert != "" {
@@ -201,9 +179,8 @@ func postgresConnString(cfg *Config) string {
 	return u.String()
 }
 
-// migrate applies schema.sql in one transaction; the whole run, connection included, is
-// bounded by timeout. Concurrent runs are serialised by an advisory lock, because two
-// CREATE TABLE IF NOT EXISTS racing each other can still collide in the catalog.
+// migrate applies schema.sql in one transaction within timeout. An advisory lock serialises
+// runs: two racing CREATE TABLE IF NOT EXISTS can still collide in the catalog.
 func migrate(ctx context.Context, connString string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -257,6 +234,13 @@ type CompanyChange struct {
 	IsActive *bool
 }
 
+// setIf applies one field of a partial update: *dst = *v unless v is nil.
+func setIf[T any](dst, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
 // CompanyUsers is an active company and how many active users it has.
 type CompanyUsers struct {
 	CompanyID string
@@ -264,8 +248,7 @@ type CompanyUsers struct {
 	Users     int
 }
 
-// PlatformStats is the administration dashboard's overview: every active company (also those
-// without users), ordered as ActiveCompanies orders them.
+// PlatformStats lists every active company, users or not, in ActiveCompanies' order.
 type PlatformStats struct {
 	Companies []CompanyUsers
 }
@@ -275,20 +258,16 @@ type pgStore struct {
 	pool     *pgxpool.Pool
 	timeout  time.Duration // deadline of every call
 	attempts int           // how many connections one idempotent call may try
-	// watchIdle is how long Watch waits for a notification before it pings the server: a
-	// database that hangs (TCP alive, no answers) would otherwise keep it waiting forever.
+	// watchIdle: a quiet Watch pings after it, or a hanging database would hold it forever.
 	watchIdle time.Duration
 }
 
-// pgMaxConns bounds the pool. A proxied request needs at most one short indexed query (and
-// usually none: the user check is cached), so 16 connections serve thousands of requests per
-// second, while several gateway replicas together stay well inside PostgreSQL's default
-// max_connections of 100, which the platform's other services share.
+// pgMaxConns: a proxied request needs at most one short query (usually none: cached), and
+// several replicas stay well inside PostgreSQL's default max_connections of 100.
 const pgMaxConns = 16
 
-// openPostgres builds the pool without connecting: a database that is down at start costs
-// nothing here, each call then fails within timeout, and the pool reconnects on its own once
-// the database is back.
+// openPostgres builds the pool without connecting: a database down at start fails only the
+// calls, within timeout, until it is back.
 func openPostgres(ctx context.Context, connString string, timeout time.Duration) (*pgStore, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -296,12 +275,9 @@ func openPostgres(ctx context.Context, connString string, timeout time.Duration)
 	}
 	cfg.MaxConns = pgMaxConns
 	cfg.MinConns = 0 // connect lazily: never block or fail at start
-	// A dial to a host that drops packets would otherwise hold a pool slot for the driver's
-	// default of two minutes after the caller has given up.
+	// Else a dial to a host dropping packets holds a slot for the driver's two minutes.
 	cfg.ConnConfig.ConnectTimeout = timeout
-	// Idle connections are checked (and expired ones closed) this often; a dead one is also
-	// pinged when acquired after a second of idleness, and replaced by withConn otherwise.
-	cfg.HealthCheckPeriod = 30 * time.Second
+	cfg.HealthCheckPeriod = 30 * time.Second // idle ones; withConn replaces dead ones in use
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "atenex-api-gateway"
 	}
@@ -312,14 +288,11 @@ func openPostgres(ctx context.Context, connString string, timeout time.Duration)
 	return &pgStore{pool: pool, timeout: timeout, attempts: pgMaxConns + 1, watchIdle: defaultWatchIdle}, nil
 }
 
-// withConn runs f on a pooled connection under the store's deadline. When the connection
-// turns out to be dead — the database restarted, or a network path dropped it while it sat
-// idle — f runs again on another one: the pool may hold up to pgMaxConns such connections,
-// and each would otherwise fail one request after the database is back. A failed connect is
-// not retried (the database is down: answer now). Calls that are not idempotent retry only
-// when nothing reached the server.
-//
-// Every store method calls withConn itself: the trace span is named after the caller.
+// withConn runs f on a pooled connection under the store's deadline. On a dead connection
+// (database restarted, idle link dropped) f runs again on another, or each of up to pgMaxConns
+// would fail a request after the database is back; calls not idempotent retry only when
+// nothing reached the server. A failed connect is not retried: the database is down.
+// Every store method calls it itself: the trace span is named after the caller.
 func (s *pgStore) withConn(ctx context.Context, idempotent bool, f func(ctx context.Context, c *pgx.Conn) error) (err error) {
 	sp := startDBSpan(ctx) // nil unless the request is traced
 	defer sp.finishDB(&err)
@@ -372,7 +345,6 @@ func execRow(sql string, args ...any) func(context.Context, *pgx.Conn) error {
 	}
 }
 
-// scanValue reads a one-column row.
 func scanValue[T any](row pgx.Row, v *T) error { return row.Scan(v) }
 
 // dbErr is a call's error as the store returns it: errNotFound for no row, any other error
@@ -404,21 +376,19 @@ func sqlNull(s string) any {
 	return s
 }
 
-// isPgCode reports whether err is a PostgreSQL error with that SQLSTATE.
 func isPgCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
 }
 
-// userColumns is every User field, read by scanUser, NULLs mapped as User documents them.
-// A NULL is_active (the user's or the company's) reads as inactive: when in doubt, refuse.
-// The NOT NULL columns are coalesced too, so that a LEFT JOIN that found no user scans (ID "").
+// userColumns is every User field, for scanUser. A NULL is_active reads as inactive: when in
+// doubt, refuse. NOT NULL ones are coalesced too, so a LEFT JOIN that found no user scans (ID "").
 const userColumns = `coalesce(u.id::text, ''), coalesce(u.company_id::text, ''), coalesce(u.email, ''),
 	coalesce(u.hashed_password, ''), coalesce(u.full_name, ''), coalesce(u.role, 'user'), coalesce(u.is_active, false),
 	u.tokens_valid_after, coalesce(c.is_active, false)`
 
-// userFrom joins the user's company, so that the one round trip that loads a user also says
-// whether their company is active; userFromCTE does the same for a CTE u that wrote the row.
+// userFrom joins the user's company, so one round trip says whether it is active;
+// userFromCTE does the same for a CTE u that wrote the row.
 const (
 	userFrom    = ` FROM users u LEFT JOIN companies c ON c.id = u.company_id`
 	userFromCTE = ` FROM u LEFT JOIN companies c ON c.id = u.company_id`
@@ -441,8 +411,7 @@ func scanUserAnd(row pgx.Row, u *User, more ...any) error {
 // farFuture stands for 'infinity': every token was issued before it.
 var farFuture = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
-// pgTime maps a nullable timestamptz to a time.Time: zero for NULL and '-infinity' (nothing
-// revoked, never accepted), farFuture for 'infinity'.
+// pgTime maps a timestamptz: zero for NULL and '-infinity', farFuture for 'infinity'.
 func pgTime(t pgtype.Timestamptz) time.Time {
 	switch {
 	case !t.Valid || t.InfinityModifier == pgtype.NegativeInfinity:
@@ -453,23 +422,22 @@ func pgTime(t pgtype.Timestamptz) time.Time {
 	return t.Time
 }
 
-// sqlText reports whether PostgreSQL can hold s as text: it refuses NUL bytes and invalid
-// UTF-8 with an error that must not be mistaken for an outage.
+// sqlText reports whether PostgreSQL can hold s as text; its refusal of NUL bytes and invalid
+// UTF-8 must not be mistaken for an outage.
 func sqlText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
-// UserByID is on the path of every proxied request whose user check is not cached: one
-// round trip on a prepared statement.
+// UserByID serves every uncached proxied request: one round trip on a prepared statement.
 func (s *pgStore) UserByID(ctx context.Context, id string) (User, error) {
 	if !isUUID(id) {
-		return User{}, errNotFound // cannot exist; never let the server's syntax error look like an outage
+		return User{}, errNotFound // cannot exist; the server's syntax error would look like an outage
 	}
 	var u User
 	err := s.withConn(ctx, true, queryRow(&u, scanUser, "SELECT "+userColumns+userFrom+" WHERE u.id = $1", id))
 	return dbResult(u, err, "user by id %s", id)
 }
 
-// UserByEmail matches case-insensitively. Should a legacy database hold two emails differing
-// only in case (no users_email_lower_key index there), the exact spelling wins.
+// UserByEmail matches in any case; should a legacy database (no users_email_lower_key) hold
+// two spellings, the exact one wins.
 func (s *pgStore) UserByEmail(ctx context.Context, email string) (User, error) {
 	if !sqlText(email) {
 		return User{}, errNotFound
@@ -529,11 +497,9 @@ type insertedUser struct {
 	taken, companyOK bool
 }
 
-// insertUser inserts an active user in one statement that decides everything: whether the
-// email is taken in any letter case (even on a database without users_email_lower_key),
-// whether the company exists (and is active, when activeCompany), and the insert, so a
-// refused request writes nothing. The unique indexes and the foreign key close the races
-// the checks leave open.
+// insertUser inserts an active user in one statement that also checks the email is free in
+// any case and the company exists (and is active, when activeCompany), so a refusal writes
+// nothing; the unique indexes and the foreign key close the races the checks leave open.
 func insertUser(nu NewUser, activeCompany bool, out *insertedUser) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, c *pgx.Conn) error {
 		return scanUserAnd(c.QueryRow(ctx, `WITH taken AS (
@@ -553,8 +519,7 @@ func insertUser(nu NewUser, activeCompany bool, out *insertedUser) func(context.
 	}
 }
 
-// result maps the outcome of insertUser for CreateUser and CreateAccount (what), which
-// differ in the error of a missing company.
+// result maps insertUser's outcome for CreateUser or CreateAccount (what).
 func (in *insertedUser) result(err error, what string, nu NewUser, noCompany error) (User, error) {
 	switch {
 	case err == nil && in.taken, isPgCode(err, "23505"): // unique_violation: created meanwhile
@@ -656,10 +621,8 @@ func (s *pgStore) CompanyForDomain(ctx context.Context, domain string) (string, 
 	return dbResult(id, err, "company for domain %s", domain)
 }
 
-// JoinCompany moves the user, accepting the invitation when there is one, in one
-// transaction: the invitation row is locked, so two requests cannot both accept it, and an
-// invitation revoked meanwhile is never accepted. Not retried on another connection once
-// sent: a commit whose answer was lost would otherwise report the invitation closed.
+// JoinCompany locks the invitation row, so two requests cannot both accept it nor one
+// accept it revoked. Not retried once sent: a lost commit would then report it closed.
 func (s *pgStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
 	if err := checkJoinCompany(userID, companyID, invitationID); err != nil {
 		return User{}, err
@@ -719,8 +682,8 @@ func joinCompanyTx(ctx context.Context, tx pgx.Tx, userID, companyID, invitation
 	return nil
 }
 
-// lockActiveCompany holds off a concurrent deactivation of the company (FOR SHARE) until the
-// transaction has moved a user in; gone when it does not exist or is inactive.
+// lockActiveCompany holds off a deactivation (FOR SHARE) until the user is moved in; gone
+// when the company does not exist or is inactive.
 func lockActiveCompany(ctx context.Context, tx pgx.Tx, id string, gone error) error {
 	var active bool
 	err := tx.QueryRow(ctx, "SELECT coalesce(is_active, false) FROM companies WHERE id = $1 FOR SHARE", id).Scan(&active)
@@ -733,8 +696,8 @@ func lockActiveCompany(ctx context.Context, tx pgx.Tx, id string, gone error) er
 	return nil
 }
 
-// schemaParts lists what the gateway needs, as CheckSchema names it when missing. to_regclass
-// resolves names through search_path, as the gateway's queries do.
+// schemaPartsSQL names what the gateway needs and is missing; to_regclass resolves names
+// through search_path, as the gateway's queries do.
 const schemaPartsSQL = `SELECT what FROM (VALUES
 	(1, 'table companies', to_regclass('companies') IS NOT NULL),
 	(2, 'table users', to_regclass('users') IS NOT NULL),
@@ -752,9 +715,7 @@ const schemaPartsSQL = `SELECT what FROM (VALUES
 		WHERE tgrelid = to_regclass('companies') AND tgname = 'atenex_gateway_companies_deleted' AND tgenabled <> 'D'))
 ) AS parts(n, what, present) WHERE NOT present ORDER BY n`
 
-// CheckSchema looks in the catalog, in one round trip, for every table, column and trigger
-// the gateway relies on; a disabled trigger counts as missing, since replicas would then
-// miss changes silently.
+// CheckSchema counts a disabled trigger as missing: replicas would miss changes silently.
 func (s *pgStore) CheckSchema(ctx context.Context) error {
 	var missing []string
 	if err := s.withConn(ctx, true, queryRows(&missing, scanValue, schemaPartsSQL)); err != nil {
@@ -787,9 +748,8 @@ func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitat
 	return Invitation{}, fmt.Errorf("create invitation of %s to company %s: %w", inv.Email, inv.CompanyID, err)
 }
 
-// companyRows is queryRows for a list of the company's rows, $1 being the company id. Only
-// an empty list needs a second query, to tell "no such company" (pgx.ErrNoRows) from
-// "nothing there".
+// companyRows is queryRows for the company $1's rows; an empty list takes a second query to
+// tell no such company (pgx.ErrNoRows) from nothing there.
 func companyRows[T any](dst *[]T, scan func(pgx.Row, *T) error, sql, companyID string, args ...any) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, c *pgx.Conn) error {
 		err := queryRows(dst, scan, sql, append([]any{companyID}, args...)...)(ctx, c)
@@ -823,10 +783,8 @@ func (s *pgStore) RevokeInvitation(ctx context.Context, companyID, invitationID 
 	return dbErr(err, "revoke invitation %s of company %s", invitationID, companyID)
 }
 
-// AddDomain stores domain in lower case. One statement decides every case without a race: no
-// row when the company does not exist, and on a conflict the no-op update locks and returns
-// the row that holds the domain, even one committed by a concurrent AddDomain after this
-// statement began.
+// AddDomain decides in one statement, without a race: no row when the company does not
+// exist; on a conflict the no-op update returns the holder, even one committed meanwhile.
 func (s *pgStore) AddDomain(ctx context.Context, domain, companyID string) error {
 	if err := checkNewDomain(domain, companyID); err != nil {
 		return err
@@ -848,8 +806,7 @@ func (s *pgStore) AddDomain(ctx context.Context, domain, companyID string) error
 	return nil
 }
 
-// RemoveDomain unregisters domain from the company. Not retried once sent: a delete whose
-// answer was lost would then report errNotFound.
+// RemoveDomain is not retried once sent: a lost delete would then report errNotFound.
 func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) error {
 	if !isUUID(companyID) || !sqlText(domain) {
 		return errNotFound
@@ -859,8 +816,7 @@ func (s *pgStore) RemoveDomain(ctx context.Context, domain, companyID string) er
 	return dbErr(err, "remove domain %s of company %s", domain, companyID)
 }
 
-// The checks below are the refusals both stores make before touching any data, with the
-// same errors.
+// The checks below are the refusals both stores make before touching any data.
 
 // knownRole reports whether role may be handed out: only the two roles the gateway knows.
 func knownRole(role string) bool { return role == "user" || role == "admin" }
@@ -973,8 +929,7 @@ func (u User) account(created time.Time) Account {
 // companyColumns is every Company field of companies c, read by scanCompany.
 const companyColumns = `c.id::text, c.name, coalesce(c.is_active, false), c.created_at`
 
-// companyOrder is ActiveCompanies' order; COLLATE "C" makes it the same as the memory
-// store's byte order whatever the database's locale.
+// companyOrder is ActiveCompanies' order; COLLATE "C" is the memory store's byte order.
 const companyOrder = ` ORDER BY lower(c.name) COLLATE "C", c.name COLLATE "C", c.id`
 
 func scanCompany(row pgx.Row, co *Company) error {
@@ -1014,8 +969,7 @@ func (s *pgStore) ActiveCompanies(ctx context.Context) ([]Company, error) {
 	return dbResult(companies, err, "active companies")
 }
 
-// UpdateCompany changes what ch sets in one statement. Deactivating a company revokes
-// nothing: its users are refused while it is inactive (SetCompanyActive).
+// UpdateCompany revokes nothing, as SetCompanyActive.
 func (s *pgStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error) {
 	if err := checkCompanyChange(id, ch); err != nil {
 		return Company{}, err
@@ -1060,9 +1014,8 @@ func (s *pgStore) AccountsByCompany(ctx context.Context, companyID string, limit
 	return dbResult(accounts, err, "accounts of company %s", companyID)
 }
 
-// UpdateAccount changes the user in one transaction. A new company is locked FOR SHARE, as
-// JoinCompany does, so a concurrent deactivation cannot slip in between the check and the
-// move. Not retried once sent: a commit whose answer was lost is reported as an outage.
+// UpdateAccount locks a new company FOR SHARE, as JoinCompany, so no deactivation slips in
+// between check and move. Not retried once sent: a lost commit is reported as an outage.
 func (s *pgStore) UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error) {
 	if err := checkAccountChange(id, ch); err != nil {
 		return Account{}, err
@@ -1113,18 +1066,16 @@ const watchChannel = "atenex_gateway_changes"
 const listenerAppName = "atenex-api-gateway-listener"
 
 const (
-	// defaultWatchIdle: a quiet listener pings this often; a hanging server is noticed
-	// within defaultWatchIdle plus the store's deadline. Meanwhile the cache TTL bounds
-	// staleness, as during any outage.
+	// defaultWatchIdle: a quiet listener pings this often, so a hanging server is noticed
+	// within it plus the store's deadline.
 	defaultWatchIdle = 5 * time.Second
-	// The first reconnection is quick (a restarted server or a killed backend is usually
-	// back at once); later ones slow down to a few a second per replica at most.
+	// A restarted server is usually back at once; later reconnections slow down.
 	watchMinBackoff = 100 * time.Millisecond
 	watchMaxBackoff = 2 * time.Second
 )
 
-// Watch keeps one connection of its own (a pooled one would be handed to queries, and
-// LISTEN belongs to a session) listening on watchChannel until ctx ends.
+// Watch LISTENs on a connection of its own: LISTEN belongs to a session, and pooled ones
+// are handed to queries.
 func (s *pgStore) Watch(ctx context.Context, hooks WatchHooks) {
 	cfg := s.pool.Config().ConnConfig // already a copy
 	cfg.ConnectTimeout = s.timeout
@@ -1148,8 +1099,7 @@ func (s *pgStore) Watch(ctx context.Context, hooks WatchHooks) {
 				hooks.Lost(err)
 			}
 		}
-		// A connection that served a while starts over quickly; one that keeps failing
-		// right after connecting does not turn into a loop.
+		// Start over quickly after a connection that served a while, never in a tight loop.
 		if !since.IsZero() && time.Since(since) >= watchMaxBackoff {
 			backoff = watchMinBackoff
 		}
@@ -1164,8 +1114,7 @@ func (s *pgStore) Watch(ctx context.Context, hooks WatchHooks) {
 	}
 }
 
-// listen runs one connection: connect, LISTEN, call listening, deliver notifications. It
-// returns why it stopped (nil when ctx ended).
+// listen runs one connection and returns why it stopped (nil when ctx ended).
 func (s *pgStore) listen(ctx context.Context, cfg *pgx.ConnConfig, hooks WatchHooks, listening func()) error {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -1196,8 +1145,7 @@ func (s *pgStore) listen(ctx context.Context, cfg *pgx.ConnConfig, hooks WatchHo
 		case ctx.Err() != nil:
 			return nil
 		case wctx.Err() != nil && !conn.IsClosed():
-			// Quiet for watchIdle: a timed-out read leaves the connection usable, so ask
-			// the server whether it is still there.
+			// Quiet for watchIdle (the connection stays usable): is the server still there?
 			pctx, cancel := context.WithTimeout(ctx, s.timeout)
 			err := conn.Ping(pctx)
 			cancel()
@@ -1213,8 +1161,8 @@ func (s *pgStore) listen(ctx context.Context, cfg *pgx.ConnConfig, hooks WatchHo
 	}
 }
 
-// parseStoreChange reads a payload of schema.sql's triggers: "users:<uuid>" or
-// "companies:<uuid>". Anything else (another sender on the channel) is ignored.
+// parseStoreChange reads a trigger's "users:<uuid>" or "companies:<uuid>"; anything else
+// (another sender on the channel) is ignored.
 func parseStoreChange(channel, payload string) (StoreChange, bool) {
 	table, id, ok := strings.Cut(payload, ":")
 	if channel != watchChannel || !ok || table != "users" && table != "companies" || !isUUID(id) {

@@ -1,5 +1,4 @@
-// memstore.go: the in-memory Store of -dev and of tests without PostgreSQL. The contract
-// tests run against both stores.
+// memstore.go: the in-memory Store of -dev and of tests without PostgreSQL.
 package main
 
 import (
@@ -21,9 +20,7 @@ type memoryStore struct {
 	invitations map[string]*memoryInvitation // by id
 	invSeq      uint64                       // orders invitations created in the same instant
 	domains     map[string]string            // lower(domain) → company id
-
-	watchMu  sync.Mutex
-	watchers map[*WatchHooks]struct{}
+	watchers    sync.Map                     // *WatchHooks → nil
 }
 
 type memoryUser struct {
@@ -43,7 +40,6 @@ func newMemoryStore() *memoryStore {
 		companies:   make(map[string]*Company),
 		invitations: make(map[string]*memoryInvitation),
 		domains:     make(map[string]string),
-		watchers:    make(map[*WatchHooks]struct{}),
 	}
 }
 
@@ -56,9 +52,8 @@ func memoryTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 // revokeNow is tokens_valid_after as the database stores it: now, in whole seconds.
 func revokeNow() time.Time { return time.Now().Truncate(time.Second) }
 
-// memRead runs f under the read lock. Like a database call, it fails first when ctx has
-// ended; the parts of what name the call in that error (joined only then: no allocation
-// otherwise).
+// memRead runs f under the read lock; like a database call, it fails first once ctx has
+// ended, naming the call by the parts of what (joined only then: no allocation otherwise).
 func memRead[T any](ctx context.Context, m *memoryStore, f func() (T, error), what ...string) (T, error) {
 	if err := ctx.Err(); err != nil {
 		var zero T
@@ -69,9 +64,8 @@ func memRead[T any](ctx context.Context, m *memoryStore, f func() (T, error), wh
 	return f() // every f answers the zero value with an error
 }
 
-// memWrite runs f under the write lock, failing first as memRead does. f also returns the
-// row it changed, if a column the database's triggers watch changed; watchers are told after
-// the lock is released, so that a hook may call the store.
+// memWrite is memRead for writes. f also returns the row whose watched columns it changed,
+// told to watchers after the lock is released, so that a hook may call the store.
 func memWrite[T any](ctx context.Context, m *memoryStore, f func() (T, StoreChange, error), what ...string) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
@@ -128,8 +122,7 @@ func (m *memoryStore) userByEmailLocked(email string) *memoryUser {
 	return m.users[m.byEmail[strings.ToLower(email)]]
 }
 
-// activeCompanyLocked reports whether the company with that (lower-case) id exists and is
-// active; m.mu must be held.
+// activeCompanyLocked: the company with that lower-case id exists and is active; m.mu held.
 func (m *memoryStore) activeCompanyLocked(id string) bool {
 	c := m.companies[id]
 	return c != nil && c.IsActive
@@ -143,8 +136,7 @@ func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, erro
 	return memRead(ctx, m, func() (User, error) { return m.userLocked(m.userByEmailLocked(email)) }, "user by email ", email)
 }
 
-// updateUser applies update, under the write lock, to the user find returns for key (an id
-// or an email); errNotFound when there is none.
+// updateUser applies update to the user find returns for key (id or email); errNotFound.
 func (m *memoryStore) updateUser(ctx context.Context, what, key string, find func(string) *memoryUser, update func(*memoryUser) error) error {
 	_, err := memWrite(ctx, m, func() (any, StoreChange, error) {
 		u := find(key)
@@ -188,10 +180,7 @@ func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (validA
 		u.TokensValidAfter = validAfter
 		return nil
 	})
-	if err != nil {
-		return time.Time{}, err
-	}
-	return validAfter, nil
+	return validAfter, err // zero when err is set: the update ran only if it succeeded
 }
 
 func (m *memoryStore) CompanyActive(ctx context.Context, id string) (bool, error) {
@@ -213,7 +202,7 @@ func (m *memoryStore) CreateCompany(ctx context.Context, name string) (Company, 
 }
 
 // insertUser adds an active user to a company that exists (and is active, when
-// activeCompany); noCompany is the error when it is not.
+// activeCompany; else noCompany).
 func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, activeCompany bool, noCompany error) (out User, created time.Time, err error) {
 	err = m.write(ctx, func() error {
 		key, companyID := strings.ToLower(nu.Email), memoryKey(nu.CompanyID)
@@ -280,8 +269,7 @@ func (inv *memoryInvitation) open(now time.Time) bool {
 	return inv.AcceptedAt.IsZero() && inv.RevokedAt.IsZero() && inv.ExpiresAt.After(now)
 }
 
-// openInvitationsLocked returns the open invitations keep accepts, newest first (ORDER BY
-// created_at DESC); m.mu must be held.
+// openInvitationsLocked returns the open invitations keep accepts, newest first; m.mu held.
 func (m *memoryStore) openInvitationsLocked(keep func(*memoryInvitation) bool) []Invitation {
 	now := time.Now()
 	var open []*memoryInvitation
@@ -327,8 +315,8 @@ func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (stri
 	}, "company for domain ", domain)
 }
 
-// JoinCompany checks and changes everything under one write lock: all or nothing, as the
-// database's transaction, and in the order pgStore checks: user, invitation, company.
+// JoinCompany is all or nothing under one lock, checking in pgStore's order: user,
+// invitation, company.
 func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
 	if err := checkJoinCompany(userID, companyID, invitationID); err != nil {
 		return User{}, err
@@ -362,14 +350,8 @@ func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invita
 // released, so a hook may call the store.
 func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
 	h := &hooks
-	m.watchMu.Lock()
-	m.watchers[h] = struct{}{}
-	m.watchMu.Unlock()
-	defer func() {
-		m.watchMu.Lock()
-		delete(m.watchers, h)
-		m.watchMu.Unlock()
-	}()
+	m.watchers.Store(h, nil)
+	defer m.watchers.Delete(h)
 	// Registered first: a change made meanwhile is reported, never lost.
 	if hooks.Listening != nil {
 		hooks.Listening()
@@ -379,17 +361,12 @@ func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
 
 // notify tells every watcher that the row changed. m.mu must not be held.
 func (m *memoryStore) notify(ch StoreChange) {
-	m.watchMu.Lock()
-	changed := make([]func(StoreChange), 0, len(m.watchers))
-	for h := range m.watchers {
-		if h.Changed != nil {
-			changed = append(changed, h.Changed)
+	m.watchers.Range(func(h, _ any) bool {
+		if changed := h.(*WatchHooks).Changed; changed != nil {
+			changed(ch)
 		}
-	}
-	m.watchMu.Unlock()
-	for _, f := range changed {
-		f(ch)
-	}
+		return true
+	})
 }
 
 func (m *memoryStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitation, error) {
@@ -472,8 +449,7 @@ func (m *memoryStore) RemoveDomain(ctx context.Context, domain, companyID string
 	}, "remove domain ", domain, " of company ", companyID)
 }
 
-// activeCompaniesLocked returns the active companies in pgStore's companyOrder; m.mu must be
-// held.
+// activeCompaniesLocked returns the active companies in pgStore's companyOrder; m.mu held.
 func (m *memoryStore) activeCompaniesLocked() []Company {
 	var companies []Company
 	for _, c := range m.companies {
@@ -518,12 +494,8 @@ func (m *memoryStore) UpdateCompany(ctx context.Context, id string, ch CompanyCh
 			return Company{}, StoreChange{}, errNotFound
 		}
 		wasActive := c.IsActive
-		if ch.Name != nil {
-			c.Name = *ch.Name
-		}
-		if ch.IsActive != nil {
-			c.IsActive = *ch.IsActive
-		}
+		setIf(&c.Name, ch.Name)
+		setIf(&c.IsActive, ch.IsActive)
 		if c.IsActive == wasActive { // the only column the database's trigger watches
 			return *c, StoreChange{}, nil
 		}
@@ -565,8 +537,7 @@ func (m *memoryStore) AccountsByCompany(ctx context.Context, companyID string, l
 	}, "accounts of company ", companyID)
 }
 
-// UpdateAccount checks and changes everything under one write lock: all or nothing, as the
-// database's transaction.
+// UpdateAccount is all or nothing under one lock, as the database's transaction.
 func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountChange) (a Account, err error) {
 	if err := checkAccountChange(id, ch); err != nil {
 		return Account{}, err
@@ -575,12 +546,8 @@ func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountCh
 		if ch.CompanyID != nil && *ch.CompanyID != "" && !m.activeCompanyLocked(memoryKey(*ch.CompanyID)) {
 			return fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
 		}
-		if ch.FullName != nil {
-			u.FullName = *ch.FullName
-		}
-		if ch.Role != nil {
-			u.Role = *ch.Role
-		}
+		setIf(&u.FullName, ch.FullName)
+		setIf(&u.Role, ch.Role)
 		if ch.CompanyID != nil {
 			u.CompanyID = memoryKey(*ch.CompanyID)
 		}
@@ -593,10 +560,7 @@ func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountCh
 		a = u.asAccount()
 		return nil
 	})
-	if err != nil {
-		return Account{}, err
-	}
-	return a, nil
+	return a, err // zero when err is set: a is filled only on success
 }
 
 // newUUID returns a random (version 4) UUID in canonical lower-case form.

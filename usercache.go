@@ -1,6 +1,5 @@
-// usercache.go: what the gateway knows of each token's user (active, company, role,
-// revocations), kept off the database on the hot path, dropped by the database's change
-// notifications, and served stale while the database cannot answer.
+// usercache.go: each token's user's state, kept off the database on the hot path, dropped
+// by its change notifications, and served stale while it cannot answer.
 package main
 
 import (
@@ -12,8 +11,7 @@ import (
 	"time"
 )
 
-// userState is everything a request's authorisation needs from the users and companies
-// tables. The zero value is "no such user".
+// userState is what authorisation needs of a user's row; the zero value is "no such user".
 type userState struct {
 	Found            bool
 	Active           bool
@@ -33,20 +31,17 @@ func stateOf(u User) userState {
 	return s
 }
 
-// userCacheMaxEntries bounds the cache; past it, the cache is cleared rather than grown
-// (only callers holding a validly signed token can add entries).
+// userCacheMaxEntries bounds the cache, cleared rather than grown past it (only holders of
+// a validly signed token add entries).
 const userCacheMaxEntries = 100_000
 
-// staleRefreshWait is how long a request whose cached user has expired waits for the
-// refresh before it is served the last known state. A healthy database answers well inside
-// it, so a change is seen at once; a hanging one costs a request no more than this while
-// the fail-fast breaker has not yet opened.
+// staleRefreshWait is how long an expired entry's refresh is awaited before the last known
+// state is served: a healthy database answers well inside it, a hanging one costs no more.
 const staleRefreshWait = 50 * time.Millisecond
 
-// userCache keeps each user's state for ttl. A change to a user or company is pushed by the
-// store's notifications (forget, forgetCompany, clear), so the TTL bounds staleness only
-// while notifications are down. Expired entries are kept for staleIfError more, to be
-// served while the database fails. Concurrent misses for one user share one query.
+// userCache keeps each user's state for ttl; notifications drop changed ones, so the TTL
+// bounds staleness only while they are down. Expired entries are served for staleIfError
+// more while the database fails. Concurrent misses for one user share one query.
 type userCache struct {
 	store        Store
 	ttl          time.Duration
@@ -59,8 +54,7 @@ type userCache struct {
 	mu      sync.RWMutex
 	entries map[string]userCacheEntry
 	loading map[string]*userLoad
-	// gen changes at every invalidation; a load that started before one does not store its
-	// (possibly older) result.
+	// gen changes at every invalidation; a load started before does not store its result.
 	gen uint64
 }
 
@@ -84,8 +78,8 @@ func newUserCache(store Store, ttl, staleIfError time.Duration, max int, m *metr
 	}
 }
 
-// get returns the user's state: from the cache while fresh, else from the database. An
-// error means the database could not answer and no usable state was known.
+// get returns the user's state; an error means the database could not answer and no usable
+// state was known.
 func (c *userCache) get(ctx context.Context, userID string) (userState, error) {
 	now := c.now()
 	c.mu.RLock()
@@ -108,20 +102,15 @@ func (c *userCache) get(ctx context.Context, userID string) (userState, error) {
 	}
 	select {
 	case <-l.done:
-		if l.err == nil {
-			return l.state, nil
+		if l.err == nil || !stale {
+			return l.state, l.err // the zero state with an error
 		}
-		if stale {
-			c.metrics.userCacheEvent("stale_served")
-			return e.state, nil
-		}
-		return userState{}, l.err
 	case <-slow:
-		c.metrics.userCacheEvent("stale_served")
-		return e.state, nil
 	case <-ctx.Done():
 		return userState{}, ctx.Err()
 	}
+	c.metrics.userCacheEvent("stale_served")
+	return e.state, nil
 }
 
 // load starts the lookup of userID, or joins the one already running.
@@ -133,8 +122,8 @@ func (c *userCache) load(userID string) *userLoad {
 	}
 	l := &userLoad{done: make(chan struct{})}
 	c.loading[userID] = l
-	// Its own goroutine and context: a waiter that gives up (client gone, stale served)
-	// must not cancel the lookup the others wait on. The store bounds it with its deadline.
+	// Detached: a waiter that gives up must not cancel the lookup the others wait on. The
+	// store's deadline bounds it.
 	go c.fetch(userID, l, c.gen)
 	return l
 }
@@ -169,8 +158,7 @@ func (c *userCache) fetch(userID string, l *userLoad, gen uint64) {
 	close(l.done)
 }
 
-// probe pings the database for a health check; its answer opens or closes the fail-fast
-// breaker like any lookup's, so the probes close it once the database is back.
+// probe pings the database for a health check; like a lookup's, its answer feeds the breaker.
 func (c *userCache) probe(ctx context.Context) error {
 	err := c.store.Ping(ctx)
 	c.breaker.record(err == nil, c.now())
@@ -202,21 +190,19 @@ func (c *userCache) forgetCompany(companyID string) {
 // clear drops everything: notifications may have been missed.
 func (c *userCache) clear() { c.invalidate(func() { clear(c.entries) }) }
 
-// errDatabaseFailingFast is what a lookup gets while the breaker is open: the database
-// failed repeatedly and is not asked again until the next probe.
+// errDatabaseFailingFast is what a lookup gets while the breaker is open.
 var errDatabaseFailingFast = errors.New("database failing: not asked until the next probe")
 
-// Fail-fast breaker settings: after failFastAfter consecutive failures the database is not
-// asked for failFastMin, doubling up to failFastMax while probes keep failing.
+// After failFastAfter failures in a row, the database is not asked for failFastMin, doubling
+// up to failFastMax while probes keep failing.
 const (
 	failFastAfter = 3
 	failFastMin   = 250 * time.Millisecond
 	failFastMax   = 8 * time.Second
 )
 
-// failFast stops the user cache from waiting a full database deadline on every lookup
-// while the database keeps failing: once open, lookups fail at once (and known users are
-// served stale) until the interval ends; then one lookup probes, and its success closes it.
+// failFast spares lookups a full deadline each while the database keeps failing: once open,
+// they fail at once until the interval ends; then one probes, and its success closes it.
 type failFast struct {
 	mu        sync.Mutex
 	failures  int
@@ -260,10 +246,9 @@ func (b *failFast) failing() bool {
 	return b.failures >= failFastAfter
 }
 
-// watchUsers keeps the cache in step with the database until ctx ends: every notified
-// change drops the affected entries; while notifications are down a WARN and the
-// gateway_user_notifications_up gauge say so, and the cache is emptied when they resume,
-// since changes made meanwhile were missed.
+// watchUsers keeps the cache in step with the database until ctx ends. While notifications
+// are down a WARN and a gauge say so; the cache is emptied when they resume, as changes
+// made meanwhile were missed.
 func (c *userCache) watchUsers(ctx context.Context, log *slog.Logger) {
 	var lost atomic.Bool
 	c.store.Watch(ctx, WatchHooks{
