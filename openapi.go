@@ -5,7 +5,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -81,9 +80,8 @@ type routeDoc struct {
 	request                   string // components schema of the JSON body; "" for none
 	optionalBody              bool
 	query                     []oaParameter
-	status                    int        // the success status
-	response                  jsonSchema // its body; nil for none
-	responseDoc               string
+	status                    int            // the success status
+	response                  jsonSchema     // its body; nil for none
 	extra                     map[int]string // other non-error statuses → components schema
 	errors                    []errorRef     // besides those of the route's auth and kind
 	proxied                   bool
@@ -426,7 +424,7 @@ func operationOf(rt route, method, path string) *oaOperation {
 	case path == "/docs":
 		op.Responses["200"] = oaResponse{Description: "HTML page", Content: map[string]oaMedia{"text/html": {Schema: stringSchema}}}
 	default:
-		resp := oaResponse{Description: cmp.Or(d.responseDoc, http.StatusText(d.status))}
+		resp := oaResponse{Description: http.StatusText(d.status)}
 		if d.response != nil {
 			resp.Content = jsonContent(d.response)
 		}
