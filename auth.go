@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -20,11 +21,8 @@ type identity struct {
 	SignedInAt int64  // the original sign-in: auth_time, else iat
 }
 
-// setCaller records the verified caller on the request's info, the one place the rest of
-// the request reads it from: handlers and the proxy through identityFrom, the access log and
-// spans through UserID and CompanyID. The middleware installs the info before any route runs
-// (requestInfoFrom), so the identity needs no request copy on the hot path; the auth
-// wrappers are its only writers.
+// setCaller records the verified caller on the request's info, which the middleware installs
+// before any route runs, so the identity needs no request copy; the auth wrappers are its only writers.
 func (info *requestInfo) setCaller(id identity) {
 	info.Caller, info.Authenticated = id, true
 	info.UserID, info.CompanyID = id.UserID, id.CompanyID
@@ -80,36 +78,6 @@ func bearerToken(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// authenticate verifies the request's token and checks it against the user's current state
-// (from the user cache: no database round trip at steady state). A refusal is its reason
-// (refusals).
-func (g *gateway) authenticate(r *http.Request, rule routeAuth) (Claims, userState, string) {
-	token, ok := bearerToken(r)
-	if !ok {
-		return Claims{}, userState{}, "missing_token"
-	}
-	claims, err := g.tokens.verify(token, g.now())
-	switch {
-	case errors.Is(err, errTokenExpired):
-		return Claims{}, userState{}, "expired_token"
-	case errors.Is(err, errTokenSignature):
-		return Claims{}, userState{}, "bad_signature"
-	case err != nil:
-		return Claims{}, userState{}, "invalid_token"
-	case rule >= authStrict && claims.CompanyID == "":
-		return Claims{}, userState{}, "no_company"
-	}
-	state, err := g.users.get(r.Context(), claims.Subject)
-	if err != nil {
-		g.log.Warn("user check failed: database unavailable", "user_id", claims.Subject, "error", err.Error())
-		return Claims{}, userState{}, "database_unavailable"
-	}
-	if reason := checkTokenAgainstUser(claims, state, rule); reason != "" {
-		return Claims{}, userState{}, reason
-	}
-	return claims, state, ""
-}
-
 // checkTokenAgainstUser applies the rules that make a token follow the database: the user
 // is active, the token was issued after the user's last revocation, the company is active,
 // and (StrictAuth and above) the token's company is still the user's. Both the cached state and a
@@ -130,21 +98,37 @@ func checkTokenAgainstUser(claims Claims, state userState, rule routeAuth) strin
 	return ""
 }
 
-// requireAuth wraps next so it runs only for a verified caller, recorded on the request's
-// info (setCaller) for next, the proxy and the request's log fields.
+// requireAuth wraps next so it runs only for a verified caller: the token is verified, then
+// checked against the user's current state (from the user cache: no database round trip at
+// steady state), and the caller recorded on the request's info (setCaller).
 func (g *gateway) requireAuth(next http.Handler, rule routeAuth) http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
-		claims, state, reason := g.authenticate(r, rule)
-		if reason != "" {
+		token, ok := bearerToken(r)
+		if !ok {
+			return g.refuse("missing_token")
+		}
+		claims, err := g.tokens.verify(token, g.now())
+		switch {
+		case errors.Is(err, errTokenExpired):
+			return g.refuse("expired_token")
+		case errors.Is(err, errTokenSignature):
+			return g.refuse("bad_signature")
+		case err != nil:
+			return g.refuse("invalid_token")
+		case rule >= authStrict && claims.CompanyID == "":
+			return g.refuse("no_company")
+		}
+		state, err := g.users.get(r.Context(), claims.Subject)
+		if err != nil {
+			g.log.Warn("user check failed: database unavailable", "user_id", claims.Subject, "error", err.Error())
+			return g.refuse("database_unavailable")
+		}
+		if reason := checkTokenAgainstUser(claims, state, rule); reason != "" {
 			return g.refuse(reason)
 		}
-		signedIn := claims.AuthTime
-		if signedIn == 0 {
-			signedIn = claims.IssuedAt // tokens from before auth_time count from their issue
-		}
 		requestInfoFrom(r.Context()).setCaller(identity{
-			UserID: claims.Subject, CompanyID: claims.CompanyID, Email: claims.Email,
-			Role: state.Role, IssuedAt: claims.IssuedAt, SignedInAt: signedIn,
+			UserID: claims.Subject, CompanyID: claims.CompanyID, Email: claims.Email, Role: state.Role,
+			IssuedAt: claims.IssuedAt, SignedInAt: cmp.Or(claims.AuthTime, claims.IssuedAt),
 		})
 		next.ServeHTTP(w, r)
 		return nil

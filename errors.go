@@ -1,6 +1,5 @@
-// errors.go: how the gateway answers with an error: the stable codes sent next to `detail` (one
-// table that the README and clients rely on), the apiError handlers return, and the wrapper
-// that writes it.
+// errors.go: how the gateway answers with an error: the stable codes clients rely on, the
+// apiError handlers return, and the wrapper that writes it.
 package main
 
 import (
@@ -87,7 +86,6 @@ var errorCodes = []errorCode{
 	{codeInternal, []int{500}, "a bug in the gateway; the request id finds it in the logs"},
 }
 
-// writeJSON writes v as a JSON response with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
@@ -109,8 +107,7 @@ type errorBody struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
-// writeError writes {"detail": detail, "code": code, "request_id": …} with status. code is
-// one of errorCodes.
+// writeError writes {"detail": detail, "code": code, "request_id": …}; code is one of errorCodes.
 func writeError(w http.ResponseWriter, r *http.Request, status int, code, detail string) {
 	writeJSON(w, status, errorBody{Detail: detail, Code: code, RequestID: requestInfoFrom(r.Context()).ID})
 }
@@ -158,10 +155,9 @@ func databaseUnavailable(detail, what string, err error) *apiError {
 		cause: fmt.Errorf("%s: database unavailable: %w", what, err)}
 }
 
-// handlerFunc is a handler that returns its failure instead of writing it.
+// handlerFunc is a handler that returns its failure instead of writing it; handle writes it.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// handle turns h into an http.Handler that answers h's error with writeAPIError.
 func (g *gateway) handle(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {

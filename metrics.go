@@ -283,21 +283,22 @@ var metricFamilies = []metricFamily{
 
 func one(value string) []sample { return []sample{{value: value}} }
 
+// counterSamples reads a counter family, each series labelled with labels(key) and ordered by
+// its label values, for a stable exposition.
+func counterSamples[K comparable](s *seriesMap[K, atomic.Uint64], labels func(K) []string) []sample {
+	var out []sample
+	for k, v := range s.snapshot() {
+		out = append(out, sample{values: labels(k), value: strconv.FormatUint(v.Load(), 10)})
+	}
+	slices.SortFunc(out, func(a, b sample) int { return slices.Compare(a.values, b.values) })
+	return out
+}
+
 // countsOf reads a counter family keyed by one label.
 func countsOf(vec func(m *metrics) *counterVec) func(m *metrics) []sample {
 	return func(m *metrics) []sample {
-		var out []sample
-		for k, v := range vec(m).snapshot() {
-			out = append(out, sample{values: []string{k}, value: strconv.FormatUint(v.Load(), 10)})
-		}
-		return sortSamples(out)
+		return counterSamples(vec(m), func(k string) []string { return []string{k} })
 	}
-}
-
-// sortSamples orders series by their label values, for a stable exposition.
-func sortSamples(out []sample) []sample {
-	slices.SortFunc(out, func(a, b sample) int { return slices.Compare(a.values, b.values) })
-	return out
 }
 
 func poolSamples(m *metrics) []sample {
@@ -332,20 +333,14 @@ func durationSamples(m *metrics) []sample {
 }
 
 func requestSamples(m *metrics) []sample {
-	var out []sample
-	for k, v := range m.requests.snapshot() {
-		code := fmt.Sprintf("%03d", k.code) // 0 (out of range) is "000"; three digits sort as numbers
-		out = append(out, sample{values: []string{k.route, k.method, code}, value: strconv.FormatUint(v.Load(), 10)})
-	}
-	return sortSamples(out)
+	return counterSamples(&m.requests, func(k requestKey) []string {
+		// 0 (out of range) is "000"; three digits sort as numbers
+		return []string{k.route, k.method, fmt.Sprintf("%03d", k.code)}
+	})
 }
 
 func upstreamErrorSamples(m *metrics) []sample {
-	var out []sample
-	for k, v := range m.upstreamErrs.snapshot() {
-		out = append(out, sample{values: []string{k[0], k[1]}, value: strconv.FormatUint(v.Load(), 10)})
-	}
-	return sortSamples(out)
+	return counterSamples(&m.upstreamErrs, func(k [2]string) []string { return k[:] })
 }
 
 // heapInuse reads runtime/metrics, not runtime.ReadMemStats, which stops the world.
@@ -394,12 +389,10 @@ func (m *metrics) writeExposition(buf *bytes.Buffer) {
 		fmt.Fprintf(buf, "# HELP %s %s\n# TYPE %s %s\n", f.name, help, f.name, f.typ)
 		for _, s := range samples {
 			buf.WriteString(f.name + s.suffix)
+			sep := "{"
 			for i, v := range s.values {
-				sep := ","
-				if i == 0 {
-					sep = "{"
-				}
 				fmt.Fprintf(buf, `%s%s="%s"`, sep, f.labels[i], labelEscaper.Replace(strings.ToValidUTF8(v, "\uFFFD")))
+				sep = ","
 			}
 			if len(s.values) > 0 {
 				buf.WriteByte('}')
@@ -417,12 +410,9 @@ const adminWriteTimeout = 60 * time.Second
 // connection (and CPU) that long.
 const adminMaxProfileSeconds = 60
 
-// newAdminHandler serves /metrics and pprof, and a JSON 404 for anything else.
-func newAdminHandler(m *metrics) http.Handler { return newAdminHandlerFor(m, true) }
-
-// newAdminHandlerFor is newAdminHandler with pprof only when withPprof. It must never be
-// mounted on the public port: pprof exposes the command line, heap and CPU profiles, which
-// is also why it is off unless asked for.
+// newAdminHandlerFor serves /metrics, pprof when withPprof, and a JSON 404 for anything else.
+// It must never be mounted on the public port: pprof exposes the command line, heap and CPU
+// profiles, which is also why it is off unless asked for.
 func newAdminHandlerFor(m *metrics, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m)

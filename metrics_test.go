@@ -236,7 +236,7 @@ func scrape(t *testing.T, srv *httptest.Server) exposition {
 
 func newAdminServer(t *testing.T, m *metrics) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(newAdminHandler(m))
+	srv := httptest.NewServer(newAdminHandlerFor(m, true))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -324,7 +324,7 @@ func TestMetricsNilIsNoOp(t *testing.T) {
 	}
 	// The admin handler still serves pprof and 404s with a nil metrics.
 	rec = httptest.NewRecorder()
-	newAdminHandler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	newAdminHandlerFor(nil, true).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("pprof with nil metrics: status %d", rec.Code)
 	}

@@ -1,13 +1,10 @@
 // openapi.go: the API description (OpenAPI 3.1) of every row of the route table, served at
-// /openapi.json, and /docs, a page rendered from it on the server: no script and no CDN, so it
-// shows the routes on a machine without network access. Each route's documentation sits in
-// routeDocs, next to the schemas it refers to; its auth comes from the route table itself and
-// its error codes from errorCodes, so neither can drift from what the gateway does.
+// /openapi.json, and /docs, a page rendered from it on the server (no script, no CDN: it works
+// offline). Auth comes from the route table and error codes from errorCodes, so neither can drift.
 package main
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -83,9 +80,8 @@ type routeDoc struct {
 	request                   string // components schema of the JSON body; "" for none
 	optionalBody              bool
 	query                     []oaParameter
-	status                    int        // the success status
-	response                  jsonSchema // its body; nil for none
-	responseDoc               string
+	status                    int            // the success status
+	response                  jsonSchema     // its body; nil for none
 	extra                     map[int]string // other non-error statuses → components schema
 	errors                    []errorRef     // besides those of the route's auth and kind
 	proxied                   bool
@@ -100,6 +96,9 @@ type errorRef struct {
 func schemaRef(name string) jsonSchema { return jsonSchema{"$ref": "#/components/schemas/" + name} }
 func schemaListOf(name string) jsonSchema {
 	return jsonSchema{"type": "array", "items": schemaRef(name)}
+}
+func jsonContent(s jsonSchema) map[string]oaMedia {
+	return map[string]oaMedia{"application/json": {Schema: s}}
 }
 
 var (
@@ -200,16 +199,16 @@ func withNoOther(s jsonSchema) jsonSchema {
 	return s
 }
 
-// proxyErrors are the answers of a proxied route that the gateway writes itself.
+// docProxyErrors are the answers of a proxied route that the gateway writes itself.
 var docProxyErrors = []errorRef{
 	{400, codeValidation}, {413, codeBodyTooLarge}, {502, codeUpstreamError}, {503, codeUpstreamUnavailable},
 	{503, codeUpstreamBusy}, {504, codeUpstreamTimeout},
 }
 
-// bodyErrors are the answers of every route that reads a JSON body.
+// docBodyErrors are the answers of every route that reads a JSON body.
 var docBodyErrors = []errorRef{{408, codeRequestTimeout}, {413, codeBodyTooLarge}, {422, codeValidation}}
 
-// authErrors are the refusals of each kind of auth.
+// docAuthErrors are the refusals of each kind of auth.
 func docAuthErrors(auth routeAuth) []errorRef {
 	if auth == authNone {
 		return nil
@@ -238,11 +237,11 @@ var (
 
 // pathParamDocs describes the path parameters of the route patterns.
 var pathParamDocs = map[string]oaParameter{
-	"id":         {Schema: uuidSchema}, // described by operationOf: a company's or a user's
+	"id":         {Description: "company id", Schema: uuidSchema}, // a user's under /users/ (operationOf)
 	"company_id": {Description: "company id", Schema: uuidSchema},
 	"inv":        {Description: "invitation id", Schema: uuidSchema},
-	"domain":     {Description: "email domain, e.g. example.com (stored in lower case)", Schema: jsonSchema{"type": "string"}},
-	"path":       {Description: "the rest of the path, forwarded unchanged (may hold slashes)", Schema: jsonSchema{"type": "string"}},
+	"domain":     {Description: "email domain, e.g. example.com (stored in lower case)", Schema: stringSchema},
+	"path":       {Description: "the rest of the path, forwarded unchanged (may hold slashes)", Schema: stringSchema},
 }
 
 // routeDocs documents every route pattern of the route table; a row without one fails
@@ -318,11 +317,7 @@ var routeDocs = map[string]routeDoc{
 }
 
 // apiDescription is the document, built once from the route table, as JSON and as a page.
-type apiDescription struct {
-	doc  oaDocument
-	json []byte
-	page []byte
-}
+type apiDescription struct{ json, page []byte }
 
 // newAPIDescription documents every row of table. A row without routeDocs is still listed,
 // as undocumented, so the test that compares the two names it.
@@ -357,13 +352,11 @@ func newAPIDescription(table []route) *apiDescription {
 			item[m] = operationOf(rt, m, path)
 		}
 	}
-	api := &apiDescription{doc: doc}
-	var err error
-	if api.json, err = json.MarshalIndent(doc, "", "  "); err != nil {
+	js, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
 		panic("openapi: " + err.Error()) // only maps, slices and strings: cannot fail
 	}
-	api.page = renderAPIPage(doc)
-	return api
+	return &apiDescription{json: js, page: renderAPIPage(doc)}
 }
 
 // splitPattern turns a ServeMux pattern into OpenAPI methods and path: no method means any,
@@ -380,18 +373,15 @@ func splitPattern(pattern string) (methods []string, path string) {
 	return []string{strings.ToLower(method)}, path
 }
 
-// pathParams lists the {names} of an OpenAPI path.
+// pathParams lists the {names} of an OpenAPI path (ServeMux wildcards are whole segments).
 func pathParams(path string) []string {
 	var names []string
-	for rest := path; ; {
-		i := strings.IndexByte(rest, '{')
-		j := strings.IndexByte(rest, '}')
-		if i < 0 || j < i {
-			return names
+	for _, seg := range strings.Split(path, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			names = append(names, strings.TrimSuffix(name, "}"))
 		}
-		names = append(names, rest[i+1:j])
-		rest = rest[j+1:]
 	}
+	return names
 }
 
 func operationOf(rt route, method, path string) *oaOperation {
@@ -410,11 +400,8 @@ func operationOf(rt route, method, path string) *oaOperation {
 	for _, name := range pathParams(path) {
 		p := pathParamDocs[name]
 		p.Name, p.In, p.Required = name, "path", true
-		if name == "id" {
-			p.Description = "company id"
-			if strings.Contains(path, "/users/") {
-				p.Description = "user id"
-			}
+		if name == "id" && strings.Contains(path, "/users/") {
+			p.Description = "user id"
 		}
 		op.Parameters = append(op.Parameters, p)
 	}
@@ -423,8 +410,7 @@ func operationOf(rt route, method, path string) *oaOperation {
 	errs := append(docAuthErrors(rt.auth), d.errors...)
 	errs = append(errs, errorRef{400, codeInvalidPath}, errorRef{500, codeInternal})
 	if d.request != "" {
-		op.RequestBody = &oaRequestBody{Required: !d.optionalBody,
-			Content: map[string]oaMedia{"application/json": {Schema: schemaRef(d.request)}}}
+		op.RequestBody = &oaRequestBody{Required: !d.optionalBody, Content: jsonContent(schemaRef(d.request))}
 		errs = append(errs, docBodyErrors...)
 	}
 	switch {
@@ -436,53 +422,39 @@ func operationOf(rt route, method, path string) *oaOperation {
 			errs = append(errs, errorRef{429, codeRateLimited})
 		}
 	case path == "/docs":
-		op.Responses["200"] = oaResponse{Description: "HTML page", Content: map[string]oaMedia{"text/html": {Schema: jsonSchema{"type": "string"}}}}
+		op.Responses["200"] = oaResponse{Description: "HTML page", Content: map[string]oaMedia{"text/html": {Schema: stringSchema}}}
 	default:
-		resp := oaResponse{Description: cmp.Or(d.responseDoc, http.StatusText(d.status))}
+		resp := oaResponse{Description: http.StatusText(d.status)}
 		if d.response != nil {
-			resp.Content = map[string]oaMedia{"application/json": {Schema: d.response}}
+			resp.Content = jsonContent(d.response)
 		}
 		op.Responses[strconv.Itoa(d.status)] = resp
 	}
 	for status, name := range d.extra {
 		op.Responses[strconv.Itoa(status)] = oaResponse{Description: http.StatusText(status),
-			Content: map[string]oaMedia{"application/json": {Schema: schemaRef(name)}}}
+			Content: jsonContent(schemaRef(name))}
 	}
-	for status, codes := range groupErrors(errs) {
-		op.Responses[strconv.Itoa(status)] = errorResponse(codes)
-	}
+	addErrorResponses(op.Responses, errs)
 	return op
 }
 
-// groupErrors returns each status's codes, once each, in errorCodes' order.
-func groupErrors(errs []errorRef) map[int][]string {
-	byStatus := map[int][]string{}
+// addErrorResponses declares the codes of each error status, once each in errorCodes' order: in
+// the schema, for machines, and in the description with their meanings, for people.
+func addErrorResponses(responses map[string]oaResponse, errs []errorRef) {
+	codes, lines := map[int][]string{}, map[int][]string{}
 	for _, c := range errorCodes {
 		for _, e := range errs {
-			if e.code == c.Code && !slices.Contains(byStatus[e.status], c.Code) {
-				byStatus[e.status] = append(byStatus[e.status], c.Code)
+			if e.code == c.Code && !slices.Contains(codes[e.status], c.Code) {
+				codes[e.status] = append(codes[e.status], c.Code)
+				lines[e.status] = append(lines[e.status], fmt.Sprintf("`%s`: %s", c.Code, c.Meaning))
 			}
 		}
 	}
-	return byStatus
-}
-
-// errorResponse declares the codes one status comes with: in the schema, for machines, and in
-// the description with their meanings, for people.
-func errorResponse(codes []string) oaResponse {
-	var lines []string
-	for _, code := range codes {
-		for _, c := range errorCodes {
-			if c.Code == code {
-				lines = append(lines, fmt.Sprintf("`%s`: %s", code, c.Meaning))
-			}
-		}
-	}
-	return oaResponse{
-		Description: strings.Join(lines, "\n\n"),
-		Content: map[string]oaMedia{"application/json": {Schema: jsonSchema{
-			"$ref": "#/components/schemas/Error", "properties": jsonSchema{"code": jsonSchema{"enum": codes}},
-		}}},
+	for status := range codes {
+		responses[strconv.Itoa(status)] = oaResponse{Description: strings.Join(lines[status], "\n\n"),
+			Content: jsonContent(jsonSchema{
+				"$ref": "#/components/schemas/Error", "properties": jsonSchema{"code": jsonSchema{"enum": codes[status]}},
+			})}
 	}
 }
 

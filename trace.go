@@ -1,11 +1,8 @@
 // trace.go: OpenTelemetry spans of the gateway's own work (a server span per request, with
 // children for the upstream call, database calls, the user lookup and bcrypt), posted as
-// OTLP/HTTP JSON.
-//
-// Export is off unless GATEWAY_OTLP_ENDPOINT is set: the tracer is then nil, and a request,
-// like one not sampled, allocates nothing for tracing. Finished spans go into a bounded queue
-// without blocking; one goroutine sends them in batches, so a slow or absent collector costs
-// dropped spans (gateway_trace_spans_dropped_total), never a delayed request.
+// OTLP/HTTP JSON. Export is off (a nil tracer: no allocation, as for an unsampled request)
+// unless GATEWAY_OTLP_ENDPOINT is set. Finished spans go into a bounded queue without blocking,
+// so a slow or absent collector costs dropped spans, never a delayed request.
 package main
 
 import (
@@ -184,10 +181,8 @@ func errorType(err error) string {
 	return "error"
 }
 
-// startDBSpan starts the span of one store call (pgStore.withConn, which every query goes
-// through). It is named after the store method that called withConn, found on the stack
-// only when the request is traced: that names every query without threading a name through
-// each call site.
+// startDBSpan starts the span of one store call (pgStore.withConn). It is named after the store
+// method that called withConn, read from the stack only when traced: no call site passes a name.
 func startDBSpan(ctx context.Context) *traceSpan {
 	s := startSpan(ctx, "query", spanKindClient)
 	if s == nil {
@@ -284,9 +279,8 @@ func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Durati
 	return t
 }
 
-// rootFlags returns the trace-flags of a trace this gateway starts: sampled ("01") or not
-// ("00") by GATEWAY_TRACE_SAMPLE_RATIO. A trace that arrives with a valid traceparent keeps
-// its own flags instead: the caller has decided.
+// rootFlags samples a trace this gateway starts ("01", else "00") by GATEWAY_TRACE_SAMPLE_RATIO;
+// a valid incoming traceparent keeps its own flags instead: the caller has decided.
 func (t *tracer) rootFlags() string {
 	if rand.Float64() < t.ratio { // in [0, 1): ratio 1 samples all, 0 none
 		return "01"
@@ -598,10 +592,8 @@ func parseOTLPHeaders(v string) ([]otlpHeader, error) {
 		if !ok || key == "" {
 			return nil, fmt.Errorf("item %d is not key=value", i+1)
 		}
-		for j := 0; j < len(key); j++ {
-			if !isTokenChar(key[j]) {
-				return nil, fmt.Errorf("item %d has an invalid header name", i+1)
-			}
+		if strings.ContainsFunc(key, func(c rune) bool { return c >= 0x80 || !isTokenChar(byte(c)) }) {
+			return nil, fmt.Errorf("item %d has an invalid header name", i+1)
 		}
 		for _, h := range exporterHeaders {
 			if strings.EqualFold(key, h) {
@@ -612,10 +604,8 @@ func parseOTLPHeaders(v string) ([]otlpHeader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("item %d has a malformed percent-encoding", i+1)
 		}
-		for j := 0; j < len(dec); j++ {
-			if c := dec[j]; (c < 0x20 && c != '\t') || c == 0x7f {
-				return nil, fmt.Errorf("item %d has a control character in its value", i+1)
-			}
+		if strings.ContainsFunc(dec, func(c rune) bool { return (c < 0x20 && c != '\t') || c == 0x7f }) {
+			return nil, fmt.Errorf("item %d has a control character in its value", i+1)
 		}
 		out = append(out, otlpHeader{Name: http.CanonicalHeaderKey(key), Value: dec})
 	}
