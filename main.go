@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -97,9 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 // serve runs the gateway until ctx is cancelled, then drains.
 func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout io.Writer) error {
-	logOut := newLogWriter(stdout, logFlushInterval)
-	defer logOut.Close()
-	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	applyRuntimeLimits(cfg, getenv, os.DirFS("/"), log)
 	log.Info("configuration", "config", cfg)
 	for _, shortcut := range cfg.DevShortcuts {
@@ -148,7 +145,6 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	cl := newConnLimiter(ln, cfg.MaxConnections, m)
 	ln, srv.ConnState = cl, cl.connState
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
-	logOut.Flush() // the start-up lines are out before the first request is served
 	serveErr := make(chan error, 2)
 
 	admin := newServer(cfg, log, newAdminHandlerFor(m, cfg.PProf))
@@ -198,66 +194,6 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 func newServer(cfg *Config, log *slog.Logger, h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-}
-
-// logFlushInterval bounds how late a log line reaches stdout under load.
-const logFlushInterval = 100 * time.Millisecond
-
-// logWriter batches log lines. One write system call per request costs more than building
-// the access-log line itself; under load lines are written in batches at least every
-// logFlushInterval, a line after a quiet spell is written at once, and Close flushes the rest.
-type logWriter struct {
-	mu        sync.Mutex
-	buf       *bufio.Writer
-	lastFlush time.Time
-	interval  time.Duration
-	stop      chan struct{}
-	stopped   sync.WaitGroup
-}
-
-func newLogWriter(out io.Writer, interval time.Duration) *logWriter {
-	lw := &logWriter{buf: bufio.NewWriterSize(out, 64<<10), interval: interval, stop: make(chan struct{})}
-	lw.stopped.Add(1)
-	go func() {
-		defer lw.stopped.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-lw.stop:
-				return
-			case <-tick.C:
-				lw.Flush()
-			}
-		}
-	}()
-	return lw
-}
-
-func (lw *logWriter) Write(p []byte) (int, error) {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	n, err := lw.buf.Write(p)
-	if now := time.Now(); err == nil && now.Sub(lw.lastFlush) >= lw.interval {
-		lw.lastFlush = now
-		err = lw.buf.Flush()
-	}
-	return n, err
-}
-
-// Flush writes out every buffered line.
-func (lw *logWriter) Flush() {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	lw.lastFlush = time.Now()
-	lw.buf.Flush()
-}
-
-// Close stops the background flushing and writes out what is left.
-func (lw *logWriter) Close() {
-	close(lw.stop)
-	lw.stopped.Wait()
-	lw.Flush()
 }
 
 // applyRuntimeLimits sets the garbage collector from the configuration unless the operator
