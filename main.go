@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSubcommand(ctx, args, getenv, stdin, stdout, stderr)
 	}
 
-	flags := flag.NewFlagSet("atenex-api-gateway", flag.ContinueOnError)
+	flags := flag.NewFlagSet(programName, flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	dev := flags.Bool("dev", false, "development mode: ephemeral secret, in-memory demo users and echo upstreams when not configured")
 	flags.Usage = func() {
@@ -196,13 +196,10 @@ func newServer(cfg *Config, log *slog.Logger, h http.Handler) *http.Server {
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
-// applyRuntimeLimits sets the garbage collector from the configuration unless the operator
-// set GOGC / GOMEMLIMIT explicitly, and logs what the runtime ended up with. A proxy allocates
-// short-lived buffers per request with a small live heap: a less eager collector trades a few
-// MiB for much less CPU, and the memory limit bounds those MiB. The limit must stay well above
-// the live heap at the highest concurrency expected, or the collector runs back to back once
-// the heap nears it; auto derives it from the container (memlimit.go). cgroupFS is the root
-// of the file system the container's limit is read from.
+// applyRuntimeLimits sets the garbage collector from the configuration unless GOGC or
+// GOMEMLIMIT is set, and logs what the runtime ended up with. A less eager collector trades a
+// few MiB for much less CPU; the limit bounds those MiB. cgroupFS is where auto reads the
+// container's limit (memlimit.go).
 func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS, log *slog.Logger) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
@@ -357,8 +354,7 @@ func (g *gateway) close() {
 }
 
 // route is one row of the route table: a ServeMux pattern, who may call it, and the handler.
-// routes() serves the rows and /openapi.json describes the same rows, so the document can
-// neither list a route the gateway does not serve nor miss one it does.
+// /openapi.json describes the same rows, so it can neither list nor miss a served route.
 type route struct {
 	pattern string
 	auth    routeAuth
@@ -481,10 +477,9 @@ func (g *gateway) handleHealth() http.Handler {
 // readyzDatabaseWait bounds the database check of /readyz, below any sane probe timeout.
 const readyzDatabaseWait = 500 * time.Millisecond
 
-// handleReadyz is the Kubernetes readiness probe: 503 only while draining. The database
-// state is reported but never makes the replica unready, since signed-in users keep being
-// served from the user cache during an outage and removing every replica from the Service
-// would turn a database outage into a full one.
+// handleReadyz is the Kubernetes readiness probe: 503 only while draining. The database state
+// is reported but never makes the replica unready: signed-in users are served from the user
+// cache during an outage, and an empty Service would turn it into a full one.
 func (g *gateway) handleReadyz() http.Handler {
 	return g.probe("ready", "not_ready", readyzDatabaseWait, false)
 }
