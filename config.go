@@ -150,14 +150,15 @@ func checkedRow(p *string, name, def, doc string, norm func(string) string, ok f
 	})
 }
 
-// urlRow reads an upstream base URL; unset is what the log shows while it is nil.
-func urlRow(p **url.URL, name, def, unset, doc string) setting {
-	return bind(p, name, def, doc, explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80"), func(u *url.URL) slog.Value {
-		if u == nil {
-			return slog.StringValue(unset)
-		}
-		return slog.StringValue(u.String())
-	})
+// parseBaseURL reads the base URL of an upstream or of the span collector.
+var parseBaseURL = explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80")
+
+// showBaseURL renders u for the log, or unset while it is nil.
+func showBaseURL(u *url.URL, unset string) slog.Value {
+	if u == nil {
+		return slog.StringValue(unset)
+	}
+	return slog.StringValue(u.String())
 }
 
 // upstreamService is one backend the gateway proxies to: its URL setting, its -dev stand-in
@@ -204,15 +205,9 @@ func upstreamRow(c *Config, up upstreamService) setting {
 	if up.devEcho {
 		unset = "built-in echo upstream"
 	}
-	parse := explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80")
 	return setting{Name: up.setting, Default: up.defaultURL, Doc: up.doc,
-		parse: func(v string) (err error) { c.Upstreams[up.name], err = parse(v); return err },
-		show: func() slog.Value {
-			if u := c.Upstreams[up.name]; u != nil {
-				return slog.StringValue(u.String())
-			}
-			return slog.StringValue(unset)
-		}}
+		parse: func(v string) (err error) { c.Upstreams[up.name], err = parseBaseURL(v); return err },
+		show:  func() slog.Value { return showBaseURL(c.Upstreams[up.name], unset) }}
 }
 
 // explain puts the value (quoted by quote) and what was expected around parse's problem.
@@ -415,8 +410,9 @@ func settingsOf(c *Config) []setting {
 				}
 				return slog.StringValue(strconv.FormatInt(c.MemoryLimit, 10))
 			}},
-		urlRow(&c.OTLPEndpoint, "GATEWAY_OTLP_ENDPOINT", "", "unset (no export)",
-			"base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://otel-collector:4318); spans are posted as JSON to {this}/v1/traces. Unset = no export (traceparent is propagated all the same)"),
+		bind(&c.OTLPEndpoint, "GATEWAY_OTLP_ENDPOINT", "",
+			"base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://otel-collector:4318); spans are posted as JSON to {this}/v1/traces. Unset = no export (traceparent is propagated all the same)",
+			parseBaseURL, func(u *url.URL) slog.Value { return showBaseURL(u, "unset (no export)") }),
 		bind(&c.OTLPHeaders, "GATEWAY_OTLP_HEADERS", "",
 			"extra headers of the export requests, comma-separated key=value (values may be percent-encoded), e.g. a collector's API key",
 			func(v string) ([]otlpHeader, error) {
@@ -728,12 +724,9 @@ func parseDuration(v string) (time.Duration, error) {
 // parseSize accepts a byte count with an optional binary unit, as GOMEMLIMIT does:
 // "16384", "512KiB", "64MiB", "1GiB" (units in any letter case).
 func parseSize(v string) (int64, error) {
-	i := len(v)
-	for i > 0 && ('a' <= v[i-1]|0x20 && v[i-1]|0x20 <= 'z') {
-		i--
-	}
-	num := strings.TrimSpace(v[:i])
-	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[strings.ToLower(v[i:])]
+	num := strings.TrimRightFunc(v, func(r rune) bool { return 'a' <= r|0x20 && r|0x20 <= 'z' })
+	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[strings.ToLower(v[len(num):])]
+	num = strings.TrimSpace(num)
 	switch {
 	case num == "":
 		return 0, errors.New("is not a size")
@@ -838,18 +831,13 @@ func checkHost(hostport string) (string, error) {
 // validHostName reports whether h is made of dot-separated labels of letters, digits, '-'
 // and '_' (the latter exists in the wild); it rules out wildcards and escapes.
 func validHostName(h string) bool {
+	const hostNameBytes = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 	if h == "" || len(h) > 253 {
 		return false
 	}
 	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if label == "" || len(label) > 63 {
+		if label == "" || len(label) > 63 || strings.Trim(label, hostNameBytes) != "" {
 			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i] | 0x20
-			if !('a' <= c && c <= 'z' || '0' <= label[i] && label[i] <= '9' || label[i] == '-' || label[i] == '_') {
-				return false
-			}
 		}
 	}
 	return true
