@@ -89,15 +89,13 @@ func bind[T any](p *T, name, def, doc string, parse func(string) (T, error), sho
 
 // ranged makes a row whose value, read by parse, must lie in lo..hi; expect ends each problem.
 func ranged[T int64 | float64 | time.Duration](p *T, name, def string, lo, hi T, expect, doc string, parse func(string) (T, error), log func(T) slog.Value) setting {
+	parse = explain(parse, show, expect)
 	return bind(p, name, def, doc, func(v string) (T, error) {
 		x, err := parse(v)
-		switch {
-		case err != nil:
-			return 0, fmt.Errorf("%s %v; expected %s", show(v), err, expect)
-		case x < lo || x > hi:
+		if err == nil && (x < lo || x > hi) {
 			return 0, fmt.Errorf("%s is out of range; expected %s", show(v), expect)
 		}
-		return x, nil
+		return x, err
 	}, log)
 }
 
@@ -231,8 +229,7 @@ func (s setting) required() setting { s.Required = true; return s }
 func (s setting) database() setting { s.Database = true; return s }
 
 // settingsOf returns the configuration table bound to the fields of c. A new setting is a
-// Config field, one row here and its README line; a rule relating two settings goes after
-// the row loop in loadConfig.
+// Config field, one row here and its README line; rules relating two settings are in loadConfig.
 func settingsOf(c *Config) []setting {
 	const (
 		originExpect    = "an origin such as https://app.example.com (scheme, host, optional port, nothing else)"
@@ -556,10 +553,8 @@ func (r *envReader) checkDatabase(cfg *Config) {
 	}
 }
 
-// loadConfig reads and validates every setting through getenv ("" means unset). The error
-// joins one line per problem, each naming its variable and never showing a secret. With
-// dev, a missing JWT secret, PostgreSQL password or upstream URL is replaced by a
-// development shortcut recorded in DevShortcuts; without dev none of them can happen.
+// loadConfig reads and validates every setting through getenv ("" means unset), one error
+// line per problem. Only with dev may a missing secret, password or URL become a DevShortcut.
 func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	r := &envReader{getenv: getenv, set: map[string]bool{}}
 	cfg := &Config{Dev: dev}
@@ -783,9 +778,8 @@ func parseServiceURL(v string) (*url.URL, error) {
 	return u, err
 }
 
-// parseOrigin reads a browser origin (scheme://host[:port], an optional trailing '/') and
-// returns it the way browsers send it in the Origin header: lower-case, without a default
-// port, without the slash. CORS matching is exact, so this is where it is made forgiving.
+// parseOrigin returns an origin as browsers send it (lower-case, no default port, no trailing
+// '/'): CORS matching is exact, so this is where it is made forgiving.
 func parseOrigin(v string) (string, error) {
 	if v == "*" {
 		return "", errors.New("is a wildcard, refused because credentials are allowed")
@@ -843,9 +837,8 @@ func validHostName(h string) bool {
 	return true
 }
 
-// parseTrustedProxies reads GATEWAY_TRUSTED_PROXIES: CIDRs or bare IPs, a bare IP being a
-// single-address prefix. IPv4-mapped IPv6 forms are unmapped because the server sees IPv4
-// peers as IPv4.
+// parseTrustedProxies reads CIDRs or bare IPs (single-address prefixes). IPv4-mapped IPv6
+// forms are unmapped because the server sees IPv4 peers as IPv4.
 func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	err = eachItem(v, func(item string) error {
 		const expect = "expected comma-separated CIDRs or IP addresses, e.g. 10.0.0.0/8, 192.168.1.5"
@@ -871,11 +864,9 @@ func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	return ps, err
 }
 
-// checkTrustedProxies refuses a list that trusts every address. With it, any client's
-// X-Forwarded-For is believed, so the login limits key on whatever the client writes there
-// and one attacker can rotate through fresh addresses for free. Single catch-all prefixes
-// (0.0.0.0/0, ::/0, ::ffff:0:0/96) and lists whose union covers a whole address family
-// (0.0.0.0/1 + 128.0.0.0/1) are both caught.
+// checkTrustedProxies refuses a list that trusts every address, alone (0.0.0.0/0, ::/0) or
+// together (0.0.0.0/1 + 128.0.0.0/1): then every client's X-Forwarded-For is believed, and an
+// attacker rotates through fresh addresses to dodge the login limits.
 func checkTrustedProxies(ps []netip.Prefix) error {
 	const forged = "so any client could forge X-Forwarded-For and choose the address its login failures count against"
 	for _, p := range ps {
@@ -923,12 +914,10 @@ var jwtSecretPlaceholders = []string{
 }
 
 const (
-	// minJWTSecretBytes is the HS256 key length below which brute force becomes plausible
-	// (RFC 7518 §3.2 asks for at least the hash size).
+	// Below the hash size brute force becomes plausible (RFC 7518 §3.2).
 	minJWTSecretBytes = 32
-	// Length alone lets "aaaa…a" through: a key of a few distinct bytes is guessed from a
-	// tiny space whatever its length. Random keys of 32 bytes have about 30 distinct bytes
-	// (base64 text about 25), so this bound only ever refuses hand-typed keys.
+	// Length alone lets "aaaa…a" through. Random 32-byte keys have about 30 distinct bytes
+	// (base64 text about 25), so this refuses only hand-typed keys.
 	minJWTSecretDistinct = 16
 )
 
@@ -948,11 +937,9 @@ func checkJWTSecret(secret string) error {
 	if len(secret) < minJWTSecretBytes {
 		return fmt.Errorf("is only %d bytes long; %s", len(secret), expect)
 	}
-	distinct := map[byte]bool{}
-	for i := 0; i < len(secret); i++ {
-		distinct[secret[i]] = true
-	}
-	if n := len(distinct); n < minJWTSecretDistinct {
+	sorted := []byte(secret)
+	slices.Sort(sorted)
+	if n := len(slices.Compact(sorted)); n < minJWTSecretDistinct {
 		return fmt.Errorf("has only %d distinct bytes (at least %d are needed: a repeated pattern is guessable whatever its length); %s", n, minJWTSecretDistinct, expect)
 	}
 	return nil
