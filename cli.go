@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -427,12 +428,10 @@ func isHelpArg(s string) bool {
 }
 
 func isSubcommand(name string) bool {
-	for _, c := range operatorCommands {
-		if group, _, _ := strings.Cut(c.name, " "); group == name {
-			return true
-		}
-	}
-	return isHelpArg(name)
+	return isHelpArg(name) || slices.ContainsFunc(operatorCommands, func(c *operatorCommand) bool {
+		group, _, _ := strings.Cut(c.name, " ")
+		return group == name
+	})
 }
 
 // commandGroup is the actions of a group ("user": create, set-password, …).
@@ -459,13 +458,12 @@ func findCommand(args []string, help bool) (*operatorCommand, []string, error) {
 		}
 		name, rest = name+" "+rest[0], rest[1:]
 	}
-	for _, c := range operatorCommands {
-		if c.name == name {
-			return c, rest, nil
-		}
+	if i := slices.IndexFunc(operatorCommands, func(c *operatorCommand) bool { return c.name == name }); i >= 0 {
+		return operatorCommands[i], rest, nil
 	}
-	if group, _, _ := strings.Cut(name, " "); len(commandGroup(group)) > 0 {
-		return nil, nil, fmt.Errorf("unknown command %q: %s actions are %s", name, group, strings.Join(commandGroup(group), ", "))
+	group, _, _ := strings.Cut(name, " ")
+	if actions := commandGroup(group); len(actions) > 0 {
+		return nil, nil, fmt.Errorf("unknown command %q: %s actions are %s", name, group, strings.Join(actions, ", "))
 	}
 	return nil, nil, fmt.Errorf("unknown command %q", name)
 }
@@ -632,11 +630,8 @@ func (op *operation) fail(ctx context.Context, err error) error {
 	}
 }
 
-// readPassword returns the new password from the environment variable envName, or else
-// from the first line of stdin without its line ending. A password that breaks the rules
-// is a usage error. The wait for stdin ends with ctx (main's context, not the default
-// handler, receives Ctrl-C); the reading goroutine then stays blocked until stdin has data
-// or closes.
+// readPassword returns the new password from the environment variable envName, or else from
+// the first line of stdin. The wait ends with ctx, since main's context receives Ctrl-C.
 func readPassword(ctx context.Context, stdin io.Reader, stderr io.Writer, getenv func(string) string, envName string) (string, error) {
 	var password string
 	if envName != "" {

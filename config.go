@@ -89,15 +89,13 @@ func bind[T any](p *T, name, def, doc string, parse func(string) (T, error), sho
 
 // ranged makes a row whose value, read by parse, must lie in lo..hi; expect ends each problem.
 func ranged[T int64 | float64 | time.Duration](p *T, name, def string, lo, hi T, expect, doc string, parse func(string) (T, error), log func(T) slog.Value) setting {
+	parse = explain(parse, show, expect)
 	return bind(p, name, def, doc, func(v string) (T, error) {
 		x, err := parse(v)
-		switch {
-		case err != nil:
-			return 0, fmt.Errorf("%s %v; expected %s", show(v), err, expect)
-		case x < lo || x > hi:
+		if err == nil && (x < lo || x > hi) {
 			return 0, fmt.Errorf("%s is out of range; expected %s", show(v), expect)
 		}
-		return x, nil
+		return x, err
 	}, log)
 }
 
@@ -150,14 +148,15 @@ func checkedRow(p *string, name, def, doc string, norm func(string) string, ok f
 	})
 }
 
-// urlRow reads an upstream base URL; unset is what the log shows while it is nil.
-func urlRow(p **url.URL, name, def, unset, doc string) setting {
-	return bind(p, name, def, doc, explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80"), func(u *url.URL) slog.Value {
-		if u == nil {
-			return slog.StringValue(unset)
-		}
-		return slog.StringValue(u.String())
-	})
+// parseBaseURL reads the base URL of an upstream or of the span collector.
+var parseBaseURL = explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80")
+
+// showBaseURL renders u for the log, or unset while it is nil.
+func showBaseURL(u *url.URL, unset string) slog.Value {
+	if u == nil {
+		return slog.StringValue(unset)
+	}
+	return slog.StringValue(u.String())
 }
 
 // upstreamService is one backend the gateway proxies to: its URL setting, its -dev stand-in
@@ -204,15 +203,9 @@ func upstreamRow(c *Config, up upstreamService) setting {
 	if up.devEcho {
 		unset = "built-in echo upstream"
 	}
-	parse := explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80")
 	return setting{Name: up.setting, Default: up.defaultURL, Doc: up.doc,
-		parse: func(v string) (err error) { c.Upstreams[up.name], err = parse(v); return err },
-		show: func() slog.Value {
-			if u := c.Upstreams[up.name]; u != nil {
-				return slog.StringValue(u.String())
-			}
-			return slog.StringValue(unset)
-		}}
+		parse: func(v string) (err error) { c.Upstreams[up.name], err = parseBaseURL(v); return err },
+		show:  func() slog.Value { return showBaseURL(c.Upstreams[up.name], unset) }}
 }
 
 // explain puts the value (quoted by quote) and what was expected around parse's problem.
@@ -236,8 +229,7 @@ func (s setting) required() setting { s.Required = true; return s }
 func (s setting) database() setting { s.Database = true; return s }
 
 // settingsOf returns the configuration table bound to the fields of c. A new setting is a
-// Config field, one row here and its README line; a rule relating two settings goes after
-// the row loop in loadConfig.
+// Config field, one row here and its README line; rules relating two settings are in loadConfig.
 func settingsOf(c *Config) []setting {
 	const (
 		originExpect    = "an origin such as https://app.example.com (scheme, host, optional port, nothing else)"
@@ -415,8 +407,9 @@ func settingsOf(c *Config) []setting {
 				}
 				return slog.StringValue(strconv.FormatInt(c.MemoryLimit, 10))
 			}},
-		urlRow(&c.OTLPEndpoint, "GATEWAY_OTLP_ENDPOINT", "", "unset (no export)",
-			"base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://otel-collector:4318); spans are posted as JSON to {this}/v1/traces. Unset = no export (traceparent is propagated all the same)"),
+		bind(&c.OTLPEndpoint, "GATEWAY_OTLP_ENDPOINT", "",
+			"base URL of an OpenTelemetry collector's OTLP/HTTP receiver (e.g. http://otel-collector:4318); spans are posted as JSON to {this}/v1/traces. Unset = no export (traceparent is propagated all the same)",
+			parseBaseURL, func(u *url.URL) slog.Value { return showBaseURL(u, "unset (no export)") }),
 		bind(&c.OTLPHeaders, "GATEWAY_OTLP_HEADERS", "",
 			"extra headers of the export requests, comma-separated key=value (values may be percent-encoded), e.g. a collector's API key",
 			func(v string) ([]otlpHeader, error) {
@@ -560,10 +553,8 @@ func (r *envReader) checkDatabase(cfg *Config) {
 	}
 }
 
-// loadConfig reads and validates every setting through getenv ("" means unset). The error
-// joins one line per problem, each naming its variable and never showing a secret. With
-// dev, a missing JWT secret, PostgreSQL password or upstream URL is replaced by a
-// development shortcut recorded in DevShortcuts; without dev none of them can happen.
+// loadConfig reads and validates every setting through getenv ("" means unset), one error
+// line per problem. Only with dev may a missing secret, password or URL become a DevShortcut.
 func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	r := &envReader{getenv: getenv, set: map[string]bool{}}
 	cfg := &Config{Dev: dev}
@@ -728,12 +719,9 @@ func parseDuration(v string) (time.Duration, error) {
 // parseSize accepts a byte count with an optional binary unit, as GOMEMLIMIT does:
 // "16384", "512KiB", "64MiB", "1GiB" (units in any letter case).
 func parseSize(v string) (int64, error) {
-	i := len(v)
-	for i > 0 && ('a' <= v[i-1]|0x20 && v[i-1]|0x20 <= 'z') {
-		i--
-	}
-	num := strings.TrimSpace(v[:i])
-	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[strings.ToLower(v[i:])]
+	num := strings.TrimRightFunc(v, func(r rune) bool { return 'a' <= r|0x20 && r|0x20 <= 'z' })
+	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[strings.ToLower(v[len(num):])]
+	num = strings.TrimSpace(num)
 	switch {
 	case num == "":
 		return 0, errors.New("is not a size")
@@ -790,9 +778,8 @@ func parseServiceURL(v string) (*url.URL, error) {
 	return u, err
 }
 
-// parseOrigin reads a browser origin (scheme://host[:port], an optional trailing '/') and
-// returns it the way browsers send it in the Origin header: lower-case, without a default
-// port, without the slash. CORS matching is exact, so this is where it is made forgiving.
+// parseOrigin returns an origin as browsers send it (lower-case, no default port, no trailing
+// '/'): CORS matching is exact, so this is where it is made forgiving.
 func parseOrigin(v string) (string, error) {
 	if v == "*" {
 		return "", errors.New("is a wildcard, refused because credentials are allowed")
@@ -838,26 +825,20 @@ func checkHost(hostport string) (string, error) {
 // validHostName reports whether h is made of dot-separated labels of letters, digits, '-'
 // and '_' (the latter exists in the wild); it rules out wildcards and escapes.
 func validHostName(h string) bool {
+	const hostNameBytes = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 	if h == "" || len(h) > 253 {
 		return false
 	}
 	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if label == "" || len(label) > 63 {
+		if label == "" || len(label) > 63 || strings.Trim(label, hostNameBytes) != "" {
 			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i] | 0x20
-			if !('a' <= c && c <= 'z' || '0' <= label[i] && label[i] <= '9' || label[i] == '-' || label[i] == '_') {
-				return false
-			}
 		}
 	}
 	return true
 }
 
-// parseTrustedProxies reads GATEWAY_TRUSTED_PROXIES: CIDRs or bare IPs, a bare IP being a
-// single-address prefix. IPv4-mapped IPv6 forms are unmapped because the server sees IPv4
-// peers as IPv4.
+// parseTrustedProxies reads CIDRs or bare IPs (single-address prefixes). IPv4-mapped IPv6
+// forms are unmapped because the server sees IPv4 peers as IPv4.
 func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	err = eachItem(v, func(item string) error {
 		const expect = "expected comma-separated CIDRs or IP addresses, e.g. 10.0.0.0/8, 192.168.1.5"
@@ -883,11 +864,9 @@ func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	return ps, err
 }
 
-// checkTrustedProxies refuses a list that trusts every address. With it, any client's
-// X-Forwarded-For is believed, so the login limits key on whatever the client writes there
-// and one attacker can rotate through fresh addresses for free. Single catch-all prefixes
-// (0.0.0.0/0, ::/0, ::ffff:0:0/96) and lists whose union covers a whole address family
-// (0.0.0.0/1 + 128.0.0.0/1) are both caught.
+// checkTrustedProxies refuses a list that trusts every address, alone (0.0.0.0/0, ::/0) or
+// together (0.0.0.0/1 + 128.0.0.0/1): then every client's X-Forwarded-For is believed, and an
+// attacker rotates through fresh addresses to dodge the login limits.
 func checkTrustedProxies(ps []netip.Prefix) error {
 	const forged = "so any client could forge X-Forwarded-For and choose the address its login failures count against"
 	for _, p := range ps {
@@ -935,12 +914,10 @@ var jwtSecretPlaceholders = []string{
 }
 
 const (
-	// minJWTSecretBytes is the HS256 key length below which brute force becomes plausible
-	// (RFC 7518 §3.2 asks for at least the hash size).
+	// Below the hash size brute force becomes plausible (RFC 7518 §3.2).
 	minJWTSecretBytes = 32
-	// Length alone lets "aaaa…a" through: a key of a few distinct bytes is guessed from a
-	// tiny space whatever its length. Random keys of 32 bytes have about 30 distinct bytes
-	// (base64 text about 25), so this bound only ever refuses hand-typed keys.
+	// Length alone lets "aaaa…a" through. Random 32-byte keys have about 30 distinct bytes
+	// (base64 text about 25), so this refuses only hand-typed keys.
 	minJWTSecretDistinct = 16
 )
 
@@ -960,11 +937,9 @@ func checkJWTSecret(secret string) error {
 	if len(secret) < minJWTSecretBytes {
 		return fmt.Errorf("is only %d bytes long; %s", len(secret), expect)
 	}
-	distinct := map[byte]bool{}
-	for i := 0; i < len(secret); i++ {
-		distinct[secret[i]] = true
-	}
-	if n := len(distinct); n < minJWTSecretDistinct {
+	sorted := []byte(secret)
+	slices.Sort(sorted)
+	if n := len(slices.Compact(sorted)); n < minJWTSecretDistinct {
 		return fmt.Errorf("has only %d distinct bytes (at least %d are needed: a repeated pattern is guessable whatever its length); %s", n, minJWTSecretDistinct, expect)
 	}
 	return nil

@@ -77,33 +77,29 @@ func parseDotEnvLine(line string) (key, value, problem string) {
 	} else if !validEnvName(key) {
 		return "", "", dotEnvBadName
 	}
-	spaced := raw != "" && (raw[0] == ' ' || raw[0] == '\t')
-	if raw = strings.TrimLeft(raw, " \t"); raw != "" && (raw[0] == '"' || raw[0] == '\'') {
-		q, i := raw[0], 1
+	if v := strings.TrimLeft(raw, " \t"); v != "" && (v[0] == '"' || v[0] == '\'') {
+		q, i := v[0], 1
 		var b strings.Builder
-		for ; i < len(raw) && raw[i] != q; i++ {
-			c := raw[i]
-			if q == '"' && c == '\\' && i+1 < len(raw) && strings.IndexByte(`n"\`, raw[i+1]) >= 0 {
-				if i++; raw[i] == 'n' {
+		for ; i < len(v) && v[i] != q; i++ {
+			c := v[i]
+			if q == '"' && c == '\\' && i+1 < len(v) && strings.IndexByte(`n"\`, v[i+1]) >= 0 {
+				if i++; v[i] == 'n' {
 					c = '\n'
 				} else {
-					c = raw[i]
+					c = v[i]
 				}
 			}
 			b.WriteByte(c)
 		}
 		switch {
-		case i >= len(raw):
+		case i >= len(v):
 			return "", "", dotEnvUnterminated
-		case !onlyComment(raw[i+1:]):
+		case !onlyComment(v[i+1:]):
 			return "", "", dotEnvAfterQuote
 		}
 		return key, b.String(), ""
 	}
-	if spaced && strings.HasPrefix(raw, "#") { // KEY= # comment
-		return key, "", ""
-	}
-	for i := 1; i < len(raw); i++ {
+	for i := 1; i < len(raw); i++ { // a '#' after a blank starts a comment
 		if raw[i] == '#' && (raw[i-1] == ' ' || raw[i-1] == '\t') {
 			raw = raw[:i]
 			break
@@ -120,16 +116,9 @@ func onlyComment(s string) bool {
 
 // validEnvName reports whether s is a portable environment variable name.
 func validEnvName(s string) bool {
-	if s == "" || '0' <= s[0] && s[0] <= '9' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
+	const digits = "0123456789"
+	return s != "" && !strings.ContainsRune(digits, rune(s[0])) &&
+		strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"+digits) == ""
 }
 
 // readDotEnv reads and parses the .env file at path; a missing file is an empty map.

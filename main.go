@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -71,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSubcommand(ctx, args, getenv, stdin, stdout, stderr)
 	}
 
-	flags := flag.NewFlagSet("atenex-api-gateway", flag.ContinueOnError)
+	flags := flag.NewFlagSet(programName, flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	dev := flags.Bool("dev", false, "development mode: ephemeral secret, in-memory demo users and echo upstreams when not configured")
 	flags.Usage = func() {
@@ -97,9 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 
 // serve runs the gateway until ctx is cancelled, then drains.
 func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout io.Writer) error {
-	logOut := newLogWriter(stdout, logFlushInterval)
-	defer logOut.Close()
-	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	applyRuntimeLimits(cfg, getenv, os.DirFS("/"), log)
 	log.Info("configuration", "config", cfg)
 	for _, shortcut := range cfg.DevShortcuts {
@@ -148,7 +145,6 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	cl := newConnLimiter(ln, cfg.MaxConnections, m)
 	ln, srv.ConnState = cl, cl.connState
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
-	logOut.Flush() // the start-up lines are out before the first request is served
 	serveErr := make(chan error, 2)
 
 	admin := newServer(cfg, log, newAdminHandlerFor(m, cfg.PProf))
@@ -200,73 +196,10 @@ func newServer(cfg *Config, log *slog.Logger, h http.Handler) *http.Server {
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
-// logFlushInterval bounds how late a log line reaches stdout under load.
-const logFlushInterval = 100 * time.Millisecond
-
-// logWriter batches log lines. One write system call per request costs more than building
-// the access-log line itself; under load lines are written in batches at least every
-// logFlushInterval, a line after a quiet spell is written at once, and Close flushes the rest.
-type logWriter struct {
-	mu        sync.Mutex
-	buf       *bufio.Writer
-	lastFlush time.Time
-	interval  time.Duration
-	stop      chan struct{}
-	stopped   sync.WaitGroup
-}
-
-func newLogWriter(out io.Writer, interval time.Duration) *logWriter {
-	lw := &logWriter{buf: bufio.NewWriterSize(out, 64<<10), interval: interval, stop: make(chan struct{})}
-	lw.stopped.Add(1)
-	go func() {
-		defer lw.stopped.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-lw.stop:
-				return
-			case <-tick.C:
-				lw.Flush()
-			}
-		}
-	}()
-	return lw
-}
-
-func (lw *logWriter) Write(p []byte) (int, error) {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	n, err := lw.buf.Write(p)
-	if now := time.Now(); err == nil && now.Sub(lw.lastFlush) >= lw.interval {
-		lw.lastFlush = now
-		err = lw.buf.Flush()
-	}
-	return n, err
-}
-
-// Flush writes out every buffered line.
-func (lw *logWriter) Flush() {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	lw.lastFlush = time.Now()
-	lw.buf.Flush()
-}
-
-// Close stops the background flushing and writes out what is left.
-func (lw *logWriter) Close() {
-	close(lw.stop)
-	lw.stopped.Wait()
-	lw.Flush()
-}
-
-// applyRuntimeLimits sets the garbage collector from the configuration unless the operator
-// set GOGC / GOMEMLIMIT explicitly, and logs what the runtime ended up with. A proxy allocates
-// short-lived buffers per request with a small live heap: a less eager collector trades a few
-// MiB for much less CPU, and the memory limit bounds those MiB. The limit must stay well above
-// the live heap at the highest concurrency expected, or the collector runs back to back once
-// the heap nears it; auto derives it from the container (memlimit.go). cgroupFS is the root
-// of the file system the container's limit is read from.
+// applyRuntimeLimits sets the garbage collector from the configuration unless GOGC or
+// GOMEMLIMIT is set, and logs what the runtime ended up with. A less eager collector trades a
+// few MiB for much less CPU; the limit bounds those MiB. cgroupFS is where auto reads the
+// container's limit (memlimit.go).
 func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS, log *slog.Logger) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
@@ -421,8 +354,7 @@ func (g *gateway) close() {
 }
 
 // route is one row of the route table: a ServeMux pattern, who may call it, and the handler.
-// routes() serves the rows and /openapi.json describes the same rows, so the document can
-// neither list a route the gateway does not serve nor miss one it does.
+// /openapi.json describes the same rows, so it can neither list nor miss a served route.
 type route struct {
 	pattern string
 	auth    routeAuth
@@ -545,10 +477,9 @@ func (g *gateway) handleHealth() http.Handler {
 // readyzDatabaseWait bounds the database check of /readyz, below any sane probe timeout.
 const readyzDatabaseWait = 500 * time.Millisecond
 
-// handleReadyz is the Kubernetes readiness probe: 503 only while draining. The database
-// state is reported but never makes the replica unready, since signed-in users keep being
-// served from the user cache during an outage and removing every replica from the Service
-// would turn a database outage into a full one.
+// handleReadyz is the Kubernetes readiness probe: 503 only while draining. The database state
+// is reported but never makes the replica unready: signed-in users are served from the user
+// cache during an outage, and an empty Service would turn it into a full one.
 func (g *gateway) handleReadyz() http.Handler {
 	return g.probe("ready", "not_ready", readyzDatabaseWait, false)
 }
