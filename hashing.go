@@ -35,22 +35,18 @@ const (
 	hashNiceDelta = 10
 )
 
-// dummyHash is a real cost-12 hash of a random password nobody knows. Logins for an
-// unknown user compare against it (the pool's dummy), so every failure costs one bcrypt and
-// an attacker cannot tell from the timing which emails exist.
-var dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
+// dummyHash is a cost-12 hash of a password nobody knows: an unknown email costs the same
+// bcrypt as a wrong password, so timing does not tell which emails exist.
+const dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
 
-// hashPool runs bcrypt on a fixed set of worker goroutines, each locked to its own OS thread
-// of lowered priority. The Go scheduler knows nothing of priorities, so bcrypt on ordinary
-// goroutines would compete evenly with the proxy and a login flood would take most of the
-// CPU; on threads of their own the kernel runs hashing only when the proxy does not want the
-// CPU. For the kernel to have that choice the workers must not hold the Ps the rest of the
-// program runs on, so the pool raises GOMAXPROCS by its worker count while it lives.
+// hashPool runs bcrypt on worker goroutines locked to OS threads of lowered priority: the Go
+// scheduler knows no priorities, so only the kernel can run hashing when the proxy does not
+// want the CPU. The workers must not hold the Ps the proxy runs on, so the pool raises
+// GOMAXPROCS by its worker count while it lives.
 //
-// At most one job per worker is admitted; a caller waits at most queueWait, then gets
-// errHashBusy, so the backlog stays bounded. A free worker takes a first-class job (a
-// returning user's login) before any ordinary one, so a flood of strangers' logins delays
-// strangers, not the users who signed in before.
+// One job per worker is admitted; a caller waits at most queueWait, then gets errHashBusy.
+// Free workers take first-class jobs (returning users' logins) first, so a flood of
+// strangers' logins delays strangers.
 type hashPool struct {
 	cost      int         // of the hashes it writes: hashCost
 	dummy     string      // compared instead of a missing or malformed hash; of the same cost
