@@ -286,22 +286,5 @@ func (g *gateway) refundLogin(c loginCharge) {
 	}
 }
 
-// loginHashFailed settles c when the password could not be checked. A returning pair is
-// refunded (the gateway failed, not the user); an unknown pair keeps paying, or a flood
-// that saturates hashing would cost nothing.
-func (g *gateway) loginHashFailed(c loginCharge) {
-	if c.known {
-		g.refundLogin(c)
-	}
-}
-
-// loginPasswordChecked refunds the per-replica budget for a correct password; the success
-// path settles the other buckets itself.
-func (g *gateway) loginPasswordChecked(c loginCharge, correct bool) {
-	if correct && c.tookGlobal {
-		g.loginGlobal.refund(loginGlobalKey)
-	}
-}
-
 // loginGlobalKey is the one key of the per-replica failed-login budget.
 const loginGlobalKey = "*"
