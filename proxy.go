@@ -179,7 +179,6 @@ type upstream struct {
 type proxy struct {
 	up   upstream
 	base string // the target's escaped path without a trailing '/' ("" for none)
-	cfg  *Config
 	log  *slog.Logger
 	m    *metrics
 	rp   *httputil.ReverseProxy
@@ -191,8 +190,7 @@ type proxy struct {
 	forwardCredentials bool
 }
 
-// bufPool lends the 32 KiB copy buffers of every proxy, so streaming a response costs no
-// allocation per request.
+// bufPool lends every proxy its 32 KiB copy buffers: streaming allocates nothing per request.
 var bufPool = &bufferPool{}
 
 const copyBufferSize = 32 << 10
@@ -230,7 +228,7 @@ func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.L
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &proxy{up: up, base: base, cfg: cfg, log: log, m: m, idle: cfg.ProxyIdleTimeout, forwardCredentials: cfg.ForwardCredentials}
+	p := &proxy{up: up, base: base, log: log, m: m, idle: cfg.ProxyIdleTimeout, forwardCredentials: cfg.ForwardCredentials}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
