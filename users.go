@@ -206,7 +206,7 @@ func (g *gateway) handleLogin() http.Handler {
 		client := requestInfoFrom(r.Context())
 		ipKey, emailKey := loginClientKey(client.ClientIP), strings.ToLower(email)
 		now := g.now()
-		// Charged before bcrypt and refunded unless the login fails (see chargeLogin).
+		// Charged before bcrypt (see chargeLogin); the outcome below settles the charge.
 		charge, limit, wait := g.chargeLogin(ipKey, emailKey, client.ClientIsProxy, now)
 		if limit != "" {
 			return g.refuseLogin(limit, wait)
