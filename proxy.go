@@ -260,8 +260,8 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	requestInfoFrom(r.Context()).Upstream = p.up.name
-	// Else HTTP/1 drains the unread body before the first write, stalling a POST answered with
-	// SSE. HTTP/2 is full duplex already and reports ErrNotSupported.
+	// Without it HTTP/1 drains the unread body before the first write, stalling a POST answered
+	// with SSE. HTTP/2 is full duplex already and reports ErrNotSupported.
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	if p.idle > 0 {
 		w = newIdleStream(w, r, p.idle)
