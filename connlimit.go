@@ -9,18 +9,12 @@ import (
 	"sync"
 )
 
-// connLimiter is the public listener with at most max connections open at once (max 0:
-// no cap, connections are only counted).
-//
-// Every open connection costs memory (a goroutine, its read and write buffers, kernel
-// socket state) whether it does anything or not; the README measures the cost per
-// connection and sizes the default from it. When a new connection arrives at the cap, the
-// connection that has been doing nothing for longest — accepted without sending a request
-// yet, or idle between keep-alive requests — is closed to make room, as nginx reuses idle
-// keep-alive connections when it runs out. An attacker holding many connections open thus
-// keeps each of them only until newer ones arrive, while a client that sends its request
-// promptly is never the oldest idle one and gets served. A connection busy with a request
-// is never closed for the cap; when every connection is busy, the newcomer is refused.
+// connLimiter is the public listener with at most max connections open at once (0: no cap,
+// only counted); every open connection costs memory, busy or not. At the cap, the connection
+// doing nothing for longest (new without a request, or idle keep-alive) is closed to make
+// room, as nginx does: an attacker's idle connections last only until newer ones arrive, and
+// a prompt client is never the oldest. Busy connections are never closed; if all are busy,
+// the newcomer is refused.
 type connLimiter struct {
 	net.Listener
 	max int

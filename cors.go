@@ -32,17 +32,13 @@ func newCORSPolicy(cfg *Config) *corsPolicy {
 			p.origins["http://localhost:"+strconv.Itoa(port)] = struct{}{}
 		}
 	}
-	add := func(o string) {
+	for _, o := range append([]string{cfg.VercelFrontendURL}, cfg.CORSAllowedOrigins...) {
 		o = strings.TrimSuffix(strings.TrimSpace(o), "/") // a browser's Origin never ends in '/'
 		// "null" is what sandboxed iframes and file:// pages send; allowing it with
 		// credentials would let any such page in.
 		if o != "" && o != "null" {
 			p.origins[o] = struct{}{}
 		}
-	}
-	add(cfg.VercelFrontendURL)
-	for _, o := range cfg.CORSAllowedOrigins {
-		add(o)
 	}
 
 	vercel := strings.TrimSuffix(strings.TrimSpace(cfg.VercelFrontendURL), "/")

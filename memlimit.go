@@ -10,39 +10,29 @@ import (
 	"strings"
 )
 
-// The runtime's soft limit is this share of the container's hard limit. The rest is for what
-// the Go runtime does not count but the kernel charges to the container: the binary's mapped
-// text, kernel socket buffers of a thousand connections, and the runtime's own overshoot
-// while the collector catches up. With the shipped 128 MiB container limit this gives 96 MiB.
+// The runtime's soft limit is this share of the container's hard limit; the rest is what the
+// kernel charges but Go does not count (mapped binary, socket buffers, the collector's
+// overshoot). The shipped 128 MiB container limit gives 96 MiB.
 const memoryLimitPercent = 75
 
-// memoryLimitFloor is the soft limit when the container sets no limit (or there is no
-// container), chosen with the default GATEWAY_GC_PERCENT of 100 from the load tests in the
-// README. 1 000 concurrent clients keep a live heap of about 35 MiB; at 100 % the collector
-// lets the heap reach twice that, and the runtime's own memory (stacks, free spans not yet
-// returned, metadata) adds about 25 MiB: the two settings meet near 96 MiB, so below 1 000
-// clients the percentage decides when the collector runs and the limit is only a backstop.
-// 64 MiB left 1 000 clients a heap goal 3 MiB above the live heap (27 collections a second,
-// most of the CPU); the previous 32 MiB did the same from about 150 clients.
+// memoryLimitFloor is the soft limit without a container limit, from the README's load tests:
+// 1 000 clients keep a ~35 MiB live heap, GATEWAY_GC_PERCENT=100 doubles it and the runtime
+// adds ~25 MiB, so below 1 000 clients the percentage paces the collector and this is only a
+// backstop. 64 MiB left 1 000 clients 3 MiB of headroom (27 collections a second).
 const memoryLimitFloor = 96 << 20
 
-// Where cgroup v2 and cgroup v1 publish the memory limit of the container the process runs
-// in, relative to the root of the file system (fs.FS paths have no leading slash). Container
-// runtimes mount the container's own cgroup at these places.
+// Where cgroup v2 and v1 publish the container's memory limit (fs.FS paths: no leading slash).
 const (
 	cgroupV2MemoryMax = "sys/fs/cgroup/memory.max"
 	cgroupV1MemoryMax = "sys/fs/cgroup/memory/memory.limit_in_bytes"
 )
 
-// cgroupUnlimited: cgroup v1 reports "no limit" as the largest page-aligned int64
-// (9223372036854771712 with 4 KiB pages, a little less with larger pages). No real limit
-// comes near 4 EiB.
+// cgroupUnlimited: cgroup v1 reports "no limit" as the largest page-aligned int64; no real
+// limit comes near 4 EiB.
 const cgroupUnlimited = 1 << 62
 
-// cgroupMemoryLimit returns the container's memory limit in bytes, read from fsys (the root of
-// the file system, e.g. os.DirFS("/")), and the file it came from. limit is 0 when neither
-// cgroup file exists or the one that does says there is no limit. cgroup v2 is read first: on
-// a host that has it, its answer is final, even "max".
+// cgroupMemoryLimit returns the container's memory limit read from fsys (e.g. os.DirFS("/"))
+// and its file; 0 for none. cgroup v2 is read first, and its answer is final, even "max".
 func cgroupMemoryLimit(fsys fs.FS) (limit int64, file string, err error) {
 	for _, name := range []string{cgroupV2MemoryMax, cgroupV1MemoryMax} {
 		data, err := fs.ReadFile(fsys, name)
@@ -70,10 +60,9 @@ func cgroupMemoryLimit(fsys fs.FS) (limit int64, file string, err error) {
 }
 
 // autoMemoryLimit is the soft limit for GATEWAY_MEMORY_LIMIT=auto: memoryLimitPercent of the
-// container's limit, or memoryLimitFloor without one. source says which, for the start-up
-// log. small is true when the container's limit gives less than the floor: the operator should
-// raise it, since a soft limit near the live heap makes the collector run continuously, and a
-// soft limit above the container's would let the kernel kill the process first.
+// container's limit, or memoryLimitFloor without one; source says which, for the start-up
+// log. small: below the floor the collector runs continuously, and the operator should raise
+// the container limit (a soft limit above it would let the kernel kill the process first).
 func autoMemoryLimit(fsys fs.FS) (limit int64, source string, small bool, err error) {
 	hard, file, err := cgroupMemoryLimit(fsys)
 	if err != nil {

@@ -21,37 +21,29 @@ import (
 // newUpstreamTransport returns the one http.Transport every proxy shares, so keep-alive
 // connections are pooled per process rather than per route.
 func newUpstreamTransport(cfg *Config) *http.Transport {
-	// An upstream that does not accept a connection within 5 s is down, not slow: fail fast
-	// with a 503 rather than holding the client for the whole header timeout.
+	// An upstream that accepts no connection within 5 s is down, not slow: fail fast (503).
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	// HTTP/1.1 only: the upstreams are plain in-cluster services, and one protocol keeps
-	// streaming and error behaviour predictable.
+	// HTTP/1.1 only: plain in-cluster upstreams, and one protocol keeps streaming predictable.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	return &http.Transport{
-		// Never honour HTTP_PROXY/HTTPS_PROXY from the environment: upstream traffic carries
-		// identity headers and must go straight to the configured services.
+		// Never HTTP_PROXY from the environment: upstream traffic carries identity headers.
 		Proxy:       nil,
 		DialContext: dialer.DialContext,
 		Protocols:   &protocols,
-		// Go's default keeps only 2 idle connections per host: under load every further
-		// request would open (and soon close) a connection, piling up TIME_WAIT sockets.
+		// Go keeps only 2 idle connections per host by default, piling up TIME_WAIT under load.
 		MaxConnsPerHost:     cfg.MaxConnsPerHost,
 		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
-		// Three upstreams (ingest, query, auth) plus headroom; the per-host cap is the real
-		// limit, this one only must not undercut it (0 would mean unlimited).
+		// Three upstreams plus headroom; must not undercut the per-host cap (0 = unlimited).
 		MaxIdleConns:    4 * max(cfg.MaxIdleConnsPerHost, 2),
 		IdleConnTimeout: 90 * time.Second,
-		// Only the wait for response headers is bounded: a streamed answer (SSE) or a slow
-		// download may legitimately last much longer than this.
+		// Only headers are bounded: an SSE answer or a slow download may last much longer.
 		ResponseHeaderTimeout: cfg.HTTPClientTimeout,
-		// The same bound the gateway's own server puts on request headers; Go's default
-		// would let an upstream make the gateway buffer 10 MiB of headers per response.
+		// The server's own request-header bound; Go's default would buffer 10 MiB per response.
 		MaxResponseHeaderBytes: 64 << 10,
 		TLSHandshakeTimeout:    10 * time.Second,
 		ExpectContinueTimeout:  time.Second,
-		// Bodies pass through byte for byte: asking for gzip and decompressing would change
-		// what the client receives and cost CPU for nothing.
+		// Bodies pass through byte for byte, never re-encoded.
 		DisableCompression: true,
 		WriteBufferSize:    32 << 10, // fewer syscalls on big bodies than the 4 KiB default
 		ReadBufferSize:     32 << 10,
@@ -66,18 +58,11 @@ var (
 )
 
 // upstreamGate is the RoundTripper every proxy uses: the shared transport behind two
-// admission checks that keep one client or tenant from taking the upstream pool.
-//
-//   - Each upstream host has as many slots as the transport has connections for it
-//     (GATEWAY_HTTP_CLIENT_MAX_CONNECTIONS). A request waits at most queueWait for one,
-//     then fails with errUpstreamBusy (503): http.Transport itself would queue it for as
-//     long as its client stays, so trickling uploads that hold every connection would
-//     stall everyone else without bound.
-//   - Each company may hold at most companyMax slots at once (errCompanyInflight, 429),
-//     so the slots one tenant's slow requests hold are never all of them.
-//
-// A slot is held from the round trip until the response body is closed, which is when
-// ReverseProxy is done streaming it; that is exactly when the connection is free again.
+// admission checks that keep one client or tenant from taking the upstream pool. Each host
+// has one slot per transport connection; a request waits at most queueWait for one, then
+// fails with errUpstreamBusy (503), since http.Transport would queue it without bound behind
+// trickling uploads. Each company holds at most companyMax slots (errCompanyInflight, 429).
+// A slot is held until the response body is closed, when the connection is free again.
 type upstreamGate struct {
 	*http.Transport // the shared pool; CloseIdleConnections and settings come from it
 
@@ -101,8 +86,7 @@ func newUpstreamGate(cfg *Config) *upstreamGate {
 func (g *upstreamGate) RoundTrip(req *http.Request) (*http.Response, error) {
 	var company *atomic.Int32
 	if id, ok := identityFrom(req.Context()); ok && id.CompanyID != "" && g.companyMax > 0 {
-		// Entries are never removed: company ids come only from tokens the gateway signed,
-		// so they number the companies in the database.
+		// Never removed: ids come only from signed tokens, so they number the companies.
 		v, ok := g.companies.Load(id.CompanyID)
 		if !ok {
 			v, _ = g.companies.LoadOrStore(id.CompanyID, new(atomic.Int32))
@@ -195,7 +179,6 @@ type upstream struct {
 type proxy struct {
 	up   upstream
 	base string // the target's escaped path without a trailing '/' ("" for none)
-	cfg  *Config
 	log  *slog.Logger
 	m    *metrics
 	rp   *httputil.ReverseProxy
@@ -207,8 +190,7 @@ type proxy struct {
 	forwardCredentials bool
 }
 
-// bufPool lends the 32 KiB copy buffers of every proxy, so streaming a response costs no
-// allocation per request.
+// bufPool lends every proxy its 32 KiB copy buffers: streaming allocates nothing per request.
 var bufPool = &bufferPool{}
 
 const copyBufferSize = 32 << 10
@@ -246,16 +228,14 @@ func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.L
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &proxy{up: up, base: base, cfg: cfg, log: log, m: m, idle: cfg.ProxyIdleTimeout, forwardCredentials: cfg.ForwardCredentials}
+	p := &proxy{up: up, base: base, log: log, m: m, idle: cfg.ProxyIdleTimeout, forwardCredentials: cfg.ForwardCredentials}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
 		BufferPool:     bufPool,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
-		// FlushInterval 0: ReverseProxy already flushes text/event-stream and bodies of
-		// unknown length after every write; known-length bodies flow through the response
-		// writer's buffer as they arrive.
+		// FlushInterval 0: ReverseProxy already flushes SSE and unknown-length bodies per write.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return p
@@ -280,16 +260,14 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	requestInfoFrom(r.Context()).Upstream = p.up.name
-	// Go's HTTP/1 server otherwise drains the unread request body before the first response
-	// write, so a POST answered with SSE while its body is still open would stall. HTTP/2 is
-	// full duplex already and reports ErrNotSupported, which is fine to ignore.
+	// Without it HTTP/1 drains the unread body before the first write, stalling a POST answered
+	// with SSE. HTTP/2 is full duplex already and reports ErrNotSupported.
 	_ = http.NewResponseController(w).EnableFullDuplex()
 	if p.idle > 0 {
 		w = newIdleStream(w, r, p.idle)
 	}
-	// With full duplex on, a body the transport never read (an upstream that refused the
-	// connection) is closed by the server while a read of it may still be pending, which
-	// net/http reports as a panic (golang/go#68560); closing it here first avoids that.
+	// With full duplex, the server closing a body the transport never read while a read is
+	// pending panics (golang/go#68560); closing it here first avoids that.
 	defer r.Body.Close()
 	p.rp.ServeHTTP(w, r)
 }
@@ -298,12 +276,10 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const proxyAllowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 // refuseTunnel answers (and reports true for) what a backend must never be asked for:
-// CONNECT, which would turn the gateway into a tunnel to wherever the backend connects;
-// TRACE, which echoes the request, identity headers and credentials included; and protocol
-// upgrades (Connection: upgrade with an Upgrade header, such as websocket or h2c), after
-// which the gateway would see neither requests nor identities on that connection. Nothing
-// the frontend uses needs them. A stray Upgrade header without Connection: upgrade is no
-// upgrade: ReverseProxy drops it as the hop-by-hop header it is.
+// CONNECT (a tunnel to wherever the backend connects), TRACE (echoes identity headers and
+// credentials) and protocol upgrades, after which the gateway would see no more requests or
+// identities on the connection. An Upgrade header without Connection: upgrade is no upgrade:
+// ReverseProxy drops it as hop-by-hop.
 func refuseTunnel(w http.ResponseWriter, r *http.Request) bool {
 	switch r.Method {
 	case http.MethodConnect, http.MethodTrace:
@@ -311,7 +287,7 @@ func refuseTunnel(w http.ResponseWriter, r *http.Request) bool {
 		writeError(w, r, http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method Not Allowed")
 		return true
 	}
-	if len(r.Header["Upgrade"]) > 0 && headerHasToken(r.Header["Connection"], "upgrade") {
+	if len(r.Header["Upgrade"]) > 0 && anyListItem(r.Header["Connection"], isUpgradeToken) {
 		w.Header().Set("Connection", "close")
 		writeError(w, r, http.StatusBadRequest, codeValidation, "Protocol upgrades are not supported")
 		return true
@@ -319,29 +295,12 @@ func refuseTunnel(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// headerHasToken reports whether the comma-separated values hold token, in any letter case.
-func headerHasToken(values []string, token string) bool {
-	for _, v := range values {
-		for v != "" {
-			var item string
-			item, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(strings.Trim(item, " \t"), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
+func isUpgradeToken(item string) bool { return strings.EqualFold(item, "upgrade") }
 
-// idleStream bounds the two ways a client can hold a proxied request without moving it: a
-// request body that stops arriving, and a response the client stops reading. Each read of
-// the body and each write of the response must make progress within idle, enforced by the
-// connection's own read and write deadlines, so nothing runs per byte and a stream that
-// keeps moving (an SSE answer, a long upload) is never cut however long it lasts.
-//
-// Deadlines are moved forward only when fewer than idle remain (to idle+idle/4), so a
-// stall is cut between idle and 1.25 x idle after it starts, at the cost of a timer update
-// every idle/4 of streaming rather than one per write. One allocation holds it all.
+// idleStream cuts a request body that stops arriving or a response the client stops reading:
+// each read and write must progress within idle, enforced by the connection's deadlines, so a
+// stream that keeps moving is never cut. Deadlines move (to idle+idle/4) only when fewer than
+// idle remain: a stall is cut within 1.25 x idle, for one timer update per idle/4 of streaming.
 type idleStream struct {
 	rc   http.ResponseController
 	idle time.Duration
@@ -374,9 +333,8 @@ func (st *idleStream) arm(d *idleDeadline, set func(*http.ResponseController, ti
 	}
 }
 
-// idleWriter is the response side of an idleStream. Its deadline is left in place when the
-// handler returns: it also bounds net/http's final flush, and the server clears it before
-// the connection's next request.
+// idleWriter is the response side of an idleStream. Its deadline stays after the handler
+// returns: it bounds the final flush, and the server clears it before the next request.
 type idleWriter struct {
 	http.ResponseWriter
 	st *idleStream
@@ -412,25 +370,21 @@ type idleBody struct {
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	// After EOF net/http reads the connection in the background (to notice a client that
-	// leaves) with no deadline; setting one again would end that read and the request's
-	// context with it, cutting a response that is still streaming.
+	// After EOF net/http reads the connection in the background; a deadline then would end
+	// that read and the request's context, cutting a response still streaming.
 	if !b.eof {
 		b.st.arm(&b.d, (*http.ResponseController).SetReadDeadline)
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.eof = b.eof || err == io.EOF
-	// Any other error leaves the deadline as it is: if it has passed, net/http's attempt to
-	// discard the rest of the body fails at once and the connection is closed, instead of
-	// waiting on a client that sends nothing.
+	// Other errors keep the deadline: if passed, net/http's discard of the rest fails at once
+	// and closes the connection instead of waiting on a client that sends nothing.
 	return n, err
 }
 
-// mapUpstreamPath maps an escaped gateway path to the escaped upstream path: the gateway
-// prefix is replaced by the upstream prefix, and the prefix itself without its trailing slash
-// maps to the upstream prefix. It refuses (false) any path that is not under the gateway prefix
-// or that safePath rejects, so whenever it succeeds the result, unescaped and cleaned, stays
-// inside upstreamPrefix.
+// mapUpstreamPath replaces the gateway prefix of an escaped path (or the prefix without its
+// trailing slash) by the upstream prefix. It refuses paths outside the prefix or unsafe, so
+// the result, unescaped and cleaned, always stays inside upstreamPrefix.
 func mapUpstreamPath(escapedPath, gatewayPrefix, upstreamPrefix string) (string, bool) {
 	if !validPrefix(gatewayPrefix) || !validPrefix(upstreamPrefix) || !safePath(escapedPath) {
 		return "", false
@@ -445,11 +399,8 @@ func mapUpstreamPath(escapedPath, gatewayPrefix, upstreamPrefix string) (string,
 	return upstreamPrefix + rest, true
 }
 
-// rejectUnsafePaths answers 400 to any request whose path could climb out of its route or be
-// read differently by another server: dot segments, empty segments, backslashes, encoded
-// '.', '/', '\' or '%', control bytes. It wraps the whole mux because ServeMux would otherwise
-// answer unclean paths with a redirect to the cleaned one, and because no route has a reason
-// to accept such a path.
+// rejectUnsafePaths answers 400 to any path safePath refuses. It wraps the whole mux, which
+// would otherwise redirect unclean paths to cleaned ones; no route needs such a path.
 func rejectUnsafePaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !safePath(r.URL.EscapedPath()) {
@@ -460,17 +411,10 @@ func rejectUnsafePaths(next http.Handler) http.Handler {
 	})
 }
 
-// safePath reports whether the escaped path p is absolute and free of anything that path
-// normalisation, by us or by a backend, could turn into a different path:
-//   - "." and ".." segments (also "..;x", which some servers read as "..");
-//   - empty segments ("//"), which some servers collapse and others treat as a root;
-//   - backslashes, which some servers read as '/';
-//   - percent-encoded '.', '/', '\' and '%' in any case (%2e%2e, %2f, %5c, double encoding
-//     %252e), and malformed escapes;
-//   - overlong UTF-8 encodings (%c0%ae), which lax decoders read as ASCII '.' or '/';
-//   - control bytes, raw or encoded, and raw bytes that never appear in an escaped path.
-//
-// Everything else (percent-encoded spaces, UTF-8, reserved sub-delimiters) passes unchanged.
+// safePath reports whether the escaped path p is absolute and free of anything that
+// normalisation, by us or a backend, could turn into another path: "." and ".." segments
+// (also "..;x"), empty segments, backslashes, encoded '.', '/', '\' or '%' (double encoding
+// too), malformed escapes, overlong UTF-8 (%c0%ae reads as '.' to lax decoders), control bytes.
 func safePath(p string) bool {
 	if p == "" || p[0] != '/' {
 		return false
@@ -518,40 +462,25 @@ func safePath(p string) bool {
 
 // escapedByteAt decodes the "%XX" escape at p[i:], if there is one.
 func escapedByteAt(p string, i int) (byte, bool) {
-	if i+2 >= len(p) || p[i] != '%' || !isHex(p[i+1]) || !isHex(p[i+2]) {
+	if i+2 >= len(p) || p[i] != '%' || hexDigitValue[p[i+1]] < 0 || hexDigitValue[p[i+2]] < 0 {
 		return 0, false
 	}
-	return unhex(p[i+1])<<4 | unhex(p[i+2]), true
+	return byte(hexDigitValue[p[i+1]])<<4 | byte(hexDigitValue[p[i+2]]), true
 }
 
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
-}
+// unhex is the value of the hex digit c.
+func unhex(c byte) byte { return byte(hexDigitValue[c]) }
 
 // hdrTraceParent is the W3C trace context header in canonical form, as the header map keys it.
 const hdrTraceParent = "Traceparent"
 
-// rewrite builds the outbound request. ReverseProxy has already removed hop-by-hop headers
-// (including those named in Connection) and the client's Forwarded / X-Forwarded-* headers
-// before calling it; Rewrite, unlike Director, runs after that removal, so nothing set here can
-// be stripped again by a client naming it in Connection.
+// rewrite builds the outbound request. Unlike Director, Rewrite runs after ReverseProxy removed
+// hop-by-hop headers, so nothing set here can be stripped by a client naming it in Connection.
 func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	mapped, ok := mapUpstreamPath(in.URL.EscapedPath(), p.up.gatewayPrefix, p.up.upstreamPrefix)
 	if !ok {
-		// ServeHTTP refused this path already and the mapping is a pure function of it, so
-		// this cannot happen; if it ever did, abort rather than send the request anywhere.
+		// ServeHTTP refused such paths already; abort rather than send the request anywhere.
 		panic(http.ErrAbortHandler)
 	}
 	target := p.up.target
@@ -559,9 +488,8 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = target.Host
 	out.URL.RawPath = p.base + mapped
 	out.URL.Path, _ = url.PathUnescape(out.URL.RawPath) // cannot fail: safePath checked every escape
-	// The client's query string, byte for byte. ReverseProxy re-encodes queries it cannot
-	// parse (against parameter smuggling past a proxy that filters on them); the gateway makes
-	// no decision on query parameters, so the backend must see exactly what the client sent.
+	// The query byte for byte: ReverseProxy would re-encode one it cannot parse, but the
+	// gateway decides nothing on it, so the backend sees exactly what the client sent.
 	out.URL.RawQuery = in.URL.RawQuery
 	if target.RawQuery != "" {
 		if out.URL.RawQuery == "" {
@@ -578,19 +506,17 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	info := requestInfoFrom(in.Context())
 	setUpstreamHeaders(out.Header, in, info)
 	if !p.forwardCredentials && info.Authenticated {
-		// The backend trusts the identity headers the gateway just set. The client's token
-		// and cookies would only give it a second, unverified identity to confuse with the
-		// first (and a token to leak into its logs). Routes without a verified caller (the
-		// auth service) keep them: there the backend is the one that checks them.
+		// The backend trusts the identity headers just set; the client's token and cookies
+		// would be a second, unverified identity (and a token to leak into its logs). The auth
+		// route, with no verified caller, keeps them: that backend checks them.
 		delete(out.Header, "Authorization")
 		delete(out.Header, "Cookie")
 	}
 }
 
-// clientBody marks failures to read the client's request body, so that a client hanging up
-// mid-upload (or sending a broken chunked body) is not counted as an upstream failure. The
-// first failure is kept: when it is the idle timeout, net/http has cancelled the request's
-// context too (as on any failed read of the connection), and the transport reports that.
+// clientBody marks failures to read the client's body, so a client hanging up mid-upload is
+// no upstream failure. The first is kept: after an idle timeout the transport reports only
+// the context cancellation net/http adds.
 type clientBody struct {
 	io.ReadCloser
 	failed atomic.Pointer[clientBodyError]
@@ -621,34 +547,28 @@ func bodyStalled(out *http.Request) error {
 	return nil
 }
 
-// reservedHeaders are the client-sent headers that must never reach an upstream: the
-// identity and request-id headers only the gateway sets, and the forwarding headers it
-// rebuilds.
+// reservedHeaders are client headers that must never reach an upstream: those only the
+// gateway sets (identity, request id) and the forwarding headers it rebuilds.
 var reservedHeaders = map[string]bool{
 	"x-user-id": true, "x-company-id": true, "x-user-email": true, "x-request-id": true, "x-real-ip": true,
 	"x-forwarded-for": true, "x-forwarded-host": true, "x-forwarded-proto": true,
 }
 
-// isReservedHeader reports whether name is one of reservedHeaders in any letter case and with
-// '_' in place of '-', because some backends (CGI/WSGI-style environments) fold
-// "X_Company_ID" into the same variable as "X-Company-ID"; ReverseProxy itself removes only
-// the exact X-Forwarded-* names. (net/http refuses header names that are not ASCII tokens, so
-// lower-casing cannot fold another character into one of these.)
+// isReservedHeader matches reservedHeaders in any case and with '_' for '-': CGI/WSGI-style
+// backends fold "X_Company_ID" into the same variable as "X-Company-ID".
 func isReservedHeader(name string) bool {
 	return reservedHeaders[strings.ReplaceAll(strings.ToLower(name), "_", "-")]
 }
 
 // setUpstreamHeaders removes every reserved client header from h (the outbound copy of in's
-// headers) and sets the gateway's own: identity from the verified token, request id, trace
-// context and X-Forwarded-*.
+// headers) and sets the gateway's own: identity, request id, trace context, X-Forwarded-*.
 func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 	for k := range h {
 		if isReservedHeader(k) {
 			delete(h, k)
 		}
 	}
-	// Only values from the verified token; the auth route has no identity and gets none, yet
-	// the client's forged values were removed above all the same.
+	// Only values from the verified token; the auth route gets none.
 	if id, ok := identityFrom(in.Context()); ok {
 		if id.UserID != "" {
 			h.Set("X-User-Id", id.UserID)
@@ -664,8 +584,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 		h.Set(hdrRequestID, info.ID)
 	}
 	if info.TraceParent != "" {
-		// tracestate belongs to the trace the client started; when the client's traceparent
-		// was invalid and replaced, its tracestate describes another trace and must go.
+		// The client's tracestate belongs to its trace; with its traceparent replaced it must go.
 		if !info.KeepTraceState {
 			delete(h, "Tracestate")
 		}
@@ -674,8 +593,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 
 	trusted := info.PeerTrusted
 	if peer, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
-		// A trusted proxy in front of us has already recorded the chain; anyone else's
-		// X-Forwarded-For is a claim we cannot check, so the upstream sees only the peer.
+		// Only a trusted proxy's chain is kept; anyone else's is an unchecked claim.
 		if prior := in.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
 			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
 		} else {
@@ -705,8 +623,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 func (p *proxy) modifyResponse(res *http.Response) error {
 	requestInfoFrom(res.Request.Context()).UpstreamStatus = res.StatusCode
 	if res.StatusCode == http.StatusSwitchingProtocols {
-		// The gateway never asks for an upgrade (refuseTunnel), so a backend switching
-		// protocols anyway is misbehaving; failing here also closes its connection.
+		// The gateway never asks for one (refuseTunnel); failing also closes the connection.
 		return errUnrequestedUpgrade
 	}
 	return nil // CORS headers are the middleware's (setCORSHeaders), whatever the backend sent
@@ -722,19 +639,16 @@ const (
 	kindClientStalled = "client_stalled" // the request body stopped for GATEWAY_PROXY_IDLE_TIMEOUT
 )
 
-// statusClientClosedRequest is recorded (never sent) when the client left before the upstream
-// answered; the number is the one nginx made conventional.
+// statusClientClosedRequest (nginx's 499) is recorded, never sent, when the client left first.
 const statusClientClosedRequest = 499
 
-// classifyUpstreamError decides, in this one place, what a failed round trip means for the
-// client: the kind counted in metrics and the answer sent (nil: send nothing). ctx is the
-// request's context, which tells a client that left apart from a failing upstream.
+// classifyUpstreamError decides what a failed round trip means: the kind counted in metrics
+// and the answer sent (nil: none). ctx tells a client that left from a failing upstream.
 func classifyUpstreamError(ctx context.Context, err error) (kind string, answer *apiError) {
 	var bodyErr *clientBodyError
 	if errors.As(err, &bodyErr) && errors.Is(err, os.ErrDeadlineExceeded) {
-		// The idle timeout cut a body that stopped arriving. net/http cancels the request's
-		// context on any failed read of the connection, this one included, but the client
-		// is still there and gets its answer.
+		// The idle timeout cut a stalled body. net/http cancelled the context too, but the
+		// client is still there and gets its answer.
 		return kindClientStalled, newError(http.StatusRequestTimeout, codeRequestTimeout, "Request body stalled")
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
@@ -745,8 +659,7 @@ func classifyUpstreamError(ctx context.Context, err error) (kind string, answer 
 			detail: "Upstream service busy; try again shortly", retryAfter: "1"}
 	}
 	if errors.As(err, &bodyErr) {
-		// Usually the client is gone and reads nothing; if it is still there, its body was
-		// cut short or malformed.
+		// Usually the client is gone; if not, its body was cut short or malformed.
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return kindClientGone, newError(http.StatusRequestEntityTooLarge, codeBodyTooLarge, "Request body too large")
@@ -756,8 +669,7 @@ func classifyUpstreamError(ctx context.Context, err error) (kind string, answer 
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial") {
-		// Refused, unreachable, unresolvable, or no answer to the dial within its timeout:
-		// the service is not there.
+		// Refused, unreachable, unresolvable or dial timeout: the service is not there.
 		return kindUnavailable, newError(http.StatusServiceUnavailable, codeUpstreamUnavailable, "Upstream service unavailable")
 	}
 	var netErr net.Error
@@ -768,9 +680,8 @@ func classifyUpstreamError(ctx context.Context, err error) (kind string, answer 
 	return kindBadResponse, newError(http.StatusBadGateway, codeUpstreamError, "Bad gateway")
 }
 
-// errorHandler answers a failed round trip. r is the outbound request: its URL is the mapped
-// upstream URL and its context is the client's. The failure is logged here, with its kind, so
-// the answer goes out without a cause.
+// errorHandler logs and answers a failed round trip; r is the outbound request (mapped URL,
+// client's context). The answer carries no cause.
 func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	info := requestInfoFrom(ctx)
@@ -794,8 +705,7 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		level = slog.LevelDebug
 		info.UpstreamStatus = statusClientClosedRequest
 	case kindClientStalled:
-		// The client's doing too, but worth seeing when it is an attack; the rest of its body
-		// is never coming.
+		// Worth seeing when it is an attack; the rest of the body is never coming.
 		level = slog.LevelInfo
 		w.Header().Set("Connection", "close")
 	case kindBadResponse:

@@ -12,16 +12,11 @@ import (
 	"time"
 )
 
-// limiter is a token bucket per key: at most burst tokens, refilled at perSecond. A nil
-// *limiter is a limit that is off and allows everything.
-//
-// Each bucket is one "theoretical arrival time" (GCRA): tat is when the bucket is full
-// again, and each token taken pushes it one interval further, so the arithmetic is exact.
-//
-// At most maxKeys buckets exist. A full bucket is the same as none, so idle ones are
-// dropped lazily from the least-recently-touched end, and when the table is full of busy
-// keys the least recent is dropped: an attacker spreading over many keys can only make the
-// limiter forget, never allocate without bound.
+// limiter is a token bucket per key: at most burst tokens, refilled at perSecond; a nil
+// *limiter allows everything. Each bucket is a GCRA "theoretical arrival time" (when it is
+// full again), so the arithmetic is exact. At most maxKeys buckets exist: full ones (the same
+// as none) are dropped lazily from the least recent end, and when all are busy the least
+// recent goes, so an attacker spreading over many keys makes it forget, never grow unbounded.
 type limiter struct {
 	interval int64 // nanoseconds per token
 	maxAhead int64 // allow while tat-now <= maxAhead: (burst-1) intervals
@@ -41,8 +36,7 @@ type bucket struct {
 const (
 	// defaultLimiterKeys: a few MB, enough for every client of a busy gateway at once.
 	defaultLimiterKeys = 100_000
-	// limiterSweep idle buckets dropped per call: bounded work, yet faster than new keys
-	// arrive (one per call at most).
+	// limiterSweep idle buckets dropped per call: bounded, yet faster than keys arrive (≤ 1).
 	limiterSweep = 2
 )
 
@@ -244,10 +238,8 @@ type loginCharge struct {
 
 // chargeLogin takes one token from each failed-login limit that applies, before any bcrypt
 // work, so simultaneous guesses cannot all pass a check made before any is charged. When a
-// limit is empty it takes nothing and returns the limit's name and the wait.
-//
-// proxy means ipKey is a trusted proxy's own address, shared by everyone behind it, so it is
-// never charged: one client would otherwise lock out all the others.
+// limit is empty it takes nothing and returns the limit's name and the wait. With proxy,
+// ipKey is a trusted proxy shared by everyone behind it: never charged, or one locks out all.
 func (g *gateway) chargeLogin(ipKey, emailKey string, proxy bool, now time.Time) (c loginCharge, limit string, wait time.Duration) {
 	c = loginCharge{ip: ipKey, email: emailKey, known: g.knownClients.has(emailKey, ipKey, now)}
 	if !proxy {
@@ -282,23 +274,6 @@ func (g *gateway) refundLogin(c loginCharge) {
 		g.loginByEmail.refund(c.email)
 	}
 	if c.tookGlobal {
-		g.loginGlobal.refund(loginGlobalKey)
-	}
-}
-
-// loginHashFailed settles c when the password could not be checked. A returning pair is
-// refunded (the gateway failed, not the user); an unknown pair keeps paying, or a flood
-// that saturates hashing would cost nothing.
-func (g *gateway) loginHashFailed(c loginCharge) {
-	if c.known {
-		g.refundLogin(c)
-	}
-}
-
-// loginPasswordChecked refunds the per-replica budget for a correct password; the success
-// path settles the other buckets itself.
-func (g *gateway) loginPasswordChecked(c loginCharge, correct bool) {
-	if correct && c.tookGlobal {
 		g.loginGlobal.refund(loginGlobalKey)
 	}
 }

@@ -57,19 +57,15 @@ func (in *input) check(ok bool, format string, args ...any) {
 	}
 }
 
-// readJSONObject reads a JSON object body of at most maxBytes, arriving within wait, into
-// fields. An empty body is allowed only when optional is true (fields is then nil).
-//
-// The wait matters because the server has no ReadTimeout (it would cut slow proxied
-// uploads): without it a client that sends the headers and then no body, or a byte now and
-// then, would hold a connection and a goroutine for as long as it likes.
+// readJSONObject reads a JSON object body of at most maxBytes, arriving within wait; an empty
+// body is allowed only when optional (fields is then nil). The server has no ReadTimeout (it
+// would cut slow proxied uploads), so without wait a client trickling a body holds a goroutine.
 func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait time.Duration, optional bool) (map[string]json.RawMessage, error) {
 	rc := http.NewResponseController(w)
 	deadline := wait > 0 && rc.SetReadDeadline(time.Now().Add(wait)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
 	if err != nil {
-		// The connection cannot carry another request after a broken body, and closing it
-		// keeps net/http from waiting to discard the rest of a body that may never come.
+		// Closing keeps net/http from waiting to discard the rest of a body that may never come.
 		w.Header().Set("Connection", "close")
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -210,11 +206,7 @@ func (g *gateway) handleLogin() http.Handler {
 		client := requestInfoFrom(r.Context())
 		ipKey, emailKey := loginClientKey(client.ClientIP), strings.ToLower(email)
 		now := g.now()
-		// Tokens are taken before bcrypt, so simultaneous guesses cannot all pass a check made
-		// before any of them is charged; whatever turns out not to be a failed login gives
-		// them back. An address this email has logged in from before is exempt from the email
-		// and per-replica limits, so others' failures cannot lock the user out of it (see
-		// knownClients), and is served first when hashing is saturated.
+		// Charged before bcrypt (see chargeLogin); the outcome below settles the charge.
 		charge, limit, wait := g.chargeLogin(ipKey, emailKey, client.ClientIsProxy, now)
 		if limit != "" {
 			return g.refuseLogin(limit, wait)
@@ -238,14 +230,15 @@ func (g *gateway) handleLogin() http.Handler {
 			g.metrics.login(outcome)
 			return hashFailed(err)
 		}
-		valid := match && user.ID != "" && user.IsActive
-		g.loginPasswordChecked(charge, valid)
-		if !valid {
+		if !match || user.ID == "" || !user.IsActive {
 			g.metrics.login("failure")
 			return &apiError{status: http.StatusUnauthorized, code: codeInvalidCredentials, detail: detailBadCredentials, challenge: challengeBearer}
 		}
 		g.loginByIP.refund(ipKey)
 		g.loginByEmail.reset(emailKey)
+		if charge.tookGlobal {
+			g.loginGlobal.refund(loginGlobalKey)
+		}
 		g.knownClients.add(emailKey, ipKey, now)
 
 		if user.CompanyID == "" {
@@ -290,30 +283,26 @@ func (g *gateway) refuseLogin(limit string, wait time.Duration) error {
 }
 
 // comparePassword checks password against hash in the hashing pool, a pair that logged in
-// before going first. When the pool fails (busy, or the client left) the attempt is charged:
-// only a returning pair is refunded, so a flood that keeps hashing saturated pays for every
-// attempt it makes, answered or not.
+// before going first. When the pool fails (busy, or the client left) only a returning pair is
+// refunded, so a flood that keeps hashing saturated pays for every attempt, answered or not.
 func (g *gateway) comparePassword(ctx context.Context, charge loginCharge, hash, password string) (bool, error) {
 	class := hashOrdinary
 	if charge.known {
 		class = hashFirst
 	}
 	match, err := g.hashes.compareAs(ctx, class, hash, password)
-	if err != nil {
-		g.loginHashFailed(charge)
+	if err != nil && charge.known {
+		g.refundLogin(charge)
 	}
 	return match, err
 }
-
-// errLoginBusy answers a request that found no free hashing worker in time.
-var errLoginBusy = &apiError{status: http.StatusServiceUnavailable, code: codeLoginBusy,
-	detail: "Too many logins in progress; try again shortly", retryAfter: "1"}
 
 // hashFailed is the answer to a failed hashing call: busy, or nothing when the client left
 // while waiting for a worker (nobody reads an answer).
 func hashFailed(err error) error {
 	if errors.Is(err, errHashBusy) {
-		return errLoginBusy
+		return &apiError{status: http.StatusServiceUnavailable, code: codeLoginBusy,
+			detail: "Too many logins in progress; try again shortly", retryAfter: "1"}
 	}
 	return nil
 }
