@@ -224,7 +224,6 @@ type CompanyChange struct {
 	IsActive *bool
 }
 
-// setIf applies one field of a partial update: *dst = *v unless v is nil.
 func setIf[T any](dst, v *T) {
 	if v != nil {
 		*dst = *v
@@ -254,8 +253,7 @@ type pgStore struct {
 // several replicas stay well inside PostgreSQL's default max_connections of 100.
 const pgMaxConns = 16
 
-// openPostgres builds the pool without connecting: a database down at start fails only the
-// calls, within timeout, until it is back.
+// openPostgres does not connect: a database down at start fails only the calls until it is back.
 func openPostgres(ctx context.Context, connString string, timeout time.Duration) (*pgStore, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -353,7 +351,6 @@ func dbResult[T any](v T, err error, format string, args ...any) (T, error) {
 	return v, nil
 }
 
-// sqlNull is NULL for "".
 func sqlNull(s string) any {
 	if s == "" {
 		return nil
@@ -404,8 +401,7 @@ func pgTime(t pgtype.Timestamptz) time.Time {
 	return t.Time
 }
 
-// sqlText reports whether PostgreSQL can hold s as text; its refusal of NUL bytes and invalid
-// UTF-8 must not be mistaken for an outage.
+// sqlText: PostgreSQL text refuses NUL bytes and invalid UTF-8, which must not look like an outage.
 func sqlText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 // UserByID serves every uncached proxied request: one round trip on a prepared statement.
@@ -662,8 +658,7 @@ func joinCompanyTx(ctx context.Context, tx pgx.Tx, userID, companyID, invitation
 	return nil
 }
 
-// lockActiveCompany holds off a deactivation (FOR SHARE) until the user is moved in; gone
-// when the company does not exist or is inactive.
+// lockActiveCompany holds off a deactivation (FOR SHARE) until the user is moved in; else gone.
 func lockActiveCompany(ctx context.Context, tx pgx.Tx, id string, gone error) error {
 	var active bool
 	err := tx.QueryRow(ctx, "SELECT coalesce(is_active, false) FROM companies WHERE id = $1 FOR SHARE", id).Scan(&active)
@@ -956,7 +951,6 @@ func (s *pgStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange
 	return dbResult(co, err, "update company %s", id)
 }
 
-// CreateAccount inserts an active user into an active company (or none).
 func (s *pgStore) CreateAccount(ctx context.Context, nu NewUser) (Account, error) {
 	if err := checkNewAccount(nu); err != nil {
 		return Account{}, err
@@ -995,39 +989,33 @@ func (s *pgStore) UpdateAccount(ctx context.Context, id string, ch AccountChange
 	if err := checkAccountChange(id, ch); err != nil {
 		return Account{}, err
 	}
-	var fullName, company any // NULL stores NULL; the $2 and $5 flags say whether to store
-	if ch.FullName != nil {
-		fullName = sqlNull(*ch.FullName)
-	}
-	if ch.CompanyID != nil {
-		company = sqlNull(*ch.CompanyID)
-	}
+	// A nil field is NULL, kept as it is; "" stores NULL.
+	moving := ch.CompanyID != nil && *ch.CompanyID != ""
 	var a Account
 	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-			if company != nil {
+			if moving {
 				if err := lockActiveCompany(ctx, tx, *ch.CompanyID, errCompanyUnavailable); err != nil {
 					return err
 				}
 			}
 			return scanAccount(tx.QueryRow(ctx, `WITH u AS (UPDATE users u SET
-					full_name = CASE WHEN $2::boolean THEN $3::text ELSE u.full_name END,
-					role = coalesce($4::text, u.role),
-					company_id = CASE WHEN $5::boolean THEN $6::uuid ELSE u.company_id END,
-					is_active = coalesce($7::boolean, u.is_active),
-					tokens_valid_after = CASE WHEN $7::boolean IS FALSE THEN date_trunc('second', now())
+					full_name = CASE WHEN $2::text IS NULL THEN u.full_name ELSE nullif($2::text, '') END,
+					role = coalesce($3::text, u.role),
+					company_id = CASE WHEN $4::text IS NULL THEN u.company_id ELSE nullif($4::text, '')::uuid END,
+					is_active = coalesce($5::boolean, u.is_active),
+					tokens_valid_after = CASE WHEN $5::boolean IS FALSE THEN date_trunc('second', now())
 						ELSE u.tokens_valid_after END,
 					updated_at = now()
 				WHERE u.id = $1 RETURNING u.*)
-				SELECT `+accountColumns+userFromCTE,
-				id, ch.FullName != nil, fullName, ch.Role, ch.CompanyID != nil, company, ch.IsActive), &a)
+				SELECT `+accountColumns+userFromCTE, id, ch.FullName, ch.Role, ch.CompanyID, ch.IsActive), &a)
 		})
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return Account{}, errNotFound
-	case errors.Is(err, errCompanyUnavailable), isPgCode(err, "23503"):
-		return Account{}, fmt.Errorf("update account %s: company %v: %w", id, company, errCompanyUnavailable)
+	case moving && (errors.Is(err, errCompanyUnavailable) || isPgCode(err, "23503")):
+		return Account{}, fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
 	case err != nil:
 		return Account{}, fmt.Errorf("update account %s: %w", id, err)
 	}
