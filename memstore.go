@@ -128,8 +128,7 @@ func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, erro
 	return memRead(ctx, m, func() (User, error) { return m.userLocked(m.userByEmailLocked(email)) }, "user by email ", email)
 }
 
-// updateUser applies update to the user find returns for key (id or email); errNotFound. A
-// change is told as the users trigger would notify it.
+// updateUser applies update to the user find returns for key, telling a change as the trigger would.
 func (m *memoryStore) updateUser(ctx context.Context, key string, find func(string) *memoryUser,
 	update func(*memoryUser) error, what ...string) error {
 	_, err := memWrite(ctx, m, func() (any, StoreChange, error) {
@@ -195,8 +194,7 @@ func (m *memoryStore) CreateCompany(ctx context.Context, name string) (Company, 
 	}, fmt.Sprintf("create company %q", name))
 }
 
-// insertUser adds an active user to a company that exists (and is active, when
-// activeCompany; else noCompany).
+// insertUser adds an active user to a company that exists (active too, when activeCompany).
 func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, activeCompany bool, noCompany error) (out User, created time.Time, err error) {
 	err = m.write(ctx, func() error {
 		key, companyID := strings.ToLower(nu.Email), memoryKey(nu.CompanyID)
@@ -230,10 +228,7 @@ func (m *memoryStore) CreateAccount(ctx context.Context, nu NewUser) (Account, e
 		return Account{}, err
 	}
 	u, created, err := m.insertUser(ctx, "create account", nu, true, errCompanyUnavailable)
-	if err != nil {
-		return Account{}, err
-	}
-	return u.account(created), nil
+	return u.account(created), err // zero when err is set: insertUser fills u and created only on success
 }
 
 func (m *memoryStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
@@ -309,8 +304,7 @@ func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (stri
 	}, "company for domain ", domain)
 }
 
-// JoinCompany is all or nothing under one lock, checking in pgStore's order: user,
-// invitation, company.
+// JoinCompany is all or nothing, checking in pgStore's order: user, invitation, company.
 func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
 	if err := checkJoinCompany(userID, companyID, invitationID); err != nil {
 		return User{}, err
@@ -337,8 +331,7 @@ func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invita
 	return out, err // zero when err is set: out is filled only on success
 }
 
-// Watch reports every change from the goroutine that made it, after the store's lock is
-// released, so a hook may call the store.
+// Watch reports each change from the goroutine that made it, once the lock is released.
 func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
 	h := &hooks
 	m.watchers.Store(h, nil)
