@@ -26,14 +26,12 @@ var (
 	errNotFound          = errors.New("not found")
 	errInvitationClosed  = errors.New("invitation no longer open")
 	errSchemaNotMigrated = errors.New("database schema is not migrated")
-	errDuplicate         = errors.New("already exists") // wrapped
-	// errInvalidInput (wrapped): a value the caller should have refused, a client mistake.
-	errInvalidInput = errors.New("invalid input")
-	// errCompanyUnavailable (wrapped): the user's company does not exist or is inactive.
+	// These three come wrapped; errInvalidInput is a value the caller should have refused.
+	errDuplicate          = errors.New("already exists")
+	errInvalidInput       = errors.New("invalid input")
 	errCompanyUnavailable = errors.New("company does not exist or is inactive")
 )
 
-// User is a row of the users table.
 type User struct {
 	ID               string // canonical lower-case UUID
 	CompanyID        string // "" when NULL
@@ -73,7 +71,6 @@ type WatchHooks struct {
 	Listening func()          // notifications flow (again): anything cached before may be stale
 }
 
-// Company is a row of the companies table.
 type Company struct {
 	ID        string
 	Name      string
@@ -90,7 +87,6 @@ type NewUser struct {
 	CompanyID      string // "" means none
 }
 
-// PoolStats is a snapshot of the connection pool, for metrics.
 type PoolStats struct {
 	Total, Idle, Acquired int32
 }
@@ -105,15 +101,13 @@ type Store interface {
 	CompanyActive(ctx context.Context, id string) (bool, error) // false, nil: missing or inactive
 	Ping(ctx context.Context) error
 
-	// Tenancy (SPEC §7). OpenInvitation: the newest open invitation of email to an active
-	// company (to companyID unless ""); errNotFound.
+	// Tenancy (SPEC §7). OpenInvitation: email's newest to an active company (companyID unless "").
 	OpenInvitation(ctx context.Context, email, companyID string) (Invitation, error)
 	CompanyForDomain(ctx context.Context, domain string) (string, error) // an active company's; errNotFound
-	// JoinCompany moves the user in; with an invitationID it also accepts it and gives its
-	// role, all or nothing (errInvitationClosed). errNotFound when the user or company is gone.
+	// JoinCompany with an invitationID also accepts it and gives its role, all or nothing
+	// (errInvitationClosed); errNotFound when the user or company is gone.
 	JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error)
-	// RevokeSessions refuses the user's older tokens: tokens_valid_after is now truncated to
-	// the second (iat's unit), so the user may sign in again at once.
+	// RevokeSessions: tokens_valid_after is now in whole seconds (iat's unit): sign-in works at once.
 	RevokeSessions(ctx context.Context, userID string) (time.Time, error)
 	// CheckSchema: errSchemaNotMigrated (wrapped, naming what is missing) until migrate ran.
 	CheckSchema(ctx context.Context) error
@@ -142,24 +136,20 @@ type Store interface {
 	ActiveCompanies(ctx context.Context) ([]Company, error)
 	// UpdateCompany applies ch (errNotFound: no such company; errInvalidInput: empty name).
 	UpdateCompany(ctx context.Context, id string, ch CompanyChange) (Company, error)
-	// CreateAccount: an active user, in an active company or none; errDuplicate (any case),
-	// errCompanyUnavailable.
+	// CreateAccount: an active user, in an active company or none (errCompanyUnavailable); errDuplicate.
 	CreateAccount(ctx context.Context, nu NewUser) (Account, error)
 	AccountByID(ctx context.Context, id string) (Account, error) // errNotFound
 	// AccountsByCompany: a page of the company's users by lower-case email; errNotFound.
 	AccountsByCompany(ctx context.Context, companyID string, limit, offset int) ([]Account, error)
-	// UpdateAccount applies ch in one transaction: errNotFound, errCompanyUnavailable,
-	// errInvalidInput.
+	// UpdateAccount applies ch in one transaction: errNotFound, errCompanyUnavailable, errInvalidInput.
 	UpdateAccount(ctx context.Context, id string, ch AccountChange) (Account, error)
 
 	Stats() PoolStats // the connection pool, for metrics
 	Close()           // waits for connections in use to be released
 }
 
-// schemaSQL creates the tables the gateway reads; applied only by migrate.
-//
 //go:embed schema.sql
-var schemaSQL string
+var schemaSQL string // creates the tables the gateway reads; applied only by migrate
 
 // postgresConnString builds the pgx URL for cfg (sslmode prefer when unset). Every part is
 // escaped, so a password holding '@', ':', '/' or '%' reaches the server unchanged.
@@ -234,7 +224,6 @@ type CompanyChange struct {
 	IsActive *bool
 }
 
-// setIf applies one field of a partial update: *dst = *v unless v is nil.
 func setIf[T any](dst, v *T) {
 	if v != nil {
 		*dst = *v
@@ -253,11 +242,9 @@ type PlatformStats struct {
 	Companies []CompanyUsers
 }
 
-// pgStore is the production Store on a pgxpool pool.
 type pgStore struct {
-	pool     *pgxpool.Pool
-	timeout  time.Duration // deadline of every call
-	attempts int           // how many connections one idempotent call may try
+	pool    *pgxpool.Pool
+	timeout time.Duration // deadline of every call
 	// watchIdle: a quiet Watch pings after it, or a hanging database would hold it forever.
 	watchIdle time.Duration
 }
@@ -266,8 +253,7 @@ type pgStore struct {
 // several replicas stay well inside PostgreSQL's default max_connections of 100.
 const pgMaxConns = 16
 
-// openPostgres builds the pool without connecting: a database down at start fails only the
-// calls, within timeout, until it is back.
+// openPostgres does not connect: a database down at start fails only the calls until it is back.
 func openPostgres(ctx context.Context, connString string, timeout time.Duration) (*pgStore, error) {
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
@@ -285,14 +271,13 @@ func openPostgres(ctx context.Context, connString string, timeout time.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
-	return &pgStore{pool: pool, timeout: timeout, attempts: pgMaxConns + 1, watchIdle: defaultWatchIdle}, nil
+	return &pgStore{pool: pool, timeout: timeout, watchIdle: defaultWatchIdle}, nil
 }
 
-// withConn runs f on a pooled connection under the store's deadline. On a dead connection
-// (database restarted, idle link dropped) f runs again on another, or each of up to pgMaxConns
-// would fail a request after the database is back; calls not idempotent retry only when
-// nothing reached the server. A failed connect is not retried: the database is down.
-// Every store method calls it itself: the trace span is named after the caller.
+// withConn runs f under the store's deadline, again on another connection when this one was
+// dead (else each of pgMaxConns would fail a request once the database is back); a call not
+// idempotent only when nothing reached the server. A failed connect is not retried: the
+// database is down. Store methods call it directly: the span is named after the caller.
 func (s *pgStore) withConn(ctx context.Context, idempotent bool, f func(ctx context.Context, c *pgx.Conn) error) (err error) {
 	sp := startDBSpan(ctx) // nil unless the request is traced
 	defer sp.finishDB(&err)
@@ -306,7 +291,7 @@ func (s *pgStore) withConn(ctx context.Context, idempotent bool, f func(ctx cont
 		err = f(ctx, pc.Conn())
 		dead := err != nil && pc.Conn().IsClosed()
 		pc.Release() // destroys a closed connection
-		if !dead || attempt >= s.attempts || ctx.Err() != nil || (!idempotent && !pgconn.SafeToRetry(err)) {
+		if !dead || attempt > pgMaxConns || ctx.Err() != nil || (!idempotent && !pgconn.SafeToRetry(err)) {
 			return err
 		}
 	}
@@ -333,8 +318,7 @@ func queryRows[T any](dst *[]T, scan func(pgx.Row, *T) error, sql string, args .
 	}
 }
 
-// execRow is a withConn body running sql, which should change a row; one that changes none
-// returns pgx.ErrNoRows, an answer (not a failure) as for a query that found nothing.
+// execRow is a withConn body running sql; changing no row is pgx.ErrNoRows, an answer.
 func execRow(sql string, args ...any) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, c *pgx.Conn) error {
 		tag, err := c.Exec(ctx, sql, args...)
@@ -347,8 +331,7 @@ func execRow(sql string, args ...any) func(context.Context, *pgx.Conn) error {
 
 func scanValue[T any](row pgx.Row, v *T) error { return row.Scan(v) }
 
-// dbErr is a call's error as the store returns it: errNotFound for no row, any other error
-// wrapped with what the call was doing.
+// dbErr is errNotFound for no row, any other error wrapped with what the call was doing.
 func dbErr(err error, format string, args ...any) error {
 	switch {
 	case err == nil:
@@ -368,7 +351,6 @@ func dbResult[T any](v T, err error, format string, args ...any) (T, error) {
 	return v, nil
 }
 
-// sqlNull is NULL for "".
 func sqlNull(s string) any {
 	if s == "" {
 		return nil
@@ -387,8 +369,7 @@ const userColumns = `coalesce(u.id::text, ''), coalesce(u.company_id::text, ''),
 	coalesce(u.hashed_password, ''), coalesce(u.full_name, ''), coalesce(u.role, 'user'), coalesce(u.is_active, false),
 	u.tokens_valid_after, coalesce(c.is_active, false)`
 
-// userFrom joins the user's company, so one round trip says whether it is active;
-// userFromCTE does the same for a CTE u that wrote the row.
+// userFrom joins the user's company, so one round trip says whether it is active.
 const (
 	userFrom    = ` FROM users u LEFT JOIN companies c ON c.id = u.company_id`
 	userFromCTE = ` FROM u LEFT JOIN companies c ON c.id = u.company_id`
@@ -401,11 +382,9 @@ func scanUserAnd(row pgx.Row, u *User, more ...any) error {
 	var validAfter pgtype.Timestamptz
 	dst := append([]any{&u.ID, &u.CompanyID, &u.Email, &u.HashedPassword, &u.FullName, &u.Role, &u.IsActive,
 		&validAfter, &u.CompanyActive}, more...)
-	if err := row.Scan(dst...); err != nil {
-		return err
-	}
+	err := row.Scan(dst...)
 	u.TokensValidAfter = pgTime(validAfter)
-	return nil
+	return err
 }
 
 // farFuture stands for 'infinity': every token was issued before it.
@@ -422,8 +401,7 @@ func pgTime(t pgtype.Timestamptz) time.Time {
 	return t.Time
 }
 
-// sqlText reports whether PostgreSQL can hold s as text; its refusal of NUL bytes and invalid
-// UTF-8 must not be mistaken for an outage.
+// sqlText: PostgreSQL text refuses NUL bytes and invalid UTF-8, which must not look like an outage.
 func sqlText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 // UserByID serves every uncached proxied request: one round trip on a prepared statement.
@@ -490,16 +468,14 @@ func (s *pgStore) CreateCompany(ctx context.Context, name string) (Company, erro
 	return dbResult(co, err, "create company %q", name)
 }
 
-// insertedUser is what insertUser's statement answers.
 type insertedUser struct {
 	user             User
 	created          pgtype.Timestamptz
 	taken, companyOK bool
 }
 
-// insertUser inserts an active user in one statement that also checks the email is free in
-// any case and the company exists (and is active, when activeCompany), so a refusal writes
-// nothing; the unique indexes and the foreign key close the races the checks leave open.
+// insertUser checks in the same statement that the email is free in any case and the company
+// exists (and is active, when activeCompany); unique indexes and the foreign key close races.
 func insertUser(nu NewUser, activeCompany bool, out *insertedUser) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, c *pgx.Conn) error {
 		return scanUserAnd(c.QueryRow(ctx, `WITH taken AS (
@@ -581,12 +557,12 @@ func (s *pgStore) RevokeSessions(ctx context.Context, userID string) (time.Time,
 	return dbResult(pgTime(validAfter), err, "revoke sessions of user %s", userID)
 }
 
-// invitationColumns is every Invitation field of company_invitations i.
-const invitationColumns = `i.id::text, i.company_id::text, i.email, i.role, coalesce(i.created_by::text, ''),
+// Every Invitation field of company_invitations i, and the condition it is open.
+const (
+	invitationColumns = `i.id::text, i.company_id::text, i.email, i.role, coalesce(i.created_by::text, ''),
 	i.created_at, i.expires_at, i.accepted_at, i.revoked_at`
-
-// invitationOpen is the SQL condition of an open invitation i.
-const invitationOpen = `i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > now()`
+	invitationOpen = `i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > now()`
+)
 
 func scanInvitation(row pgx.Row, inv *Invitation) error {
 	var accepted, revoked pgtype.Timestamptz
@@ -682,8 +658,7 @@ func joinCompanyTx(ctx context.Context, tx pgx.Tx, userID, companyID, invitation
 	return nil
 }
 
-// lockActiveCompany holds off a deactivation (FOR SHARE) until the user is moved in; gone
-// when the company does not exist or is inactive.
+// lockActiveCompany holds off a deactivation (FOR SHARE) until the user is moved in; else gone.
 func lockActiveCompany(ctx context.Context, tx pgx.Tx, id string, gone error) error {
 	var active bool
 	err := tx.QueryRow(ctx, "SELECT coalesce(is_active, false) FROM companies WHERE id = $1 FOR SHARE", id).Scan(&active)
@@ -704,15 +679,12 @@ const schemaPartsSQL = `SELECT what FROM (VALUES
 	(3, 'column users.tokens_valid_after', EXISTS (SELECT 1 FROM pg_attribute
 		WHERE attrelid = to_regclass('users') AND attname = 'tokens_valid_after' AND NOT attisdropped)),
 	(4, 'table company_invitations', to_regclass('company_invitations') IS NOT NULL),
-	(5, 'table company_domains', to_regclass('company_domains') IS NOT NULL),
-	(6, 'trigger atenex_gateway_users_changed', EXISTS (SELECT 1 FROM pg_trigger
-		WHERE tgrelid = to_regclass('users') AND tgname = 'atenex_gateway_users_changed' AND tgenabled <> 'D')),
-	(7, 'trigger atenex_gateway_users_deleted', EXISTS (SELECT 1 FROM pg_trigger
-		WHERE tgrelid = to_regclass('users') AND tgname = 'atenex_gateway_users_deleted' AND tgenabled <> 'D')),
-	(8, 'trigger atenex_gateway_companies_changed', EXISTS (SELECT 1 FROM pg_trigger
-		WHERE tgrelid = to_regclass('companies') AND tgname = 'atenex_gateway_companies_changed' AND tgenabled <> 'D')),
-	(9, 'trigger atenex_gateway_companies_deleted', EXISTS (SELECT 1 FROM pg_trigger
-		WHERE tgrelid = to_regclass('companies') AND tgname = 'atenex_gateway_companies_deleted' AND tgenabled <> 'D'))
+	(5, 'table company_domains', to_regclass('company_domains') IS NOT NULL)
+	UNION ALL SELECT 5 + n, 'trigger ' || tg, EXISTS (SELECT 1 FROM pg_trigger
+		WHERE tgrelid = to_regclass(tbl) AND tgname = tg AND tgenabled <> 'D')
+	FROM (VALUES (1, 'users', 'atenex_gateway_users_changed'), (2, 'users', 'atenex_gateway_users_deleted'),
+		(3, 'companies', 'atenex_gateway_companies_changed'), (4, 'companies', 'atenex_gateway_companies_deleted'))
+		AS triggers(n, tbl, tg)
 ) AS parts(n, what, present) WHERE NOT present ORDER BY n`
 
 // CheckSchema counts a disabled trigger as missing: replicas would miss changes silently.
@@ -748,8 +720,8 @@ func (s *pgStore) CreateInvitation(ctx context.Context, inv Invitation) (Invitat
 	return Invitation{}, fmt.Errorf("create invitation of %s to company %s: %w", inv.Email, inv.CompanyID, err)
 }
 
-// companyRows is queryRows for the company $1's rows; an empty list takes a second query to
-// tell no such company (pgx.ErrNoRows) from nothing there.
+// companyRows is queryRows for company $1; an empty list takes a second query to tell no
+// such company (pgx.ErrNoRows) from nothing there.
 func companyRows[T any](dst *[]T, scan func(pgx.Row, *T) error, sql, companyID string, args ...any) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, c *pgx.Conn) error {
 		err := queryRows(dst, scan, sql, append([]any{companyID}, args...)...)(ctx, c)
@@ -920,17 +892,16 @@ func checkNewAccount(nu NewUser) error {
 	return fmt.Errorf("create account %s: %w", nu.Email, err)
 }
 
-// account is u as the administration API shows it.
 func (u User) account(created time.Time) Account {
 	return Account{ID: u.ID, Email: u.Email, FullName: u.FullName, CompanyID: u.CompanyID,
 		Role: u.Role, IsActive: u.IsActive, CreatedAt: created}
 }
 
-// companyColumns is every Company field of companies c, read by scanCompany.
-const companyColumns = `c.id::text, c.name, coalesce(c.is_active, false), c.created_at`
-
-// companyOrder is ActiveCompanies' order; COLLATE "C" is the memory store's byte order.
-const companyOrder = ` ORDER BY lower(c.name) COLLATE "C", c.name COLLATE "C", c.id`
+// Every Company field of companies c; ActiveCompanies' order, COLLATE "C" being memoryStore's.
+const (
+	companyColumns = `c.id::text, c.name, coalesce(c.is_active, false), c.created_at`
+	companyOrder   = ` ORDER BY lower(c.name) COLLATE "C", c.name COLLATE "C", c.id`
+)
 
 func scanCompany(row pgx.Row, co *Company) error {
 	var created pgtype.Timestamptz
@@ -939,7 +910,6 @@ func scanCompany(row pgx.Row, co *Company) error {
 	return err
 }
 
-// accountColumns is userColumns and the creation time, read by scanAccount.
 const accountColumns = userColumns + `, u.created_at`
 
 func scanAccount(row pgx.Row, a *Account) error {
@@ -981,7 +951,6 @@ func (s *pgStore) UpdateCompany(ctx context.Context, id string, ch CompanyChange
 	return dbResult(co, err, "update company %s", id)
 }
 
-// CreateAccount inserts an active user into an active company (or none).
 func (s *pgStore) CreateAccount(ctx context.Context, nu NewUser) (Account, error) {
 	if err := checkNewAccount(nu); err != nil {
 		return Account{}, err
@@ -1020,62 +989,50 @@ func (s *pgStore) UpdateAccount(ctx context.Context, id string, ch AccountChange
 	if err := checkAccountChange(id, ch); err != nil {
 		return Account{}, err
 	}
-	var fullName, company any // NULL stores NULL; the $2 and $5 flags say whether to store
-	if ch.FullName != nil {
-		fullName = sqlNull(*ch.FullName)
-	}
-	if ch.CompanyID != nil {
-		company = sqlNull(*ch.CompanyID)
-	}
+	// A nil field is NULL, kept as it is; "" stores NULL.
+	moving := ch.CompanyID != nil && *ch.CompanyID != ""
 	var a Account
 	err := s.withConn(ctx, false, func(ctx context.Context, c *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-			if company != nil {
+			if moving {
 				if err := lockActiveCompany(ctx, tx, *ch.CompanyID, errCompanyUnavailable); err != nil {
 					return err
 				}
 			}
 			return scanAccount(tx.QueryRow(ctx, `WITH u AS (UPDATE users u SET
-					full_name = CASE WHEN $2::boolean THEN $3::text ELSE u.full_name END,
-					role = coalesce($4::text, u.role),
-					company_id = CASE WHEN $5::boolean THEN $6::uuid ELSE u.company_id END,
-					is_active = coalesce($7::boolean, u.is_active),
-					tokens_valid_after = CASE WHEN $7::boolean IS FALSE THEN date_trunc('second', now())
+					full_name = CASE WHEN $2::text IS NULL THEN u.full_name ELSE nullif($2::text, '') END,
+					role = coalesce($3::text, u.role),
+					company_id = CASE WHEN $4::text IS NULL THEN u.company_id ELSE nullif($4::text, '')::uuid END,
+					is_active = coalesce($5::boolean, u.is_active),
+					tokens_valid_after = CASE WHEN $5::boolean IS FALSE THEN date_trunc('second', now())
 						ELSE u.tokens_valid_after END,
 					updated_at = now()
 				WHERE u.id = $1 RETURNING u.*)
-				SELECT `+accountColumns+userFromCTE,
-				id, ch.FullName != nil, fullName, ch.Role, ch.CompanyID != nil, company, ch.IsActive), &a)
+				SELECT `+accountColumns+userFromCTE, id, ch.FullName, ch.Role, ch.CompanyID, ch.IsActive), &a)
 		})
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return Account{}, errNotFound
-	case errors.Is(err, errCompanyUnavailable), isPgCode(err, "23503"):
-		return Account{}, fmt.Errorf("update account %s: company %v: %w", id, company, errCompanyUnavailable)
+	case moving && (errors.Is(err, errCompanyUnavailable) || isPgCode(err, "23503")):
+		return Account{}, fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
 	case err != nil:
 		return Account{}, fmt.Errorf("update account %s: %w", id, err)
 	}
 	return a, nil
 }
 
-// watchChannel is the channel schema.sql's triggers notify.
-const watchChannel = "atenex_gateway_changes"
-
-// listenerAppName tells the listener connection apart in pg_stat_activity.
-const listenerAppName = "atenex-api-gateway-listener"
-
 const (
-	// defaultWatchIdle: a quiet listener pings this often, so a hanging server is noticed
-	// within it plus the store's deadline.
+	watchChannel    = "atenex_gateway_changes"      // schema.sql's triggers notify it
+	listenerAppName = "atenex-api-gateway-listener" // for pg_stat_activity
+	// A quiet listener pings this often, so a hanging server is noticed within it plus the deadline.
 	defaultWatchIdle = 5 * time.Second
 	// A restarted server is usually back at once; later reconnections slow down.
 	watchMinBackoff = 100 * time.Millisecond
 	watchMaxBackoff = 2 * time.Second
 )
 
-// Watch LISTENs on a connection of its own: LISTEN belongs to a session, and pooled ones
-// are handed to queries.
+// Watch LISTENs on a connection of its own: LISTEN belongs to a session, pooled ones to queries.
 func (s *pgStore) Watch(ctx context.Context, hooks WatchHooks) {
 	cfg := s.pool.Config().ConnConfig // already a copy
 	cfg.ConnectTimeout = s.timeout
@@ -1161,8 +1118,7 @@ func (s *pgStore) listen(ctx context.Context, cfg *pgx.ConnConfig, hooks WatchHo
 	}
 }
 
-// parseStoreChange reads a trigger's "users:<uuid>" or "companies:<uuid>"; anything else
-// (another sender on the channel) is ignored.
+// parseStoreChange reads a trigger's "users:<uuid>" or "companies:<uuid>", ignoring other senders.
 func parseStoreChange(channel, payload string) (StoreChange, bool) {
 	table, id, ok := strings.Cut(payload, ":")
 	if channel != watchChannel || !ok || table != "users" && table != "companies" || !isUUID(id) {

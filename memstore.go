@@ -52,8 +52,8 @@ func memoryTime(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
 // revokeNow is tokens_valid_after as the database stores it: now, in whole seconds.
 func revokeNow() time.Time { return time.Now().Truncate(time.Second) }
 
-// memRead runs f under the read lock; like a database call, it fails first once ctx has
-// ended, naming the call by the parts of what (joined only then: no allocation otherwise).
+// memRead runs f under the read lock, failing first, as a database call, once ctx has ended;
+// what's parts are joined only then: no allocation otherwise.
 func memRead[T any](ctx context.Context, m *memoryStore, f func() (T, error), what ...string) (T, error) {
 	if err := ctx.Err(); err != nil {
 		var zero T
@@ -64,8 +64,8 @@ func memRead[T any](ctx context.Context, m *memoryStore, f func() (T, error), wh
 	return f() // every f answers the zero value with an error
 }
 
-// memWrite is memRead for writes. f also returns the row whose watched columns it changed,
-// told to watchers after the lock is released, so that a hook may call the store.
+// memWrite is memRead for writes. f also names the row whose watched columns it changed, told
+// to watchers after the lock is released, so that a hook may call the store.
 func memWrite[T any](ctx context.Context, m *memoryStore, f func() (T, StoreChange, error), what ...string) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
@@ -87,14 +87,6 @@ func memWrite[T any](ctx context.Context, m *memoryStore, f func() (T, StoreChan
 func (m *memoryStore) write(ctx context.Context, f func() error, what ...string) error {
 	_, err := memWrite(ctx, m, func() (any, StoreChange, error) { return nil, StoreChange{}, f() }, what...)
 	return err
-}
-
-// userChanged names u when it differs from before, as the users trigger would notify it.
-func userChanged(u *memoryUser, before User) StoreChange {
-	if u.User == before {
-		return StoreChange{}
-	}
-	return StoreChange{Table: "users", ID: u.ID}
 }
 
 // userLocked is u as the store returns it, errNotFound for nil; m.mu must be held.
@@ -136,19 +128,20 @@ func (m *memoryStore) UserByEmail(ctx context.Context, email string) (User, erro
 	return memRead(ctx, m, func() (User, error) { return m.userLocked(m.userByEmailLocked(email)) }, "user by email ", email)
 }
 
-// updateUser applies update to the user find returns for key (id or email); errNotFound.
-func (m *memoryStore) updateUser(ctx context.Context, what, key string, find func(string) *memoryUser, update func(*memoryUser) error) error {
+// updateUser applies update to the user find returns for key, telling a change as the trigger would.
+func (m *memoryStore) updateUser(ctx context.Context, key string, find func(string) *memoryUser,
+	update func(*memoryUser) error, what ...string) error {
 	_, err := memWrite(ctx, m, func() (any, StoreChange, error) {
 		u := find(key)
 		if u == nil {
 			return nil, StoreChange{}, errNotFound
 		}
 		before := u.User
-		if err := update(u); err != nil {
+		if err := update(u); err != nil || u.User == before {
 			return nil, StoreChange{}, err
 		}
-		return nil, userChanged(u, before), nil
-	}, what, " of user ", key)
+		return nil, StoreChange{Table: "users", ID: u.ID}, nil
+	}, what...)
 	return err
 }
 
@@ -157,29 +150,29 @@ func (m *memoryStore) SetUserCompany(ctx context.Context, userID, companyID stri
 		return errNotFound
 	}
 	companyID = memoryKey(companyID)
-	return m.updateUser(ctx, "set company "+companyID, userID, m.userByIDLocked, func(u *memoryUser) error {
+	return m.updateUser(ctx, userID, m.userByIDLocked, func(u *memoryUser) error {
 		if _, ok := m.companies[companyID]; companyID != "" && !ok {
 			return errNotFound
 		}
 		u.CompanyID = companyID
 		return nil
-	})
+	}, "set company ", companyID, " of user ", userID)
 }
 
 func (m *memoryStore) TouchLastLogin(ctx context.Context, userID string) error {
 	// last_login is no column the users trigger watches: no cache holds it.
-	return m.updateUser(ctx, "touch last login", userID, m.userByIDLocked, func(u *memoryUser) error {
+	return m.updateUser(ctx, userID, m.userByIDLocked, func(u *memoryUser) error {
 		u.lastLogin = time.Now()
 		return nil
-	})
+	}, "touch last login of user ", userID)
 }
 
 func (m *memoryStore) RevokeSessions(ctx context.Context, userID string) (validAfter time.Time, err error) {
-	err = m.updateUser(ctx, "revoke sessions", userID, m.userByIDLocked, func(u *memoryUser) error {
+	err = m.updateUser(ctx, userID, m.userByIDLocked, func(u *memoryUser) error {
 		validAfter = revokeNow()
 		u.TokensValidAfter = validAfter
 		return nil
-	})
+	}, "revoke sessions of user ", userID)
 	return validAfter, err // zero when err is set: the update ran only if it succeeded
 }
 
@@ -201,8 +194,7 @@ func (m *memoryStore) CreateCompany(ctx context.Context, name string) (Company, 
 	}, fmt.Sprintf("create company %q", name))
 }
 
-// insertUser adds an active user to a company that exists (and is active, when
-// activeCompany; else noCompany).
+// insertUser adds an active user to a company that exists (active too, when activeCompany).
 func (m *memoryStore) insertUser(ctx context.Context, what string, nu NewUser, activeCompany bool, noCompany error) (out User, created time.Time, err error) {
 	err = m.write(ctx, func() error {
 		key, companyID := strings.ToLower(nu.Email), memoryKey(nu.CompanyID)
@@ -236,27 +228,24 @@ func (m *memoryStore) CreateAccount(ctx context.Context, nu NewUser) (Account, e
 		return Account{}, err
 	}
 	u, created, err := m.insertUser(ctx, "create account", nu, true, errCompanyUnavailable)
-	if err != nil {
-		return Account{}, err
-	}
-	return u.account(created), nil
+	return u.account(created), err // zero when err is set: insertUser fills u and created only on success
 }
 
 func (m *memoryStore) SetPassword(ctx context.Context, email, hashedPassword string) error {
-	return m.updateUser(ctx, "set password", email, m.userByEmailLocked, func(u *memoryUser) error {
+	return m.updateUser(ctx, email, m.userByEmailLocked, func(u *memoryUser) error {
 		u.HashedPassword, u.TokensValidAfter = hashedPassword, revokeNow()
 		return nil
-	})
+	}, "set password of user ", email)
 }
 
 func (m *memoryStore) SetActive(ctx context.Context, email string, active bool) error {
-	return m.updateUser(ctx, "set active", email, m.userByEmailLocked, func(u *memoryUser) error {
+	return m.updateUser(ctx, email, m.userByEmailLocked, func(u *memoryUser) error {
 		u.IsActive = active
 		if !active {
 			u.TokensValidAfter = revokeNow()
 		}
 		return nil
-	})
+	}, "set active of user ", email)
 }
 
 func (m *memoryStore) SetCompanyActive(ctx context.Context, id string, active bool) error {
@@ -315,39 +304,34 @@ func (m *memoryStore) CompanyForDomain(ctx context.Context, domain string) (stri
 	}, "company for domain ", domain)
 }
 
-// JoinCompany is all or nothing under one lock, checking in pgStore's order: user,
-// invitation, company.
+// JoinCompany is all or nothing, checking in pgStore's order: user, invitation, company.
 func (m *memoryStore) JoinCompany(ctx context.Context, userID, companyID, invitationID string) (User, error) {
 	if err := checkJoinCompany(userID, companyID, invitationID); err != nil {
 		return User{}, err
 	}
 	companyID = memoryKey(companyID)
-	return memWrite(ctx, m, func() (User, StoreChange, error) {
-		u := m.userByIDLocked(userID)
-		if u == nil {
-			return User{}, StoreChange{}, errNotFound
-		}
+	var out User
+	err := m.updateUser(ctx, userID, m.userByIDLocked, func(u *memoryUser) error {
 		inv := m.invitations[memoryKey(invitationID)]
 		if invitationID != "" && (inv == nil || !inv.open(time.Now()) || inv.CompanyID != companyID ||
 			strings.ToLower(inv.Email) != strings.ToLower(u.Email)) {
-			return User{}, StoreChange{}, errInvitationClosed
+			return errInvitationClosed
 		}
 		if !m.activeCompanyLocked(companyID) {
-			return User{}, StoreChange{}, errNotFound
+			return errNotFound
 		}
-		before := u.User
 		if inv != nil {
 			inv.AcceptedAt = memoryTime(time.Now())
 			u.Role = inv.Role
 		}
 		u.CompanyID = companyID
-		out, _ := m.userLocked(u)
-		return out, userChanged(u, before), nil
+		out, _ = m.userLocked(u)
+		return nil
 	}, "user ", userID, " join company ", companyID)
+	return out, err // zero when err is set: out is filled only on success
 }
 
-// Watch reports every change from the goroutine that made it, after the store's lock is
-// released, so a hook may call the store.
+// Watch reports each change from the goroutine that made it, once the lock is released.
 func (m *memoryStore) Watch(ctx context.Context, hooks WatchHooks) {
 	h := &hooks
 	m.watchers.Store(h, nil)
@@ -542,7 +526,7 @@ func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountCh
 	if err := checkAccountChange(id, ch); err != nil {
 		return Account{}, err
 	}
-	err = m.updateUser(ctx, "update account", id, m.userByIDLocked, func(u *memoryUser) error {
+	err = m.updateUser(ctx, id, m.userByIDLocked, func(u *memoryUser) error {
 		if ch.CompanyID != nil && *ch.CompanyID != "" && !m.activeCompanyLocked(memoryKey(*ch.CompanyID)) {
 			return fmt.Errorf("update account %s: company %s: %w", id, *ch.CompanyID, errCompanyUnavailable)
 		}
@@ -551,15 +535,13 @@ func (m *memoryStore) UpdateAccount(ctx context.Context, id string, ch AccountCh
 		if ch.CompanyID != nil {
 			u.CompanyID = memoryKey(*ch.CompanyID)
 		}
-		if ch.IsActive != nil {
-			u.IsActive = *ch.IsActive
-			if !*ch.IsActive {
-				u.TokensValidAfter = revokeNow()
-			}
+		setIf(&u.IsActive, ch.IsActive)
+		if ch.IsActive != nil && !*ch.IsActive {
+			u.TokensValidAfter = revokeNow()
 		}
 		a = u.asAccount()
 		return nil
-	})
+	}, "update account of user ", id)
 	return a, err // zero when err is set: a is filled only on success
 }
 
