@@ -20,11 +20,10 @@ import (
 const (
 	programName              = "atenex-api-gateway"
 	minOperatorPasswordBytes = 8 // the shortest password an operator may set
-	// migrateTimeout bounds a whole migration; the database's reachability is checked first
-	// within GATEWAY_DB_TIMEOUT, so an unreachable server still fails fast.
+	// migrateTimeout bounds a whole migration; migrate checks reachability first, so an
+	// unreachable server still fails fast.
 	migrateTimeout = 30 * time.Second
-	// Invitations last -days days: a week unless told, at most a year, so that a forgotten
-	// one does not stay usable for ever.
+	// At most a year, so that a forgotten invitation does not stay usable for ever.
 	defaultInvitationDays = 7
 	maxInvitationDays     = 365
 	companyUUIDUsage      = "the company's `UUID` (required; printed by company create)"
@@ -45,8 +44,7 @@ type operatorArgs struct {
 	days                                                int
 }
 
-// operatorCommand is one subcommand: its flags, with the checks that need no database, and
-// what it does.
+// operatorCommand is one subcommand: its flags, with the checks that need no database, and its run.
 type operatorCommand struct {
 	name     string // as typed: "user create"
 	synopsis string // its flags, as the usage line shows them
@@ -59,7 +57,7 @@ type operatorCommand struct {
 	missing func(a *operatorArgs) string // the row errNotFound from the store stands for
 }
 
-// operation is one command being carried out, after its usage checks passed.
+// operation is one command being carried out.
 type operation struct {
 	*operatorCommand
 	args     operatorArgs
@@ -73,8 +71,8 @@ var operatorCommands = []*operatorCommand{
 		name:    "migrate",
 		summary: "Apply the embedded schema.sql (idempotent: safe to run on every deploy).",
 		run: func(ctx context.Context, op *operation) (string, error) {
-			// migrate's own deadline must leave room for a slow schema change, so first make
-			// sure, within GATEWAY_DB_TIMEOUT, that the server answers at all.
+			// migrate's deadline leaves room for a slow schema change: first check, within
+			// GATEWAY_DB_TIMEOUT, that the server answers at all.
 			if err := op.store.Ping(ctx); err != nil {
 				return "", err
 			}
@@ -349,8 +347,7 @@ func domainFlags(f *cmdFlags, a *operatorArgs) {
 	})
 }
 
-// cmdFlags is a command's flags and the checks of their values, which run in the order the
-// flags were defined, before any configuration or database work.
+// cmdFlags: the checks run in the order the flags were defined, before any database work.
 type cmdFlags struct {
 	*flag.FlagSet
 	checks []func() error
@@ -358,7 +355,7 @@ type cmdFlags struct {
 
 func (f *cmdFlags) check(c func() error) { f.checks = append(f.checks, c) }
 
-// uuid defines a UUID flag, required or not, whose value is kept in lower case, as stored.
+// uuid defines a UUID flag whose value is kept in lower case, as stored.
 func (f *cmdFlags) uuid(p *string, name, usage string, required bool) {
 	f.StringVar(p, name, "", usage)
 	f.check(func() error {
@@ -386,10 +383,8 @@ func (f *cmdFlags) email(p *string, usage string) {
 	})
 }
 
-// normalizeDomain returns s as company_domains stores it, lower case, or false when it is
-// not a domain name: dot-separated labels of 1 to 63 letters, digits and inner hyphens, at
-// least two labels, 253 bytes at most. One leading '@' is dropped, since people paste the
-// end of an address.
+// normalizeDomain returns s as company_domains stores it, or false when it is not a domain name.
+// One leading '@' is dropped, since people paste the end of an address.
 func normalizeDomain(s string) (string, bool) {
 	d := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(s), "@"))
 	labels := strings.Split(d, ".")
@@ -405,8 +400,7 @@ func normalizeDomain(s string) (string, bool) {
 	return d, true
 }
 
-// cliUsage lists every command, or only those of group ("user") when group is not "";
-// `COMMAND -h` describes one.
+// cliUsage lists every command, or only those of group ("user") when group is not "".
 func cliUsage(group string) string {
 	var b strings.Builder
 	b.WriteString("Usage:\n")
@@ -434,7 +428,7 @@ func isSubcommand(name string) bool {
 	})
 }
 
-// commandGroup is the actions of a group ("user": create, set-password, …).
+// commandGroup is the actions of a group ("user": create, set-password, ...).
 func commandGroup(group string) (actions []string) {
 	for _, c := range operatorCommands {
 		if g, action, ok := strings.Cut(c.name, " "); ok && g == group {
@@ -444,9 +438,8 @@ func commandGroup(group string) (actions []string) {
 	return actions
 }
 
-// findCommand splits args into the command and its flags. It returns no command and no
-// error when args ask for a group's list of actions instead, as does a bare group after
-// help.
+// findCommand splits args into the command and its flags; no command and no error means args
+// ask for a group's list of actions.
 func findCommand(args []string, help bool) (*operatorCommand, []string, error) {
 	name, rest := args[0], args[1:]
 	if actions := commandGroup(name); len(actions) > 0 {
@@ -501,8 +494,7 @@ func (c *operatorCommand) printUsage(w io.Writer) {
 	fmt.Fprintf(w, "\n%s", databaseSettings)
 }
 
-// refusePasswordFlag names the mistake of passing a password as an argument, without
-// repeating its value in the error.
+// refusePasswordFlag names the mistake of passing a password as an argument, never its value.
 func refusePasswordFlag(c *operatorCommand, args []string) error {
 	for _, arg := range args {
 		if arg == "--" {
@@ -522,7 +514,6 @@ func refusePasswordFlag(c *operatorCommand, args []string) error {
 	return nil
 }
 
-// runSubcommand runs one operator command and prints its result on stdout.
 func runSubcommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if isHelpArg(args[0]) && (args[0] != "help" || len(args) == 1) {
 		fmt.Fprint(stdout, cliUsage(""))
@@ -607,8 +598,7 @@ func (op *operation) errorf(format string, args ...any) error {
 	return &exitError{code: 1, err: fmt.Errorf("%s: "+format, append([]any{op.name}, args...)...)}
 }
 
-// fail explains a store error: the row the command names is missing, the command was
-// interrupted, the schema is missing, the server refused, or it could not be reached.
+// fail explains a store error for the operator.
 func (op *operation) fail(ctx context.Context, err error) error {
 	var pgErr *pgconn.PgError
 	switch {
@@ -630,8 +620,8 @@ func (op *operation) fail(ctx context.Context, err error) error {
 	}
 }
 
-// readPassword returns the new password from the environment variable envName, or else from
-// the first line of stdin. The wait ends with ctx, since main's context receives Ctrl-C.
+// readPassword reads the variable envName, or else stdin's first line; the wait ends with ctx
+// (Ctrl-C).
 func readPassword(ctx context.Context, stdin io.Reader, stderr io.Writer, getenv func(string) string, envName string) (string, error) {
 	var password string
 	if envName != "" {
