@@ -100,29 +100,11 @@ var operatorCommands = []*operatorCommand{
 			return c.ID + "\n", err
 		},
 	},
-	{
-		name:     "company activate",
-		synopsis: "-id UUID",
-		summary:  "Let the users of a company log in and use their tokens again.",
-		details:  "Running gateways are told within a second.",
-		flags:    func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return "company " + op.args.id + " activated\n", op.store.SetCompanyActive(ctx, op.args.id, true)
-		},
-		missing: func(a *operatorArgs) string { return noCompany(a.id) },
-	},
-	{
-		name:     "company deactivate",
-		synopsis: "-id UUID",
-		summary:  "Refuse the logins and tokens of every user of a company.",
-		details: "Running gateways are told within a second and answer 403 company_inactive. No token is\n" +
-			"revoked: `company activate` restores access as it was.",
-		flags: func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return "company " + op.args.id + " deactivated\n", op.store.SetCompanyActive(ctx, op.args.id, false)
-		},
-		missing: func(a *operatorArgs) string { return noCompany(a.id) },
-	},
+	companyActivation(true, "Let the users of a company log in and use their tokens again.",
+		"Running gateways are told within a second."),
+	companyActivation(false, "Refuse the logins and tokens of every user of a company.",
+		"Running gateways are told within a second and answer 403 company_inactive. No token is\n"+
+			"revoked: `company activate` restores access as it was."),
 	{
 		name:     "user create",
 		synopsis: "-email EMAIL [-name FULL_NAME] [-role ROLE] [-company COMPANY_ID] [-password-env VAR]",
@@ -188,29 +170,11 @@ var operatorCommands = []*operatorCommand{
 		},
 		missing: noUser,
 	},
-	{
-		name:     "user activate",
-		synopsis: "-email EMAIL",
-		summary:  "Allow a user to log in again (tokens revoked by the deactivation stay revoked).",
-		flags:    emailFlag,
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return op.args.email + " activated\n", op.store.SetActive(ctx, op.args.email, true)
-		},
-		missing: noUser,
-	},
-	{
-		name:     "user deactivate",
-		synopsis: "-email EMAIL",
-		summary:  "Refuse a user's logins and tokens.",
-		details: "Running gateways are told within a second, and the user's tokens are revoked: activating\n" +
-			"the user again does not bring them back. A gateway whose database notifications are down\n" +
-			"notices within GATEWAY_USER_CACHE_TTL.",
-		flags: emailFlag,
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return op.args.email + " deactivated\n", op.store.SetActive(ctx, op.args.email, false)
-		},
-		missing: noUser,
-	},
+	userActivation(true, "Allow a user to log in again (tokens revoked by the deactivation stay revoked).", ""),
+	userActivation(false, "Refuse a user's logins and tokens.",
+		"Running gateways are told within a second, and the user's tokens are revoked: activating\n"+
+			"the user again does not bring them back. A gateway whose database notifications are down\n"+
+			"notices within GATEWAY_USER_CACHE_TTL."),
 	{
 		name:     "user revoke-sessions",
 		synopsis: "-email EMAIL",
@@ -321,6 +285,28 @@ var operatorCommands = []*operatorCommand{
 }
 
 func noUser(a *operatorArgs) string { return "no user with email " + a.email }
+
+var activeVerb = map[bool]string{true: "activate", false: "deactivate"}
+
+func companyActivation(active bool, summary, details string) *operatorCommand {
+	return &operatorCommand{name: "company " + activeVerb[active], synopsis: "-id UUID", summary: summary, details: details,
+		flags: func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return "company " + op.args.id + " " + activeVerb[active] + "d\n", op.store.SetCompanyActive(ctx, op.args.id, active)
+		},
+		missing: func(a *operatorArgs) string { return noCompany(a.id) },
+	}
+}
+
+func userActivation(active bool, summary, details string) *operatorCommand {
+	return &operatorCommand{name: "user " + activeVerb[active], synopsis: "-email EMAIL", summary: summary, details: details,
+		flags: emailFlag,
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return op.args.email + " " + activeVerb[active] + "d\n", op.store.SetActive(ctx, op.args.email, active)
+		},
+		missing: noUser,
+	}
+}
 
 func noCompany(id string) string {
 	return fmt.Sprintf("no company with id %s (`%s company create -name NAME` prints the id of a new one)", id, programName)

@@ -80,8 +80,7 @@ type echoResponse struct {
 	Body      string              `json:"body"`
 }
 
-// echoHandler answers with what it received, so a developer sees exactly what a backend
-// would: the mapped path and the identity headers the gateway injected.
+// echoHandler answers with what it received: the mapped path and injected identity headers.
 func echoHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		head, _ := io.ReadAll(io.LimitReader(r.Body, echoMaxBody))

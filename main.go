@@ -93,7 +93,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return serve(ctx, cfg, getenv, stdout)
 }
 
-// serve runs the gateway until ctx is cancelled, then drains.
 func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	applyRuntimeLimits(cfg, getenv, os.DirFS("/"), log)
@@ -177,8 +176,8 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	case <-ctx.Done():
 	}
 
-	// Drain: report not-ready at once, keep accepting for DrainDelay while load balancers
-	// notice, then stop accepting and let in-flight requests finish within the grace period.
+	// Drain: not-ready at once, serve on for DrainDelay while load balancers notice, then let
+	// in-flight requests finish within the grace period.
 	gw.draining.Store(true)
 	srv.SetKeepAlivesEnabled(false)
 	log.Info("shutdown requested: draining", "drain_delay", cfg.DrainDelay.String(), "grace", cfg.ShutdownGrace.String())
@@ -307,12 +306,10 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 	return g
 }
 
-// knownClientTTL is how long a successful login exempts its (email, address) pair from the
-// per-email failure limit.
-const knownClientTTL = 30 * 24 * time.Hour
-
-// limiterMaxKeys bounds each limiter's memory under an attack from many IPs or emails.
-const limiterMaxKeys = 100_000
+const (
+	knownClientTTL = 30 * 24 * time.Hour // a login exempts its (email, address) from the per-email limit
+	limiterMaxKeys = 100_000             // bounds a limiter's memory under an attack from many IPs or emails
+)
 
 func (g *gateway) close() {
 	g.stopWatching()
@@ -438,13 +435,10 @@ func (g *gateway) handleHealth() http.Handler {
 	return g.probe("healthy", "unhealthy", 0, true)
 }
 
-// readyzDatabaseWait bounds the database check of /readyz, below any sane probe timeout.
-const readyzDatabaseWait = 500 * time.Millisecond
-
 // handleReadyz is 503 only while draining: during a database outage signed-in users are
 // served from the user cache, and an empty Service would turn it into a full outage.
 func (g *gateway) handleReadyz() http.Handler {
-	return g.probe("ready", "not_ready", readyzDatabaseWait, false)
+	return g.probe("ready", "not_ready", 500*time.Millisecond, false) // below any sane probe timeout
 }
 
 // probe answers notOK with 503 while draining and, when needDatabase, while the database does
@@ -475,16 +469,15 @@ func (g *gateway) probe(ok, notOK string, wait time.Duration, needDatabase bool)
 	})
 }
 
-// handleLivez checks no dependency, so a database outage never makes Kubernetes restart
-// healthy gateways.
+// handleLivez checks no dependency: a database outage must not make Kubernetes restart gateways.
 func handleLivez() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 }
 
-// handleUnmatched answers what no route matches: 405 (with Allow) when the path exists for
-// other methods, 404 otherwise, both as JSON rather than net/http's plain text.
+// handleUnmatched answers 405 (with Allow) when the path exists for other methods, else 404,
+// both as JSON rather than net/http's plain text.
 func handleUnmatched(mux *http.ServeMux) http.Handler {
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
