@@ -57,7 +57,6 @@ type operatorCommand struct {
 	missing func(a *operatorArgs) string // the row errNotFound from the store stands for
 }
 
-// operation is one command being carried out.
 type operation struct {
 	*operatorCommand
 	args     operatorArgs
@@ -289,20 +288,22 @@ func noUser(a *operatorArgs) string { return "no user with email " + a.email }
 var activeVerb = map[bool]string{true: "activate", false: "deactivate"}
 
 func companyActivation(active bool, summary, details string) *operatorCommand {
-	return &operatorCommand{name: "company " + activeVerb[active], synopsis: "-id UUID", summary: summary, details: details,
+	verb := activeVerb[active]
+	return &operatorCommand{name: "company " + verb, synopsis: "-id UUID", summary: summary, details: details,
 		flags: func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
 		run: func(ctx context.Context, op *operation) (string, error) {
-			return "company " + op.args.id + " " + activeVerb[active] + "d\n", op.store.SetCompanyActive(ctx, op.args.id, active)
+			return "company " + op.args.id + " " + verb + "d\n", op.store.SetCompanyActive(ctx, op.args.id, active)
 		},
 		missing: func(a *operatorArgs) string { return noCompany(a.id) },
 	}
 }
 
 func userActivation(active bool, summary, details string) *operatorCommand {
-	return &operatorCommand{name: "user " + activeVerb[active], synopsis: "-email EMAIL", summary: summary, details: details,
+	verb := activeVerb[active]
+	return &operatorCommand{name: "user " + verb, synopsis: "-email EMAIL", summary: summary, details: details,
 		flags: emailFlag,
 		run: func(ctx context.Context, op *operation) (string, error) {
-			return op.args.email + " " + activeVerb[active] + "d\n", op.store.SetActive(ctx, op.args.email, active)
+			return op.args.email + " " + verb + "d\n", op.store.SetActive(ctx, op.args.email, active)
 		},
 		missing: noUser,
 	}
@@ -586,7 +587,6 @@ func (op *operation) errorf(format string, args ...any) error {
 
 // fail explains a store error for the operator.
 func (op *operation) fail(ctx context.Context, err error) error {
-	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, new(*exitError)):
 		return err
@@ -598,7 +598,7 @@ func (op *operation) fail(ctx context.Context, err error) error {
 		return usageError(fmt.Errorf("%s: %w", op.name, err))
 	case isPgCode(err, "42P01"), isPgCode(err, "42703"): // undefined_table, undefined_column
 		return fmt.Errorf("%s: database %s lacks the gateway's tables or columns; run `%s migrate` first: %w", op.name, op.cfg.PostgresDB, programName, err)
-	case errors.As(err, &pgErr):
+	case errors.As(err, new(*pgconn.PgError)):
 		return fmt.Errorf("%s: database %s refused: %w", op.name, op.cfg.PostgresDB, err)
 	default:
 		return fmt.Errorf("%s: database %s at %s:%d unavailable (is PostgreSQL running, and are GATEWAY_POSTGRES_* right?): %w",

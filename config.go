@@ -371,8 +371,7 @@ func settingsOf(c *Config) []setting {
 				}
 				return parseInt(v, -1, 10000, "a percentage from -1 (off) to 10000, like GOGC")
 			}, slog.IntValue),
-		// auto is resolved at start (applyRuntimeLimits): it reads the container's cgroup, and
-		// always ends with a limit, so it never leaves a collector that is off unbounded.
+		// auto, resolved at start from the cgroup, always ends with a limit: an off GC is never unbounded.
 		{Name: "GATEWAY_MEMORY_LIMIT", Default: "auto",
 			Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. auto (or unset) = 75% of the container's cgroup memory limit, or 96MiB when there is none",
 			parse: func(v string) (err error) {
@@ -452,16 +451,14 @@ func settingsOf(c *Config) []setting {
 	}...)
 }
 
-// settings is the table's metadata (names, defaults, docs); the README's configuration
-// table and the Kubernetes manifests are checked against it.
+// settings is the table's metadata; the README and the Kubernetes manifests are checked against it.
 var settings = settingsOf(new(Config))
 
 type settingError struct{ Name, Problem string }
 
 func (e *settingError) Error() string { return e.Name + ": " + e.Problem }
 
-// envReader collects every problem, so an operator fixes them all in one pass instead of one
-// restart per mistake.
+// envReader collects every problem, so an operator fixes them all with one restart.
 type envReader struct {
 	set  map[string]bool // names given a non-empty value
 	errs []error
@@ -503,9 +500,7 @@ func (r *envReader) add(name string, err error) {
 	}
 }
 
-func (r *envReader) fail(name, format string, args ...any) {
-	r.add(name, fmt.Errorf(format, args...))
-}
+func (r *envReader) fail(name, format string, args ...any) { r.add(name, fmt.Errorf(format, args...)) }
 
 // ok reports whether none of names has a problem, so a rule relating them may be checked.
 func (r *envReader) ok(names ...string) bool {
@@ -799,8 +794,7 @@ func validHostName(h string) bool {
 	return true
 }
 
-// parseTrustedProxies reads CIDRs or bare IPs (single-address prefixes). IPv4-mapped IPv6
-// forms are unmapped because the server sees IPv4 peers as IPv4.
+// parseTrustedProxies unmaps IPv4-mapped IPv6 forms, since the server sees IPv4 peers as IPv4.
 func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	err = eachItem(v, func(item string) error {
 		const expect = "expected comma-separated CIDRs or IP addresses, e.g. 10.0.0.0/8, 192.168.1.5"
@@ -826,9 +820,8 @@ func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	return ps, err
 }
 
-// checkTrustedProxies refuses a list that trusts every address, alone (0.0.0.0/0, ::/0) or
-// together (0.0.0.0/1 + 128.0.0.0/1): then every client's X-Forwarded-For is believed, and an
-// attacker rotates through fresh addresses to dodge the login limits.
+// checkTrustedProxies refuses trusting every address, alone or together (0.0.0.0/1 + 128.0.0.0/1):
+// an attacker would forge X-Forwarded-For and rotate addresses to dodge the login limits.
 func checkTrustedProxies(ps []netip.Prefix) error {
 	const forged = "so any client could forge X-Forwarded-For and choose the address its login failures count against"
 	for _, p := range ps {
@@ -866,8 +859,7 @@ func covers(ps []netip.Prefix, q netip.Prefix) bool {
 	return covers(inside, netip.PrefixFrom(q.Addr(), q.Bits()+1)) && covers(inside, netip.PrefixFrom(upper, q.Bits()+1))
 }
 
-// Placeholders that have appeared in documentation and examples; a deployment that copied
-// one would sign tokens anybody can forge.
+// Placeholders from documentation and examples: a deployment that copied one signs forgeable tokens.
 var jwtSecretPlaceholders = []string{
 	"TU_CLAVE_SECRETA_JWT_DE_PRODUCCION_MUY_SEGURA",
 	"una-clave-secreta-muy-fuerte-para-desarrollo-local-1234567890",

@@ -57,9 +57,8 @@ func startDevEchoUpstreams(ctx context.Context, cfg *Config, log *slog.Logger, w
 		return fmt.Errorf("listen for the echo upstream: %w", err)
 	}
 	srv := &http.Server{Handler: echoHandler(), ReadHeaderTimeout: 10 * time.Second}
-	wg.Add(2)
-	go func() { defer wg.Done(); srv.Serve(ln) }()
-	go func() { defer wg.Done(); <-ctx.Done(); srv.Close() }()
+	wg.Go(func() { srv.Serve(ln) })
+	wg.Go(func() { <-ctx.Done(); srv.Close() })
 	echoURL := &url.URL{Scheme: "http", Host: ln.Addr().String()}
 	for _, name := range unset {
 		cfg.Upstreams[name] = echoURL

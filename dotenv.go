@@ -118,8 +118,7 @@ func readDotEnv(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]string{}, nil
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	env, err := parseDotEnv(data)

@@ -48,8 +48,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
-	var ee *exitError
-	if errors.As(err, &ee) {
+	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}
 	return 1
@@ -76,10 +75,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "Usage: atenex-api-gateway [-dev]\n       atenex-api-gateway migrate | company … | user …  (run `atenex-api-gateway help`)\n\n")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := flags.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return usageError(err)
 	}
 	if flags.NArg() > 0 {
@@ -298,11 +296,7 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopWatching = cancel
-	g.watching.Add(1)
-	go func() {
-		defer g.watching.Done()
-		g.users.watchUsers(ctx, log)
-	}()
+	g.watching.Go(func() { g.users.watchUsers(ctx, log) })
 	return g
 }
 
@@ -319,8 +313,7 @@ func (g *gateway) close() {
 	g.tracer.close() // serve has flushed it already; this only stops it elsewhere
 }
 
-// route is one row of the route table; /openapi.json describes the same rows, so it can
-// neither list nor miss a served route.
+// route is one row of the table /openapi.json also describes, so it cannot miss a served route.
 type route struct {
 	pattern string
 	auth    routeAuth
@@ -441,8 +434,7 @@ func (g *gateway) handleReadyz() http.Handler {
 	return g.probe("ready", "not_ready", 500*time.Millisecond, false) // below any sane probe timeout
 }
 
-// probe answers notOK with 503 while draining and, when needDatabase, while the database does
-// not answer (within wait, unless 0).
+// probe answers notOK/503 while draining and, if needDatabase, while the database does not answer.
 func (g *gateway) probe(ok, notOK string, wait time.Duration, needDatabase bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp := healthResponse{Status: ok, Service: serviceName, Checks: map[string]string{"database": "ok"}}
