@@ -20,11 +20,10 @@ import (
 const (
 	programName              = "atenex-api-gateway"
 	minOperatorPasswordBytes = 8 // the shortest password an operator may set
-	// migrateTimeout bounds a whole migration; the database's reachability is checked first
-	// within GATEWAY_DB_TIMEOUT, so an unreachable server still fails fast.
+	// migrateTimeout bounds a whole migration; migrate checks reachability first, so an
+	// unreachable server still fails fast.
 	migrateTimeout = 30 * time.Second
-	// Invitations last -days days: a week unless told, at most a year, so that a forgotten
-	// one does not stay usable for ever.
+	// At most a year, so that a forgotten invitation does not stay usable for ever.
 	defaultInvitationDays = 7
 	maxInvitationDays     = 365
 	companyUUIDUsage      = "the company's `UUID` (required; printed by company create)"
@@ -45,8 +44,7 @@ type operatorArgs struct {
 	days                                                int
 }
 
-// operatorCommand is one subcommand: its flags, with the checks that need no database, and
-// what it does.
+// operatorCommand is one subcommand: its flags, with the checks that need no database, and its run.
 type operatorCommand struct {
 	name     string // as typed: "user create"
 	synopsis string // its flags, as the usage line shows them
@@ -59,7 +57,6 @@ type operatorCommand struct {
 	missing func(a *operatorArgs) string // the row errNotFound from the store stands for
 }
 
-// operation is one command being carried out, after its usage checks passed.
 type operation struct {
 	*operatorCommand
 	args     operatorArgs
@@ -73,8 +70,8 @@ var operatorCommands = []*operatorCommand{
 		name:    "migrate",
 		summary: "Apply the embedded schema.sql (idempotent: safe to run on every deploy).",
 		run: func(ctx context.Context, op *operation) (string, error) {
-			// migrate's own deadline must leave room for a slow schema change, so first make
-			// sure, within GATEWAY_DB_TIMEOUT, that the server answers at all.
+			// migrate's deadline leaves room for a slow schema change: first check, within
+			// GATEWAY_DB_TIMEOUT, that the server answers at all.
 			if err := op.store.Ping(ctx); err != nil {
 				return "", err
 			}
@@ -102,29 +99,11 @@ var operatorCommands = []*operatorCommand{
 			return c.ID + "\n", err
 		},
 	},
-	{
-		name:     "company activate",
-		synopsis: "-id UUID",
-		summary:  "Let the users of a company log in and use their tokens again.",
-		details:  "Running gateways are told within a second.",
-		flags:    func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return "company " + op.args.id + " activated\n", op.store.SetCompanyActive(ctx, op.args.id, true)
-		},
-		missing: func(a *operatorArgs) string { return noCompany(a.id) },
-	},
-	{
-		name:     "company deactivate",
-		synopsis: "-id UUID",
-		summary:  "Refuse the logins and tokens of every user of a company.",
-		details: "Running gateways are told within a second and answer 403 company_inactive. No token is\n" +
-			"revoked: `company activate` restores access as it was.",
-		flags: func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return "company " + op.args.id + " deactivated\n", op.store.SetCompanyActive(ctx, op.args.id, false)
-		},
-		missing: func(a *operatorArgs) string { return noCompany(a.id) },
-	},
+	companyActivation(true, "Let the users of a company log in and use their tokens again.",
+		"Running gateways are told within a second."),
+	companyActivation(false, "Refuse the logins and tokens of every user of a company.",
+		"Running gateways are told within a second and answer 403 company_inactive. No token is\n"+
+			"revoked: `company activate` restores access as it was."),
 	{
 		name:     "user create",
 		synopsis: "-email EMAIL [-name FULL_NAME] [-role ROLE] [-company COMPANY_ID] [-password-env VAR]",
@@ -190,29 +169,11 @@ var operatorCommands = []*operatorCommand{
 		},
 		missing: noUser,
 	},
-	{
-		name:     "user activate",
-		synopsis: "-email EMAIL",
-		summary:  "Allow a user to log in again (tokens revoked by the deactivation stay revoked).",
-		flags:    emailFlag,
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return op.args.email + " activated\n", op.store.SetActive(ctx, op.args.email, true)
-		},
-		missing: noUser,
-	},
-	{
-		name:     "user deactivate",
-		synopsis: "-email EMAIL",
-		summary:  "Refuse a user's logins and tokens.",
-		details: "Running gateways are told within a second, and the user's tokens are revoked: activating\n" +
-			"the user again does not bring them back. A gateway whose database notifications are down\n" +
-			"notices within GATEWAY_USER_CACHE_TTL.",
-		flags: emailFlag,
-		run: func(ctx context.Context, op *operation) (string, error) {
-			return op.args.email + " deactivated\n", op.store.SetActive(ctx, op.args.email, false)
-		},
-		missing: noUser,
-	},
+	userActivation(true, "Allow a user to log in again (tokens revoked by the deactivation stay revoked).", ""),
+	userActivation(false, "Refuse a user's logins and tokens.",
+		"Running gateways are told within a second, and the user's tokens are revoked: activating\n"+
+			"the user again does not bring them back. A gateway whose database notifications are down\n"+
+			"notices within GATEWAY_USER_CACHE_TTL."),
 	{
 		name:     "user revoke-sessions",
 		synopsis: "-email EMAIL",
@@ -324,6 +285,30 @@ var operatorCommands = []*operatorCommand{
 
 func noUser(a *operatorArgs) string { return "no user with email " + a.email }
 
+var activeVerb = map[bool]string{true: "activate", false: "deactivate"}
+
+func companyActivation(active bool, summary, details string) *operatorCommand {
+	verb := activeVerb[active]
+	return &operatorCommand{name: "company " + verb, synopsis: "-id UUID", summary: summary, details: details,
+		flags: func(f *cmdFlags, a *operatorArgs) { f.uuid(&a.id, "id", companyUUIDUsage, true) },
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return "company " + op.args.id + " " + verb + "d\n", op.store.SetCompanyActive(ctx, op.args.id, active)
+		},
+		missing: func(a *operatorArgs) string { return noCompany(a.id) },
+	}
+}
+
+func userActivation(active bool, summary, details string) *operatorCommand {
+	verb := activeVerb[active]
+	return &operatorCommand{name: "user " + verb, synopsis: "-email EMAIL", summary: summary, details: details,
+		flags: emailFlag,
+		run: func(ctx context.Context, op *operation) (string, error) {
+			return op.args.email + " " + verb + "d\n", op.store.SetActive(ctx, op.args.email, active)
+		},
+		missing: noUser,
+	}
+}
+
 func noCompany(id string) string {
 	return fmt.Sprintf("no company with id %s (`%s company create -name NAME` prints the id of a new one)", id, programName)
 }
@@ -349,8 +334,7 @@ func domainFlags(f *cmdFlags, a *operatorArgs) {
 	})
 }
 
-// cmdFlags is a command's flags and the checks of their values, which run in the order the
-// flags were defined, before any configuration or database work.
+// cmdFlags: the checks run in the order the flags were defined, before any database work.
 type cmdFlags struct {
 	*flag.FlagSet
 	checks []func() error
@@ -358,7 +342,7 @@ type cmdFlags struct {
 
 func (f *cmdFlags) check(c func() error) { f.checks = append(f.checks, c) }
 
-// uuid defines a UUID flag, required or not, whose value is kept in lower case, as stored.
+// uuid defines a UUID flag whose value is kept in lower case, as stored.
 func (f *cmdFlags) uuid(p *string, name, usage string, required bool) {
 	f.StringVar(p, name, "", usage)
 	f.check(func() error {
@@ -386,10 +370,8 @@ func (f *cmdFlags) email(p *string, usage string) {
 	})
 }
 
-// normalizeDomain returns s as company_domains stores it, lower case, or false when it is
-// not a domain name: dot-separated labels of 1 to 63 letters, digits and inner hyphens, at
-// least two labels, 253 bytes at most. One leading '@' is dropped, since people paste the
-// end of an address.
+// normalizeDomain returns s as company_domains stores it, or false when it is not a domain name.
+// One leading '@' is dropped, since people paste the end of an address.
 func normalizeDomain(s string) (string, bool) {
 	d := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(s), "@"))
 	labels := strings.Split(d, ".")
@@ -405,8 +387,7 @@ func normalizeDomain(s string) (string, bool) {
 	return d, true
 }
 
-// cliUsage lists every command, or only those of group ("user") when group is not "";
-// `COMMAND -h` describes one.
+// cliUsage lists every command, or only those of group ("user") when group is not "".
 func cliUsage(group string) string {
 	var b strings.Builder
 	b.WriteString("Usage:\n")
@@ -434,7 +415,7 @@ func isSubcommand(name string) bool {
 	})
 }
 
-// commandGroup is the actions of a group ("user": create, set-password, …).
+// commandGroup is the actions of a group ("user": create, set-password, ...).
 func commandGroup(group string) (actions []string) {
 	for _, c := range operatorCommands {
 		if g, action, ok := strings.Cut(c.name, " "); ok && g == group {
@@ -444,9 +425,8 @@ func commandGroup(group string) (actions []string) {
 	return actions
 }
 
-// findCommand splits args into the command and its flags. It returns no command and no
-// error when args ask for a group's list of actions instead, as does a bare group after
-// help.
+// findCommand splits args into the command and its flags; no command and no error means args
+// ask for a group's list of actions.
 func findCommand(args []string, help bool) (*operatorCommand, []string, error) {
 	name, rest := args[0], args[1:]
 	if actions := commandGroup(name); len(actions) > 0 {
@@ -501,8 +481,7 @@ func (c *operatorCommand) printUsage(w io.Writer) {
 	fmt.Fprintf(w, "\n%s", databaseSettings)
 }
 
-// refusePasswordFlag names the mistake of passing a password as an argument, without
-// repeating its value in the error.
+// refusePasswordFlag names the mistake of passing a password as an argument, never its value.
 func refusePasswordFlag(c *operatorCommand, args []string) error {
 	for _, arg := range args {
 		if arg == "--" {
@@ -522,7 +501,6 @@ func refusePasswordFlag(c *operatorCommand, args []string) error {
 	return nil
 }
 
-// runSubcommand runs one operator command and prints its result on stdout.
 func runSubcommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if isHelpArg(args[0]) && (args[0] != "help" || len(args) == 1) {
 		fmt.Fprint(stdout, cliUsage(""))
@@ -607,10 +585,8 @@ func (op *operation) errorf(format string, args ...any) error {
 	return &exitError{code: 1, err: fmt.Errorf("%s: "+format, append([]any{op.name}, args...)...)}
 }
 
-// fail explains a store error: the row the command names is missing, the command was
-// interrupted, the schema is missing, the server refused, or it could not be reached.
+// fail explains a store error for the operator.
 func (op *operation) fail(ctx context.Context, err error) error {
-	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, new(*exitError)):
 		return err
@@ -622,7 +598,7 @@ func (op *operation) fail(ctx context.Context, err error) error {
 		return usageError(fmt.Errorf("%s: %w", op.name, err))
 	case isPgCode(err, "42P01"), isPgCode(err, "42703"): // undefined_table, undefined_column
 		return fmt.Errorf("%s: database %s lacks the gateway's tables or columns; run `%s migrate` first: %w", op.name, op.cfg.PostgresDB, programName, err)
-	case errors.As(err, &pgErr):
+	case errors.As(err, new(*pgconn.PgError)):
 		return fmt.Errorf("%s: database %s refused: %w", op.name, op.cfg.PostgresDB, err)
 	default:
 		return fmt.Errorf("%s: database %s at %s:%d unavailable (is PostgreSQL running, and are GATEWAY_POSTGRES_* right?): %w",
@@ -630,8 +606,8 @@ func (op *operation) fail(ctx context.Context, err error) error {
 	}
 }
 
-// readPassword returns the new password from the environment variable envName, or else from
-// the first line of stdin. The wait ends with ctx, since main's context receives Ctrl-C.
+// readPassword reads the variable envName, or else stdin's first line; the wait ends with ctx
+// (Ctrl-C).
 func readPassword(ctx context.Context, stdin io.Reader, stderr io.Writer, getenv func(string) string, envName string) (string, error) {
 	var password string
 	if envName != "" {

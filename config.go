@@ -15,8 +15,7 @@ import (
 	"time"
 )
 
-// Config is the validated configuration, filled only by loadConfig; the rows of settingsOf
-// say which variable fills which field, and what each means.
+// Config is the validated configuration; settingsOf says which variable fills each field.
 type Config struct {
 	Dev          bool     // -dev flag: development shortcuts allowed
 	DevShortcuts []string // each development shortcut taken, to be announced at WARN
@@ -25,8 +24,8 @@ type Config struct {
 	LogLevel        slog.Level
 	Docs, PProf     bool
 
-	// Upstreams is the base URL of each row of upstreamServices, by name. Absent: an optional
-	// service left unset (its routes answer 404), or in -dev the built-in echo upstream.
+	// Upstreams is each upstreamServices row's base URL by name; absent: an optional service
+	// left unset (its routes answer 404), or in -dev the built-in echo upstream.
 	Upstreams map[string]*url.URL
 
 	JWTSecret                []byte
@@ -68,8 +67,7 @@ type Config struct {
 	TraceSampleRatio float64
 }
 
-// setting is one row of the configuration table. Like a flag.Value, parse stores into the
-// row's Config field and show renders that field for the start-up log.
+// setting is one row of the configuration table; like a flag.Value, parse stores into a field.
 type setting struct {
 	Name, Default, Doc string // Default "" = none
 	Required           bool   // must be provided outside -dev
@@ -80,7 +78,6 @@ type setting struct {
 	show  func() slog.Value
 }
 
-// bind makes a row that parses into *p and logs *p.
 func bind[T any](p *T, name, def, doc string, parse func(string) (T, error), show func(T) slog.Value) setting {
 	return setting{Name: name, Default: def, Doc: doc,
 		parse: func(v string) (err error) { *p, err = parse(v); return err },
@@ -134,8 +131,7 @@ func stringRow(p *string, name, def, doc string, check func(string) (string, err
 	return bind(p, name, def, doc, check, slog.StringValue)
 }
 
-// checkedRow makes a row that keeps v, put in normal form by norm (nil: as given), when ok
-// accepts it; otherwise the problem follows the quoted value.
+// checkedRow keeps v, put in normal form by norm (nil: as given), when ok accepts it.
 func checkedRow(p *string, name, def, doc string, norm func(string) string, ok func(string) bool, problem string) setting {
 	return stringRow(p, name, def, doc, func(v string) (string, error) {
 		if norm != nil {
@@ -148,10 +144,8 @@ func checkedRow(p *string, name, def, doc string, norm func(string) string, ok f
 	})
 }
 
-// parseBaseURL reads the base URL of an upstream or of the span collector.
 var parseBaseURL = explain(parseServiceURL, showURL, "an absolute http or https URL such as http://query-service:80")
 
-// showBaseURL renders u for the log, or unset while it is nil.
 func showBaseURL(u *url.URL, unset string) slog.Value {
 	if u == nil {
 		return slog.StringValue(unset)
@@ -159,8 +153,7 @@ func showBaseURL(u *url.URL, unset string) slog.Value {
 	return slog.StringValue(u.String())
 }
 
-// upstreamService is one backend the gateway proxies to: its URL setting, its -dev stand-in
-// and the gateway paths that reach it.
+// upstreamService is one backend: its URL setting, its -dev stand-in and the paths that reach it.
 type upstreamService struct {
 	name, setting, defaultURL, doc string
 	devEcho                        bool // in -dev, unset means the built-in echo upstream; otherwise unset answers 404
@@ -174,8 +167,8 @@ type upstreamRoute struct {
 	patterns                      []string
 }
 
-// upstreamServices is one row per backend. Adding one is a row here (and its test): its
-// setting, -dev echo and routes all come from the row.
+// upstreamServices: adding a backend is a row here (and its test); its setting, -dev echo and
+// routes all come from the row.
 var upstreamServices = []upstreamService{
 	{name: "ingest", setting: "GATEWAY_INGEST_SERVICE_URL", defaultURL: "http://ingest-api-service.nyro-develop.svc.cluster.local:80",
 		doc:     "base URL of the Ingest service (absolute http/https); in -dev, unset means a built-in echo upstream",
@@ -197,7 +190,6 @@ var upstreamServices = []upstreamService{
 		}},
 }
 
-// upstreamRow reads a service's base URL into c.Upstreams.
 func upstreamRow(c *Config, up upstreamService) setting {
 	unset := "unset (" + up.name + " routes answer 404)"
 	if up.devEcho {
@@ -219,7 +211,7 @@ func explain[T any](parse func(string) (T, error), quote func(string) string, ex
 	}
 }
 
-// secret marks a row as a secret and replaces its log rendering by a masked one.
+// secret marks a row as a secret, rendered by masked in the log.
 func (s setting) secret(masked func() slog.Value) setting {
 	s.Secret, s.show = true, masked
 	return s
@@ -228,8 +220,8 @@ func (s setting) secret(masked func() slog.Value) setting {
 func (s setting) required() setting { s.Required = true; return s }
 func (s setting) database() setting { s.Database = true; return s }
 
-// settingsOf returns the configuration table bound to the fields of c. A new setting is a
-// Config field, one row here and its README line; rules relating two settings are in loadConfig.
+// settingsOf binds the table to c. A new setting is a Config field, one row here and its README
+// line; rules relating two settings are in loadConfig.
 func settingsOf(c *Config) []setting {
 	const (
 		originExpect    = "an origin such as https://app.example.com (scheme, host, optional port, nothing else)"
@@ -264,15 +256,8 @@ func settingsOf(c *Config) []setting {
 			}
 			return slog.StringValue(fmt.Sprintf("set (%d bytes)", len(c.JWTSecret)))
 		}),
-		{Name: "GATEWAY_JWT_ALGORITHM", Default: "HS256",
-			Doc: "token algorithm; only HS256 is accepted",
-			parse: func(v string) error {
-				if v != "HS256" {
-					return fmt.Errorf("%s is not supported; expected HS256", show(v))
-				}
-				return nil
-			},
-			show: func() slog.Value { return slog.StringValue("HS256") }},
+		checkedRow(new(string), "GATEWAY_JWT_ALGORITHM", "HS256", "token algorithm; only HS256 is accepted",
+			nil, func(v string) bool { return v == "HS256" }, "is not supported; expected HS256"),
 		{Name: "GATEWAY_JWT_EXPIRE_MINUTES", Default: "1440",
 			Doc: "lifetime of issued tokens in minutes, 1..525600 (one year)",
 			parse: func(v string) error {
@@ -386,8 +371,7 @@ func settingsOf(c *Config) []setting {
 				}
 				return parseInt(v, -1, 10000, "a percentage from -1 (off) to 10000, like GOGC")
 			}, slog.IntValue),
-		// auto is resolved at start (applyRuntimeLimits): it reads the container's cgroup, and
-		// always ends with a limit, so it never leaves a collector that is off unbounded.
+		// auto, resolved at start from the cgroup, always ends with a limit: an off GC is never unbounded.
 		{Name: "GATEWAY_MEMORY_LIMIT", Default: "auto",
 			Doc: "soft memory limit of the Go runtime (like GOMEMLIMIT), in bytes or with B/KiB/MiB/GiB/TiB; 0 = none. auto (or unset) = 75% of the container's cgroup memory limit, or 96MiB when there is none",
 			parse: func(v string) (err error) {
@@ -467,29 +451,25 @@ func settingsOf(c *Config) []setting {
 	}...)
 }
 
-// settings is the table's metadata (names, defaults, docs); the README's configuration
-// table and the Kubernetes manifests are checked against it.
+// settings is the table's metadata; the README and the Kubernetes manifests are checked against it.
 var settings = settingsOf(new(Config))
 
-// settingError is one configuration problem: the variable and what is wrong with it.
 type settingError struct{ Name, Problem string }
 
 func (e *settingError) Error() string { return e.Name + ": " + e.Problem }
 
-// envReader reads settings through getenv and collects every problem, so an operator fixes
-// them all in one pass instead of one restart per mistake.
+// envReader collects every problem, so an operator fixes them all with one restart.
 type envReader struct {
-	getenv func(string) string
-	set    map[string]bool // names given a non-empty value
-	errs   []error
+	set  map[string]bool // names given a non-empty value
+	errs []error
 }
 
-// read parses each row's value, or its default when unset. Values other than secrets are
-// trimmed: a stray space or newline from a YAML block must not change a port, while a secret
-// is used byte for byte so tokens signed elsewhere keep verifying.
-func (r *envReader) read(rows []setting) {
+// readEnv parses each row's value, or its default when unset, into cfg. Secrets are not trimmed,
+// so tokens signed elsewhere keep verifying; a stray space from YAML must not change a port.
+func readEnv(getenv func(string) string, cfg *Config, rows []setting) *envReader {
+	r := &envReader{set: map[string]bool{}}
 	for _, s := range rows {
-		v := r.getenv(s.Name)
+		v := getenv(s.Name)
 		if !s.Secret {
 			v = strings.TrimSpace(v)
 		}
@@ -502,6 +482,11 @@ func (r *envReader) read(rows []setting) {
 			r.add(s.Name, s.parse(v))
 		}
 	}
+	if cfg.PostgresSSLRootCert != "" && cfg.PostgresSSLMode == "disable" {
+		cfg.PostgresSSLRootCert = ""
+		r.fail("GATEWAY_POSTGRES_SSLROOTCERT", "is set but GATEWAY_POSTGRES_SSLMODE is disable; expected verify-full (or verify-ca) to use it, or leave it unset")
+	}
+	return r
 }
 
 // add records err against name, one line per joined problem.
@@ -515,29 +500,23 @@ func (r *envReader) add(name string, err error) {
 	}
 }
 
-func (r *envReader) fail(name, format string, args ...any) {
-	r.add(name, fmt.Errorf(format, args...))
-}
+func (r *envReader) fail(name, format string, args ...any) { r.add(name, fmt.Errorf(format, args...)) }
 
 // ok reports whether none of names has a problem, so a rule relating them may be checked.
 func (r *envReader) ok(names ...string) bool {
 	return !slices.ContainsFunc(r.errs, func(e error) bool { return slices.Contains(names, e.(*settingError).Name) })
 }
 
-// loadDatabaseConfig validates only the rows marked Database, for the migrate and operator
-// subcommands, which must run without a JWT secret.
+// loadDatabaseConfig reads only the Database rows: the subcommands run without a JWT secret.
 func loadDatabaseConfig(getenv func(string) string) (*Config, error) {
-	r := &envReader{getenv: getenv, set: map[string]bool{}}
 	cfg := &Config{}
-	r.read(slices.DeleteFunc(settingsOf(cfg), func(s setting) bool { return !s.Database }))
-	r.checkDatabase(cfg)
+	r := readEnv(getenv, cfg, slices.DeleteFunc(settingsOf(cfg), func(s setting) bool { return !s.Database }))
 	if !r.set["GATEWAY_POSTGRES_PASSWORD"] {
 		r.fail("GATEWAY_POSTGRES_PASSWORD", "is not set; expected the PostgreSQL password (an empty one is refused)")
 	}
 	return r.done(cfg)
 }
 
-// done returns cfg, or nil and every problem joined.
 func (r *envReader) done(cfg *Config) (*Config, error) {
 	if err := errors.Join(r.errs...); err != nil {
 		return nil, err
@@ -545,21 +524,11 @@ func (r *envReader) done(cfg *Config) (*Config, error) {
 	return cfg, nil
 }
 
-// checkDatabase holds the rules between database settings.
-func (r *envReader) checkDatabase(cfg *Config) {
-	if cfg.PostgresSSLRootCert != "" && cfg.PostgresSSLMode == "disable" {
-		cfg.PostgresSSLRootCert = ""
-		r.fail("GATEWAY_POSTGRES_SSLROOTCERT", "is set but GATEWAY_POSTGRES_SSLMODE is disable; expected verify-full (or verify-ca) to use it, or leave it unset")
-	}
-}
-
-// loadConfig reads and validates every setting through getenv ("" means unset), one error
-// line per problem. Only with dev may a missing secret, password or URL become a DevShortcut.
+// loadConfig reads every setting ("" means unset); only with dev may a missing secret,
+// password or URL become a DevShortcut.
 func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
-	r := &envReader{getenv: getenv, set: map[string]bool{}}
 	cfg := &Config{Dev: dev}
-	r.read(settingsOf(cfg))
-	r.checkDatabase(cfg)
+	r := readEnv(getenv, cfg, settingsOf(cfg))
 
 	// In -dev an unset URL means the built-in echo upstream, not the cluster default.
 	for _, up := range upstreamServices {
@@ -621,16 +590,9 @@ func loadConfig(getenv func(string) string, dev bool) (*Config, error) {
 	return r.done(cfg)
 }
 
-// LogValue renders the effective configuration for the start-up log line, keyed by variable
-// name. Secret rows render masked: the JWT secret shows only its length, the password "***".
+// LogValue renders the effective configuration for the start-up log line, secrets masked.
 func (c *Config) LogValue() slog.Value {
-	if c == nil {
-		return slog.StringValue("<nil>")
-	}
-	store := "postgres"
-	if c.UseMemoryStore {
-		store = "memory"
-	}
+	store := map[bool]string{true: "memory", false: "postgres"}[c.UseMemoryStore]
 	attrs := []slog.Attr{slog.Bool("dev", c.Dev), slog.String("store", store)}
 	for _, s := range settingsOf(c) {
 		attrs = append(attrs, slog.Attr{Key: s.Name, Value: s.show()})
@@ -650,8 +612,7 @@ func parseInt(v string, lo, hi int, expect string) (int, error) {
 	return n, nil
 }
 
-// eachItem calls parse on every non-blank item of a comma-separated list and joins the
-// problems, one per item.
+// eachItem calls parse on every non-blank item of a comma-separated list, joining the problems.
 func eachItem(v string, parse func(item string) error) error {
 	var errs []error
 	for _, item := range strings.Split(v, ",") {
@@ -692,8 +653,7 @@ func showURL(v string) string {
 	return show(v)
 }
 
-// parseDuration accepts a Go duration ("250ms", "1m30s") or a bare number of seconds ("5",
-// "0.5"), the form the original configuration used. Negative values are refused.
+// parseDuration accepts a Go duration or a bare number of seconds, the original configuration's form.
 func parseDuration(v string) (time.Duration, error) {
 	if f, err := strconv.ParseFloat(v, 64); err == nil {
 		switch {
@@ -716,8 +676,7 @@ func parseDuration(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// parseSize accepts a byte count with an optional binary unit, as GOMEMLIMIT does:
-// "16384", "512KiB", "64MiB", "1GiB" (units in any letter case).
+// parseSize accepts a byte count with an optional binary unit, as GOMEMLIMIT does (e.g. 512KiB).
 func parseSize(v string) (int64, error) {
 	num := strings.TrimRightFunc(v, func(r rune) bool { return 'a' <= r|0x20 && r|0x20 <= 'z' })
 	shift, ok := map[string]int{"": 0, "b": 0, "kib": 10, "mib": 20, "gib": 30, "tib": 40}[strings.ToLower(v[len(num):])]
@@ -768,8 +727,7 @@ func parseHTTPURL(v string, origin bool) (*url.URL, error) {
 	return u, nil
 }
 
-// parseServiceURL reads an upstream base URL and trims the trailing '/' of its path, so the
-// proxy can append route paths without doubling slashes.
+// parseServiceURL trims the path's trailing '/', so the proxy appends paths without doubling it.
 func parseServiceURL(v string) (*url.URL, error) {
 	u, err := parseHTTPURL(v, false)
 	if err == nil {
@@ -791,8 +749,7 @@ func parseOrigin(v string) (string, error) {
 	return u.Scheme + "://" + strings.TrimSuffix(u.Host, map[string]string{"http": ":80", "https": ":443"}[u.Scheme]), nil
 }
 
-// checkHost validates host[:port] as a DNS name, IPv4 address or bracketed IPv6 address
-// with an optional port 1..65535 and returns it in lower case.
+// checkHost validates host[:port] (DNS name, IPv4 or bracketed IPv6; port 1..65535), lower-cased.
 func checkHost(hostport string) (string, error) {
 	host, port, hasPort := hostport, "", false
 	if hostport == "" {
@@ -837,8 +794,7 @@ func validHostName(h string) bool {
 	return true
 }
 
-// parseTrustedProxies reads CIDRs or bare IPs (single-address prefixes). IPv4-mapped IPv6
-// forms are unmapped because the server sees IPv4 peers as IPv4.
+// parseTrustedProxies unmaps IPv4-mapped IPv6 forms, since the server sees IPv4 peers as IPv4.
 func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	err = eachItem(v, func(item string) error {
 		const expect = "expected comma-separated CIDRs or IP addresses, e.g. 10.0.0.0/8, 192.168.1.5"
@@ -864,9 +820,8 @@ func parseTrustedProxies(v string) (ps []netip.Prefix, err error) {
 	return ps, err
 }
 
-// checkTrustedProxies refuses a list that trusts every address, alone (0.0.0.0/0, ::/0) or
-// together (0.0.0.0/1 + 128.0.0.0/1): then every client's X-Forwarded-For is believed, and an
-// attacker rotates through fresh addresses to dodge the login limits.
+// checkTrustedProxies refuses trusting every address, alone or together (0.0.0.0/1 + 128.0.0.0/1):
+// an attacker would forge X-Forwarded-For and rotate addresses to dodge the login limits.
 func checkTrustedProxies(ps []netip.Prefix) error {
 	const forged = "so any client could forge X-Forwarded-For and choose the address its login failures count against"
 	for _, p := range ps {
@@ -904,8 +859,7 @@ func covers(ps []netip.Prefix, q netip.Prefix) bool {
 	return covers(inside, netip.PrefixFrom(q.Addr(), q.Bits()+1)) && covers(inside, netip.PrefixFrom(upper, q.Bits()+1))
 }
 
-// Placeholders that have appeared in documentation and examples; a deployment that copied
-// one would sign tokens anybody can forge.
+// Placeholders from documentation and examples: a deployment that copied one signs forgeable tokens.
 var jwtSecretPlaceholders = []string{
 	"TU_CLAVE_SECRETA_JWT_DE_PRODUCCION_MUY_SEGURA",
 	"una-clave-secreta-muy-fuerte-para-desarrollo-local-1234567890",

@@ -15,39 +15,33 @@ import (
 	"time"
 )
 
-// Demo credentials of the in-memory development store. They are public by design: the
-// store exists only in -dev, and a -dev gateway with it listens on loopback only.
+// Public by design: the in-memory store exists only in -dev, which then listens on loopback only.
 const (
 	demoEmail    = "demo@atenex.dev"
 	demoPassword = "atenex-demo-password"
-	// demoHash is a cost-12 hash of demoPassword, written once so that -dev does not spend
-	// a bcrypt at every start.
+	// A cost-12 hash of demoPassword, so that -dev does not spend a bcrypt at every start.
 	demoHash = "$2b$12$BGsX/avW7Sbn9K1XnEPCdeqSY6NAIWWUoZbWMMt/mMrAdbk4DL.Ze"
-	// demoRole makes the demo user an administrator, so the administration API can be tried
-	// (the README's examples) with nothing set up.
+	// An administrator, so the README's administration examples work with nothing set up.
 	demoRole = "admin"
 )
 
-type demoAccount struct {
-	Email, Password, CompanyID, Role string
-}
-
-// seedDemo creates the demo company and a demo user, an administrator, who belongs to it.
-func seedDemo(ctx context.Context, store Store) (demoAccount, error) {
+// seedDemo creates the demo company and its user, an administrator, and announces them.
+func seedDemo(ctx context.Context, store Store, log *slog.Logger) error {
 	company, err := store.CreateCompany(ctx, "Atenex Demo")
 	if err != nil {
-		return demoAccount{}, fmt.Errorf("create demo company: %w", err)
+		return fmt.Errorf("create demo company: %w", err)
 	}
 	if _, err := store.CreateUser(ctx, NewUser{
 		Email: demoEmail, HashedPassword: demoHash, FullName: "Demo User", Role: demoRole, CompanyID: company.ID,
 	}); err != nil {
-		return demoAccount{}, fmt.Errorf("create demo user: %w", err)
+		return fmt.Errorf("create demo user: %w", err)
 	}
-	return demoAccount{Email: demoEmail, Password: demoPassword, CompanyID: company.ID, Role: demoRole}, nil
+	log.Warn("development shortcut: demo user ready, an administrator (in-memory store; log in with these)",
+		"demo_email", demoEmail, "demo_password", demoPassword, "demo_role", demoRole, "demo_company_id", company.ID)
+	return nil
 }
 
-// startDevEchoUpstreams serves the built-in echo upstream on loopback for every upstream
-// URL that -dev left unset, and points the configuration at it.
+// startDevEchoUpstreams serves the echo upstream on loopback for every upstream -dev left unset.
 func startDevEchoUpstreams(ctx context.Context, cfg *Config, log *slog.Logger, wg *sync.WaitGroup) error {
 	var unset []string
 	for _, up := range upstreamServices {
@@ -63,9 +57,8 @@ func startDevEchoUpstreams(ctx context.Context, cfg *Config, log *slog.Logger, w
 		return fmt.Errorf("listen for the echo upstream: %w", err)
 	}
 	srv := &http.Server{Handler: echoHandler(), ReadHeaderTimeout: 10 * time.Second}
-	wg.Add(2)
-	go func() { defer wg.Done(); srv.Serve(ln) }()
-	go func() { defer wg.Done(); <-ctx.Done(); srv.Close() }()
+	wg.Go(func() { srv.Serve(ln) })
+	wg.Go(func() { <-ctx.Done(); srv.Close() })
 	echoURL := &url.URL{Scheme: "http", Host: ln.Addr().String()}
 	for _, name := range unset {
 		cfg.Upstreams[name] = echoURL
@@ -74,7 +67,6 @@ func startDevEchoUpstreams(ctx context.Context, cfg *Config, log *slog.Logger, w
 	return nil
 }
 
-// echoMaxBody bounds how much of a request body the echo upstream returns.
 const echoMaxBody = 64 << 10
 
 type echoResponse struct {
@@ -87,8 +79,7 @@ type echoResponse struct {
 	Body      string              `json:"body"`
 }
 
-// echoHandler answers with what it received, so a developer sees exactly what a backend
-// would: the mapped path and the identity headers the gateway injected.
+// echoHandler answers with what it received: the mapped path and injected identity headers.
 func echoHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		head, _ := io.ReadAll(io.LimitReader(r.Body, echoMaxBody))

@@ -13,8 +13,7 @@ import (
 // maxDotEnvBytes bounds the .env file: it holds a few dozen settings, never megabytes.
 const maxDotEnvBytes = 1 << 20
 
-// Problems parseDotEnv reports. They are fixed strings on purpose: a malformed line may be a
-// secret pasted in the wrong place, so no part of it is ever echoed.
+// Fixed strings on purpose: a malformed line may be a misplaced secret, so none of it is echoed.
 const (
 	dotEnvNoEquals     = "expected KEY=VALUE"
 	dotEnvBadName      = "invalid variable name (letters, digits and '_', not starting with a digit)"
@@ -37,10 +36,9 @@ func (e *dotEnvError) Error() string {
 	return fmt.Sprintf("line %d: %s", e.Line, e.Problem)
 }
 
-// parseDotEnv reads a .env file: KEY=VALUE lines, an optional "export " prefix, blank lines
-// and '#' comments. A value is either double-quoted (escapes \n, \" and \\; any other
-// backslash is kept), single-quoted (taken literally), or bare (a " #" starts a comment;
-// surrounding spaces are trimmed). Nothing is expanded. A later KEY wins over an earlier one.
+// parseDotEnv reads [export] KEY=VALUE lines, blank lines and '#' comments. A value is double-quoted
+// (escapes \n, \" and \\; other backslashes kept), single-quoted (literal) or bare (" #" starts a
+// comment). Nothing is expanded; a later KEY wins.
 func parseDotEnv(data []byte) (map[string]string, error) {
 	if len(data) > maxDotEnvBytes {
 		return nil, &dotEnvError{Problem: dotEnvFileTooLarge}
@@ -59,7 +57,7 @@ func parseDotEnv(data []byte) (map[string]string, error) {
 	return env, nil
 }
 
-// parseDotEnvLine parses one line; an empty key means a blank or comment line.
+// parseDotEnvLine returns an empty key for a blank or comment line.
 func parseDotEnvLine(line string) (key, value, problem string) {
 	if strings.IndexByte(line, 0) >= 0 {
 		return "", "", dotEnvNUL
@@ -91,10 +89,10 @@ func parseDotEnvLine(line string) (key, value, problem string) {
 			}
 			b.WriteByte(c)
 		}
-		switch {
-		case i >= len(v):
+		if i >= len(v) {
 			return "", "", dotEnvUnterminated
-		case !onlyComment(v[i+1:]):
+		}
+		if rest := strings.TrimLeft(v[i+1:], " \t"); rest != "" && rest[0] != '#' {
 			return "", "", dotEnvAfterQuote
 		}
 		return key, b.String(), ""
@@ -108,12 +106,6 @@ func parseDotEnvLine(line string) (key, value, problem string) {
 	return key, strings.TrimSpace(raw), ""
 }
 
-// onlyComment reports whether what follows a closing quote is blank or a comment.
-func onlyComment(s string) bool {
-	s = strings.TrimLeft(s, " \t")
-	return s == "" || s[0] == '#'
-}
-
 // validEnvName reports whether s is a portable environment variable name.
 func validEnvName(s string) bool {
 	const digits = "0123456789"
@@ -121,13 +113,12 @@ func validEnvName(s string) bool {
 		strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"+digits) == ""
 }
 
-// readDotEnv reads and parses the .env file at path; a missing file is an empty map.
+// readDotEnv reads the .env file at path; a missing file is an empty map.
 func readDotEnv(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]string{}, nil
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	env, err := parseDotEnv(data)

@@ -48,8 +48,7 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
-	var ee *exitError
-	if errors.As(err, &ee) {
+	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}
 	return 1
@@ -57,8 +56,7 @@ func exitCode(err error) int {
 
 func usageError(err error) error { return &exitError{code: 2, err: err} }
 
-// run is the whole program; main only supplies the process's context, arguments,
-// environment and streams, so tests can start the real server the same way.
+// run is the whole program, so tests can start the real server as main does.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	dotenv, err := readDotEnv(".env")
 	if err != nil {
@@ -77,10 +75,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "Usage: atenex-api-gateway [-dev]\n       atenex-api-gateway migrate | company … | user …  (run `atenex-api-gateway help`)\n\n")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if err := flags.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return usageError(err)
 	}
 	if flags.NArg() > 0 {
@@ -94,7 +91,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	return serve(ctx, cfg, getenv, stdout)
 }
 
-// serve runs the gateway until ctx is cancelled, then drains.
 func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	applyRuntimeLimits(cfg, getenv, os.DirFS("/"), log)
@@ -109,11 +105,21 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 		return err
 	}
 	defer store.Close()
-	if err := checkSchema(ctx, store, log); err != nil {
-		return err
+	// A database migrate has not brought to this version fails every request; one that cannot
+	// answer now is only logged, since the gateway recovers when it returns.
+	if err := store.CheckSchema(ctx); errors.Is(err, errSchemaNotMigrated) {
+		return fmt.Errorf("%w; run `atenex-api-gateway migrate` with the same GATEWAY_POSTGRES_* settings, then start the gateway again", err)
+	} else if err != nil {
+		log.Warn("could not check the database schema: database unavailable", "error", err.Error())
 	}
 	m.setPoolStats(store.Stats)
-	warnIfDefaultCompanyMissing(ctx, cfg, store, log)
+	if id := cfg.DefaultCompanyID; id != "" {
+		if ok, err := store.CompanyActive(ctx, id); err != nil {
+			log.Warn("could not check GATEWAY_DEFAULT_COMPANY_ID: database unavailable", "error", err.Error())
+		} else if !ok {
+			log.Warn("GATEWAY_DEFAULT_COMPANY_ID names no active company in the database", "company_id", id)
+		}
+	}
 
 	var background sync.WaitGroup
 	defer background.Wait()
@@ -137,19 +143,16 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
 	// No ReadTimeout or WriteTimeout: either would cut a slow upload or a long SSE stream; the
-	// header and idle timeouts bound idle clients, and the proxy cuts a body or a reader that
-	// stalls (GATEWAY_PROXY_IDLE_TIMEOUT).
+	// proxy cuts a stalled body or reader instead (GATEWAY_PROXY_IDLE_TIMEOUT).
 	srv := newServer(cfg, log, gw.routes())
-	// Every open connection costs memory whether it does anything or not; the cap keeps the
-	// sum under the pod's limit (see connlimit.go). With no cap they are still counted.
+	// Every open connection costs memory: the cap keeps the sum under the pod's limit.
 	cl := newConnLimiter(ln, cfg.MaxConnections, m)
 	ln, srv.ConnState = cl, cl.connState
 	log.Info("listening", "addr", ln.Addr().String(), "service", serviceName)
 	serveErr := make(chan error, 2)
 
 	admin := newServer(cfg, log, newAdminHandlerFor(m, cfg.PProf))
-	// Bounds every answer, so a slow scraper cannot hold a connection open at will. pprof
-	// stretches it by ?seconds=, which its handlers cap (adminMaxProfileSeconds).
+	// So a slow scraper cannot hold a connection open at will (pprof caps its ?seconds=).
 	admin.WriteTimeout = adminWriteTimeout
 	defer admin.Close()
 	if cfg.AdminPort > 0 {
@@ -171,8 +174,8 @@ func serve(ctx context.Context, cfg *Config, getenv func(string) string, stdout 
 	case <-ctx.Done():
 	}
 
-	// Drain: report not-ready at once, keep accepting for DrainDelay while load balancers
-	// notice, then stop accepting and let in-flight requests finish within the grace period.
+	// Drain: not-ready at once, serve on for DrainDelay while load balancers notice, then let
+	// in-flight requests finish within the grace period.
 	gw.draining.Store(true)
 	srv.SetKeepAlivesEnabled(false)
 	log.Info("shutdown requested: draining", "drain_delay", cfg.DrainDelay.String(), "grace", cfg.ShutdownGrace.String())
@@ -196,10 +199,8 @@ func newServer(cfg *Config, log *slog.Logger, h http.Handler) *http.Server {
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
-// applyRuntimeLimits sets the garbage collector from the configuration unless GOGC or
-// GOMEMLIMIT is set, and logs what the runtime ended up with. A less eager collector trades a
-// few MiB for much less CPU; the limit bounds those MiB. cgroupFS is where auto reads the
-// container's limit (memlimit.go).
+// applyRuntimeLimits sets the collector unless GOGC or GOMEMLIMIT is set, and logs the result: a
+// less eager collector trades a few MiB for much less CPU, and the limit bounds those MiB.
 func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS, log *slog.Logger) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
@@ -225,7 +226,6 @@ func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS,
 	default:
 		debug.SetMemoryLimit(math.MaxInt64) // the runtime's "no limit"
 	}
-	// Log what the runtime really uses, GOGC and GOMEMLIMIT included.
 	effective := []rtmetrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
 	rtmetrics.Read(effective)
 	// An "off" percentage reads as the largest uint64, which is -1 as an int64.
@@ -240,12 +240,9 @@ func applyRuntimeLimits(cfg *Config, getenv func(string) string, cgroupFS fs.FS,
 func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error) {
 	if cfg.UseMemoryStore {
 		store := newMemoryStore()
-		demo, err := seedDemo(ctx, store)
-		if err != nil {
+		if err := seedDemo(ctx, store, log); err != nil {
 			return nil, fmt.Errorf("seed demo data: %w", err)
 		}
-		log.Warn("development shortcut: demo user ready, an administrator (in-memory store; log in with these)",
-			"demo_email", demo.Email, "demo_password", demo.Password, "demo_role", demo.Role, "demo_company_id", demo.CompanyID)
 		return store, nil
 	}
 	store, err := openPostgres(ctx, postgresConnString(cfg), cfg.DBTimeout)
@@ -255,37 +252,7 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger) (Store, error
 	return store, nil
 }
 
-// checkSchema refuses to start on a database that migrate has not brought to this version:
-// the tenancy rules would fail on every request. A database that cannot answer now is not a
-// reason to refuse (the gateway recovers when it returns); that is only logged.
-func checkSchema(ctx context.Context, store Store, log *slog.Logger) error {
-	err := store.CheckSchema(ctx)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, errSchemaNotMigrated):
-		return fmt.Errorf("%w; run `atenex-api-gateway migrate` with the same GATEWAY_POSTGRES_* settings, then start the gateway again", err)
-	default:
-		log.Warn("could not check the database schema: database unavailable", "error", err.Error())
-		return nil
-	}
-}
-
-func warnIfDefaultCompanyMissing(ctx context.Context, cfg *Config, store Store, log *slog.Logger) {
-	if cfg.DefaultCompanyID == "" {
-		return
-	}
-	ok, err := store.CompanyActive(ctx, cfg.DefaultCompanyID)
-	switch {
-	case err != nil:
-		log.Warn("could not check GATEWAY_DEFAULT_COMPANY_ID: database unavailable", "error", err.Error())
-	case !ok:
-		log.Warn("GATEWAY_DEFAULT_COMPANY_ID names no active company in the database", "company_id", cfg.DefaultCompanyID)
-	}
-}
-
-// gateway holds every dependency of the handlers; each handler is a method returning a
-// closure over what it needs.
+// gateway holds every dependency of the handlers; each handler is a closure over what it needs.
 type gateway struct {
 	cfg          *Config
 	log          *slog.Logger
@@ -308,8 +275,7 @@ type gateway struct {
 	watching     sync.WaitGroup
 }
 
-// newGateway builds the gateway and starts following the store's change notifications;
-// close stops it.
+// newGateway starts following the store's change notifications; close stops it.
 func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway {
 	g := &gateway{
 		cfg:          cfg,
@@ -330,20 +296,14 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopWatching = cancel
-	g.watching.Add(1)
-	go func() {
-		defer g.watching.Done()
-		g.users.watchUsers(ctx, log)
-	}()
+	g.watching.Go(func() { g.users.watchUsers(ctx, log) })
 	return g
 }
 
-// knownClientTTL is how long a successful login exempts its (email, address) pair from the
-// per-email failure limit.
-const knownClientTTL = 30 * 24 * time.Hour
-
-// limiterMaxKeys bounds each limiter's memory under an attack from many IPs or emails.
-const limiterMaxKeys = 100_000
+const (
+	knownClientTTL = 30 * 24 * time.Hour // a login exempts its (email, address) from the per-email limit
+	limiterMaxKeys = 100_000             // bounds a limiter's memory under an attack from many IPs or emails
+)
 
 func (g *gateway) close() {
 	g.stopWatching()
@@ -353,15 +313,13 @@ func (g *gateway) close() {
 	g.tracer.close() // serve has flushed it already; this only stops it elsewhere
 }
 
-// route is one row of the route table: a ServeMux pattern, who may call it, and the handler.
-// /openapi.json describes the same rows, so it can neither list nor miss a served route.
+// route is one row of the table /openapi.json also describes, so it cannot miss a served route.
 type route struct {
 	pattern string
 	auth    routeAuth
 	handler http.Handler
 }
 
-// routeAuth is the wrapper routes() puts around a route's handler.
 type routeAuth int
 
 const (
@@ -371,13 +329,11 @@ const (
 	authAdmin             // AdminAuth: StrictAuth, and the user's database role is admin
 )
 
-// routes serves the route table behind the middleware.
 func (g *gateway) routes() http.Handler {
 	return withTracedMiddleware(rejectUnsafePaths(g.serveMux(g.routeTable())), g.cfg, g.log, g.metrics, g.tracer)
 }
 
-// serveMux serves each row of table behind its auth wrapper, and what no row matches with a
-// JSON 404 or 405.
+// serveMux answers what no row matches with a JSON 404 or 405.
 func (g *gateway) serveMux(table []route) *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, rt := range table {
@@ -397,7 +353,6 @@ func (g *gateway) withAuth(auth routeAuth, h http.Handler) http.Handler {
 	return g.requireAuth(h, auth)
 }
 
-// routeTable is the one table of every route and the wrapper each one gets.
 func (g *gateway) routeTable() []route {
 	table := []route{
 		{"GET /{$}", authNone, g.handleRoot()},
@@ -468,24 +423,18 @@ type healthResponse struct {
 	Checks  map[string]string `json:"checks"`
 }
 
-// handleHealth is the readiness probe: the database must answer within its deadline and the
-// gateway must not be shutting down.
+// handleHealth needs the database to answer, and the gateway not to be draining.
 func (g *gateway) handleHealth() http.Handler {
 	return g.probe("healthy", "unhealthy", 0, true)
 }
 
-// readyzDatabaseWait bounds the database check of /readyz, below any sane probe timeout.
-const readyzDatabaseWait = 500 * time.Millisecond
-
-// handleReadyz is the Kubernetes readiness probe: 503 only while draining. The database state
-// is reported but never makes the replica unready: signed-in users are served from the user
-// cache during an outage, and an empty Service would turn it into a full one.
+// handleReadyz is 503 only while draining: during a database outage signed-in users are
+// served from the user cache, and an empty Service would turn it into a full outage.
 func (g *gateway) handleReadyz() http.Handler {
-	return g.probe("ready", "not_ready", readyzDatabaseWait, false)
+	return g.probe("ready", "not_ready", 500*time.Millisecond, false) // below any sane probe timeout
 }
 
-// probe answers a health probe: ok, or notOK with 503 while draining and, when needDatabase,
-// while the database does not answer (within wait, when wait is not 0).
+// probe answers notOK/503 while draining and, if needDatabase, while the database does not answer.
 func (g *gateway) probe(ok, notOK string, wait time.Duration, needDatabase bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp := healthResponse{Status: ok, Service: serviceName, Checks: map[string]string{"database": "ok"}}
@@ -512,16 +461,15 @@ func (g *gateway) probe(ok, notOK string, wait time.Duration, needDatabase bool)
 	})
 }
 
-// handleLivez is the liveness probe: no dependency checks, so a database outage never makes
-// Kubernetes restart healthy gateways.
+// handleLivez checks no dependency: a database outage must not make Kubernetes restart gateways.
 func handleLivez() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 }
 
-// handleUnmatched answers what no route matches: 405 (with Allow) when the path exists for
-// other methods, 404 otherwise, both as JSON rather than net/http's plain text.
+// handleUnmatched answers 405 (with Allow) when the path exists for other methods, else 404,
+// both as JSON rather than net/http's plain text.
 func handleUnmatched(mux *http.ServeMux) http.Handler {
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
