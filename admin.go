@@ -1,7 +1,6 @@
-// admin.go: the admin dashboard's API (SPEC §7), handlers only; adminAuth (auth.go) decides
-// who may call it. An administrator manages every company. The right comes from the database
-// row alone, never a token claim, so the first one is made with the CLI:
-// `atenex-api-gateway user create -role admin …`.
+// admin.go: the admin dashboard's API (SPEC §7), handlers only; adminAuth (auth.go) decides who
+// may call it: an administrator of every company, by database row alone (never a token claim),
+// so the first one is made with the CLI: `atenex-api-gateway user create -role admin …`.
 package main
 
 import (
@@ -18,7 +17,6 @@ import (
 )
 
 const (
-	detailAdminDBUnavailable = "Database temporarily unavailable; try again shortly"
 	// maxNameBytes bounds a company or person name: longer ones are mistakes or abuse.
 	maxNameBytes = 200
 	// Page size of the users-by-company list (the dashboard asks for 50).
@@ -26,7 +24,6 @@ const (
 	maxPageLimit     = 200
 )
 
-// companyView is a company as the administration API shows it.
 type companyView struct {
 	ID        string     `json:"id"`
 	Name      string     `json:"name"`
@@ -92,10 +89,6 @@ func timeView(t time.Time) *time.Time {
 	return &t
 }
 
-func companyViewOf(c Company) companyView {
-	return companyView{ID: c.ID, Name: c.Name, IsActive: c.IsActive, CreatedAt: timeView(c.CreatedAt)}
-}
-
 func userViewOf(a Account) userView {
 	return userView{ID: a.ID, Email: a.Email, Name: nullable(a.FullName), CompanyID: nullable(a.CompanyID),
 		Roles: []string{a.Role}, IsActive: a.IsActive, CreatedAt: timeView(a.CreatedAt)}
@@ -139,7 +132,7 @@ func adminStoreError(action string, err error, answers ...on) error {
 			return a.answer
 		}
 	}
-	return databaseUnavailable(detailAdminDBUnavailable, "admin "+action, err)
+	return databaseUnavailable("Database temporarily unavailable; try again shortly", "admin "+action, err)
 }
 
 // changed audits a change made, then answers status and body (none when nil).
@@ -188,8 +181,7 @@ func (in *input) queryInt(name string, def, lo, hi int) int {
 	return n
 }
 
-// name reads a trimmed, printable name of at most maxNameBytes; absent or null is nil unless
-// required, which also refuses "".
+// name reads a trimmed, printable name; absent or null is nil unless required, which refuses "".
 func (in *input) name(field string, required bool) *string {
 	if !in.has(field) && !required {
 		return nil
@@ -212,8 +204,7 @@ func (in *input) boolean(name string) *bool {
 	return &b
 }
 
-// roles reads the roles list (absent or null: nil) as the one role the database keeps: admin
-// when listed, else user.
+// roles reads the roles list (absent or null: nil) as the one role the database keeps.
 func (in *input) roles() *string {
 	if !in.has("roles") || in.err != nil {
 		return nil
@@ -242,7 +233,6 @@ func (in *input) companyID(name string) *string {
 	return &s
 }
 
-// handleAdminStats counts the active companies and the active users of each.
 func (g *gateway) handleAdminStats() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		stats, err := g.store.PlatformStats(r.Context())
@@ -275,7 +265,6 @@ func (g *gateway) handleAdminCreateCompany() http.Handler {
 	})
 }
 
-// handleAdminCompanySelect lists the active companies by name, for the dashboard's selector.
 func (g *gateway) handleAdminCompanySelect() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		companies, err := g.store.ActiveCompanies(r.Context())
@@ -286,8 +275,8 @@ func (g *gateway) handleAdminCompanySelect() http.Handler {
 	})
 }
 
-// handleAdminUpdateCompany renames, deactivates or activates a company. Its users are
-// refused at once while it is inactive; activating it lets their unexpired tokens work again.
+// handleAdminUpdateCompany renames, deactivates or activates a company; reactivation lets its
+// users' unexpired tokens work again.
 func (g *gateway) handleAdminUpdateCompany() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -311,11 +300,12 @@ func (g *gateway) handleAdminUpdateCompany() http.Handler {
 		if ch.IsActive != nil {
 			g.users.forgetCompany(id)
 		}
-		return g.changed(w, r, "company.update", id, http.StatusOK, companyViewOf(co), changeAttrs("name", ch.Name, "is_active", ch.IsActive)...)
+		view := companyView{ID: co.ID, Name: co.Name, IsActive: co.IsActive, CreatedAt: timeView(co.CreatedAt)}
+		return g.changed(w, r, "company.update", id, http.StatusOK, view, changeAttrs("name", ch.Name, "is_active", ch.IsActive)...)
 	})
 }
 
-// changeAttrs returns one log attribute per pair (name, *string or *bool) whose value is set.
+// changeAttrs returns a log attribute per pair (name, *string or *bool) whose value is set.
 func changeAttrs(pairs ...any) []slog.Attr {
 	var attrs []slog.Attr
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -334,8 +324,8 @@ func changeAttrs(pairs ...any) []slog.Attr {
 	return attrs
 }
 
-// handleAdminCreateUser creates an active user in an active company or none (then the user
-// joins one by invitation or email domain at their first sign-in).
+// handleAdminCreateUser creates an active user in an active company, or none (joined at the
+// first sign-in by invitation or email domain).
 func (g *gateway) handleAdminCreateUser() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := g.readBody(w, &input{r: r}, false)
@@ -393,7 +383,6 @@ func (g *gateway) handleAdminCreateUser() http.Handler {
 	})
 }
 
-// handleAdminUsersByCompany lists a page of the company's users, active or not, by email.
 func (g *gateway) handleAdminUsersByCompany() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -411,9 +400,8 @@ func (g *gateway) handleAdminUsersByCompany() http.Handler {
 	})
 }
 
-// handleAdminUpdateUser changes a user's name, activity, role or company. A deactivation
-// revokes older tokens, so reactivation brings no session back; a moved user's tokens are
-// stale on proxied routes until they sign in again.
+// handleAdminUpdateUser changes a user's name, activity, role or company. A deactivation revokes
+// older tokens, so reactivation brings no session back; a moved user's tokens turn stale.
 func (g *gateway) handleAdminUpdateUser() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -449,8 +437,8 @@ func (g *gateway) handleAdminUpdateUser() http.Handler {
 	})
 }
 
-// handleAdminCreateInvitation invites an email into the company for expires_in_days; the
-// user joins with its role at their next sign-in (or ensure-company).
+// handleAdminCreateInvitation invites an email into the company; the user joins with its role
+// at their next sign-in (or ensure-company).
 func (g *gateway) handleAdminCreateInvitation() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -484,7 +472,6 @@ func (g *gateway) handleAdminCreateInvitation() http.Handler {
 	})
 }
 
-// handleAdminListInvitations lists the company's open invitations, newest first.
 func (g *gateway) handleAdminListInvitations() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}
@@ -516,8 +503,7 @@ func (g *gateway) handleAdminRevokeInvitation() http.Handler {
 	})
 }
 
-// handleAdminPutDomain registers an email domain whose users without a company join it at
-// sign-in. Idempotent; one company per domain.
+// handleAdminPutDomain registers an email domain whose users without a company join it at sign-in.
 func (g *gateway) handleAdminPutDomain() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := &input{r: r}

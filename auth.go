@@ -21,14 +21,13 @@ type identity struct {
 	SignedInAt int64  // the original sign-in: auth_time, else iat
 }
 
-// setCaller records the verified caller on the request's info, which the middleware installs
-// before any route runs, so the identity needs no request copy; the auth wrappers are its only writers.
+// setCaller records the verified caller on the request's info (installed by the middleware, so
+// no request copy is needed); the auth wrappers are its only writers.
 func (info *requestInfo) setCaller(id identity) {
 	info.Caller, info.Authenticated = id, true
 	info.UserID, info.CompanyID = id.UserID, id.CompanyID
 }
 
-// identityFrom returns the verified caller, if the auth wrappers found one.
 func identityFrom(ctx context.Context) (identity, bool) {
 	info, ok := ctx.Value(requestInfoKey{}).(*requestInfo)
 	if !ok || !info.Authenticated {
@@ -61,7 +60,6 @@ var refusals = map[string]*apiError{
 	"session_expired":      {status: 401, code: codeSessionExpired, detail: "Session has expired; sign in again", challenge: challengeInvalidToken},
 }
 
-// refuse counts a refused caller and returns the answer.
 func (g *gateway) refuse(reason string) *apiError {
 	g.metrics.authFailure(reason)
 	return refusals[reason]
@@ -78,10 +76,8 @@ func bearerToken(r *http.Request) (string, bool) {
 	return token, token != ""
 }
 
-// checkTokenAgainstUser applies the rules that make a token follow the database: the user
-// is active, the token was issued after the user's last revocation, the company is active,
-// and (StrictAuth and above) the token's company is still the user's. Both the cached state and a
-// freshly read row go through it. A refusal is its reason (refusals).
+// checkTokenAgainstUser makes a token follow the database: it returns the reason (refusals) a
+// token is refused by the user's current state, or "".
 func checkTokenAgainstUser(claims Claims, state userState, rule routeAuth) string {
 	switch {
 	case !state.Found || !state.Active:
@@ -98,9 +94,8 @@ func checkTokenAgainstUser(claims Claims, state userState, rule routeAuth) strin
 	return ""
 }
 
-// requireAuth wraps next so it runs only for a verified caller: the token is verified, then
-// checked against the user's current state (from the user cache: no database round trip at
-// steady state), and the caller recorded on the request's info (setCaller).
+// requireAuth runs next only for a verified token that the user's current state (from the user
+// cache: no database round trip at steady state) still allows.
 func (g *gateway) requireAuth(next http.Handler, rule routeAuth) http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		token, ok := bearerToken(r)
@@ -135,24 +130,19 @@ func (g *gateway) requireAuth(next http.Handler, rule routeAuth) http.Handler {
 	})
 }
 
-// strictAuth is for the proxied routes: the token must carry the user's current company.
-func (g *gateway) strictAuth(next http.Handler) http.Handler { return g.requireAuth(next, authStrict) }
-
 // detailAdminRequired is what the platform's admin dashboard shows a non-administrator.
 const detailAdminRequired = "Insufficient permissions. Administrator role required."
 
-// adminAuth is for the administration API: StrictAuth's rules, and the user's role in the
-// database must be admin. The role comes from the user cache, which the database's change
-// notifications keep within a second of the database; the token's roles claim is never
-// read, so a token issued before a demotion (or a forged claim) grants nothing.
+// adminAuth adds to StrictAuth that the user's database role (from the user cache) is admin:
+// the token's roles claim is never read, so one issued before a demotion, or forged, grants nothing.
 func (g *gateway) adminAuth(next http.Handler) http.Handler {
-	return g.strictAuth(g.handle(func(w http.ResponseWriter, r *http.Request) error {
+	return g.requireAuth(g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		if id, _ := identityFrom(r.Context()); id.Role != "admin" {
 			return g.refuse("not_admin")
 		}
 		next.ServeHTTP(w, r)
 		return nil
-	}))
+	}), authStrict)
 }
 
 // limitCompany applies the optional per-company rate limit (off unless configured).

@@ -102,7 +102,7 @@ func BenchmarkStrictAuthWarmCache(b *testing.B) {
 	h := newHotPath(b)
 	req := httptest.NewRequest("GET", "/api/v1/query/chats", nil)
 	req.Header.Set("Authorization", "Bearer "+h.token)
-	ok := h.gw.strictAuth(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	ok := h.gw.requireAuth(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), authStrict)
 	w := httptest.NewRecorder()
 	ok.ServeHTTP(w, req.WithContext(withRequestInfo(req.Context(), &requestInfo{})))
 	before := h.store.userByID.Load()

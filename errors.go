@@ -44,7 +44,6 @@ const (
 	codeInternal            = "internal_error"
 )
 
-// errorCode documents one code: the statuses it comes with and what the client should do.
 type errorCode struct {
 	Code     string
 	Statuses []int
@@ -100,7 +99,6 @@ func writeJSONBody(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
-// errorBody is every error the gateway itself produces.
 type errorBody struct {
 	Detail    string `json:"detail"`
 	Code      string `json:"code,omitempty"`
@@ -119,8 +117,7 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, q...)
 }
 
-// apiError is an answer given instead of the one asked for: what the client sees (status,
-// code, detail and the headers that go with them) and the cause, which only the log sees.
+// apiError is an answer given instead of the one asked for; only the log sees its cause.
 type apiError struct {
 	status     int
 	code       string // one of errorCodes
@@ -148,17 +145,14 @@ func unprocessable(format string, args ...any) *apiError {
 	return newError(http.StatusUnprocessableEntity, codeValidation, fmt.Sprintf(format, args...))
 }
 
-// databaseUnavailable is the 503 of a database call that failed; what names the call in the
-// log, detail is what the client reads.
+// databaseUnavailable is the 503 of a failed database call; what names the call in the log.
 func databaseUnavailable(detail, what string, err error) *apiError {
 	return &apiError{status: http.StatusServiceUnavailable, code: codeDatabaseUnavailable, detail: detail,
 		cause: fmt.Errorf("%s: database unavailable: %w", what, err)}
 }
 
-// handlerFunc is a handler that returns its failure instead of writing it; handle writes it.
-type handlerFunc func(w http.ResponseWriter, r *http.Request) error
-
-func (g *gateway) handle(h handlerFunc) http.Handler {
+// handle adapts a handler that returns its failure instead of writing it.
+func (g *gateway) handle(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			writeAPIError(w, r, g.log, err)
@@ -166,9 +160,8 @@ func (g *gateway) handle(h handlerFunc) http.Handler {
 	})
 }
 
-// writeAPIError answers with err: an *apiError as it says, any other error as a 500. The
-// cause of a 5xx is logged with the request id and never sent: the client reads only the
-// detail. Causes say what failed, never what was sent (no password, no token).
+// writeAPIError answers with err, a 500 unless it is an *apiError. A 5xx's cause is logged, never
+// sent; causes say what failed, never what was sent (no password, no token).
 func writeAPIError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *apiError
 	if !errors.As(err, &e) {

@@ -73,9 +73,7 @@ type histogram struct {
 }
 
 func (h *histogram) observe(d time.Duration) {
-	if d < 0 {
-		d = 0
-	}
+	d = max(d, 0)
 	i := 0
 	for i < len(durationBounds) && d > durationBounds[i] {
 		i++
@@ -85,28 +83,24 @@ func (h *histogram) observe(d time.Duration) {
 }
 
 // seriesMap maps label values to a series: reads take no lock, a new series copies the map
-// under mu. Copying is fine because every label set is bounded, so after warm-up the map
-// never changes.
+// under mu. Every label set is bounded, so after warm-up the map never changes.
 type seriesMap[K comparable, V any] struct {
 	mu  sync.Mutex
 	cur atomic.Pointer[map[K]*V]
 }
 
 func (s *seriesMap[K, V]) get(k K) *V {
-	if p := s.cur.Load(); p != nil {
-		if v, ok := (*p)[k]; ok {
-			return v
-		}
+	if v, ok := s.snapshot()[k]; ok {
+		return v
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := map[K]*V{}
-	if old := s.cur.Load(); old != nil {
-		if v, ok := (*old)[k]; ok {
-			return v
-		}
-		next = maps.Clone(*old)
+	old := s.snapshot()
+	if v, ok := old[k]; ok {
+		return v
 	}
+	next := make(map[K]*V, len(old)+1)
+	maps.Copy(next, old)
 	v := new(V)
 	next[k] = v
 	s.cur.Store(&next)
@@ -225,7 +219,6 @@ func (m *metrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // metricFamily is one family of the exposition and how its series are read at scrape time.
-// Adding a metric is one row of metricFamilies, plus the field and method that feed it.
 type metricFamily struct {
 	name, typ, help string
 	labels          []string
@@ -233,8 +226,8 @@ type metricFamily struct {
 	optional        bool // left out entirely when it has no series
 }
 
-// sample is one series: a name suffix (_bucket, _sum, _count), label values paired in order
-// with the family's labels, and its value as text.
+// sample is one series: a name suffix (_bucket, _sum, _count), the values of the family's
+// labels, in order, and its value.
 type sample struct {
 	suffix string
 	values []string
@@ -283,8 +276,7 @@ var metricFamilies = []metricFamily{
 
 func one(value string) []sample { return []sample{{value: value}} }
 
-// counterSamples reads a counter family, each series labelled with labels(key) and ordered by
-// its label values, for a stable exposition.
+// counterSamples reads a counter family, labelled by labels(key) and ordered by label values.
 func counterSamples[K comparable](s *seriesMap[K, atomic.Uint64], labels func(K) []string) []sample {
 	var out []sample
 	for k, v := range s.snapshot() {
@@ -294,7 +286,6 @@ func counterSamples[K comparable](s *seriesMap[K, atomic.Uint64], labels func(K)
 	return out
 }
 
-// countsOf reads a counter family keyed by one label.
 func countsOf(vec func(m *metrics) *counterVec) func(m *metrics) []sample {
 	return func(m *metrics) []sample {
 		return counterSamples(vec(m), func(k string) []string { return []string{k} })
@@ -402,13 +393,12 @@ func (m *metrics) writeExposition(buf *bytes.Buffer) {
 	}
 }
 
-// adminWriteTimeout bounds every admin answer; pprof extends it for ?seconds= up to
-// adminMaxProfileSeconds.
-const adminWriteTimeout = 60 * time.Second
-
-// adminMaxProfileSeconds is the longest ?seconds= pprof accepts: a profile or trace holds a
-// connection (and CPU) that long.
-const adminMaxProfileSeconds = 60
+const (
+	// adminWriteTimeout bounds every admin answer; pprof extends it for ?seconds=.
+	adminWriteTimeout = 60 * time.Second
+	// adminMaxProfileSeconds bounds ?seconds=: a profile or trace holds a connection (and CPU) that long.
+	adminMaxProfileSeconds = 60
+)
 
 // newAdminHandlerFor serves /metrics, pprof when withPprof, and a JSON 404 for anything else.
 // It must never be mounted on the public port: pprof exposes the command line, heap and CPU
@@ -430,8 +420,7 @@ func newAdminHandlerFor(m *metrics, withPprof bool) http.Handler {
 }
 
 // boundProfileSeconds refuses ?seconds= over adminMaxProfileSeconds: pprof moves the write
-// deadline to match any duration. Only GET and HEAD pass, so a POST body cannot carry
-// another "seconds".
+// deadline to match any. Only GET and HEAD pass, so a POST body cannot carry another "seconds".
 func boundProfileSeconds(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -15,8 +15,7 @@ import (
 	"strings"
 )
 
-// anyMethod is what a route without a method in its pattern (a proxied prefix) is described
-// with: every method the frontend may use.
+// anyMethod describes a route without a method (a proxied prefix): every method the frontend uses.
 var anyMethod = []string{"get", "post", "put", "patch", "delete"}
 
 // Document types: only the parts of OpenAPI 3.1 this gateway uses.
@@ -74,7 +73,6 @@ type (
 	jsonSchema = map[string]any
 )
 
-// routeDoc documents one route of the table (by its pattern).
 type routeDoc struct {
 	tag, summary, description string
 	request                   string // components schema of the JSON body; "" for none
@@ -87,7 +85,6 @@ type routeDoc struct {
 	proxied                   bool
 }
 
-// errorRef is one (status, code) pair a route answers with.
 type errorRef struct {
 	status int
 	code   string
@@ -115,8 +112,8 @@ var (
 	nullableTimeSchema = jsonSchema{"type": []string{"string", "null"}, "format": "date-time"}
 )
 
-// object is an object schema of the properties named in names (space-separated; a trailing
-// '!' marks a required one), each with the schema at its position in props.
+// object is an object schema of the space-separated names (a trailing '!' marks a required
+// one), each with the schema at its position in props.
 func object(names string, props ...jsonSchema) jsonSchema {
 	properties := jsonSchema{}
 	var required []string
@@ -140,7 +137,6 @@ func described(s jsonSchema, description string) jsonSchema {
 	return c
 }
 
-// apiSchemas are the bodies routeDocs refer to.
 func apiSchemas() map[string]jsonSchema {
 	codes := make([]string, len(errorCodes))
 	for i, c := range errorCodes {
@@ -191,8 +187,7 @@ func apiSchemas() map[string]jsonSchema {
 	}
 }
 
-// withNoOther makes a partial-update body refuse unknown fields and ask for one at least, as
-// the handlers do.
+// withNoOther makes a partial update refuse unknown fields and want one at least, as the handlers do.
 func withNoOther(s jsonSchema) jsonSchema {
 	s["additionalProperties"] = false
 	s["minProperties"] = 1
@@ -208,7 +203,6 @@ var docProxyErrors = []errorRef{
 // docBodyErrors are the answers of every route that reads a JSON body.
 var docBodyErrors = []errorRef{{408, codeRequestTimeout}, {413, codeBodyTooLarge}, {422, codeValidation}}
 
-// docAuthErrors are the refusals of each kind of auth.
 func docAuthErrors(auth routeAuth) []errorRef {
 	if auth == authNone {
 		return nil
@@ -235,7 +229,6 @@ var (
 		Schema: jsonSchema{"type": "integer", "minimum": 0, "default": 0}}
 )
 
-// pathParamDocs describes the path parameters of the route patterns.
 var pathParamDocs = map[string]oaParameter{
 	"id":         {Description: "company id", Schema: uuidSchema}, // a user's under /users/ (operationOf)
 	"company_id": {Description: "company id", Schema: uuidSchema},
@@ -319,8 +312,8 @@ var routeDocs = map[string]routeDoc{
 // apiDescription is the document, built once from the route table, as JSON and as a page.
 type apiDescription struct{ json, page []byte }
 
-// newAPIDescription documents every row of table. A row without routeDocs is still listed,
-// as undocumented, so the test that compares the two names it.
+// newAPIDescription documents every row of table; one without routeDocs is listed as
+// undocumented, so the test that compares the two names it.
 func newAPIDescription(table []route) *apiDescription {
 	doc := oaDocument{
 		OpenAPI: "3.1.0",
@@ -362,15 +355,11 @@ func newAPIDescription(table []route) *apiDescription {
 // splitPattern turns a ServeMux pattern into OpenAPI methods and path: no method means any,
 // "{name...}" is "{name}" and "/{$}" is "/".
 func splitPattern(pattern string) (methods []string, path string) {
-	method, path, ok := strings.Cut(pattern, " ")
-	if !ok {
-		method, path = "", pattern
+	methods = anyMethod
+	if method, rest, ok := strings.Cut(pattern, " "); ok {
+		methods, pattern = []string{strings.ToLower(method)}, rest
 	}
-	path = strings.ReplaceAll(strings.TrimSuffix(path, "{$}"), "...}", "}")
-	if method == "" {
-		return anyMethod, path
-	}
-	return []string{strings.ToLower(method)}, path
+	return methods, strings.ReplaceAll(strings.TrimSuffix(pattern, "{$}"), "...}", "}")
 }
 
 // pathParams lists the {names} of an OpenAPI path (ServeMux wildcards are whole segments).
@@ -438,8 +427,8 @@ func operationOf(rt route, method, path string) *oaOperation {
 	return op
 }
 
-// addErrorResponses declares the codes of each error status, once each in errorCodes' order: in
-// the schema, for machines, and in the description with their meanings, for people.
+// addErrorResponses declares each error status's codes, in errorCodes' order: in the schema for
+// machines, and with their meanings in the description for people.
 func addErrorResponses(responses map[string]oaResponse, errs []errorRef) {
 	codes, lines := map[int][]string{}, map[int][]string{}
 	for _, c := range errorCodes {
@@ -458,15 +447,13 @@ func addErrorResponses(responses map[string]oaResponse, errs []errorRef) {
 	}
 }
 
-// handleJSON serves the document.
 func (api *apiDescription) handleJSON() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSONBody(w, http.StatusOK, api.json)
 	})
 }
 
-// handlePage serves the rendered page. The policy forbids every load but inline style: the
-// page needs nothing from the network, and says so.
+// handlePage serves the page; its policy forbids every load but inline style: it needs no network.
 func (api *apiDescription) handlePage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -478,14 +465,12 @@ func (api *apiDescription) handlePage() http.Handler {
 	})
 }
 
-// pageOperation is one operation as the page shows it.
 type pageOperation struct {
 	Method, Path string
 	*oaOperation
 }
 
-// pageSchema is a schema as the page shows it: a link to a named schema (List: an array of
-// it), or inline JSON.
+// pageSchema is a link to a named schema (List: an array of it), or inline JSON.
 type pageSchema struct {
 	Name   string
 	List   bool
@@ -493,25 +478,19 @@ type pageSchema struct {
 }
 
 // pageSchemaOf shows s as a link when it names a schema of the document. Error responses
-// show their codes in the description, so their schema (Error) is not shown: nil.
+// list their codes in the description, so their schema is not shown: nil.
 func pageSchemaOf(s jsonSchema) *pageSchema {
-	refName := func(v any) (string, bool) {
-		m, ok := v.(jsonSchema)
-		if !ok || len(m) != 1 {
-			return "", false
-		}
-		r, _ := m["$ref"].(string)
-		return strings.CutPrefix(r, "#/components/schemas/")
-	}
 	if s == nil || s["$ref"] == "#/components/schemas/Error" {
 		return nil
 	}
-	if name, ok := refName(s); ok {
-		return &pageSchema{Name: name}
+	ref, list := any(s), s["type"] == "array"
+	if list {
+		ref = s["items"]
 	}
-	if s["type"] == "array" {
-		if name, ok := refName(s["items"]); ok {
-			return &pageSchema{Name: name, List: true}
+	if m, ok := ref.(jsonSchema); ok && len(m) == 1 {
+		r, _ := m["$ref"].(string)
+		if name, ok := strings.CutPrefix(r, "#/components/schemas/"); ok {
+			return &pageSchema{Name: name, List: list}
 		}
 	}
 	return &pageSchema{Inline: prettyJSON(s)}
@@ -522,8 +501,7 @@ func prettyJSON(v any) string {
 	return string(b)
 }
 
-// renderAPIPage renders doc as one HTML page: operations grouped by tag, each with its auth,
-// parameters, request schema and every response (error codes included), then the schemas.
+// renderAPIPage renders doc as one page: the operations by tag, then the schemas.
 func renderAPIPage(doc oaDocument) []byte {
 	byTag := map[string][]pageOperation{}
 	for _, p := range slices.Sorted(maps.Keys(doc.Paths)) {

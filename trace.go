@@ -1,8 +1,6 @@
-// trace.go: OpenTelemetry spans of the gateway's own work (a server span per request, with
-// children for the upstream call, database calls, the user lookup and bcrypt), posted as
-// OTLP/HTTP JSON. Export is off (a nil tracer: no allocation, as for an unsampled request)
-// unless GATEWAY_OTLP_ENDPOINT is set. Finished spans go into a bounded queue without blocking,
-// so a slow or absent collector costs dropped spans, never a delayed request.
+// trace.go: OpenTelemetry spans of the gateway's own work, posted as OTLP/HTTP JSON. Export is
+// off (a nil tracer, no allocation) unless GATEWAY_OTLP_ENDPOINT is set; finished spans go into
+// a bounded queue without blocking, so a slow collector costs dropped spans, never a slow request.
 package main
 
 import (
@@ -32,27 +30,21 @@ import (
 )
 
 const (
-	// traceServiceName is the resource's service.name: the name an operator picks in Jaeger
-	// or Tempo, so it follows the deployment's name rather than the prose one.
+	// The service.name an operator picks in Jaeger or Tempo: the deployment's name, not the prose one.
 	traceServiceName = "atenex-api-gateway"
-	// traceQueueSize bounds the spans waiting for export (under 600 bytes each): a collector
-	// that stops answering costs at most this much memory before spans are dropped.
+	// Bounds the memory (under 600 bytes a span) a collector that stops answering can cost.
 	traceQueueSize     = 4096
-	traceBatchSize     = 512         // spans per export request
-	traceFlushInterval = time.Second // how late a span reaches the collector when traffic is light
-	// traceExportTimeout bounds one export request. While it runs the queue keeps filling,
-	// so a collector that never answers costs the spans that overflow, not memory or requests.
-	traceExportTimeout = 5 * time.Second
-	traceWarnInterval  = time.Minute // rate limit of the warning about failed exports
-	maxExportResponse  = 64 << 10    // how much of a collector's answer is read
+	traceBatchSize     = 512             // spans per export request
+	traceFlushInterval = time.Second     // how late a span reaches the collector when traffic is light
+	traceExportTimeout = 5 * time.Second // meanwhile the queue fills: a hung collector costs spans only
+	traceWarnInterval  = time.Minute     // rate limit of the warning about failed exports
+	maxExportResponse  = 64 << 10        // how much of a collector's answer is read
 )
 
-// version is the service.version resource attribute. Release builds set it with
-// -ldflags "-X main.version=1.2.3"; otherwise it comes from the build information.
+// version is service.version, set by release builds with -ldflags "-X main.version=1.2.3".
 var version = ""
 
-// serviceVersion returns version, else the module version or VCS revision Go recorded at
-// build time, else "dev".
+// serviceVersion returns version, else the module version or VCS revision of the build, else "dev".
 func serviceVersion() string {
 	bi, ok := debug.ReadBuildInfo()
 	switch {
@@ -103,8 +95,7 @@ type otlpAttr struct {
 	Value map[string]any `json:"value"`
 }
 
-// set adds an attribute: a string, an int (written as a decimal string, like every int64)
-// or a bool. Only called on a traced span.
+// set adds a string, int (written as a decimal string, like every int64) or bool attribute.
 func (s *traceSpan) set(key string, value any) {
 	typ := "stringValue"
 	switch v := value.(type) {
@@ -123,11 +114,10 @@ func (s *traceSpan) fail(errorType string) {
 	s.set("error.type", errorType)
 }
 
-// finish ends the span and hands it to the exporter; only the first call counts.
 func (s *traceSpan) finish() { s.finishErr(nil) }
 
-// finishErr ends the span, marking it failed when err is not nil. A span already ended
-// (and so perhaps being encoded) is left alone.
+// finishErr ends the span and hands it to the exporter. A span already ended (and so perhaps
+// being encoded) is left alone.
 func (s *traceSpan) finishErr(err error) {
 	if s == nil || s.ended.Load() {
 		return
@@ -152,15 +142,14 @@ func (s *traceSpan) child(name string, kind spanKind) *traceSpan {
 
 type traceSpanKey struct{}
 
-// spanFrom returns the server span of ctx's request, or nil when it is not traced. The span
-// has a context value of its own so that, with export off, requestInfo keeps its size.
+// spanFrom returns the request's server span, or nil. It has a context value of its own so
+// that, with export off, requestInfo keeps its size.
 func spanFrom(ctx context.Context) *traceSpan {
 	s, _ := ctx.Value(traceSpanKey{}).(*traceSpan)
 	return s
 }
 
-// startSpan starts a child of the request's server span; nil (and every method a no-op)
-// when the request is not traced.
+// startSpan starts a child of the request's server span; nil (every method a no-op) when untraced.
 func startSpan(ctx context.Context, name string, kind spanKind) *traceSpan {
 	return spanFrom(ctx).child(name, kind)
 }
@@ -181,8 +170,8 @@ func errorType(err error) string {
 	return "error"
 }
 
-// startDBSpan starts the span of one store call (pgStore.withConn). It is named after the store
-// method that called withConn, read from the stack only when traced: no call site passes a name.
+// startDBSpan starts the span of a store call (pgStore.withConn), named after the store
+// method, read from the stack only when traced, so no call site passes a name.
 func startDBSpan(ctx context.Context) *traceSpan {
 	s := startSpan(ctx, "query", spanKindClient)
 	if s == nil {
@@ -208,8 +197,7 @@ func (s *traceSpan) finishDB(err *error) {
 	}
 }
 
-// tracer owns the export queue and the goroutine that empties it. A nil *tracer is export
-// off: every method is then a no-op.
+// tracer owns the export queue and the goroutine that empties it; nil is export off.
 type tracer struct {
 	endpoint string // {GATEWAY_OTLP_ENDPOINT}/v1/traces
 	headers  http.Header
@@ -228,7 +216,7 @@ type tracer struct {
 	lastWarn  time.Time          // export goroutine only
 }
 
-// newTracer returns the exporter configured by cfg, running, or nil when export is off.
+// newTracer returns the running exporter cfg configures, or nil when export is off.
 func newTracer(cfg *Config, log *slog.Logger, m *metrics) *tracer {
 	if cfg.OTLPEndpoint == nil {
 		return nil
@@ -236,8 +224,7 @@ func newTracer(cfg *Config, log *slog.Logger, m *metrics) *tracer {
 	return startTracer(cfg, log, m, traceFlushInterval, traceQueueSize)
 }
 
-// startTracer starts an exporter sending at least every interval, queueing at most
-// queueSize spans.
+// startTracer starts an exporter sending at least every interval, queueing at most queueSize spans.
 func startTracer(cfg *Config, log *slog.Logger, m *metrics, interval time.Duration, queueSize int) *tracer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -288,9 +275,8 @@ func (t *tracer) rootFlags() string {
 	return "00"
 }
 
-// startServer returns ctx carrying the request's server span when the request is sampled
-// (by the flag of info's traceparent, already validated or generated by the middleware). The
-// parent is the client's span when its traceparent was valid.
+// startServer returns ctx with the request's server span when info's traceparent (validated
+// or generated by the middleware) is sampled; its parent is the client's span, if valid.
 func (t *tracer) startServer(ctx context.Context, r *http.Request, info *requestInfo, start time.Time) context.Context {
 	if t == nil || len(info.TraceParent) != traceParentLen || unhex(info.TraceParent[54])&1 == 0 {
 		return ctx
@@ -306,9 +292,8 @@ func (t *tracer) startServer(ctx context.Context, r *http.Request, info *request
 	return context.WithValue(ctx, traceSpanKey{}, s)
 }
 
-// endServer finishes the request's server span: named after the route pattern (like the
-// metrics, never the raw path), with the path without its query string, and the caller's
-// user and company ids when known — never a token or an email.
+// endServer finishes the server span, named after the route pattern (never the raw path),
+// with the path without its query and the caller's ids: never a token or an email.
 func (t *tracer) endServer(ctx context.Context, info *requestInfo, route string, r *http.Request, status int, aborted bool) {
 	s := spanFrom(ctx)
 	if s == nil {
@@ -338,8 +323,7 @@ func (t *tracer) endServer(ctx context.Context, info *requestInfo, route string,
 	s.finish()
 }
 
-// enqueue hands a finished span to the exporter, or drops and counts it when the queue is
-// full: the request that produced it never waits.
+// enqueue hands a finished span to the exporter, or drops and counts it: a request never waits.
 func (t *tracer) enqueue(s *traceSpan) {
 	if t == nil {
 		return
@@ -356,8 +340,7 @@ func (t *tracer) enqueue(s *traceSpan) {
 	}
 }
 
-// run is the export goroutine: it sends a batch when it is full or every interval, and on
-// shutdown what is left.
+// run sends a batch when it is full or every interval, and on shutdown what is left.
 func (t *tracer) run(interval time.Duration) {
 	defer close(t.done)
 	tick := time.NewTicker(interval)
@@ -386,8 +369,8 @@ func (t *tracer) run(interval time.Duration) {
 	}
 }
 
-// export posts one batch. A batch the collector did not accept is dropped and counted: no
-// retries, so a struggling collector is not hammered and memory stays bounded.
+// export posts one batch; one the collector did not accept is dropped and counted, never
+// retried, so a struggling collector is not hammered and memory stays bounded.
 func (t *tracer) export(batch []*traceSpan) {
 	if t.exportCtx.Err() != nil { // shutdown ran out of time
 		t.m.traceSpansDropped("shutdown", len(batch))
@@ -410,8 +393,7 @@ func (t *tracer) export(batch []*traceSpan) {
 	}
 }
 
-// encode writes a whole ExportTraceServiceRequest for batch (encoding/json sorts map keys,
-// which here is the order OTLP lists its fields in).
+// encode writes an ExportTraceServiceRequest (sorted map keys are OTLP's field order here).
 func (t *tracer) encode(batch []*traceSpan) []byte {
 	for _, s := range batch {
 		if s.Attrs == nil {
@@ -430,8 +412,7 @@ func (t *tracer) encode(batch []*traceSpan) []byte {
 	return b
 }
 
-// post sends one encoded batch and returns how many spans the collector reported rejecting
-// (OTLP partial success).
+// post sends one encoded batch and returns how many spans the collector rejected (partial success).
 func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.endpoint, bytes.NewReader(body))
 	if err != nil {
@@ -448,8 +429,7 @@ func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err err
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return 0, fmt.Errorf("post spans to %s: collector answered %s", t.endpoint, resp.Status)
 	}
-	// An ExportTraceServiceResponse; rejectedSpans is an int64, so a string in the JSON
-	// mapping, though some collectors write a number. Field names match case-insensitively.
+	// rejectedSpans is an int64, so a JSON string, though some collectors write a number.
 	var r struct {
 		PartialSuccess struct{ RejectedSpans json.Number }
 	}
@@ -460,8 +440,7 @@ func (t *tracer) post(ctx context.Context, body []byte) (rejected int64, err err
 	return n, nil
 }
 
-// warn logs export trouble at most once per traceWarnInterval: a collector that is down
-// would otherwise add a line per flush.
+// warn logs at most once per traceWarnInterval: a collector that is down would log every flush.
 func (t *tracer) warn(msg string, attrs ...slog.Attr) {
 	if now := time.Now(); now.Sub(t.lastWarn) >= traceWarnInterval {
 		t.lastWarn = now
@@ -469,9 +448,8 @@ func (t *tracer) warn(msg string, attrs ...slog.Attr) {
 	}
 }
 
-// shutdown sends the queued spans and stops the export goroutine, giving up when ctx ends
-// (the rest is then counted as dropped). Spans finished afterwards are dropped. Safe to call
-// more than once and on a nil tracer.
+// shutdown sends the queued spans and stops the exporter, giving up (the rest counted as
+// dropped) when ctx ends. Safe to call more than once and on a nil tracer.
 func (t *tracer) shutdown(ctx context.Context) error {
 	if t == nil {
 		return nil
@@ -494,8 +472,7 @@ func (t *tracer) close() {
 	_ = t.shutdown(ctx)
 }
 
-// wrapTransport returns rt with a client span around every upstream call of a traced
-// request, or rt itself when export is off.
+// wrapTransport adds a client span around every upstream call of a traced request.
 func (t *tracer) wrapTransport(rt http.RoundTripper) http.RoundTripper {
 	if t == nil {
 		return rt
@@ -503,7 +480,6 @@ func (t *tracer) wrapTransport(rt http.RoundTripper) http.RoundTripper {
 	return &tracingTransport{next: rt}
 }
 
-// tracingTransport adds the client span of the upstream call.
 type tracingTransport struct{ next http.RoundTripper }
 
 func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -526,8 +502,7 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		s.set("peer.service", info.Upstream)
 	}
 
-	// The wait for a pooled (or new) upstream connection is its own span: under load it is
-	// where a request's time goes before the upstream sees it.
+	// Under load, the wait for an upstream connection is where a request's time goes.
 	wait := s.child("upstream connection", spanKindInternal)
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 		GotConn: func(ci httptrace.GotConnInfo) {
@@ -557,8 +532,7 @@ func (tt *tracingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return resp, nil
 }
 
-// spanBody ends the client span when the proxy closes the upstream's body: the span covers
-// the whole response, a long stream included.
+// spanBody ends the client span when the proxy closes the body, so it covers a long stream too.
 type spanBody struct {
 	io.ReadCloser
 	s *traceSpan
@@ -578,9 +552,8 @@ type otlpHeader struct{ Name, Value string }
 // exporterHeaders are set by the exporter itself; a configured value would break the export.
 var exporterHeaders = []string{"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding", "Host", "Connection"}
 
-// parseOTLPHeaders reads GATEWAY_OTLP_HEADERS: comma-separated key=value pairs, values
-// optionally percent-encoded, the format of OpenTelemetry's OTEL_EXPORTER_OTLP_HEADERS. The
-// value is a secret, so errors name the item's position, never its text.
+// parseOTLPHeaders reads GATEWAY_OTLP_HEADERS in OTEL_EXPORTER_OTLP_HEADERS' format. The value
+// is a secret, so errors name the item's position, never its text.
 func parseOTLPHeaders(v string) ([]otlpHeader, error) {
 	var out []otlpHeader
 	for i, item := range strings.Split(v, ",") {
@@ -595,11 +568,10 @@ func parseOTLPHeaders(v string) ([]otlpHeader, error) {
 		if strings.ContainsFunc(key, func(c rune) bool { return c >= 0x80 || !isTokenChar(byte(c)) }) {
 			return nil, fmt.Errorf("item %d has an invalid header name", i+1)
 		}
-		for _, h := range exporterHeaders {
-			if strings.EqualFold(key, h) {
-				return nil, fmt.Errorf("item %d sets %s, which the exporter sets itself", i+1, h)
-			}
+		if j := slices.IndexFunc(exporterHeaders, func(h string) bool { return strings.EqualFold(key, h) }); j >= 0 {
+			return nil, fmt.Errorf("item %d sets %s, which the exporter sets itself", i+1, exporterHeaders[j])
 		}
+
 		dec, err := url.PathUnescape(value)
 		if err != nil {
 			return nil, fmt.Errorf("item %d has a malformed percent-encoding", i+1)

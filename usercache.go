@@ -31,13 +31,14 @@ func stateOf(u User) userState {
 	return s
 }
 
-// userCacheMaxEntries bounds the cache, cleared rather than grown past it (only holders of
-// a validly signed token add entries).
-const userCacheMaxEntries = 100_000
-
-// staleRefreshWait is how long an expired entry's refresh is awaited before the last known
-// state is served: a healthy database answers well inside it, a hanging one costs no more.
-const staleRefreshWait = 50 * time.Millisecond
+const (
+	// userCacheMaxEntries bounds the cache, cleared rather than grown past it (only holders of
+	// a validly signed token add entries).
+	userCacheMaxEntries = 100_000
+	// staleRefreshWait is how long a refresh is awaited before the last known state is served:
+	// a healthy database answers well inside it, a hanging one costs no more.
+	staleRefreshWait = 50 * time.Millisecond
+)
 
 // userCache keeps each user's state for ttl; notifications drop changed ones, so the TTL
 // bounds staleness only while they are down. Expired entries are served for staleIfError
@@ -78,8 +79,7 @@ func newUserCache(store Store, ttl, staleIfError time.Duration, max int, m *metr
 	}
 }
 
-// get returns the user's state; an error means the database could not answer and no usable
-// state was known.
+// get returns the user's state; an error means the database failed and no usable state was known.
 func (c *userCache) get(ctx context.Context, userID string) (userState, error) {
 	now := c.now()
 	c.mu.RLock()
@@ -122,8 +122,8 @@ func (c *userCache) load(userID string) *userLoad {
 	}
 	l := &userLoad{done: make(chan struct{})}
 	c.loading[userID] = l
-	// Detached: a waiter that gives up must not cancel the lookup the others wait on. The
-	// store's deadline bounds it.
+	// Detached: a waiter that gives up must not cancel the lookup others wait on; the store's
+	// deadline bounds it.
 	go c.fetch(userID, l, c.gen)
 	return l
 }
@@ -173,7 +173,6 @@ func (c *userCache) invalidate(drop func()) {
 	c.mu.Unlock()
 }
 
-// forget drops a user's entry, so the next request reads the database.
 func (c *userCache) forget(userID string) { c.invalidate(func() { delete(c.entries, userID) }) }
 
 // forgetCompany drops every user of the company (its active flag is part of their state).
@@ -239,16 +238,8 @@ func (b *failFast) record(ok bool, now time.Time) {
 	}
 }
 
-// failing reports whether the last lookups failed (for /readyz and /health bodies).
-func (b *failFast) failing() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.failures >= failFastAfter
-}
-
-// watchUsers keeps the cache in step with the database until ctx ends. While notifications
-// are down a WARN and a gauge say so; the cache is emptied when they resume, as changes
-// made meanwhile were missed.
+// watchUsers keeps the cache in step with the database until ctx ends. While notifications are
+// down a WARN and a gauge say so; on their return the cache is emptied, as changes were missed.
 func (c *userCache) watchUsers(ctx context.Context, log *slog.Logger) {
 	var lost atomic.Bool
 	c.store.Watch(ctx, WatchHooks{

@@ -156,3 +156,10 @@ func TestUserCacheForgetsNotifiedChanges(t *testing.T) {
 		return err == nil && s.Active && !s.CompanyActive
 	})
 }
+
+// failing reports whether the breaker is open (or probing).
+func (b *failFast) failing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failures >= failFastAfter
+}
