@@ -290,7 +290,7 @@ func (g *gateway) comparePassword(ctx context.Context, charge loginCharge, hash,
 	if charge.known {
 		class = hashFirst
 	}
-	match, err := g.hashes.compareAs(ctx, class, hash, password)
+	match, err := g.hashes.compare(ctx, class, hash, password)
 	if err != nil && charge.known {
 		g.refundLogin(charge)
 	}
