@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,9 +31,7 @@ func setClientAddr(info *requestInfo, r *http.Request, trusted []netip.Prefix, w
 }
 
 // untrustedProxyWarning says, at most once per every, that a private or loopback peer sent
-// X-Forwarded-For without being trusted: a gateway behind an ingress without
-// GATEWAY_TRUSTED_PROXIES, where one attacker's failures lock every user out. A public peer
-// sending the header is a client forging it, ignored without comment.
+// X-Forwarded-For untrusted: an ingress missing from GATEWAY_TRUSTED_PROXIES. A public one forges.
 type untrustedProxyWarning struct {
 	log   *slog.Logger
 	now   func() time.Time
@@ -60,11 +59,9 @@ func (u *untrustedProxyWarning) observe(remoteAddr string) {
 	)
 }
 
-// clientIP is the TCP peer, unless the peer is a trusted proxy: then X-Forwarded-For is
-// walked from the right past the trusted proxies, and the first untrusted entry is the
-// client. Everything left of it may be forged, so it is never read. An unparseable entry
-// stops the walk at the last trusted hop; if every entry is trusted the left-most one is
-// returned. The zero Addr means the peer address is unparseable.
+// clientIP is the TCP peer unless it is a trusted proxy: then the first untrusted entry of
+// X-Forwarded-For from the right (anything left of it may be forged). An unparseable entry stops
+// the walk at the last trusted hop. The zero Addr means the peer address is unparseable.
 func clientIP(remoteAddr string, xff []string, trusted []netip.Prefix) netip.Addr {
 	peer, ok := parseIPEntry(remoteAddr)
 	if !ok || !inPrefixes(peer, trusted) {
@@ -117,10 +114,5 @@ func peerTrusted(remoteAddr string, trusted []netip.Prefix) bool {
 }
 
 func inPrefixes(a netip.Addr, prefixes []netip.Prefix) bool {
-	for _, p := range prefixes {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(a) })
 }

@@ -9,12 +9,10 @@ import (
 	"sync"
 )
 
-// connLimiter is the public listener with at most max connections open at once (0: no cap,
-// only counted); every open connection costs memory, busy or not. At the cap, the connection
-// doing nothing for longest (new without a request, or idle keep-alive) is closed to make
-// room, as nginx does: an attacker's idle connections last only until newer ones arrive, and
-// a prompt client is never the oldest. Busy connections are never closed; if all are busy,
-// the newcomer is refused.
+// connLimiter keeps at most max connections open (0: only counts). At the cap, the one doing
+// nothing for longest (new, or idle keep-alive) is closed, as nginx does: an attacker's idle
+// connections last only until newer ones arrive. Busy ones are never closed; if all are, the
+// newcomer is refused.
 type connLimiter struct {
 	net.Listener
 	max int
@@ -29,7 +27,6 @@ func newConnLimiter(ln net.Listener, max int, m *metrics) *connLimiter {
 	return &connLimiter{Listener: ln, max: max, m: m}
 }
 
-// trackedConn is an accepted connection with its place in the limiter.
 type trackedConn struct {
 	net.Conn
 	l         *connLimiter
@@ -73,9 +70,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	}
 }
 
-// admit gives tc a place, taking it from the oldest connection doing nothing when the cap
-// is reached (that victim is returned for the caller to close); ok is false when every
-// connection is busy.
+// admit gives tc a place, at the cap taking it from the oldest connection doing nothing (the
+// victim, for the caller to close); ok is false when every connection is busy.
 func (l *connLimiter) admit(tc *trackedConn) (victim *trackedConn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -91,7 +87,7 @@ func (l *connLimiter) admit(tc *trackedConn) (victim *trackedConn, ok bool) {
 	}
 	l.open++
 	tc.counted = true
-	l.push(tc, false)
+	tc.waiting, tc.idle = l.waiting.PushBack(tc), false
 	return victim, true
 }
 
@@ -107,11 +103,10 @@ func (l *connLimiter) connState(c net.Conn, state http.ConnState) {
 	case http.StateIdle:
 		l.unlist(tc)
 		if tc.counted { // not already evicted
-			l.push(tc, true)
+			tc.waiting, tc.idle = l.waiting.PushBack(tc), true
 		}
 	case http.StateActive, http.StateHijacked, http.StateClosed:
-		// Busy (or gone): not a candidate for eviction. A hijacked connection keeps its
-		// place until it is closed.
+		// Not a candidate for eviction; a hijacked connection keeps its place until closed.
 		l.unlist(tc)
 	}
 }
@@ -131,11 +126,6 @@ func (c *trackedConn) Close() error {
 		l.m.clientConnsAdd(-1)
 	})
 	return err
-}
-
-// push appends tc as the newest connection doing nothing. Callers hold l.mu.
-func (l *connLimiter) push(tc *trackedConn, idle bool) {
-	tc.waiting, tc.idle = l.waiting.PushBack(tc), idle
 }
 
 // unlist removes tc from the waiting list if it is there. Callers hold l.mu.

@@ -10,10 +10,8 @@ import (
 
 // corsPolicy decides which browser origins may call the gateway with credentials.
 type corsPolicy struct {
-	origins map[string]struct{}
-	// previewPrefix is "https://<project>-" when VercelFrontendURL is a vercel.app project,
-	// whose preview deployments are then allowed; "" otherwise.
-	previewPrefix string
+	origins       map[string]struct{}
+	previewPrefix string // "https://<project>-" when VercelFrontendURL is a vercel.app project
 	// previewSuffix is ".vercel.app", or "-<team>.vercel.app" with CORSVercelTeam: without
 	// the team, any Vercel account can deploy a project whose name starts with ours.
 	previewSuffix string
@@ -51,9 +49,8 @@ func newCORSPolicy(cfg *Config) *corsPolicy {
 	return p
 }
 
-// allowed reports whether origin may make credentialed requests: a configured origin, or
-// exactly the preview shape https://<project>-<suffix>.vercel.app with one DNS label before
-// .vercel.app. SPEC asks for that shape, although any project named "<project>-…" matches.
+// allowed: a configured origin, or a preview https://<project>-<suffix>.vercel.app with one DNS
+// label before .vercel.app. SPEC asks for that shape, although any project "<project>-…" matches.
 func (p *corsPolicy) allowed(origin string) bool {
 	if _, ok := p.origins[origin]; ok {
 		return true
@@ -107,7 +104,9 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 		return true
 	}
 	reqHeaders := r.Header["Access-Control-Request-Headers"]
-	if !validTokenList(reqHeaders) {
+	if anyListItem(reqHeaders, func(item string) bool { // not a list of RFC 9110 tokens
+		return strings.ContainsFunc(item, func(c rune) bool { return c >= 0x80 || !isTokenChar(byte(c)) })
+	}) {
 		writeError(tw, r, http.StatusBadRequest, codeCORSRejected, "Disallowed CORS headers")
 		return true
 	}
@@ -122,9 +121,8 @@ func (p *corsPolicy) handle(tw *trackingWriter, r *http.Request) bool {
 	return true
 }
 
-// setCORSHeaders puts the CORS headers of origin ("" for none) on a non-preflight response.
-// It is the one place any other Access-Control-* header is removed: a backend's own would
-// contradict the policy or duplicate Access-Control-Allow-Origin, which browsers reject.
+// setCORSHeaders replaces any Access-Control-* header: a backend's own would contradict the
+// policy or duplicate Access-Control-Allow-Origin, which browsers reject.
 func setCORSHeaders(h http.Header, origin string) {
 	const prefix = "Access-Control-"
 	for k := range h {
@@ -148,13 +146,6 @@ func corsMethodAllowed(m string) bool {
 		return true
 	}
 	return false
-}
-
-// validTokenList reports whether values form a comma-separated list of RFC 9110 tokens.
-func validTokenList(values []string) bool {
-	return !anyListItem(values, func(item string) bool {
-		return strings.ContainsFunc(item, func(c rune) bool { return c >= 0x80 || !isTokenChar(byte(c)) })
-	})
 }
 
 func varyHasOrigin(values []string) bool {

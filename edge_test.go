@@ -629,7 +629,7 @@ func TestReturningUsersAreHashedBeforeStrangers(t *testing.T) {
 	var wg sync.WaitGroup
 	queue := func(name string, class hashClass) {
 		wg.Go(func() {
-			if err := p.runAs(context.Background(), class, func() {
+			if err := p.run(context.Background(), class, func() {
 				mu.Lock()
 				order = append(order, name)
 				mu.Unlock()

@@ -19,8 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// errHashBusy means no hashing worker became free within the queue wait; callers answer
-// 503 so clients retry later instead of piling up behind the pool.
+// errHashBusy: no worker was free within the queue wait; callers answer 503 so clients retry.
 var errHashBusy = errors.New("password hashing busy")
 
 const (
@@ -28,8 +27,7 @@ const (
 	hashCost = 12
 	// maxCompareCost refuses stored hashes that would hold a worker for many seconds.
 	maxCompareCost = 16
-	// bcryptMaxPassword: passlib truncated silently, x/crypto/bcrypt refuses longer, so we
-	// truncate as passlib did.
+	// bcryptMaxPassword: x/crypto/bcrypt refuses longer; passlib truncated silently, as we do.
 	bcryptMaxPassword = 72
 	// hashNiceDelta: at +10 the kernel weighs a normal thread about 9× a hashing one.
 	hashNiceDelta = 10
@@ -39,14 +37,9 @@ const (
 // bcrypt as a wrong password, so timing does not tell which emails exist.
 const dummyHash = "$2b$12$ZIwsTXTgG/cvROR82YcpxuYaaWcvl1OpYTYfdZ7PJeRWxre4US4xS"
 
-// hashPool runs bcrypt on worker goroutines locked to OS threads of lowered priority: the Go
-// scheduler knows no priorities, so only the kernel can run hashing when the proxy does not
-// want the CPU. The workers must not hold the Ps the proxy runs on, so the pool raises
-// GOMAXPROCS by its worker count while it lives.
-//
-// One job per worker is admitted; a caller waits at most queueWait, then gets errHashBusy.
-// Free workers take first-class jobs (returning users' logins) first, so a flood of
-// strangers' logins delays strangers.
+// hashPool runs bcrypt on threads of lowered priority (the Go scheduler knows none), with
+// GOMAXPROCS raised by the worker count so workers never hold the proxy's Ps. A caller waits at
+// most queueWait for a free worker; returning users' logins go first, so a flood delays strangers.
 type hashPool struct {
 	cost      int         // of the hashes it writes: hashCost
 	dummy     string      // compared instead of a missing or malformed hash; of the same cost
@@ -109,14 +102,12 @@ func addProcs(delta int) {
 }
 
 func (p *hashPool) work(niceDelta int, ready *sync.WaitGroup) {
-	// Never unlocked: when this goroutine returns, the runtime ends the thread with it, so
-	// the lowered priority cannot leak to a thread that later runs ordinary goroutines.
-	// (New threads are never cloned from a locked one, so none inherits it either.)
+	// Never unlocked: the runtime ends the thread with this goroutine, so the lowered
+	// priority cannot leak to ordinary goroutines.
 	runtime.LockOSThread()
 	if niceDelta > 0 && onMainThread() {
-		// The runtime never ends the main thread (it wedges it instead), so a lowered
-		// priority would outlive the worker there. Start again on another thread: while
-		// this goroutine holds the main thread, the new one cannot be scheduled on it.
+		// The runtime never ends the main thread, so start again on another one (the new
+		// goroutine cannot be scheduled on the thread this one holds).
 		moved := make(chan struct{})
 		go func() {
 			runtime.LockOSThread()
@@ -151,9 +142,8 @@ func (p *hashPool) work(niceDelta int, ready *sync.WaitGroup) {
 	}
 }
 
-// lowerThreadPriority raises the calling thread's nice value by delta (at most 19). On Linux
-// setpriority(PRIO_PROCESS, 0) applies to the calling thread only; elsewhere it would renice
-// the whole process, so it is skipped. Failure only leaves hashing at normal priority.
+// lowerThreadPriority raises the calling thread's nice value by delta (at most 19). Only on
+// Linux is setpriority per thread; elsewhere it would renice the process.
 func lowerThreadPriority(delta int) {
 	if runtime.GOOS != "linux" {
 		return
@@ -166,8 +156,7 @@ func lowerThreadPriority(delta int) {
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, 0, min(20-prio+delta, 19))
 }
 
-// onMainThread reports whether the calling goroutine, locked to its thread, runs on the
-// process's main thread (whose thread id is the process id on Linux).
+// onMainThread reports whether the calling locked goroutine runs on the main thread (tid == pid).
 func onMainThread() bool {
 	if runtime.GOOS != "linux" {
 		return false // lowerThreadPriority does nothing elsewhere
@@ -176,8 +165,7 @@ func onMainThread() bool {
 	return err == nil && strings.HasSuffix(self, "/task/"+strconv.Itoa(os.Getpid()))
 }
 
-// close stops the workers after any bcrypt in progress and gives back their GOMAXPROCS
-// share; later calls fail with errHashBusy. Idempotent.
+// close stops the workers after any bcrypt in progress and gives back their GOMAXPROCS share.
 func (p *hashPool) close() {
 	p.closeOnce.Do(func() {
 		close(p.quit)
@@ -195,20 +183,15 @@ const (
 	hashFirst              // served before any ordinary caller: returning users' logins
 )
 
-// compare reports whether password matches the stored bcrypt hash. A missing ("") or
-// malformed hash is a mismatch, after the time of a real comparison against the pool's
-// dummy. The error wraps errHashBusy or ctx's.
-func (p *hashPool) compare(ctx context.Context, hash string, password string) (bool, error) {
-	return p.compareAs(ctx, hashOrdinary, hash, password)
-}
-
-func (p *hashPool) compareAs(ctx context.Context, class hashClass, hash string, password string) (bool, error) {
+// compare reports whether password matches the stored bcrypt hash. A missing or malformed hash
+// is a mismatch, after a real comparison against the dummy. The error wraps errHashBusy or ctx's.
+func (p *hashPool) compare(ctx context.Context, class hashClass, hash string, password string) (bool, error) {
 	wellFormed := wellFormedBcrypt(hash)
 	if !wellFormed {
 		hash = p.dummy // one real comparison: fails in the time of a wrong password
 	}
 	var match bool
-	err := p.runAs(ctx, class, func() {
+	err := p.run(ctx, class, func() {
 		match = bcrypt.CompareHashAndPassword([]byte(hash), bcryptPassword(password)) == nil
 	})
 	if err != nil {
@@ -226,7 +209,7 @@ func (p *hashPool) hash(ctx context.Context, password string) (string, error) {
 	}
 	var out []byte
 	var herr error
-	if err := p.run(ctx, func() {
+	if err := p.run(ctx, hashOrdinary, func() {
 		out, herr = bcrypt.GenerateFromPassword(bcryptPassword(password), p.cost)
 	}); err != nil {
 		return "", err
@@ -242,11 +225,7 @@ func (p *hashPool) hash(ctx context.Context, password string) (string, error) {
 // run hands fn to a free worker, waiting at most queueWait for one, and waits for fn to
 // finish or ctx to end. fn may still be running (bcrypt cannot be interrupted) when run
 // returns ctx's error; it then writes only to variables nobody reads any more.
-func (p *hashPool) run(ctx context.Context, fn func()) error {
-	return p.runAs(ctx, hashOrdinary, fn)
-}
-
-func (p *hashPool) runAs(ctx context.Context, class hashClass, fn func()) error {
+func (p *hashPool) run(ctx context.Context, class hashClass, fn func()) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("password hashing: %w", err)
 	}

@@ -81,7 +81,7 @@ func runCompares(t *testing.T, p *hashPool, cases []compareCase) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := p.compare(context.Background(), c.hash, c.password)
+			got, err := p.compare(context.Background(), hashOrdinary, c.hash, c.password)
 			if err != nil {
 				t.Errorf("%s: compare error %v", c.name, err)
 				return
@@ -297,7 +297,7 @@ func holdWorkers(t *testing.T, p *hashPool, n int) (release func()) {
 	var started sync.WaitGroup
 	started.Add(n)
 	for range n {
-		go p.run(context.Background(), func() { started.Done(); <-gate })
+		go p.run(context.Background(), hashOrdinary, func() { started.Done(); <-gate })
 	}
 	started.Wait()
 	var once sync.Once
@@ -315,7 +315,7 @@ func TestHashPoolBusyAfterQueueWait(t *testing.T) {
 	errs := make(chan error, callers)
 	for range callers {
 		go func() {
-			_, err := p.compare(context.Background(), dummyHash, "guess")
+			_, err := p.compare(context.Background(), hashOrdinary, dummyHash, "guess")
 			errs <- err
 		}()
 	}
@@ -339,7 +339,7 @@ func TestHashPoolBusyAfterQueueWait(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := p.compare(context.Background(), slow, "guess")
+			_, err := p.compare(context.Background(), hashOrdinary, slow, "guess")
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -362,7 +362,7 @@ func TestHashPoolHonoursContext(t *testing.T) {
 
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := p.compare(cancelled, v.hash, v.password); !errors.Is(err, context.Canceled) {
+	if _, err := p.compare(cancelled, hashOrdinary, v.hash, v.password); !errors.Is(err, context.Canceled) {
 		t.Fatalf("already cancelled: err = %v, want context.Canceled", err)
 	}
 
@@ -370,7 +370,7 @@ func TestHashPoolHonoursContext(t *testing.T) {
 	release := holdWorkers(t, p, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	if _, err := p.compare(ctx, v.hash, v.password); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := p.compare(ctx, hashOrdinary, v.hash, v.password); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline while queued: err = %v, want context.DeadlineExceeded", err)
 	}
 	release()
@@ -381,7 +381,7 @@ func TestHashPoolHonoursContext(t *testing.T) {
 	gate := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		errc <- p.run(ctx, func() { close(entered); <-gate })
+		errc <- p.run(ctx, hashOrdinary, func() { close(entered); <-gate })
 	}()
 	<-entered
 	cancel()
@@ -390,7 +390,7 @@ func TestHashPoolHonoursContext(t *testing.T) {
 	}
 	close(gate)
 	// The worker is free again afterwards.
-	if got, err := p.compare(context.Background(), v.hash, v.password); err != nil || !got {
+	if got, err := p.compare(context.Background(), hashOrdinary, v.hash, v.password); err != nil || !got {
 		t.Fatalf("compare after cancellations = %v, %v; want true, nil", got, err)
 	}
 }
@@ -407,7 +407,7 @@ func TestHashPoolClose(t *testing.T) {
 		t.Errorf("GOMAXPROCS after close = %d, want %d", got, before)
 	}
 	start := time.Now()
-	if _, err := p.compare(context.Background(), dummyHash, "x"); !errors.Is(err, errHashBusy) {
+	if _, err := p.compare(context.Background(), hashOrdinary, dummyHash, "x"); !errors.Is(err, errHashBusy) {
 		t.Fatalf("compare after close: err = %v, want errHashBusy", err)
 	}
 	if el := time.Since(start); el > 500*time.Millisecond {
@@ -459,7 +459,7 @@ func TestHashWorkersRunOnLowPriorityThreads(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := p.run(context.Background(), func() {
+			err := p.run(context.Background(), hashOrdinary, func() {
 				nice := threadNice(t)
 				mu.Lock()
 				tids[syscall.Gettid()] = nice
@@ -552,7 +552,7 @@ func BenchmarkBcryptCompare(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if ok, err := p.compare(ctx, v.hash, v.password); err != nil || !ok {
+		if ok, err := p.compare(ctx, hashOrdinary, v.hash, v.password); err != nil || !ok {
 			b.Fatalf("compare = %v, %v", ok, err)
 		}
 	}
@@ -593,7 +593,7 @@ func BenchmarkLoginThroughput(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						if _, err := p.compare(ctx, v.hash, "wrong password"); err != nil {
+						if _, err := p.compare(ctx, hashOrdinary, v.hash, "wrong password"); err != nil {
 							b.Error(err)
 							return
 						}
@@ -647,7 +647,7 @@ func BenchmarkLatencyDuringLoginFlood(b *testing.B) {
 					go func() {
 						defer flood.Done()
 						for ctx.Err() == nil {
-							p.compare(ctx, v.hash, "wrong password")
+							p.compare(ctx, hashOrdinary, v.hash, "wrong password")
 						}
 					}()
 				}

@@ -101,30 +101,21 @@ func signToken(secret []byte, c Claims) (string, error) {
 		return "", errors.New("sign token: claim is not valid UTF-8")
 	}
 
-	p := make([]byte, 0, 256)
-	p = append(p, `{"sub":`...)
-	p = appendJSONString(p, strings.ToLower(c.Subject))
-	p = append(p, `,"email":`...)
-	p = appendJSONString(p, c.Email)
-	p = append(p, `,"exp":`...)
-	p = strconv.AppendInt(p, c.ExpiresAt, 10)
-	p = append(p, `,"iat":`...)
-	p = strconv.AppendInt(p, c.IssuedAt, 10)
+	p := appendJSONString(append(make([]byte, 0, 256), `{"sub":`...), strings.ToLower(c.Subject))
+	p = appendJSONString(append(p, `,"email":`...), c.Email)
+	p = strconv.AppendInt(append(p, `,"exp":`...), c.ExpiresAt, 10)
+	p = strconv.AppendInt(append(p, `,"iat":`...), c.IssuedAt, 10)
 	if c.NotBefore != 0 {
-		p = append(p, `,"nbf":`...)
-		p = strconv.AppendInt(p, c.NotBefore, 10)
+		p = strconv.AppendInt(append(p, `,"nbf":`...), c.NotBefore, 10)
 	}
 	if c.AuthTime != 0 {
-		p = append(p, `,"auth_time":`...)
-		p = strconv.AppendInt(p, c.AuthTime, 10)
+		p = strconv.AppendInt(append(p, `,"auth_time":`...), c.AuthTime, 10)
 	}
 	if c.CompanyID != "" {
-		p = append(p, `,"company_id":`...)
-		p = appendJSONString(p, strings.ToLower(c.CompanyID))
+		p = appendJSONString(append(p, `,"company_id":`...), strings.ToLower(c.CompanyID))
 	}
 	if c.Name != "" {
-		p = append(p, `,"name":`...)
-		p = appendJSONString(p, c.Name)
+		p = appendJSONString(append(p, `,"name":`...), c.Name)
 	}
 	if len(c.Roles) > 0 {
 		p = append(p, `,"roles":[`...)
@@ -153,8 +144,7 @@ func signToken(secret []byte, c Claims) (string, error) {
 	return string(tok), nil
 }
 
-// tokenScratch is verify's working memory, so that a verification allocates only the
-// claims it returns.
+// tokenScratch is verify's working memory: a verification allocates only the claims it returns.
 type tokenScratch struct {
 	mac     hash.Hash // HMAC-SHA256 keyed with its pool's secret
 	sum     [sha256.Size]byte
@@ -164,9 +154,8 @@ type tokenScratch struct {
 	roles   [maxTokenRoles]span
 }
 
-// tokenVerifier checks tokens against one secret, keeping scratch whose HMAC is already keyed:
-// keying costs seven allocations and half a verification. The keyed state is as sensitive as
-// the secret and lives in the same process memory.
+// tokenVerifier keeps scratch whose HMAC is already keyed with its secret: keying costs seven
+// allocations and half a verification.
 type tokenVerifier struct {
 	secret []byte
 	pool   sync.Pool // of *tokenScratch keyed with secret
@@ -178,17 +167,9 @@ func newTokenVerifier(secret []byte) *tokenVerifier {
 	return v
 }
 
-// verifyToken checks one token with a verifier built for the purpose; the gateway keeps
-// its own verifier instead.
-func verifyToken(secret []byte, token string, now time.Time) (Claims, error) {
-	return newTokenVerifier(secret).verify(token, now)
-}
-
-// verify checks token against the secret at time now and returns its claims. The size bound
-// comes before any work; the header is read only to refuse anything but HS256 (alg "none",
-// algorithm confusion) and crit; the signature is compared in constant time before the
-// payload is read. Key-bearing headers (kid, jwk, jku, x5u, x5c) are ignored. The JSON reader
-// refuses duplicate names, invalid UTF-8, lone surrogates and deep nesting.
+// verify bounds the size before any work, refuses any header but HS256 (alg "none", algorithm
+// confusion) and ignores key-bearing ones (kid, jwk, jku, ...); the signature is compared in
+// constant time before the payload is read.
 func (v *tokenVerifier) verify(token string, now time.Time) (Claims, error) {
 	if len(token) > maxTokenBytes {
 		return Claims{}, tokenErr(errTokenTooLarge, "longer than 8192 bytes")
@@ -234,7 +215,6 @@ func (v *tokenVerifier) verify(token string, now time.Time) (Claims, error) {
 	return readTokenClaims(s, payload, now)
 }
 
-// decodeSegment decodes one unpadded base64url segment into dst.
 func decodeSegment(dst []byte, seg string) ([]byte, bool) {
 	// encoding/base64 skips CR and LF even in Strict mode; a token has no place for them.
 	if strings.IndexByte(seg, '\n') >= 0 || strings.IndexByte(seg, '\r') >= 0 || b64url.DecodedLen(len(seg)) > len(dst) {
@@ -414,9 +394,8 @@ func readTokenClaims(s *tokenScratch, b []byte, now time.Time) (Claims, error) {
 	return c, nil
 }
 
-// numericDate reads a NumericDate: seconds since the epoch within [0, maxNumericDate],
-// integer or not. Fractions are truncated, which can only bring an expiry forward, by
-// less than a second.
+// numericDate reads seconds since the epoch within [0, maxNumericDate]. Fractions are
+// truncated, which can only bring an expiry forward, by less than a second.
 func numericDate(b []byte, m *jsonMember) (int64, bool) {
 	if m.kind != jsonNumber {
 		return 0, false
@@ -472,8 +451,8 @@ func lowerASCII(b []byte) {
 	}
 }
 
-// A strict JSON reader for the flat header and payload objects: encoding/json costs a dozen
-// allocations per token; this reads in place and refuses anything it does not understand.
+// A strict in-place JSON reader for the flat header and payload: encoding/json costs a dozen
+// allocations per token. It refuses duplicate names, invalid UTF-8, lone surrogates, deep nesting.
 
 const (
 	jsonString byte = iota + 1
@@ -484,13 +463,12 @@ const (
 	jsonObject
 )
 
-// span is b[start:end] of the buffer being read.
 type span struct{ start, end int }
 
 func (s span) of(b []byte) []byte { return b[s.start:s.end] }
 
-// jsonMember is one top-level member: its name and string values decoded in place, numbers
-// and literals as their text, arrays and objects as their raw (validated) text.
+// jsonMember is one top-level member: names and string values decoded in place, anything else
+// as its (validated) text.
 type jsonMember struct {
 	name span
 	kind byte
@@ -512,10 +490,8 @@ func skipJSONSpace(b []byte, i int) int {
 	return i
 }
 
-// scanJSONObject reads the object starting at b[i] and returns the number of members, the
-// index just past it, and whether it is valid. With ms set it records the members (at most
-// maxJSONMembers, names unique) and decodes names and string values in place; without it
-// it only validates.
+// scanJSONObject reads the object at b[i]: its member count and the index past it. With ms
+// set it records the members (names unique) and decodes their strings; without, it only validates.
 func scanJSONObject(b []byte, i, depth int, ms *[maxJSONMembers]jsonMember) (n, next int, ok bool) {
 	if depth > maxJSONDepth || i >= len(b) || b[i] != '{' {
 		return 0, 0, false
@@ -597,8 +573,7 @@ func scanJSONArray(b []byte, i, depth int) (next int, ok bool) {
 	}
 }
 
-// scanJSONStringArray decodes, in place, the strings of the array member m into out.
-// It fails on a non-array, a non-string element or more than maxTokenRoles elements.
+// scanJSONStringArray decodes in place the strings of the array member m (at most maxTokenRoles).
 func scanJSONStringArray(b []byte, m *jsonMember, out *[maxTokenRoles]span) (int, bool) {
 	if m.kind != jsonArray {
 		return 0, false
@@ -695,9 +670,8 @@ func scanJSONNumber(b []byte, i int) (next int, ok bool) {
 	return i, true
 }
 
-// scanJSONString reads the string starting at b[i] == '"' and returns the index just past
-// it. With decode it also unescapes it in place into b[i+1:end]: unescaping never lengthens
-// text, so the write position never passes the read position. Invalid UTF-8 and lone
+// scanJSONString reads the string at b[i] == '"'; with decode it unescapes it in place into
+// b[i+1:end], which is safe since unescaping never lengthens text. Invalid UTF-8 and lone
 // surrogates are refused (encoding/json would replace them with U+FFFD).
 func scanJSONString(b []byte, i int, decode bool) (end, next int, ok bool) {
 	// Until the first escape nothing moves, so plain ASCII is only skipped over.
@@ -790,8 +764,7 @@ func hex4(b []byte, i int) rune {
 	return v
 }
 
-// jsonPlainASCII marks the bytes a JSON string holds as they are: printable ASCII other
-// than '"' and '\\'.
+// jsonPlainASCII marks the bytes a JSON string holds as they are.
 var jsonPlainASCII = func() (t [256]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {
 		t[c] = c != '"' && c != '\\'
@@ -799,8 +772,8 @@ var jsonPlainASCII = func() (t [256]bool) {
 	return t
 }()
 
-// hexDigitValue maps a hex digit (either case) to its value and anything else to -1. A
-// variable initialiser, not init, so package-level initialisers calling isUUID see it filled.
+// hexDigitValue maps hex digits to their value, anything else to -1. Not init: package-level
+// initialisers calling isUUID must see it filled.
 var hexDigitValue = func() (t [256]int8) {
 	for c := range t {
 		t[c] = -1

@@ -10,15 +10,12 @@ import (
 	"strings"
 )
 
-// The runtime's soft limit is this share of the container's hard limit; the rest is what the
-// kernel charges but Go does not count (mapped binary, socket buffers, the collector's
-// overshoot). The shipped 128 MiB container limit gives 96 MiB.
+// The soft limit's share of the container limit; the rest is what the kernel charges but Go does
+// not count (mapped binary, socket buffers, the collector's overshoot).
 const memoryLimitPercent = 75
 
-// memoryLimitFloor is the soft limit without a container limit, from the README's load tests:
-// 1 000 clients keep a ~35 MiB live heap, GATEWAY_GC_PERCENT=100 doubles it and the runtime
-// adds ~25 MiB, so below 1 000 clients the percentage paces the collector and this is only a
-// backstop. 64 MiB left 1 000 clients 3 MiB of headroom (27 collections a second).
+// memoryLimitFloor applies without a container limit: in the README's load tests 1 000 clients
+// keep a ~35 MiB heap (doubled by GC_PERCENT=100, plus ~25 MiB runtime); 64 MiB was too tight.
 const memoryLimitFloor = 96 << 20
 
 // Where cgroup v2 and v1 publish the container's memory limit (fs.FS paths: no leading slash).
@@ -27,8 +24,7 @@ const (
 	cgroupV1MemoryMax = "sys/fs/cgroup/memory/memory.limit_in_bytes"
 )
 
-// cgroupUnlimited: cgroup v1 reports "no limit" as the largest page-aligned int64; no real
-// limit comes near 4 EiB.
+// cgroupUnlimited: cgroup v1 reports "no limit" as the largest page-aligned int64.
 const cgroupUnlimited = 1 << 62
 
 // cgroupMemoryLimit returns the container's memory limit read from fsys (e.g. os.DirFS("/"))
@@ -59,10 +55,8 @@ func cgroupMemoryLimit(fsys fs.FS) (limit int64, file string, err error) {
 	return 0, "", nil
 }
 
-// autoMemoryLimit is the soft limit for GATEWAY_MEMORY_LIMIT=auto: memoryLimitPercent of the
-// container's limit, or memoryLimitFloor without one; source says which, for the start-up
-// log. small: below the floor the collector runs continuously, and the operator should raise
-// the container limit (a soft limit above it would let the kernel kill the process first).
+// autoMemoryLimit is the soft limit for GATEWAY_MEMORY_LIMIT=auto; source says which, for the
+// log. small: below the floor the collector runs continuously; the container limit should grow.
 func autoMemoryLimit(fsys fs.FS) (limit int64, source string, small bool, err error) {
 	hard, file, err := cgroupMemoryLimit(fsys)
 	if err != nil {

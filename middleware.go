@@ -12,15 +12,9 @@ import (
 	"time"
 )
 
-// requestInfo travels with a request as a pointer in the context: a layer fills in what it
-// learns without copying the request, and the access log reads the result. Who writes what:
-//   - ID, TraceParent, TraceID, KeepTraceState: requestid.go, before any handler.
-//   - ClientIP, PeerTrusted, ClientIsProxy: clientip.go, before any handler.
-//   - Caller, Authenticated, UserID, CompanyID: auth.go's withIdentity once a token verifies;
-//     users.go after a login and after ensure-company.
-//   - Upstream, UpstreamStatus: proxy.go.
-//
-// Only the request's own goroutine writes, before the handler returns, so no lock is needed.
+// requestInfo travels as a pointer in the context: each layer fills in what it learns (IDs:
+// requestid.go; client: clientip.go; caller: auth.go and users.go; upstream: proxy.go) and the
+// access log reads it. Only the request's own goroutine writes, so no lock is needed.
 type requestInfo struct {
 	ID             string // X-Request-ID
 	TraceParent    string // forwarded upstream
@@ -38,9 +32,8 @@ type requestInfo struct {
 	// ClientIsProxy: ClientIP is itself a trusted proxy, so it stands for no one client.
 	ClientIsProxy bool
 
-	// KeepTraceState: the client's traceparent was valid, so its tracestate may be forwarded.
-	// Otherwise the proxy drops tracestate: W3C Trace Context forbids pairing a vendor's
-	// state with a trace it does not belong to.
+	// KeepTraceState: the client's traceparent was valid, so its tracestate may be forwarded
+	// (W3C forbids pairing a vendor's state with another trace).
 	KeepTraceState bool
 }
 
@@ -58,21 +51,10 @@ func requestInfoFrom(ctx context.Context) *requestInfo {
 	return &requestInfo{}
 }
 
-// withMiddleware wraps next in the gateway's layers (see ServeHTTP). next should be the
-// ServeMux itself, or pass its request on unchanged: metrics and logs read the route from
-// that request's Pattern after next returns.
-func withMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
-	return withTracedMiddleware(next, cfg, log, m, nil)
-}
-
-// withTracedMiddleware is withMiddleware with a server span per request exported by tr.
+// withTracedMiddleware wraps next in the gateway's layers (see ServeHTTP), with a server span
+// per request exported by tr (nil: none). next should be the ServeMux, or pass its request on
+// unchanged: metrics and logs read the route from that request's Pattern.
 func withTracedMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics, tr *tracer) http.Handler {
-	if cfg == nil {
-		cfg = &Config{}
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &middleware{next: next, log: log, m: m, cors: newCORSPolicy(cfg), trusted: cfg.TrustedProxies, tracer: tr,
 		xffWarning: &untrustedProxyWarning{log: log, now: time.Now, every: time.Minute}}
 }
@@ -106,9 +88,7 @@ func (mw *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(r.Header["Authorization"]) > 1 {
-		// Which one counts would be up to each reader: the gateway verifies the first, a
-		// backend or a logger might take the last — an unsigned token with claims of the
-		// sender's choosing. No client has a reason to send two.
+		// The gateway verifies the first; a backend or logger might read the last, unsigned one.
 		writeError(tw, r, http.StatusBadRequest, codeValidation, "More than one Authorization header")
 		return
 	}
@@ -140,8 +120,7 @@ func (mw *middleware) recoverPanic(tw *trackingWriter, r *http.Request) {
 		return
 	}
 	if tw.wroteHeader {
-		// Part of the response is on the wire. Finishing it normally would tell the client a
-		// truncated body is complete; aborting the connection tells it the truth.
+		// Part of the response is on the wire: only aborting tells the client it is truncated.
 		tw.aborted = true
 		panic(http.ErrAbortHandler)
 	}

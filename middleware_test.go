@@ -1153,3 +1153,11 @@ func BenchmarkMiddleware(b *testing.B) {
 		})
 	}
 }
+
+// withMiddleware is the gateway's chain without tracing; a nil log discards.
+func withMiddleware(next http.Handler, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return withTracedMiddleware(next, cfg, log, m, nil)
+}

@@ -18,8 +18,7 @@ import (
 	"time"
 )
 
-// newUpstreamTransport returns the one http.Transport every proxy shares, so keep-alive
-// connections are pooled per process rather than per route.
+// newUpstreamTransport is the one transport every proxy shares: keep-alives pooled per process.
 func newUpstreamTransport(cfg *Config) *http.Transport {
 	// An upstream that accepts no connection within 5 s is down, not slow: fail fast (503).
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
@@ -57,12 +56,10 @@ var (
 	errUnrequestedUpgrade = errors.New("upstream switched protocols unasked")
 )
 
-// upstreamGate is the RoundTripper every proxy uses: the shared transport behind two
-// admission checks that keep one client or tenant from taking the upstream pool. Each host
-// has one slot per transport connection; a request waits at most queueWait for one, then
-// fails with errUpstreamBusy (503), since http.Transport would queue it without bound behind
-// trickling uploads. Each company holds at most companyMax slots (errCompanyInflight, 429).
-// A slot is held until the response body is closed, when the connection is free again.
+// upstreamGate puts the shared transport behind two admission checks, so one client or tenant
+// cannot take the upstream pool: a request waits at most queueWait for one of a host's slots
+// (one per connection; http.Transport would queue without bound behind trickling uploads), and
+// a company holds at most companyMax. A slot is held until the response body is closed.
 type upstreamGate struct {
 	*http.Transport // the shared pool; CloseIdleConnections and settings come from it
 
@@ -106,14 +103,18 @@ func (g *upstreamGate) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	res, err := g.Transport.RoundTrip(req)
 	if err != nil {
-		<-slots
-		if company != nil {
-			company.Add(-1)
-		}
+		release(slots, company)
 		return nil, err
 	}
 	res.Body = &gatedBody{ReadCloser: res.Body, slots: slots, company: company}
 	return res, nil
+}
+
+func release(slots chan struct{}, company *atomic.Int32) {
+	<-slots
+	if company != nil {
+		company.Add(-1)
+	}
 }
 
 func (g *upstreamGate) slots(host string) chan struct{} {
@@ -158,10 +159,7 @@ type gatedBody struct {
 func (b *gatedBody) Close() error {
 	err := b.ReadCloser.Close()
 	if b.closed.CompareAndSwap(false, true) {
-		<-b.slots
-		if b.company != nil {
-			b.company.Add(-1)
-		}
+		release(b.slots, b.company)
 	}
 	return err
 }
@@ -183,10 +181,8 @@ type proxy struct {
 	m    *metrics
 	rp   *httputil.ReverseProxy
 
-	// idle cuts a request body or a response that moves no byte for this long (0 = never).
-	idle time.Duration
-	// forwardCredentials passes the client's Authorization and Cookie on to backends that
-	// get identity headers; by default they are removed there (see rewrite).
+	idle time.Duration // cuts a request body or response that moves no byte for this long (0 = never)
+	// forwardCredentials keeps the client's Authorization and Cookie where identity headers go.
 	forwardCredentials bool
 }
 
@@ -212,8 +208,7 @@ func (b *bufferPool) Put(buf []byte) {
 	b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
 }
 
-// newProxy returns the handler forwarding up's route. It panics on a malformed upstream: that
-// is a wiring mistake caught at start, never a request-time condition.
+// newProxy panics on a malformed upstream: a wiring mistake caught at start.
 func newProxy(up upstream, transport http.RoundTripper, cfg *Config, log *slog.Logger, m *metrics) http.Handler {
 	if up.target == nil || up.target.Host == "" || (up.target.Scheme != "http" && up.target.Scheme != "https") {
 		panic("proxy " + up.name + ": upstream target must be an absolute http(s) URL")
@@ -272,22 +267,19 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r)
 }
 
-// proxyAllowedMethods is the Allow header of a refused CONNECT or TRACE.
-const proxyAllowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-
-// refuseTunnel answers (and reports true for) what a backend must never be asked for:
-// CONNECT (a tunnel to wherever the backend connects), TRACE (echoes identity headers and
-// credentials) and protocol upgrades, after which the gateway would see no more requests or
-// identities on the connection. An Upgrade header without Connection: upgrade is no upgrade:
-// ReverseProxy drops it as hop-by-hop.
+// refuseTunnel answers (reporting true) what a backend must never be asked: CONNECT (a tunnel),
+// TRACE (echoes identity headers and credentials) and upgrades, after which the gateway sees no
+// more requests on the connection. Without Connection: upgrade, ReverseProxy drops Upgrade.
 func refuseTunnel(w http.ResponseWriter, r *http.Request) bool {
 	switch r.Method {
 	case http.MethodConnect, http.MethodTrace:
-		w.Header().Set("Allow", proxyAllowedMethods)
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
 		writeError(w, r, http.StatusMethodNotAllowed, codeMethodNotAllowed, "Method Not Allowed")
 		return true
 	}
-	if len(r.Header["Upgrade"]) > 0 && anyListItem(r.Header["Connection"], isUpgradeToken) {
+	if len(r.Header["Upgrade"]) > 0 && anyListItem(r.Header["Connection"], func(item string) bool {
+		return strings.EqualFold(item, "upgrade")
+	}) {
 		w.Header().Set("Connection", "close")
 		writeError(w, r, http.StatusBadRequest, codeValidation, "Protocol upgrades are not supported")
 		return true
@@ -295,12 +287,9 @@ func refuseTunnel(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-func isUpgradeToken(item string) bool { return strings.EqualFold(item, "upgrade") }
-
-// idleStream cuts a request body that stops arriving or a response the client stops reading:
-// each read and write must progress within idle, enforced by the connection's deadlines, so a
-// stream that keeps moving is never cut. Deadlines move (to idle+idle/4) only when fewer than
-// idle remain: a stall is cut within 1.25 x idle, for one timer update per idle/4 of streaming.
+// idleStream cuts a request body or response that makes no progress within idle, using the
+// connection's deadlines. They move (to idle+idle/4) only when fewer than idle remain: a stall is
+// cut within 1.25 x idle, for one timer update per idle/4 of streaming.
 type idleStream struct {
 	rc   http.ResponseController
 	idle time.Duration
@@ -308,8 +297,7 @@ type idleStream struct {
 	body idleBody
 }
 
-// newIdleStream puts r's body behind the idle timeout (as http.MaxBytesReader is put in
-// place) and returns the response writer to use instead of w.
+// newIdleStream replaces r's body (as http.MaxBytesReader does) and returns the writer to use.
 func newIdleStream(w http.ResponseWriter, r *http.Request, idle time.Duration) http.ResponseWriter {
 	st := &idleStream{rc: *http.NewResponseController(w), idle: idle}
 	st.w = idleWriter{ResponseWriter: w, st: st}
@@ -361,7 +349,6 @@ func (w *idleWriter) FlushError() error {
 
 func (w *idleWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// idleBody is the request-body side of an idleStream.
 type idleBody struct {
 	io.ReadCloser
 	st  *idleStream
@@ -383,8 +370,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 }
 
 // mapUpstreamPath replaces the gateway prefix of an escaped path (or the prefix without its
-// trailing slash) by the upstream prefix. It refuses paths outside the prefix or unsafe, so
-// the result, unescaped and cleaned, always stays inside upstreamPrefix.
+// slash) by the upstream one; refusing unsafe paths keeps the result inside upstreamPrefix.
 func mapUpstreamPath(escapedPath, gatewayPrefix, upstreamPrefix string) (string, bool) {
 	if !validPrefix(gatewayPrefix) || !validPrefix(upstreamPrefix) || !safePath(escapedPath) {
 		return "", false
@@ -399,8 +385,7 @@ func mapUpstreamPath(escapedPath, gatewayPrefix, upstreamPrefix string) (string,
 	return upstreamPrefix + rest, true
 }
 
-// rejectUnsafePaths answers 400 to any path safePath refuses. It wraps the whole mux, which
-// would otherwise redirect unclean paths to cleaned ones; no route needs such a path.
+// rejectUnsafePaths wraps the whole mux, which would otherwise redirect unclean paths to clean ones.
 func rejectUnsafePaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !safePath(r.URL.EscapedPath()) {
@@ -411,10 +396,9 @@ func rejectUnsafePaths(next http.Handler) http.Handler {
 	})
 }
 
-// safePath reports whether the escaped path p is absolute and free of anything that
-// normalisation, by us or a backend, could turn into another path: "." and ".." segments
-// (also "..;x"), empty segments, backslashes, encoded '.', '/', '\' or '%' (double encoding
-// too), malformed escapes, overlong UTF-8 (%c0%ae reads as '.' to lax decoders), control bytes.
+// safePath refuses what normalisation, ours or a backend's, could turn into another path: "."
+// and ".." segments (also "..;x"), empty segments, backslashes, encoded '.', '/', '\' or '%',
+// malformed escapes, overlong UTF-8 (%c0%ae is '.' to lax decoders), control bytes.
 func safePath(p string) bool {
 	if p == "" || p[0] != '/' {
 		return false
@@ -460,7 +444,6 @@ func safePath(p string) bool {
 	return true
 }
 
-// escapedByteAt decodes the "%XX" escape at p[i:], if there is one.
 func escapedByteAt(p string, i int) (byte, bool) {
 	if i+2 >= len(p) || p[i] != '%' || hexDigitValue[p[i+1]] < 0 || hexDigitValue[p[i+2]] < 0 {
 		return 0, false
@@ -468,10 +451,8 @@ func escapedByteAt(p string, i int) (byte, bool) {
 	return byte(hexDigitValue[p[i+1]])<<4 | byte(hexDigitValue[p[i+2]]), true
 }
 
-// unhex is the value of the hex digit c.
 func unhex(c byte) byte { return byte(hexDigitValue[c]) }
 
-// hdrTraceParent is the W3C trace context header in canonical form, as the header map keys it.
 const hdrTraceParent = "Traceparent"
 
 // rewrite builds the outbound request. Unlike Director, Rewrite runs after ReverseProxy removed
@@ -488,8 +469,7 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = target.Host
 	out.URL.RawPath = p.base + mapped
 	out.URL.Path, _ = url.PathUnescape(out.URL.RawPath) // cannot fail: safePath checked every escape
-	// The query byte for byte: ReverseProxy would re-encode one it cannot parse, but the
-	// gateway decides nothing on it, so the backend sees exactly what the client sent.
+	// Byte for byte: ReverseProxy would re-encode a query it cannot parse.
 	out.URL.RawQuery = in.URL.RawQuery
 	if target.RawQuery != "" {
 		if out.URL.RawQuery == "" {
@@ -506,17 +486,15 @@ func (p *proxy) rewrite(pr *httputil.ProxyRequest) {
 	info := requestInfoFrom(in.Context())
 	setUpstreamHeaders(out.Header, in, info)
 	if !p.forwardCredentials && info.Authenticated {
-		// The backend trusts the identity headers just set; the client's token and cookies
-		// would be a second, unverified identity (and a token to leak into its logs). The auth
-		// route, with no verified caller, keeps them: that backend checks them.
+		// The backend trusts the identity headers; the client's token and cookies would be a
+		// second, unverified identity. The auth route, with no verified caller, keeps them.
 		delete(out.Header, "Authorization")
 		delete(out.Header, "Cookie")
 	}
 }
 
-// clientBody marks failures to read the client's body, so a client hanging up mid-upload is
-// no upstream failure. The first is kept: after an idle timeout the transport reports only
-// the context cancellation net/http adds.
+// clientBody marks failures to read the client's body (no upstream failure). The first is kept:
+// after an idle timeout the transport reports only the context cancellation net/http adds.
 type clientBody struct {
 	io.ReadCloser
 	failed atomic.Pointer[clientBodyError]
@@ -535,16 +513,6 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		err = cerr
 	}
 	return n, err
-}
-
-// bodyStalled returns the error of out's request body when the idle timeout cut it, else nil.
-func bodyStalled(out *http.Request) error {
-	if cb, ok := out.Body.(*clientBody); ok {
-		if err := cb.failed.Load(); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			return err
-		}
-	}
-	return nil
 }
 
 // reservedHeaders are client headers that must never reach an upstream: those only the
@@ -642,13 +610,11 @@ const (
 // statusClientClosedRequest (nginx's 499) is recorded, never sent, when the client left first.
 const statusClientClosedRequest = 499
 
-// classifyUpstreamError decides what a failed round trip means: the kind counted in metrics
-// and the answer sent (nil: none). ctx tells a client that left from a failing upstream.
+// classifyUpstreamError returns the kind counted in metrics and the answer (nil: none).
 func classifyUpstreamError(ctx context.Context, err error) (kind string, answer *apiError) {
 	var bodyErr *clientBodyError
 	if errors.As(err, &bodyErr) && errors.Is(err, os.ErrDeadlineExceeded) {
-		// The idle timeout cut a stalled body. net/http cancelled the context too, but the
-		// client is still there and gets its answer.
+		// net/http cancelled the context too, but the client is still there.
 		return kindClientStalled, newError(http.StatusRequestTimeout, codeRequestTimeout, "Request body stalled")
 	}
 	if errors.Is(ctx.Err(), context.Canceled) {
@@ -680,8 +646,7 @@ func classifyUpstreamError(ctx context.Context, err error) (kind string, answer 
 	return kindBadResponse, newError(http.StatusBadGateway, codeUpstreamError, "Bad gateway")
 }
 
-// errorHandler logs and answers a failed round trip; r is the outbound request (mapped URL,
-// client's context). The answer carries no cause.
+// errorHandler logs and answers a failed round trip (without its cause); r is the outbound request.
 func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	info := requestInfoFrom(ctx)
@@ -692,8 +657,10 @@ func (p *proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 			detail: "Too many requests in progress for this company; retry shortly", retryAfter: "1"})
 		return
 	}
-	if stalled := bodyStalled(r); stalled != nil {
-		err = stalled
+	if cb, ok := r.Body.(*clientBody); ok {
+		if cerr := cb.failed.Load(); cerr != nil && errors.Is(cerr, os.ErrDeadlineExceeded) {
+			err = cerr // the idle timeout cut the body
+		}
 	}
 	kind, answer := classifyUpstreamError(ctx, err)
 	p.m.upstreamError(p.up.name, kind)

@@ -12,11 +12,9 @@ import (
 	"time"
 )
 
-// limiter is a token bucket per key: at most burst tokens, refilled at perSecond; a nil
-// *limiter allows everything. Each bucket is a GCRA "theoretical arrival time" (when it is
-// full again), so the arithmetic is exact. At most maxKeys buckets exist: full ones (the same
-// as none) are dropped lazily from the least recent end, and when all are busy the least
-// recent goes, so an attacker spreading over many keys makes it forget, never grow unbounded.
+// limiter is a token bucket per key (a GCRA "theoretical arrival time", so the arithmetic is
+// exact); nil allows everything. Full buckets are dropped lazily, and past maxKeys the least
+// recent goes: an attacker spreading over many keys makes it forget, never grow unbounded.
 type limiter struct {
 	interval int64 // nanoseconds per token
 	maxAhead int64 // allow while tat-now <= maxAhead: (burst-1) intervals
@@ -40,8 +38,7 @@ const (
 	limiterSweep = 2
 )
 
-// newLimiter returns nil (the limit is off) when burst <= 0 or perSecond <= 0; maxKeys <= 0
-// means defaultLimiterKeys.
+// newLimiter returns nil (no limit) when burst or perSecond is not positive.
 func newLimiter(perSecond float64, burst int, maxKeys int) *limiter {
 	if burst <= 0 || perSecond <= 0 || math.IsNaN(perSecond) {
 		return nil
@@ -63,8 +60,7 @@ func newLimiter(perSecond float64, burst int, maxKeys int) *limiter {
 // nanos uses the monotonic clock when now carries it, the wall clock for a fake now.
 func (l *limiter) nanos(now time.Time) int64 { return int64(now.Sub(l.epoch)) }
 
-// allow takes one token from key's bucket. When none is available it takes nothing and
-// returns false with the time until one will be.
+// allow takes one token from key's bucket, or reports the wait until one is there.
 func (l *limiter) allow(key string, now time.Time) (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
@@ -136,22 +132,12 @@ func (l *limiter) reset(key string) {
 	}
 }
 
-func (l *limiter) len() int {
-	if l == nil {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
-}
-
 func (l *limiter) remove(e *list.Element) {
 	delete(l.buckets, e.Value.(*bucket).key)
 	l.recent.Remove(e)
 }
 
-// sweep drops up to limiterSweep buckets full again at t from the old end; dropping even the
-// caller's own changes nothing.
+// sweep drops up to limiterSweep buckets full again at t from the old end (a full one is as none).
 func (l *limiter) sweep(t int64) {
 	for range limiterSweep {
 		e := l.recent.Back()
@@ -172,26 +158,23 @@ func retryAfterSeconds(d time.Duration) string {
 	return strconv.FormatInt(max(secs, 1), 10)
 }
 
-// knownClients remembers for ttl the addresses each email logged in from, which the
-// per-email failure limit spares: failures from elsewhere then cannot lock a user out of a
-// known address, while a botnet spread over many addresses still meets the email limit.
+// knownClients remembers for ttl the addresses each email logged in from, which the per-email
+// limit spares: failures elsewhere cannot lock a user out there; a botnet still meets the limit.
 type knownClients struct {
 	ttl  time.Duration
 	max  int
 	mu   sync.Mutex
-	seen map[string]time.Time // knownClientKey → last successful login
+	seen map[string]time.Time // email + "\x00" + ip → last successful login
 }
 
 func newKnownClients(ttl time.Duration, max int) *knownClients {
 	return &knownClients{ttl: ttl, max: max, seen: make(map[string]time.Time)}
 }
 
-func knownClientKey(email, ip string) string { return email + "\x00" + ip }
-
 func (k *knownClients) has(email, ip string, now time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	last, ok := k.seen[knownClientKey(email, ip)]
+	last, ok := k.seen[email+"\x00"+ip]
 	return ok && now.Sub(last) < k.ttl
 }
 
@@ -210,7 +193,7 @@ func (k *knownClients) add(email, ip string, now time.Time) {
 			clear(k.seen)
 		}
 	}
-	k.seen[knownClientKey(email, ip)] = now
+	k.seen[email+"\x00"+ip] = now
 }
 
 // loginClientKey is the key an address's failed logins count against: its /64 for IPv6,
@@ -227,19 +210,17 @@ func loginClientKey(ip string) string {
 // loginCharge is what one login attempt took from the failed-login limits.
 type loginCharge struct {
 	ip, email string
-	// known: this (email, address) pair logged in before. It is exempt from the email and
-	// global limits and goes first in the hashing queue; the per-address limit still
-	// applies, so a known pair cannot be used to guess at will.
+	// known: this (email, address) pair logged in before: exempt from the email and global
+	// limits and first in the hashing queue, yet still under the per-address limit.
 	known       bool
 	tookEmail   bool
 	tookGlobal  bool
 	tookAddress bool
 }
 
-// chargeLogin takes one token from each failed-login limit that applies, before any bcrypt
-// work, so simultaneous guesses cannot all pass a check made before any is charged. When a
-// limit is empty it takes nothing and returns the limit's name and the wait. With proxy,
-// ipKey is a trusted proxy shared by everyone behind it: never charged, or one locks out all.
+// chargeLogin takes a token from each applicable limit before any bcrypt, so simultaneous guesses
+// cannot all pass; a refusal takes nothing. A trusted proxy (proxy) is never charged: one
+// client's failures would lock out everyone behind it.
 func (g *gateway) chargeLogin(ipKey, emailKey string, proxy bool, now time.Time) (c loginCharge, limit string, wait time.Duration) {
 	c = loginCharge{ip: ipKey, email: emailKey, known: g.knownClients.has(emailKey, ipKey, now)}
 	if !proxy {

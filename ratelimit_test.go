@@ -391,3 +391,12 @@ func BenchmarkLimiterAllow(b *testing.B) {
 		}
 	})
 }
+
+func (l *limiter) len() int {
+	if l == nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}

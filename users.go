@@ -24,19 +24,16 @@ const (
 	maxEmailBytes    = 254 // RFC 5321 path limit
 )
 
-// input reads a request's path and query parameters and its JSON body fields, keeping the
-// first error (as bufio.Scanner does): a handler reads everything it needs, then checks err
-// once. Every reader does nothing once err is set.
+// input reads a request's parameters and JSON body fields, keeping the first error (as
+// bufio.Scanner does): a handler reads everything, then checks err once.
 type input struct {
 	r      *http.Request
 	fields map[string]json.RawMessage
 	err    error
 }
 
-// readBody reads the request's JSON object body (at most MaxBodyBytes, arriving within the
-// header timeout) into in, unless in.err is set; an empty body is allowed only when optional.
-// Given allowed names, it refuses any other field: a misspelt field of a partial update
-// would otherwise change nothing and still answer 200.
+// readBody reads the JSON object body into in. Given allowed names, it refuses any other field:
+// a misspelt field of a partial update would otherwise change nothing and still answer 200.
 func (g *gateway) readBody(w http.ResponseWriter, in *input, optional bool, allowed ...string) *input {
 	if in.err != nil {
 		return in
@@ -57,9 +54,8 @@ func (in *input) check(ok bool, format string, args ...any) {
 	}
 }
 
-// readJSONObject reads a JSON object body of at most maxBytes, arriving within wait; an empty
-// body is allowed only when optional (fields is then nil). The server has no ReadTimeout (it
-// would cut slow proxied uploads), so without wait a client trickling a body holds a goroutine.
+// readJSONObject reads a JSON object body of at most maxBytes, arriving within wait: the server
+// has no ReadTimeout (it would cut slow uploads), so a trickled body would hold a goroutine.
 func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait time.Duration, optional bool) (map[string]json.RawMessage, error) {
 	rc := http.NewResponseController(w)
 	deadline := wait > 0 && rc.SetReadDeadline(time.Now().Add(wait)) == nil
@@ -77,8 +73,7 @@ func readJSONObject(w http.ResponseWriter, r *http.Request, maxBytes int64, wait
 		return nil, newError(http.StatusBadRequest, codeValidation, "Could not read request body")
 	}
 	if deadline {
-		// Lifted once the body is in: left in place, it would end net/http's background read
-		// of the connection mid-handler, and that cancels the request's context.
+		// Left in place, it would end net/http's background read, cancelling the request's context.
 		rc.SetReadDeadline(time.Time{})
 	}
 	body = bytes.TrimSpace(body)
@@ -120,8 +115,7 @@ func (in *input) str(name string, required bool) string {
 	return s
 }
 
-// validEmail is a deliberately plain check: one '@', a non-empty local part, a dotted
-// domain, no spaces or control characters. The database lookup decides the rest.
+// validEmail is deliberately plain; the database lookup decides the rest.
 func validEmail(s string) bool {
 	if len(s) < 3 || len(s) > maxEmailBytes || !utf8.ValidString(s) {
 		return false
@@ -160,9 +154,8 @@ func nullable(s string) *string {
 	return &s
 }
 
-// issueToken builds a token from the user's current row for a session that began at
-// signedIn (Unix seconds; 0 means now, a new sign-in). The token never outlives the session:
-// its exp is capped at signedIn + GATEWAY_SESSION_MAX_AGE.
+// issueToken signs the user's row for a session begun at signedIn (Unix seconds; 0: now). The
+// token never outlives the session: exp is capped at signedIn + GATEWAY_SESSION_MAX_AGE.
 func (g *gateway) issueToken(u User, signedIn int64) (string, error) {
 	now := g.now()
 	if signedIn == 0 {
@@ -187,12 +180,10 @@ func (g *gateway) issueToken(u User, signedIn int64) (string, error) {
 	return token, nil
 }
 
-// handleLogin checks email and password. Unknown email, wrong password and inactive user
-// get the same 401 body after the same bcrypt work, so neither the answer nor its timing
-// tells which emails exist.
+// handleLogin: unknown email, wrong password and inactive user get the same 401 after the same
+// bcrypt work, so neither answer nor timing tells which emails exist.
 func (g *gateway) handleLogin() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
-		// A body of at most MaxBodyBytes has as long to arrive as the headers had.
 		in := g.readBody(w, &input{r: r}, false)
 		email := in.str("email", true)
 		in.check(validEmail(email), "Field email must be a valid email address")
@@ -221,8 +212,7 @@ func (g *gateway) handleLogin() http.Handler {
 		// An unknown user has no hash: the pool compares its dummy, in a wrong password's time.
 		match, err := g.comparePassword(r.Context(), charge, user.HashedPassword, password)
 		if err != nil {
-			// Not busy: the client left while the login waited for a worker, which says
-			// nothing of the pool's capacity the "busy" count is watched for.
+			// The client left while waiting: nothing to do with the pool's capacity.
 			outcome := "client_gone"
 			if errors.Is(err, errHashBusy) {
 				outcome = "busy"
@@ -242,16 +232,14 @@ func (g *gateway) handleLogin() http.Handler {
 		g.knownClients.add(emailKey, ipKey, now)
 
 		if user.CompanyID == "" {
-			// The frontend never calls ensure-company: an invited user, or one whose email
-			// domain belongs to a company, must land in it straight from the login form.
+			// The frontend never calls ensure-company: an entitled user joins at login.
 			if user, err = g.joinEntitledCompany(r.Context(), user); err != nil {
 				g.metrics.login("unavailable")
 				return dbUnavailable("login", err)
 			}
 		}
 		if user.CompanyID != "" && !user.CompanyActive {
-			// Only after the right password: a wrong one gets the usual 401, so this answer
-			// tells nothing to someone who does not know the password.
+			// Only after the right password, so it tells nothing to someone without it.
 			g.metrics.login("company_inactive")
 			return newError(http.StatusForbidden, codeCompanyInactive, "Company is inactive")
 		}
@@ -274,7 +262,6 @@ func (g *gateway) handleLogin() http.Handler {
 	})
 }
 
-// refuseLogin is the answer to a login refused by the failed-login limit named limit.
 func (g *gateway) refuseLogin(limit string, wait time.Duration) error {
 	g.metrics.rateLimitRejection(limit)
 	g.metrics.login("rate_limited")
@@ -282,23 +269,21 @@ func (g *gateway) refuseLogin(limit string, wait time.Duration) error {
 		detail: "Too many failed login attempts; try again later", retryAfter: retryAfterSeconds(wait)}
 }
 
-// comparePassword checks password against hash in the hashing pool, a pair that logged in
-// before going first. When the pool fails (busy, or the client left) only a returning pair is
+// comparePassword puts a returning pair first. When the pool fails only a returning pair is
 // refunded, so a flood that keeps hashing saturated pays for every attempt, answered or not.
 func (g *gateway) comparePassword(ctx context.Context, charge loginCharge, hash, password string) (bool, error) {
 	class := hashOrdinary
 	if charge.known {
 		class = hashFirst
 	}
-	match, err := g.hashes.compareAs(ctx, class, hash, password)
+	match, err := g.hashes.compare(ctx, class, hash, password)
 	if err != nil && charge.known {
 		g.refundLogin(charge)
 	}
 	return match, err
 }
 
-// hashFailed is the answer to a failed hashing call: busy, or nothing when the client left
-// while waiting for a worker (nobody reads an answer).
+// hashFailed answers a failed hashing call: busy, or nothing when the client left.
 func hashFailed(err error) error {
 	if errors.Is(err, errHashBusy) {
 		return &apiError{status: http.StatusServiceUnavailable, code: codeLoginBusy,
@@ -307,8 +292,7 @@ func hashFailed(err error) error {
 	return nil
 }
 
-// currentUser loads the authenticated caller's row and applies the token rules to it (the
-// cached state the wrapper checked may be a moment older).
+// currentUser loads the caller's row and applies the token rules again (the cache may be older).
 func (g *gateway) currentUser(r *http.Request) (User, error) {
 	id, _ := identityFrom(r.Context())
 	user, err := g.store.UserByID(r.Context(), id.UserID)
@@ -326,30 +310,21 @@ func (g *gateway) currentUser(r *http.Request) (User, error) {
 	return user, nil
 }
 
-// sessionUser is currentUser for a route that issues a new token: it refuses (401
-// session_expired) a caller whose sign-in is older than GATEWAY_SESSION_MAX_AGE, since a new
-// token would extend a session that has to end.
-func (g *gateway) sessionUser(r *http.Request) (User, error) {
-	user, err := g.currentUser(r)
-	if err != nil {
-		return User{}, err
+// sessionUser is currentUser for a route that issues a new token, with the session's sign-in
+// time; it refuses a session older than GATEWAY_SESSION_MAX_AGE, which a new token would extend.
+func (g *gateway) sessionUser(r *http.Request) (user User, signedIn int64, err error) {
+	if user, err = g.currentUser(r); err != nil {
+		return User{}, 0, err
 	}
-	if id, _ := identityFrom(r.Context()); g.now().Unix()-id.SignedInAt >= int64(g.cfg.SessionMaxAge/time.Second) {
-		return User{}, g.refuse("session_expired")
-	}
-	return user, nil
-}
-
-// reissueToken is a new token for the caller's session (it keeps the original sign-in time).
-func (g *gateway) reissueToken(r *http.Request, user User) (string, error) {
 	id, _ := identityFrom(r.Context())
-	return g.issueToken(user, id.SignedInAt)
+	if g.now().Unix()-id.SignedInAt >= int64(g.cfg.SessionMaxAge/time.Second) {
+		return User{}, 0, g.refuse("session_expired")
+	}
+	return user, id.SignedInAt, nil
 }
 
-// joinEntitledCompany moves a user without a company into the one they are entitled to
-// without asking (SPEC §7 steps 3–5): their newest open invitation (accepting it), else the
-// active company registered for their email's domain, else GATEWAY_DEFAULT_COMPANY_ID. It
-// returns the user unchanged when none applies. An error means the database failed.
+// joinEntitledCompany moves a user without a company into the one of entitledCompany (SPEC §7
+// steps 3–5), or returns them unchanged when none applies. An error means the database failed.
 func (g *gateway) joinEntitledCompany(ctx context.Context, user User) (User, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		companyID, invitationID, err := g.entitledCompany(ctx, user)
@@ -372,8 +347,8 @@ func (g *gateway) joinEntitledCompany(ctx context.Context, user User) (User, err
 	return user, nil
 }
 
-// entitledCompany finds the company of steps 3–5 and the invitation that grants it ("" when
-// a domain or the default grants it); "" and no error when nothing does.
+// entitledCompany is the newest open invitation's company, else the email domain's, else
+// GATEWAY_DEFAULT_COMPANY_ID if active; invitationID is "" unless an invitation grants it.
 func (g *gateway) entitledCompany(ctx context.Context, user User) (companyID, invitationID string, err error) {
 	inv, err := g.store.OpenInvitation(ctx, user.Email, "")
 	switch {
@@ -409,11 +384,9 @@ type ensureCompanyResponse struct {
 	TokenType      string `json:"token_type"`
 }
 
-// handleEnsureCompany puts the caller in a company they are entitled to and returns a token
-// carrying it (SPEC §7). A body company_id is honoured only when it is the caller's current
-// company, they hold an open invitation to it, or their database role is admin; without a
-// body the current company stays, and a user without one gets their invitation, their
-// domain's company or the default company.
+// handleEnsureCompany (SPEC §7) honours a body company_id only when it is the caller's current
+// company, they hold an open invitation to it, or they are admin; without one, a caller with no
+// company gets the one they are entitled to. It returns a token carrying the company.
 func (g *gateway) handleEnsureCompany() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := g.readBody(w, &input{r: r}, true)
@@ -423,7 +396,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			return in.err
 		}
 		requested = strings.ToLower(requested)
-		user, err := g.sessionUser(r)
+		user, signedIn, err := g.sessionUser(r)
 		if err != nil {
 			return err
 		}
@@ -474,7 +447,7 @@ func (g *gateway) handleEnsureCompany() http.Handler {
 			}
 			user, message = joined, "Company association updated"
 		}
-		token, err := g.reissueToken(r, user)
+		token, err := g.issueToken(user, signedIn)
 		if err != nil {
 			return fmt.Errorf("ensure-company: %w", err)
 		}
@@ -491,16 +464,15 @@ type refreshResponse struct {
 	TokenType   string `json:"token_type"`
 }
 
-// handleRefresh issues a fresh token from the user's current database row, so a changed
-// company, name or role reaches the token; the session keeps its original sign-in time and
-// ends GATEWAY_SESSION_MAX_AGE after it.
+// handleRefresh signs the user's current row, so a changed company, name or role reaches the
+// token; the session keeps its original sign-in time.
 func (g *gateway) handleRefresh() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
-		user, err := g.sessionUser(r)
+		user, signedIn, err := g.sessionUser(r)
 		if err != nil {
 			return err
 		}
-		token, err := g.reissueToken(r, user)
+		token, err := g.issueToken(user, signedIn)
 		if err != nil {
 			return fmt.Errorf("refresh: %w", err)
 		}
@@ -509,8 +481,7 @@ func (g *gateway) handleRefresh() http.Handler {
 	})
 }
 
-// handleLogout signs the caller out everywhere: every token issued before now is revoked,
-// on every replica within the notification delay.
+// handleLogout revokes every token issued before now, on every replica within the notification delay.
 func (g *gateway) handleLogout() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		id, _ := identityFrom(r.Context())
@@ -524,8 +495,7 @@ func (g *gateway) handleLogout() http.Handler {
 	})
 }
 
-// userWriteFailed is the answer to a failed change to the caller's own row: gone meanwhile
-// (401, as a token of an inactive user), or the database did not answer (503).
+// userWriteFailed answers a failed change to the caller's row: gone meanwhile (401), or 503.
 func userWriteFailed(what string, err error) error {
 	if errors.Is(err, errNotFound) {
 		return refusals["inactive_user"]
@@ -533,18 +503,14 @@ func userWriteFailed(what string, err error) error {
 	return dbUnavailable(what, err)
 }
 
-// dbUnavailable is the 503 of a user route whose database call failed.
 func dbUnavailable(what string, err error) error {
 	return databaseUnavailable(detailDBUnavailable, what, err)
 }
 
-// minUserPasswordBytes is the shortest password a user may choose.
 const minUserPasswordBytes = 8
 
-// handleChangePassword replaces the caller's password after checking the current one. The
-// check is a login attempt: it counts against the login limits and waits for a hashing
-// slot. Success revokes every older token, this one included, and returns no token: the
-// user signs in again with the new password.
+// handleChangePassword checks the current password as a login attempt would. Success revokes
+// every older token, this one included, and returns none: the user signs in again.
 func (g *gateway) handleChangePassword() http.Handler {
 	return g.handle(func(w http.ResponseWriter, r *http.Request) error {
 		in := g.readBody(w, &input{r: r}, false)
