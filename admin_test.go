@@ -173,6 +173,7 @@ func adminCalls(t *testing.T, g *gateway, company, user, inv string) []struct{ p
 }
 
 func TestAdminRoutesRefuseCallersWithoutDatabaseAdminRole(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	other := e.createCompany("Other")
 	member := e.createUser("member@example.com", "member-password", e.home, bcrypt.MinCost)
@@ -253,6 +254,7 @@ func TestAdminDemotedInDatabaseLosesAccessWithinOneSecond(t *testing.T) {
 }
 
 func TestAdminStatsCountActiveUsersOfActiveCompanies(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	alpha, beta, closed := e.createCompany("Alpha"), e.createCompany("beta"), e.createCompany("Closed")
 	e.createUser("a1@example.com", "pw-pw-pw-pw", alpha, bcrypt.MinCost)
@@ -280,6 +282,7 @@ func TestAdminStatsCountActiveUsersOfActiveCompanies(t *testing.T) {
 }
 
 func TestAdminCreateCompanyThenSelectListsIt(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	closed := e.createCompany("Closed")
 	e.sql("UPDATE companies SET is_active = false WHERE id = $1", closed)
@@ -363,9 +366,12 @@ func TestAdminCreateUserSignsInWithItsPassword(t *testing.T) {
 	if l := login.json(t); l["company_id"] != e.home || l["role"] != "admin" {
 		t.Fatalf("login of the created user = %v", l)
 	}
+}
 
-	// Only email and password: no name, no company, the user role.
-	r = e.do("POST", "/api/v1/admin/users", e.tok, `{"email":"plain@example.com","password":"another-password","name":null,"company_id":null}`)
+func TestAdminCreateUserWithOnlyEmailAndPasswordHasNoCompanyAndTheUserRole(t *testing.T) {
+	t.Parallel()
+	e := newAdminEnv(t)
+	r := e.do("POST", "/api/v1/admin/users", e.tok, `{"email":"plain@example.com","password":"another-password","name":null,"company_id":null}`)
 	mustStatus(t, r, http.StatusCreated)
 	if p := r.json(t); p["name"] != nil || p["company_id"] != nil || fmt.Sprint(p["roles"]) != "[user]" {
 		t.Fatalf("created %v; want null name and company, roles [user]", p)
@@ -373,6 +379,7 @@ func TestAdminCreateUserSignsInWithItsPassword(t *testing.T) {
 }
 
 func TestAdminCreateUserRefusalsWriteNothing(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	closed := e.createCompany("Closed")
 	e.sql("UPDATE companies SET is_active = false WHERE id = $1", closed)
@@ -417,6 +424,7 @@ func TestAdminCreateUserRefusalsWriteNothing(t *testing.T) {
 }
 
 func TestAdminUsersByCompanyPagesByEmail(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	acme, other := e.createCompany("Acme"), e.createCompany("Other")
 	for _, email := range []string{"carol@example.com", "Alice@example.com", "bob@example.com"} {
@@ -483,6 +491,7 @@ func TestAdminUsersByCompanyPagesByEmail(t *testing.T) {
 }
 
 func TestAdminPatchCompanyDeactivationRefusesItsUsersAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	acme := e.createCompany("Acme")
 	member := e.createUser("member@acme.example", "member-password", acme, bcrypt.MinCost)
@@ -544,6 +553,7 @@ func TestAdminPatchCompanyDeactivationRefusesItsUsersAtOnce(t *testing.T) {
 }
 
 func TestAdminPatchUserTakesEffectAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	other := e.createCompany("Other")
 	member := e.createUser("member@example.com", "member-password", e.home, bcrypt.MinCost)
@@ -597,6 +607,7 @@ func TestAdminPatchUserTakesEffectAtOnce(t *testing.T) {
 }
 
 func TestAdminPatchUserRefusalsChangeNothing(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	closed := e.createCompany("Closed")
 	e.sql("UPDATE companies SET is_active = false WHERE id = $1", closed)
@@ -643,6 +654,7 @@ func TestAdminPatchUserRefusalsChangeNothing(t *testing.T) {
 }
 
 func TestAdminCannotLockThemselvesOut(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	self := "/api/v1/admin/users/" + e.admin.ID
 	mustCode(t, e.do("PATCH", self, e.tok, `{"is_active":false}`), http.StatusConflict, codeSelfLockout)
@@ -657,6 +669,7 @@ func TestAdminCannotLockThemselvesOut(t *testing.T) {
 }
 
 func TestAdminInvitationsCreateListRevoke(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	acme := e.createCompany("Acme")
 	base := "/api/v1/admin/companies/" + acme + "/invitations"
@@ -737,6 +750,7 @@ func TestAdminInvitationsCreateListRevoke(t *testing.T) {
 }
 
 func TestAdminDomainsRegisterAndRemove(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	acme := e.createCompany("Acme")
 	path := "/api/v1/admin/companies/" + acme + "/domains/"
@@ -773,6 +787,7 @@ func TestAdminDomainsRegisterAndRemove(t *testing.T) {
 }
 
 func TestAdminRevokeSessionsRefusesOlderTokensAtOnce(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	member := e.createUser("member@example.com", "member-password", e.home, bcrypt.MinCost)
 	tok := e.tokenIssuedAt(member, time.Now().Add(-2*time.Second))
@@ -839,6 +854,7 @@ func TestAdminAuditLineIgnoresLogLevel(t *testing.T) {
 }
 
 func TestDocumentsStatsProxiedToIngestStatsWithStrictAuth(t *testing.T) {
+	t.Parallel()
 	upstream, last := recordingUpstream(t)
 	e := newTestEnv(t, map[string]string{"GATEWAY_INGEST_SERVICE_URL": upstream.URL})
 	co := e.createCompany("Acme")

@@ -120,6 +120,7 @@ func checkCost12Hash(t *testing.T, hash, password string) {
 }
 
 func TestCLIMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
 	dbURL := emptyTestDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
 
@@ -239,6 +240,7 @@ func TestCLISetPasswordChangesLogin(t *testing.T) {
 }
 
 func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, nil, func(c *Config) { c.UserCacheTTL = 0 })
 	env := postgresEnv(t, e.dbURL)
 	const password = "pw-pw-pw-pw"
@@ -492,6 +494,7 @@ func (r *firstReadSignal) Read(p []byte) (int, error) {
 }
 
 func TestCLICompanyDeactivateRefusesItsUsersAndActivateRestores(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
@@ -516,6 +519,7 @@ func TestCLICompanyDeactivateRefusesItsUsersAndActivateRestores(t *testing.T) {
 }
 
 func TestCLIInviteCreateListRevoke(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
@@ -565,6 +569,7 @@ func TestCLIInviteCreateListRevoke(t *testing.T) {
 }
 
 func TestCLIDomainAddRemove(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
@@ -600,6 +605,7 @@ func TestCLIDomainAddRemove(t *testing.T) {
 }
 
 func TestCLIUserRevokeSessionsRevokesTokens(t *testing.T) {
+	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
 	store := openCLITestStore(t, dbURL)
@@ -616,6 +622,7 @@ func TestCLIUserRevokeSessionsRevokesTokens(t *testing.T) {
 }
 
 func TestCLITenancyCommandsRefuseBadUsageAndMissingRows(t *testing.T) {
+	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	store := openCLITestStore(t, dbURL)
 	ctx := context.Background()
@@ -690,6 +697,7 @@ func TestCLITenancyCommandsRefuseBadUsageAndMissingRows(t *testing.T) {
 }
 
 func TestCLITenancyCommandsOnPreviousSchemaAskForMigrate(t *testing.T) {
+	t.Parallel()
 	dbURL := emptyTestDatabaseURL(t)
 	mustExec(t, sqlConn(t, dbURL), previousSchemaSQL)
 	env := postgresEnv(t, dbURL)

@@ -545,6 +545,7 @@ func runStoreContract(t *testing.T, newStore func(t *testing.T) Store) {
 }
 
 func TestPostgresStoreContract(t *testing.T) {
+	t.Parallel()
 	runStoreContract(t, func(t *testing.T) Store { return openTestPostgres(t) })
 }
 
@@ -553,6 +554,7 @@ func TestMemoryStoreContract(t *testing.T) {
 }
 
 func TestPostgresTouchLastLoginSetsColumn(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openTestPostgres(t)
 	u, err := s.CreateUser(ctx, NewUser{Email: "last@example.com", HashedPassword: "x"})
@@ -577,6 +579,7 @@ func TestPostgresTouchLastLoginSetsColumn(t *testing.T) {
 }
 
 func TestPostgresUserUpdatesBumpUpdatedAt(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, co, u := postgresWithUser(t, "upd@example.com")
 	updates := []struct {
@@ -604,6 +607,7 @@ func TestPostgresUserUpdatesBumpUpdatedAt(t *testing.T) {
 
 // Rows written by other services may hold NULL where the gateway's own inserts never do.
 func TestPostgresStoreReadsLegacyNullColumns(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := openTestPostgres(t)
 	var id string
@@ -637,6 +641,7 @@ func TestPostgresStoreReadsLegacyNullColumns(t *testing.T) {
 }
 
 func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t) // migrated once already
 	s, err := openPostgres(ctx, dbURL, 2*time.Second)

@@ -392,7 +392,10 @@ func TestLoginEmailIsCaseInsensitive(t *testing.T) {
 func TestLoginUnknownEmailMatchesWrongPassword(t *testing.T) {
 	t.Parallel()
 	e := startGateway(t, withProductionHashCost())
-	e.createUser("real@example.com", "right-password", "", hashCost)
+	// A passlib cost-12 hash, so the wrong password below costs what a production one does.
+	if _, err := e.store.CreateUser(context.Background(), NewUser{Email: "real@example.com", HashedPassword: loadPasslibVectors(t)[0].hash, Role: "user"}); err != nil {
+		t.Fatal(err)
+	}
 	inactive := e.createUser("gone@example.com", "right-password", "", bcrypt.MinCost)
 	if err := e.store.SetActive(context.Background(), inactive.Email, false); err != nil {
 		t.Fatal(err)

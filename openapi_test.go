@@ -97,6 +97,7 @@ func walkRefs(v any, f func(string)) {
 }
 
 func TestOpenAPIListsExactlyTheRouteTable(t *testing.T) {
+	t.Parallel()
 	configs := []struct {
 		name string
 		env  map[string]string
@@ -238,6 +239,7 @@ func TestOpenAPIDeclaresEveryErrorCode(t *testing.T) {
 // TestOpenAPIAdminSchemasMatchResponses compares the members the description promises with
 // what the administration routes answer, so the document cannot drift from the handlers.
 func TestOpenAPIAdminSchemasMatchResponses(t *testing.T) {
+	t.Parallel()
 	e := newAdminEnv(t)
 	doc := openAPIOf(t, e.testEnv)
 	props := func(name string) []string {

@@ -998,6 +998,7 @@ func TestParseStoreChangeIgnoresMalformedPayloads(t *testing.T) {
 }
 
 func TestPostgresJoinCompanySetsAcceptedAtToNow(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s, co, u := postgresWithUser(t, "accept@example.com")
 	inv, err := s.CreateInvitation(ctx, Invitation{CompanyID: co.ID, Email: u.Email, ExpiresAt: time.Now().Add(time.Hour)})
@@ -1041,6 +1042,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE UNIQUE INDEX IF NOT EXISTS users_email_lower_key ON users (lower(email));`
 
 func TestCheckSchemaRefusesUnmigratedDatabase(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	migrated := func(t testing.TB) string { return testDatabaseURL(t) }
 	cases := []struct {
@@ -1095,6 +1097,7 @@ func TestCheckSchemaDatabaseDownIsNotAnUnmigratedSchema(t *testing.T) {
 }
 
 func TestMigrateUpgradesPreviousGatewayDatabaseKeepingItsData(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := emptyTestDatabaseURL(t)
 	psql := sqlConn(t, dbURL)
@@ -1140,6 +1143,7 @@ const (
 )
 
 func TestPreviousGatewaySQLRunsOnMigratedDatabase(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
 	old := openPostgresAt(t, dbURL, testDBTimeout).pool

@@ -318,6 +318,7 @@ func TestUserWithoutCompanyLandsInInvitedThenDomainThenDefaultCompany(t *testing
 }
 
 func TestMovedUsersOldTokenIsStaleOnProxiedRoutes(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil)
 	oldCo, newCo := e.createCompany("Old"), e.createCompany("New")
 	u := e.createUser("mover@example.com", "pw-pw-pw-pw", oldCo, bcrypt.MinCost)
@@ -358,6 +359,7 @@ func TestTokenNamingACompanyNeverTheUsersIsStale(t *testing.T) {
 }
 
 func TestInactiveCompanyRefusedEverywhere(t *testing.T) {
+	t.Parallel()
 	e := tenancyEnv(t, nil)
 	co := e.createCompany("Closing")
 	u := e.createUser("closing@example.com", "right-password", co, bcrypt.MinCost)
@@ -802,6 +804,7 @@ func TestUnmigratedDatabaseRefusesToStart(t *testing.T) {
 }
 
 func TestPreviousGatewayTokensWorkWhileUserUnchanged(t *testing.T) {
+	t.Parallel()
 	secret, vectors := readPythonJoseVectors(t)
 	var token string
 	for _, v := range vectors {
