@@ -536,40 +536,47 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			delete(h, k)
 		}
 	}
+	// One array holds every value set below: one allocation instead of one per header. Keys
+	// are written canonical, as Header.Set would write them.
+	vals := make([]string, 0, 8)
+	set := func(key, value string) {
+		vals = append(vals, value)
+		h[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	// Only values from the verified token; the auth route gets none.
 	if id, ok := identityFrom(in.Context()); ok {
 		if id.UserID != "" {
-			h.Set("X-User-Id", id.UserID)
+			set("X-User-Id", id.UserID)
 		}
 		if id.CompanyID != "" {
-			h.Set("X-Company-Id", id.CompanyID)
+			set("X-Company-Id", id.CompanyID)
 		}
 		if id.Email != "" {
-			h.Set("X-User-Email", id.Email)
+			set("X-User-Email", id.Email)
 		}
 	}
 	if info.ID != "" {
-		h.Set(hdrRequestID, info.ID)
+		set(hdrRequestID, info.ID)
 	}
 	if info.TraceParent != "" {
 		// The client's tracestate belongs to its trace; with its traceparent replaced it must go.
 		if !info.KeepTraceState {
 			delete(h, "Tracestate")
 		}
-		h.Set(hdrTraceParent, info.TraceParent)
+		set(hdrTraceParent, info.TraceParent)
 	}
 
 	trusted := info.PeerTrusted
 	if peer, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		// Only a trusted proxy's chain is kept; anyone else's is an unchecked claim.
 		if prior := in.Header.Values("X-Forwarded-For"); trusted && len(prior) > 0 {
-			h.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
+			set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
 		} else {
-			h.Set("X-Forwarded-For", peer)
+			set("X-Forwarded-For", peer)
 		}
 	}
 	if in.Host != "" {
-		h.Set("X-Forwarded-Host", in.Host)
+		set("X-Forwarded-Host", in.Host)
 	}
 	proto := "http"
 	if in.TLS != nil {
@@ -584,7 +591,7 @@ func setUpstreamHeaders(h http.Header, in *http.Request, info *requestInfo) {
 			proto = "http"
 		}
 	}
-	h.Set("X-Forwarded-Proto", proto)
+	set("X-Forwarded-Proto", proto)
 }
 
 // modifyResponse records the upstream status; everything else passes through unchanged.
