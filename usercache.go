@@ -93,7 +93,7 @@ func (c *userCache) get(ctx context.Context, userID string) (userState, error) {
 	sp := startSpan(ctx, "user lookup", spanKindInternal)
 	defer sp.finish()
 
-	l := c.load(userID)
+	l := c.load(userID, now)
 	var slow <-chan time.Time
 	if stale {
 		t := time.NewTimer(staleRefreshWait)
@@ -114,13 +114,19 @@ func (c *userCache) get(ctx context.Context, userID string) (userState, error) {
 }
 
 // load starts the lookup of userID, or joins the one already running.
-func (c *userCache) load(userID string) *userLoad {
+func (c *userCache) load(userID string, now time.Time) *userLoad {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l, ok := c.loading[userID]; ok {
 		return l
 	}
 	l := &userLoad{done: make(chan struct{})}
+	// A lookup that finished since the caller's miss already answered: no second query.
+	if e, ok := c.entries[userID]; ok && now.Sub(e.fetched) < c.ttl {
+		l.state = e.state
+		close(l.done)
+		return l
+	}
 	c.loading[userID] = l
 	// Detached: a waiter that gives up must not cancel the lookup others wait on; the store's
 	// deadline bounds it.
