@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -188,11 +187,6 @@ func startGateway(t testing.TB, opts ...envOption) *testEnv {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gw := newGateway(cfg, log, s.store, newMetrics())
-	// Each pool raises GOMAXPROCS by its workers while it lives, and newGateway sizes its pool
-	// from GOMAXPROCS: with many test gateways alive at once the two would compound. One
-	// worker per CPU, as a single production gateway gets.
-	gw.hashes.close()
-	gw.hashes = newHashPool(runtime.NumCPU(), cfg.BcryptQueueWait)
 	for _, f := range s.tweaks {
 		f(gw)
 	}

@@ -61,17 +61,25 @@ type hashPolicy struct {
 
 var defaultHashPolicy = hashPolicy{niceDelta: hashNiceDelta, ownProcs: true}
 
-// procsMu serialises GOMAXPROCS read-modify-write between pools.
-var procsMu sync.Mutex
+// poolProcs is what live pools added to GOMAXPROCS; procsMu guards it and GOMAXPROCS's
+// read-modify-write.
+var (
+	procsMu   sync.Mutex
+	poolProcs int
+)
 
-// newHashPool starts workers workers (NumCPU when <= 0); callers wait at most queueWait.
+// newHashPool starts workers workers; callers wait at most queueWait. With workers <= 0 it
+// starts one per processor the program has without the pools' additions, so pools alive at
+// once do not size themselves from each other.
 func newHashPool(workers int, queueWait time.Duration) *hashPool {
 	return newHashPoolWith(workers, queueWait, defaultHashPolicy)
 }
 
 func newHashPoolWith(workers int, queueWait time.Duration, policy hashPolicy) *hashPool {
 	if workers <= 0 {
-		workers = runtime.NumCPU()
+		procsMu.Lock()
+		workers = max(runtime.GOMAXPROCS(0)-poolProcs, 1)
+		procsMu.Unlock()
 	}
 	p := &hashPool{
 		cost:      hashCost,
@@ -97,6 +105,7 @@ func newHashPoolWith(workers int, queueWait time.Duration, policy hashPolicy) *h
 
 func addProcs(delta int) {
 	procsMu.Lock()
+	poolProcs += delta
 	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0)+delta, 1))
 	procsMu.Unlock()
 }

@@ -284,6 +284,17 @@ func TestHashWritesPasslibStyleCost12(t *testing.T) {
 	}
 }
 
+// A pool sized by default takes one worker per processor the program has, not counting what
+// other live pools added to GOMAXPROCS: gateways alive at once would otherwise compound.
+func TestPoolsAliveTogetherDoNotSizeEachOther(t *testing.T) {
+	first := newTestHashPool(t, 0, time.Second)
+	second := newTestHashPool(t, 0, time.Second)
+	if first.procs != second.procs || first.procs != runtime.GOMAXPROCS(0)-first.procs-second.procs {
+		t.Fatalf("pools of %d and %d workers with GOMAXPROCS %d; want equal pools, one worker per processor",
+			first.procs, second.procs, runtime.GOMAXPROCS(0))
+	}
+}
+
 // holdWorkers occupies every worker of p until release is closed.
 func holdWorkers(t *testing.T, p *hashPool, n int) (release func()) {
 	t.Helper()

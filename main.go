@@ -283,7 +283,7 @@ func newGateway(cfg *Config, log *slog.Logger, store Store, m *metrics) *gateway
 		store:        store,
 		metrics:      m,
 		users:        newUserCache(store, cfg.UserCacheTTL, cfg.UserStaleIfError, userCacheMaxEntries, m),
-		hashes:       newHashPool(runtime.GOMAXPROCS(0), cfg.BcryptQueueWait),
+		hashes:       newHashPool(0, cfg.BcryptQueueWait),
 		tokens:       newTokenVerifier(cfg.JWTSecret),
 		loginByIP:    newLimiter(cfg.LoginIPPerMinute/60, cfg.LoginIPBurst, limiterMaxKeys),
 		loginByEmail: newLimiter(cfg.LoginEmailPerMinute/60, cfg.LoginEmailBurst, limiterMaxKeys),
