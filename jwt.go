@@ -561,16 +561,25 @@ func scanJSONArray(b []byte, i, depth int) (next int, ok bool) {
 		if !ok {
 			return 0, false
 		}
-		i = skipJSONSpace(b, after)
-		if i < len(b) && b[i] == ',' {
-			i = skipJSONSpace(b, i+1)
-			continue
+		var more bool
+		i, more, ok = afterArrayItem(b, after)
+		if !ok || !more {
+			return i, ok
 		}
-		if i < len(b) && b[i] == ']' {
-			return i + 1, true
-		}
-		return 0, false
 	}
+}
+
+// afterArrayItem reads what follows an array element at b[i]: a comma (more is true, next is
+// the following element) or the closing bracket (next is just past it).
+func afterArrayItem(b []byte, i int) (next int, more, ok bool) {
+	i = skipJSONSpace(b, i)
+	switch {
+	case i < len(b) && b[i] == ',':
+		return skipJSONSpace(b, i+1), true, true
+	case i < len(b) && b[i] == ']':
+		return i + 1, false, true
+	}
+	return 0, false, false
 }
 
 // scanJSONStringArray decodes in place the strings of the array member m (at most maxTokenRoles).
@@ -591,15 +600,14 @@ func scanJSONStringArray(b []byte, m *jsonMember, out *[maxTokenRoles]span) (int
 			return 0, false
 		}
 		out[n] = span{i + 1, end}
-		i = skipJSONSpace(b, after)
-		if i < len(b) && b[i] == ',' {
-			i = skipJSONSpace(b, i+1)
-			continue
+		var more bool
+		i, more, ok = afterArrayItem(b, after)
+		if !ok {
+			return 0, false
 		}
-		if i < len(b) && b[i] == ']' {
+		if !more {
 			return n + 1, true
 		}
-		return 0, false
 	}
 	return 0, false
 }
