@@ -57,17 +57,6 @@ func mustSucceed(t *testing.T, env map[string]string, stdin string, args ...stri
 	return strings.TrimSpace(r.stdout)
 }
 
-// openCLITestStore is a store on dbURL for checking what a command did, closed at the end.
-func openCLITestStore(t *testing.T, dbURL string) *pgStore {
-	t.Helper()
-	s, err := openPostgres(context.Background(), dbURL, testDBTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
 func storedUser(t *testing.T, dbURL, email string) User {
 	t.Helper()
 	store, err := openPostgres(context.Background(), dbURL, testDBTimeout)
@@ -185,7 +174,7 @@ func TestCLICreatesCompanyAndUserWhoCanLogIn(t *testing.T) {
 	// The login below proves the hash verifies the password.
 	checkCost12Prefix(t, u.HashedPassword)
 
-	e := newTestEnvWithStore(t, nil, openCLITestStore(t, dbURL), dbURL)
+	e := newTestEnvWithStore(t, nil, openPostgresAt(t, dbURL, testDBTimeout), dbURL)
 	resp := e.login("ana@example.com", password)
 	mustStatus(t, resp, 200)
 	body := resp.json(t)
@@ -277,7 +266,7 @@ func TestCLIDeactivateRefusesLoginAndActivateRestores(t *testing.T) {
 func TestCLIUsageErrors(t *testing.T) {
 	t.Parallel()
 	dbURL := testDatabaseURL(t)
-	store := openCLITestStore(t, dbURL)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	hash, _ := bcrypt.GenerateFromPassword([]byte("existing-password"), bcrypt.MinCost)
 	if _, err := store.CreateUser(context.Background(), NewUser{Email: "taken@example.com", HashedPassword: string(hash)}); err != nil {
 		t.Fatal(err)
@@ -498,7 +487,7 @@ func TestCLICompanyDeactivateRefusesItsUsersAndActivateRestores(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
-	store := openCLITestStore(t, dbURL)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	companyID := mustSucceed(t, env, "", "company", "create", "-name", "Acme")
 	if _, err := store.CreateUser(ctx, NewUser{Email: "member@example.com", HashedPassword: "x", CompanyID: companyID}); err != nil {
 		t.Fatal(err)
@@ -523,7 +512,7 @@ func TestCLIInviteCreateListRevoke(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
-	store := openCLITestStore(t, dbURL)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	companyID := mustSucceed(t, env, "", "company", "create", "-name", "Acme")
 
 	start := time.Now()
@@ -573,7 +562,7 @@ func TestCLIDomainAddRemove(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
-	store := openCLITestStore(t, dbURL)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	acme := mustSucceed(t, env, "", "company", "create", "-name", "Acme")
 	other := mustSucceed(t, env, "", "company", "create", "-name", "Other")
 
@@ -608,7 +597,7 @@ func TestCLIUserRevokeSessionsRevokesTokens(t *testing.T) {
 	t.Parallel()
 	dbURL := testDatabaseURL(t)
 	env := postgresEnv(t, dbURL)
-	store := openCLITestStore(t, dbURL)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	if _, err := store.CreateUser(context.Background(), NewUser{Email: "leaky@example.com", HashedPassword: "x"}); err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +613,7 @@ func TestCLIUserRevokeSessionsRevokesTokens(t *testing.T) {
 func TestCLITenancyCommandsRefuseBadUsageAndMissingRows(t *testing.T) {
 	t.Parallel()
 	dbURL := testDatabaseURL(t)
-	store := openCLITestStore(t, dbURL)
+	store := openPostgresAt(t, dbURL, testDBTimeout)
 	ctx := context.Background()
 	co, err := store.CreateCompany(ctx, "Acme")
 	if err != nil {

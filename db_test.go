@@ -96,12 +96,7 @@ func execOnServer(ctx context.Context, connString, sql string) error {
 // openTestPostgres returns a store on a fresh database, closed when the test ends.
 func openTestPostgres(t testing.TB) *pgStore {
 	t.Helper()
-	s, err := openPostgres(context.Background(), testDatabaseURL(t), testDBTimeout)
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return openPostgresAt(t, testDatabaseURL(t), testDBTimeout)
 }
 
 // postgresWithUser is a fresh store holding the company Acme and a user of no company.

@@ -170,12 +170,7 @@ func startGateway(t testing.TB, opts ...envOption) *testEnv {
 	}
 	if s.store == nil {
 		s.dbURL = testDatabaseURL(t)
-		store, err := openPostgres(context.Background(), s.dbURL, testDBTimeout)
-		if err != nil {
-			t.Fatalf("open store: %v", err)
-		}
-		t.Cleanup(store.Close)
-		s.store = store
+		s.store = openPostgresAt(t, s.dbURL, testDBTimeout)
 	}
 	cfg := s.cfg
 	if cfg == nil {

@@ -778,7 +778,7 @@ func mustExec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
 }
 
 // openPostgresAt opens a store on dbURL, closed when the test ends.
-func openPostgresAt(t *testing.T, dbURL string, timeout time.Duration) *pgStore {
+func openPostgresAt(t testing.TB, dbURL string, timeout time.Duration) *pgStore {
 	t.Helper()
 	s, err := openPostgres(context.Background(), dbURL, timeout)
 	if err != nil {
