@@ -103,14 +103,15 @@ func (g *upstreamGate) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	res, err := g.Transport.RoundTrip(req)
 	if err != nil {
-		release(slots, company)
+		releaseSlot(slots, company)
 		return nil, err
 	}
 	res.Body = &gatedBody{ReadCloser: res.Body, slots: slots, company: company}
 	return res, nil
 }
 
-func release(slots chan struct{}, company *atomic.Int32) {
+// releaseSlot gives back an upstream connection slot and, when counted, the company's share of it.
+func releaseSlot(slots chan struct{}, company *atomic.Int32) {
 	<-slots
 	if company != nil {
 		company.Add(-1)
@@ -159,7 +160,7 @@ type gatedBody struct {
 func (b *gatedBody) Close() error {
 	err := b.ReadCloser.Close()
 	if b.closed.CompareAndSwap(false, true) {
-		release(b.slots, b.company)
+		releaseSlot(b.slots, b.company)
 	}
 	return err
 }
